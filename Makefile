@@ -1,0 +1,39 @@
+# Two commands matter: `make run` starts a server with embedded defaults,
+# `make test` installs what the tests need and runs the whole suite.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8080
+DATA_DIR ?= ./var
+
+.PHONY: run test deps system-deps lint bench clean
+
+$(BIN)/townhall: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+deps: $(BIN)/townhall
+
+# Debian packages the tests drive for real: Chromium for the browser tests,
+# ffmpeg as an independent HLS client, Redis and nginx for the scale-out tests.
+system-deps:
+	@scripts/install-system-deps
+
+run: deps
+	$(BIN)/townhall serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+
+test: deps system-deps
+	$(BIN)/ruff check src tests bench
+	scripts/isolated $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: deps
+	$(BIN)/ruff check src tests bench
+
+bench: deps system-deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

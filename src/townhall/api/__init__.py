@@ -1,0 +1,1 @@
+"""HTTP routes and their request/response shapes; transports at the edge."""

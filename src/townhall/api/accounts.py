@@ -1,0 +1,74 @@
+"""Sign up, tokens for scripts, sessions for browsers."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from townhall.api.auth import SESSION_COOKIE, presented_token, require_user
+from townhall.api.bodies import read_json
+from townhall.service.accounts import Accounts, TokenKind
+
+
+def _accounts(request: Request) -> Accounts:
+    return request.app.state.accounts
+
+
+def _limit(request: Request) -> int:
+    return request.app.state.settings.http.max_body_bytes
+
+
+async def sign_up(request: Request) -> Response:
+    body = await read_json(request, _limit(request))
+    user = await _accounts(request).sign_up(body.get("username"), body.get("password"))
+    return JSONResponse(user.to_json(), status_code=201)
+
+
+async def create_token(request: Request) -> Response:
+    body = await read_json(request, _limit(request))
+    accounts = _accounts(request)
+    user = await accounts.check_credentials(body.get("username"), body.get("password"))
+    token = await accounts.issue_token(user, TokenKind.API)
+    return JSONResponse({"token": token}, status_code=201)
+
+
+async def sign_in(request: Request) -> Response:
+    body = await read_json(request, _limit(request))
+    accounts = _accounts(request)
+    user = await accounts.check_credentials(body.get("username"), body.get("password"))
+    token = await accounts.issue_token(user, TokenKind.SESSION)
+    response = JSONResponse({"user": user.to_json()}, status_code=201)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=request.app.state.settings.session_ttl_days * 86_400,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+async def sign_out(request: Request) -> Response:
+    token, _ = presented_token(request)
+    if token:
+        await _accounts(request).revoke(token)
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+async def me(request: Request) -> Response:
+    user = await require_user(request)
+    return JSONResponse(user.to_json())
+
+
+routes = [
+    Route("/api/users", sign_up, methods=["POST"]),
+    Route("/api/tokens", create_token, methods=["POST"]),
+    Route("/api/sessions", sign_in, methods=["POST"]),
+    Route("/api/sessions", sign_out, methods=["DELETE"]),
+    Route("/api/me", me, methods=["GET"]),
+]

@@ -1,0 +1,117 @@
+"""The listener path: join, HLS and the recording.
+
+None of these routes reads the database: the space record, the snapshot and
+the media all live in memory, and tickets are checked by HMAC alone.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from townhall.admission.tickets import issue_ticket
+from townhall.api.auth import optional_user
+from townhall.domain.errors import Forbidden, NotFound
+from townhall.service.spaces import Spaces
+
+HLS_PLAYLIST_CACHE = "public, max-age=1"
+HLS_IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
+SEGMENT_NAME = re.compile(r"^(\d{1,12})\.m4s$")
+
+
+def _spaces(request: Request) -> Spaces:
+    return request.app.state.spaces
+
+
+async def join(request: Request) -> Response:
+    space_id = request.path_params["space_id"]
+    spaces = _spaces(request)
+    space = await spaces.record(space_id)
+    space.require_live("join")
+    user = await optional_user(request)
+    if user is not None and await spaces.is_removed(space_id, user.id):
+        raise Forbidden("you were removed from this space", code="removed")
+    listener_id = user.id if user else "anon-" + secrets.token_urlsafe(9)
+    settings = request.app.state.settings
+    ticket = issue_ticket(
+        request.app.state.signer, space_id, listener_id, time.time(), settings.ticket_ttl_s
+    )
+    base = settings.public_url.rstrip("/")
+    return JSONResponse(
+        {
+            "ticket": ticket.token,
+            "live_url": f"{base}/live/{space_id}.aac?ticket={quote(ticket.token)}",
+            "hls_url": f"{base}/hls/{space_id}/index.m3u8",
+            "expires_at": ticket.expires_at,
+        },
+        headers={"cache-control": "no-store"},
+    )
+
+
+def _room_hls(request: Request):  # type: ignore[no-untyped-def]
+    room = _spaces(request).rooms.get(request.path_params["space_id"])
+    if room is None:
+        raise NotFound("this space is not live on this server", code="not_live")
+    return room.program.hls
+
+
+async def hls_playlist(request: Request) -> Response:
+    playlist = _room_hls(request).playlist()
+    return Response(
+        playlist,
+        media_type="application/vnd.apple.mpegurl",
+        headers={"cache-control": HLS_PLAYLIST_CACHE},
+    )
+
+
+async def hls_file(request: Request) -> Response:
+    hls = _room_hls(request)
+    name = request.path_params["name"]
+    if name == "init.mp4":
+        body = hls.init_segment()
+    else:
+        match = SEGMENT_NAME.match(name)
+        if match is None:
+            raise NotFound(f"no HLS file named {name!r}", code="not_found")
+        body = hls.segment(int(match.group(1)))
+    if body is None:
+        return JSONResponse(
+            {"error": {"code": "not_found", "message": f"{name} is not available (yet)"}},
+            status_code=404,
+            headers={"cache-control": "public, max-age=1"},
+        )
+    return Response(
+        body,
+        media_type="video/mp4" if name == "init.mp4" else "audio/mp4",
+        headers={"cache-control": HLS_IMMUTABLE_CACHE},
+    )
+
+
+async def recording(request: Request) -> Response:
+    spaces = _spaces(request)
+    space_id = request.path_params["space_id"]
+    path = await spaces.recording_path(space_id)
+    space = await spaces.record(space_id)
+    safe_title = re.sub(r"[^A-Za-z0-9 _-]+", "", space.title).strip() or space_id
+    disposition = "attachment" if request.query_params.get("download") else "inline"
+    return FileResponse(
+        path,
+        media_type="audio/mp4",
+        filename=f"{safe_title}.m4a",
+        content_disposition_type=disposition,
+        headers={"cache-control": "public, max-age=3600"},
+    )
+
+
+routes = [
+    Route("/api/spaces/{space_id}/join", join, methods=["POST"]),
+    Route("/api/spaces/{space_id}/recording", recording, methods=["GET", "HEAD"]),
+    Route("/hls/{space_id}/index.m3u8", hls_playlist, methods=["GET", "HEAD"]),
+    Route("/hls/{space_id}/{name}", hls_file, methods=["GET", "HEAD"]),
+]

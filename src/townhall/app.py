@@ -1,0 +1,99 @@
+"""Composition: every backend is chosen here, once, and handed to the routes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from townhall.admission.signing import Signer
+from townhall.api import accounts, listening, spaces
+from townhall.api.errors import EXCEPTION_HANDLERS
+from townhall.api.live import LiveStream
+from townhall.config import Settings
+from townhall.service.accounts import Accounts
+from townhall.service.ids import new_id
+from townhall.service.spaces import Spaces
+from townhall.stage.ice import use_host_addresses
+from townhall.state.base import State
+from townhall.state.memory import MemoryState
+from townhall.store.sqlite import SqliteStore
+from townhall.web import pages
+
+log = logging.getLogger(__name__)
+
+SECRET_FILE = "secret.key"
+
+
+def load_secret(settings: Settings) -> bytes:
+    """The ticket key: configured, or generated once and kept beside the data."""
+    if settings.secret:
+        return settings.secret.encode()
+    path = settings.data_dir / SECRET_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip().encode()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: SqliteStore
+    state: State
+    accounts: Accounts
+    spaces: Spaces
+    signer: Signer
+
+
+async def open_services(settings: Settings, state: State | None = None) -> Services:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    use_host_addresses(settings.stage.ice_host_addresses)
+    store = await SqliteStore(settings.database_path).open()
+    state = state or MemoryState()
+    node_id = new_id()
+    spaces_service = Spaces(store, state, settings, node_id)
+    await spaces_service.start()
+    return Services(
+        settings=settings,
+        store=store,
+        state=state,
+        accounts=Accounts(store, settings),
+        spaces=spaces_service,
+        signer=Signer(load_secret(settings)),
+    )
+
+
+async def close_services(services: Services) -> None:
+    await services.spaces.stop()
+    await services.state.close()
+    await services.store.close()
+
+
+def create_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services = await open_services(settings)
+        for name in ("settings", "store", "state", "accounts", "spaces", "signer"):
+            setattr(app.state, name, getattr(services, name))
+        try:
+            yield
+        finally:
+            await close_services(services)
+
+    routes = [
+        *accounts.routes,
+        *spaces.routes,
+        *listening.routes,
+        Route("/live/{space_id}.aac", LiveStream(), methods=["GET", "HEAD"]),
+        *pages.routes,
+    ]
+    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+
+

@@ -1,0 +1,88 @@
+"""A space's public details as one pre-serialized JSON document.
+
+Everything a listener's page shows is rendered once per change (at most once
+per tick for counts) and then served from memory to every listener with an
+ETag: a flash crowd costs a dictionary lookup and a socket write per request,
+never a database query or a JSON encode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from townhall.domain.spaces import Space, iso
+from townhall.domain.stage import Role, Stage
+
+ROLE_ORDER = {Role.HOST: 0, Role.COHOST: 1, Role.SPEAKER: 2}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    body: bytes
+    etag: str
+    data: dict[str, Any]
+
+
+def snapshot_data(
+    space: Space,
+    stage: Stage | None,
+    *,
+    listeners: int,
+    reactions: dict[str, int],
+    speaking: Iterable[str] = (),
+    connected: Iterable[str] = (),
+    recording_url: str | None = None,
+) -> dict[str, Any]:
+    speaking, connected = set(speaking), set(connected)
+    seats = stage.seats.items() if stage else []
+    names = stage.names if stage else {}
+    on_stage = sorted(seats, key=lambda item: (ROLE_ORDER[item[1].role], names.get(item[0], "")))
+    stage_json = [
+        {
+            "user": {
+                "id": uid,
+                "username": space.host.username if uid == space.host.id else names.get(uid, ""),
+            },
+            "role": seat.role.value,
+            "muted": seat.muted,
+            "speaking": uid in speaking and not seat.muted,
+            "connected": uid in connected,
+        }
+        for uid, seat in on_stage
+    ]
+    if not stage_json:
+        stage_json = [
+            {
+                "user": space.host.to_json(),
+                "role": Role.HOST.value,
+                "muted": False,
+                "speaking": False,
+                "connected": False,
+            }
+        ]
+    return {
+        "id": space.id,
+        "title": space.title,
+        "state": space.state.value,
+        "host": space.host.to_json(),
+        "stage": stage_json,
+        "listeners": listeners,
+        "reactions": reactions,
+        "scheduled_for": iso(space.scheduled_for),
+        "started_at": iso(space.started_at),
+        "ended_at": iso(space.ended_at),
+        "record": space.record,
+        "speak_policy": (stage.speak_policy if stage else space.speak_policy).value,
+        "recording_url": recording_url,
+        "page_url": f"/s/{space.id}",
+    }
+
+
+def render(data: dict[str, Any]) -> Snapshot:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    return Snapshot(body=body, etag=etag, data=data)

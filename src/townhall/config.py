@@ -1,0 +1,113 @@
+"""One typed settings tree with named defaults, read once at start-up.
+
+Every limit lives here with the reason for its default; "0 disables" is said
+where it applies. Environment variables (TOWNHALL_*) override defaults and
+command-line flags override both.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    max_body_bytes: int = 64 * 1024
+    """JSON bodies are small; an SDP offer is the largest (~10 KB)."""
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    bitrate: int = 48_000
+    """AAC program bitrate: speech at 48 kbps is clear and cheap to fan out."""
+    live_chunk_ms: int = 100
+    """How much encoded audio the live stream batches per write (latency vs syscalls)."""
+    live_burst_ms: int = 1_000
+    """Audio sent at once to a new live listener so playback starts immediately."""
+    live_max_lag_ms: int = 8_000
+    """A live listener whose unsent backlog exceeds this is cut (and counted), never buffered."""
+    fragment_ms: int = 500
+    """CMAF fragment length: the unit of HLS parts and of crash loss in recordings."""
+    segment_ms: int = 1_000
+    """HLS segment target (the issue caps it at 2 s); a whole number of fragments."""
+    hls_window_segments: int = 12
+    """Segments listed in the live playlist and kept in memory."""
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    ice_host_addresses: tuple[str, ...] = ()
+    """Addresses the server offers as ICE host candidates; empty means every
+    non-loopback interface (aioice's own choice). Tests set ("127.0.0.1",)."""
+    speaking_threshold_dbfs: float = -45.0
+    """Level above which a speaker counts as speaking for the indicator."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("./var")
+    public_url: str = ""
+    """Base URL for links handed to clients; empty means relative links."""
+    secret: str = ""
+    """HMAC key for tickets; empty means generate one and keep it in data_dir."""
+    max_schedule_days: int = 14
+    snapshot_tick_s: float = 1.0
+    """A space's snapshot is rebuilt at most this often for count changes."""
+    ticket_ttl_s: int = 300
+    token_ttl_days: int = 90
+    session_ttl_days: int = 30
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65_536
+    http: HttpLimits = field(default_factory=HttpLimits)
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    stage: StageSettings = field(default_factory=StageSettings)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "townhall.sqlite3"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _coerce(value: str, like: Any) -> Any:
+    if isinstance(like, bool):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(like, int):
+        return int(value)
+    if isinstance(like, float):
+        return float(value)
+    if isinstance(like, Path):
+        return Path(value)
+    if isinstance(like, tuple):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+def _from_env(obj: Any, prefix: str, env: dict[str, str]) -> Any:
+    changes: dict[str, Any] = {}
+    for f in fields(obj):
+        current = getattr(obj, f.name)
+        key = f"{prefix}{f.name.upper()}"
+        if hasattr(current, "__dataclass_fields__"):
+            changes[f.name] = _from_env(current, f"{key}_", env)
+        elif key in env:
+            changes[f.name] = _coerce(env[key], current)
+    return replace(obj, **changes)
+
+
+def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Defaults, then TOWNHALL_* variables (TOWNHALL_AUDIO_BITRATE=...), then overrides."""
+    settings = _from_env(Settings(), "TOWNHALL_", dict(os.environ if env is None else env))
+    return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

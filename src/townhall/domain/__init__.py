@@ -1,0 +1,1 @@
+"""Spaces, roles and the rules between them: pure logic, no I/O."""

@@ -1,0 +1,47 @@
+"""Domain errors carry a stable code and a human message.
+
+The HTTP layer maps each kind to one status; the domain never knows about HTTP,
+but it does know *why* something is refused, and says so.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every refusal the domain can explain to the caller."""
+
+    code = "invalid"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class Invalid(DomainError):
+    """The request is well formed but a value is not acceptable."""
+
+    code = "invalid"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Unauthorized(DomainError):
+    """The caller must sign in (or sent bad credentials)."""
+
+    code = "unauthorized"
+
+
+class Forbidden(DomainError):
+    """The caller is known but may not do this."""
+
+    code = "forbidden"
+
+
+class Conflict(DomainError):
+    """The action clashes with the current state (taken name, full stage, ended space)."""
+
+    code = "conflict"

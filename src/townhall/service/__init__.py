@@ -1,0 +1,1 @@
+"""Application services: the domain rules applied to the store, the state and the media."""

@@ -1,0 +1,110 @@
+"""The media side of every live space on this node: stage in, program out.
+
+A LiveRoom couples one StageRoom (speakers, mixer) to one ProgramOutput
+(encoder, live fan-out, HLS, recording). The control plane tells it who is
+muted and who is gone; it tells the control plane when its listener count or
+its speaking set changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from townhall.audience.program import ProgramOutput
+from townhall.audience.recorder import finalize_recording
+from townhall.config import Settings
+from townhall.domain.stage import Stage
+from townhall.stage.room import StageRoom
+
+log = logging.getLogger(__name__)
+
+
+def partial_recording_path(directory: Path, space_id: str) -> Path:
+    return directory / f"{space_id}.part.mp4"
+
+
+def final_recording_path(directory: Path, space_id: str) -> Path:
+    return directory / f"{space_id}.m4a"
+
+
+@dataclass
+class LiveRoom:
+    space_id: str
+    stage: StageRoom
+    program: ProgramOutput
+    recording: Path | None
+    removed: set[str] = field(default_factory=set)
+    """Listener ids refused on this room's stream, mirrored from the stage."""
+
+
+class LiveRooms:
+    def __init__(self, settings: Settings, on_change: Callable[[str], None]) -> None:
+        self._settings = settings
+        self._on_change = on_change
+        self._rooms: dict[str, LiveRoom] = {}
+
+    def get(self, space_id: str) -> LiveRoom | None:
+        return self._rooms.get(space_id)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(list(self._rooms.values()))
+
+    async def open(self, space_id: str, record: bool) -> LiveRoom:
+        if space_id in self._rooms:
+            return self._rooms[space_id]
+        recording = None
+        if record:
+            self._settings.recordings_dir.mkdir(parents=True, exist_ok=True)
+            recording = partial_recording_path(self._settings.recordings_dir, space_id)
+        program = ProgramOutput(self._settings.audio, recording_path=recording)
+        program.live.on_count_change = lambda _count: self._on_change(space_id)
+        stage = StageRoom(
+            space_id,
+            self._settings.stage,
+            program.push,
+            on_change=lambda: self._on_change(space_id),
+        )
+        room = LiveRoom(space_id, stage, program, recording)
+        self._rooms[space_id] = room
+        await stage.start()
+        return room
+
+    async def close(self, space_id: str) -> float | None:
+        """Stops the room; returns the recording's length in seconds, if one was made."""
+        room = self._rooms.pop(space_id, None)
+        if room is None:
+            return None
+        await room.stage.stop()
+        room.program.close()
+        if room.recording is None or not room.recording.exists():
+            return None
+        final = final_recording_path(self._settings.recordings_dir, space_id)
+        try:
+            seconds = await asyncio.to_thread(finalize_recording, room.recording, final)
+        except Exception:  # a broken recording must not stop the space from ending
+            log.exception("could not finalize the recording of %s", space_id)
+            return None
+        room.recording.unlink(missing_ok=True)
+        return seconds
+
+    async def close_all(self) -> None:
+        for room in list(self._rooms.values()):
+            await self.close(room.space_id)
+
+    async def apply_stage(self, space_id: str, stage: Stage) -> None:
+        """Mirror the control plane's decisions into the media: mutes, exits, removals."""
+        room = self._rooms.get(space_id)
+        if room is None:
+            return
+        for user_id in room.stage.connected:
+            if not stage.is_on_stage(user_id):
+                await room.stage.disconnect(user_id)
+        for user_id, seat in stage.seats.items():
+            room.stage.set_muted(user_id, seat.muted)
+        for user_id in stage.removed - room.removed:
+            room.program.live.cut(user_id)
+        room.removed = set(stage.removed)

@@ -1,0 +1,406 @@
+"""Spaces as the control plane sees them: create, go live, moderate, end.
+
+Each action loads what it needs, applies a pure domain rule, persists the
+result and tells the media and the snapshot about it. The listener-facing
+reads (`snapshot`, `record`) are served from memory: records are cached for
+as long as the process lives (a space's record only changes through here),
+unknown ids are remembered briefly so floods of made-up ids cost nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from townhall.audience.recorder import finalize_recording
+from townhall.audience.snapshot import Snapshot, render, snapshot_data
+from townhall.config import Settings
+from townhall.domain.errors import Conflict, Forbidden, Invalid, NotFound
+from townhall.domain.reactions import check_reaction
+from townhall.domain.spaces import (
+    Space,
+    SpaceState,
+    User,
+    check_schedule,
+    check_speak_policy,
+    check_title,
+)
+from townhall.domain.stage import Role, Stage
+from townhall.service.ids import looks_like_id, new_id
+from townhall.service.live import LiveRooms, final_recording_path, partial_recording_path
+from townhall.stage.room import InvalidOffer
+from townhall.state.base import State
+from townhall.store.base import Store
+
+log = logging.getLogger(__name__)
+
+MISSING_CACHE_SIZE = 50_000
+MISSING_TTL_S = 5.0
+LISTING_TTL_S = 1.0
+LISTING_LIMIT = 100
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Spaces:
+    def __init__(self, store: Store, state: State, settings: Settings, node_id: str) -> None:
+        self._store = store
+        self._state = state
+        self._settings = settings
+        self._node_id = node_id
+        self.rooms = LiveRooms(settings, self._mark_dirty)
+        self._records: dict[str, Space] = {}
+        self._missing: OrderedDict[str, float] = OrderedDict()
+        self._snapshots: dict[str, Snapshot] = {}
+        self._dirty: set[str] = set()
+        self._listing: tuple[float, bytes] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._end_spaces_left_live()
+        self._ticker = asyncio.create_task(self._tick_forever(), name="snapshot-ticker")
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        for room in self.rooms:
+            space = self._records.get(room.space_id)
+            seconds = await self.rooms.close(room.space_id)
+            if space is not None and seconds is not None:
+                await self._store.save_space(replace(space, recording_seconds=seconds))
+
+    async def _end_spaces_left_live(self) -> None:
+        """A space that was live when the process died has lost its audio pipeline:
+        end it as of now and keep whatever its recording caught."""
+        for space in await self._store.list_spaces([SpaceState.LIVE], limit=10_000):
+            seconds = None
+            partial = partial_recording_path(self._settings.recordings_dir, space.id)
+            if partial.exists():
+                final = final_recording_path(self._settings.recordings_dir, space.id)
+                try:
+                    seconds = await asyncio.to_thread(finalize_recording, partial, final)
+                    partial.unlink()
+                except Exception:
+                    log.exception("could not recover the recording of %s", space.id)
+            ended = replace(space.end(_now()), recording_seconds=seconds)
+            await self._store.save_space(ended)
+            log.warning("space %s was live when the server stopped; ended it", space.id)
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.snapshot_tick_s)
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("snapshot tick failed")
+
+    async def tick(self) -> None:
+        """Publish this node's listener counts and rebuild what changed."""
+        for room in self.rooms:
+            await self._state.report_listeners(
+                room.space_id, self._node_id, room.program.live.listener_count
+            )
+        dirty, self._dirty = self._dirty, set()
+        for space_id in dirty:
+            if space_id in self._records:
+                await self._rebuild(space_id)
+
+    def _mark_dirty(self, space_id: str) -> None:
+        self._dirty.add(space_id)
+
+    def _lock(self, space_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(space_id, asyncio.Lock())
+
+    # -- reads -------------------------------------------------------------------
+
+    async def record(self, space_id: str) -> Space:
+        space = self._records.get(space_id)
+        if space is not None:
+            return space
+        not_found = NotFound(f"there is no space with id {space_id!r}", code="space_not_found")
+        if not looks_like_id(space_id):
+            raise not_found
+        now = time.monotonic()
+        expiry = self._missing.get(space_id)
+        if expiry is not None and expiry > now:
+            raise not_found
+        found = await self._store.get_space(space_id)
+        if found is None:
+            self._missing[space_id] = now + MISSING_TTL_S
+            self._missing.move_to_end(space_id)
+            if len(self._missing) > MISSING_CACHE_SIZE:
+                self._missing.popitem(last=False)
+            raise not_found
+        self._missing.pop(space_id, None)
+        return self._records.setdefault(space_id, found)
+
+    async def snapshot(self, space_id: str) -> Snapshot:
+        cached = self._snapshots.get(space_id)
+        if cached is not None:
+            return cached
+        await self.record(space_id)
+        return await self._rebuild(space_id)
+
+    async def _rebuild(self, space_id: str) -> Snapshot:
+        space = self._records[space_id]
+        stage = await self._state.get_stage(space_id) if space.is_live else None
+        room = self.rooms.get(space_id)
+        recording_url = None
+        if space.state is SpaceState.ENDED and space.recording_seconds is not None:
+            recording_url = f"/api/spaces/{space_id}/recording"
+        data = snapshot_data(
+            space,
+            stage,
+            listeners=await self._state.listeners(space_id) if space.is_live else 0,
+            reactions=await self._state.reactions(space_id),
+            speaking=room.stage.speaking() if room else (),
+            connected=room.stage.connected if room else (),
+            recording_url=recording_url,
+        )
+        snapshot = render(data)
+        self._snapshots[space_id] = snapshot
+        return snapshot
+
+    async def listing(self) -> bytes:
+        """Live and upcoming spaces; one store query per second at most."""
+        now = time.monotonic()
+        if self._listing is not None and self._listing[0] > now:
+            return self._listing[1]
+        spaces = await self._store.list_spaces(
+            [SpaceState.LIVE, SpaceState.SCHEDULED], LISTING_LIMIT
+        )
+        result: dict[str, list[dict[str, Any]]] = {"live": [], "upcoming": []}
+        for space in spaces:
+            self._records.setdefault(space.id, space)
+            snapshot = await self.snapshot(space.id)
+            result["live" if space.is_live else "upcoming"].append(snapshot.data)
+        body = render(result).body  # type: ignore[arg-type]
+        self._listing = (now + LISTING_TTL_S, body)
+        return body
+
+    # -- lifecycle actions ---------------------------------------------------------
+
+    async def create(
+        self,
+        host: User,
+        title: object,
+        scheduled_for: object = None,
+        record: object = False,
+        speak_policy: object = None,
+    ) -> Snapshot:
+        now = _now()
+        if not isinstance(record, bool):
+            raise Invalid("record must be true or false", code="invalid_record")
+        space = Space(
+            id=new_id(),
+            title=check_title(title),
+            host=host,
+            state=SpaceState.SCHEDULED,
+            created_at=now,
+            scheduled_for=check_schedule(scheduled_for, now, self._settings.max_schedule_days),
+            record=record,
+            speak_policy=check_speak_policy(speak_policy),
+        )
+        await self._store.save_space(space)
+        self._records[space.id] = space
+        self._listing = None
+        return await self._rebuild(space.id)
+
+    async def _save(self, space: Space) -> None:
+        await self._store.save_space(space)
+        self._records[space.id] = space
+        self._listing = None
+
+    def _require_host(self, space: Space, actor: User, action: str) -> None:
+        if space.host.id != actor.id:
+            raise Forbidden(f"only the host can {action}")
+
+    async def go_live(self, actor: User, space_id: str) -> Snapshot:
+        async with self._lock(space_id):
+            space = await self.record(space_id)
+            self._require_host(space, actor, "start the space")
+            live = space.start(_now())
+            await self._state.put_stage(space_id, await self._fresh_stage(space))
+            await self.rooms.open(space_id, record=space.record)
+            await self._save(live)
+        return await self._rebuild(space_id)
+
+    async def end(self, actor: User, space_id: str) -> Snapshot:
+        async with self._lock(space_id):
+            space = await self.record(space_id)
+            self._require_host(space, actor, "end the space")
+            ended = space.end(_now())
+            await self._save(ended)
+            seconds = await self.rooms.close(space_id)
+            await self._state.forget(space_id)
+            if seconds is not None:
+                await self._save(replace(ended, recording_seconds=seconds))
+        return await self._rebuild(space_id)
+
+    # -- the stage ---------------------------------------------------------------
+
+    async def _live_stage(self, space_id: str, action: str) -> tuple[Space, Stage]:
+        space = await self.record(space_id)
+        space.require_live(action)
+        stage = await self._state.get_stage(space_id)
+        if stage is None:  # the shared state was lost (restart): rebuild the essentials
+            stage = await self._fresh_stage(space)
+            await self._state.put_stage(space_id, stage)
+        return space, stage
+
+    async def _fresh_stage(self, space: Space) -> Stage:
+        """Host alone on stage; removals are durable and carried over."""
+        stage = Stage(host_id=space.host.id, speak_policy=space.speak_policy)
+        stage.names[space.host.id] = space.host.username
+        stage.removed = await self._store.removals(space.id)
+        return stage
+
+    async def _change_stage(
+        self, space_id: str, action: str, change: Callable[[Stage], None]
+    ) -> Stage:
+        await self._live_stage(space_id, action)
+        stage = await self._state.update_stage(space_id, change)
+        await self.rooms.apply_stage(space_id, stage)
+        self._mark_dirty(space_id)
+        await self._rebuild(space_id)
+        return stage
+
+    async def _user(self, user_id: object) -> User:
+        if not isinstance(user_id, str) or not user_id:
+            raise Invalid("user_id must be a user's id (a string)", code="invalid_user_id")
+        user = await self._store.get_user(user_id)
+        if user is None:
+            raise NotFound(f"there is no user with id {user_id!r}", code="user_not_found")
+        return user
+
+    async def request_to_speak(self, actor: User, space_id: str) -> None:
+        def change(stage: Stage) -> None:
+            stage.request_to_speak(actor.id)
+            stage.names[actor.id] = actor.username
+
+        await self._change_stage(space_id, "request to speak", change)
+
+    async def drop_request(self, actor: User, space_id: str, target_id: str) -> None:
+        await self._change_stage(
+            space_id, "decline a request", lambda stage: stage.drop_request(actor.id, target_id)
+        )
+
+    async def invite(self, actor: User, space_id: str, target_id: object) -> None:
+        target = await self._user(target_id)
+
+        def change(stage: Stage) -> None:
+            stage.invite(actor.id, target.id)
+            stage.names[target.id] = target.username
+
+        await self._change_stage(space_id, "invite", change)
+
+    async def put_on_stage(
+        self, actor: User, space_id: str, target_id: object, role: object
+    ) -> Snapshot:
+        if role not in (Role.COHOST.value, Role.SPEAKER.value):
+            raise Invalid('role must be "cohost" or "speaker"', code="invalid_role")
+        target = await self._user(target_id)
+
+        def change(stage: Stage) -> None:
+            stage.put_on_stage(actor.id, target.id, Role(role))
+            stage.names[target.id] = target.username
+
+        await self._change_stage(space_id, "change the stage", change)
+        return await self.snapshot(space_id)
+
+    async def take_off_stage(self, actor: User, space_id: str, target_id: str) -> Snapshot:
+        await self._change_stage(
+            space_id, "change the stage", lambda stage: stage.take_off_stage(actor.id, target_id)
+        )
+        return await self.snapshot(space_id)
+
+    async def set_muted(self, actor: User, space_id: str, target_id: str, muted: bool) -> Snapshot:
+        def change(stage: Stage) -> None:
+            if muted:
+                stage.mute(actor.id, target_id)
+            else:
+                stage.unmute(actor.id, target_id)
+
+        await self._change_stage(space_id, "mute", change)
+        return await self.snapshot(space_id)
+
+    async def remove_from_space(self, actor: User, space_id: str, target_id: object) -> Snapshot:
+        target = await self._user(target_id)
+        await self._change_stage(
+            space_id, "remove people", lambda stage: stage.remove_from_space(actor.id, target.id)
+        )
+        await self._store.add_removal(space_id, target.id)
+        return await self.snapshot(space_id)
+
+    async def requests(self, actor: User, space_id: str) -> list[dict[str, str]]:
+        _, stage = await self._live_stage(space_id, "see requests")
+        if stage.role_of(actor.id) not in (Role.HOST, Role.COHOST):
+            raise Forbidden("only the host or a co-host can see requests to speak")
+        return [{"id": uid, "username": stage.names.get(uid, "")} for uid in stage.requests]
+
+    async def my_status(self, actor: User, space_id: str) -> dict[str, Any]:
+        space = await self.record(space_id)
+        stage = await self._state.get_stage(space_id) if space.is_live else None
+        if stage is None:
+            role = Role.HOST if space.host.id == actor.id else Role.LISTENER
+            return {
+                "role": role.value,
+                "muted": False,
+                "requested": False,
+                "invited": False,
+                "removed": actor.id in await self._store.removals(space_id),
+            }
+        return {
+            "role": stage.role_of(actor.id).value,
+            "muted": stage.is_muted(actor.id) if stage.is_on_stage(actor.id) else False,
+            "requested": actor.id in stage.requests,
+            "invited": actor.id in stage.invited,
+            "removed": actor.id in stage.removed,
+        }
+
+    async def react(self, space_id: str, emoji: object) -> None:
+        space = await self.record(space_id)
+        space.require_live("react")
+        await self._state.add_reaction(space_id, check_reaction(emoji))
+        self._mark_dirty(space_id)
+
+    async def connect_speaker(self, actor: User, space_id: str, offer_sdp: str) -> str:
+        _, stage = await self._live_stage(space_id, "join the stage")
+        if not stage.is_on_stage(actor.id):
+            raise Forbidden("only the host, co-hosts and speakers can send audio")
+        room = self.rooms.get(space_id)
+        if room is None:
+            raise Conflict("this space's audio runs on another node", code="wrong_node")
+        room.stage.set_muted(actor.id, stage.is_muted(actor.id))
+        try:
+            answer = await room.stage.connect(actor.id, offer_sdp)
+        except InvalidOffer as bad:
+            raise Invalid(str(bad), code="bad_sdp") from None
+        self._mark_dirty(space_id)
+        return answer
+
+    async def is_removed(self, space_id: str, user_id: str) -> bool:
+        room = self.rooms.get(space_id)
+        return room is not None and user_id in room.removed
+
+    async def recording_path(self, space_id: str) -> Path:
+        space = await self.record(space_id)
+        path = final_recording_path(self._settings.recordings_dir, space_id)
+        if space.state is not SpaceState.ENDED or not space.record or not path.exists():
+            raise NotFound("this space has no recording (yet)", code="no_recording")
+        return path

@@ -1,0 +1,7 @@
+"""The stage: speakers' WebRTC peers, the server-side mixer with mix-minus, the program feed."""
+
+from townhall.stage.ice import use_host_addresses
+from townhall.stage.offer import InvalidOffer
+from townhall.stage.room import RoomStats, StageRoom
+
+__all__ = ["InvalidOffer", "RoomStats", "StageRoom", "use_host_addresses"]

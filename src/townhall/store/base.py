@@ -1,0 +1,46 @@
+"""What the control plane needs from durable storage.
+
+Only the control plane talks to the store; the listener path (snapshot,
+stream, HLS) reads memory. A PostgreSQL backend implements the same Protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Protocol
+
+from townhall.domain.spaces import Space, SpaceState, User
+
+
+class Store(Protocol):
+    async def create_user(self, user_id: str, username: str, password_hash: str) -> User:
+        """Raises Conflict when the username (case-insensitive) is taken."""
+
+    async def credentials(self, username: str) -> tuple[User, str] | None:
+        """The user and their password hash, for sign-in."""
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
+
+    async def get_user(self, user_id: str) -> User | None: ...
+
+    async def create_token(
+        self, token_hash: str, user_id: str, kind: str, expires_at: datetime
+    ) -> None: ...
+
+    async def user_for_token(self, token_hash: str, now: datetime) -> User | None: ...
+
+    async def delete_token(self, token_hash: str) -> None: ...
+
+    async def save_space(self, space: Space) -> None:
+        """Insert or update."""
+
+    async def get_space(self, space_id: str) -> Space | None: ...
+
+    async def list_spaces(self, states: Iterable[SpaceState], limit: int) -> list[Space]: ...
+
+    async def add_removal(self, space_id: str, user_id: str) -> None: ...
+
+    async def removals(self, space_id: str) -> set[str]: ...
+
+    async def close(self) -> None: ...

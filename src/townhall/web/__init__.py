@@ -1,0 +1,1 @@
+"""Pages and static assets: shells served as-is, filled in by JS from the API."""

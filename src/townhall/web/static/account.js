@@ -1,0 +1,38 @@
+// The account corner of the header, shared by every page.
+
+import { currentUser, del } from './api.js';
+import { h } from './ui.js';
+
+/** Where the sign-in page sends people back to after signing in. */
+export function signInHref(next = location.pathname) {
+  return `/?next=${encodeURIComponent(next)}`;
+}
+
+/**
+ * Fills the header's account corner and returns the signed-in user (or null).
+ * `onSignOut` runs after signing out; by default the page reloads.
+ */
+export async function showAccount(el, { onSignOut = () => location.reload() } = {}) {
+  let user = null;
+  try {
+    user = await currentUser();
+  } catch {
+    user = null;
+  }
+  el.replaceChildren();
+  if (user) {
+    const signOut = h('button', { type: 'button', class: 'link' }, 'Sign out');
+    signOut.addEventListener('click', async () => {
+      signOut.disabled = true;
+      try {
+        await del('/api/sessions');
+      } finally {
+        onSignOut();
+      }
+    });
+    el.append(h('span', { class: 'me' }, user.username), ' ', signOut);
+  } else if (location.pathname !== '/') {
+    el.append(h('a', { href: signInHref() }, 'Sign in'));
+  }
+  return user;
+}

@@ -1,0 +1,79 @@
+// The one way pages talk to the townhall API.
+//
+// Every call sends the session cookie and, for unsafe methods, a JSON
+// Content-Type (the server refuses cross-site form posts without it). Error
+// answers ({"error": {"code", "message"}}) become thrown ApiErrors whose
+// message is written for the person using the page.
+
+/** An API call that did not succeed; `message` is safe to show to the user. */
+export class ApiError extends Error {
+  constructor(status, code, message, retryAfterS = null) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+    this.retryAfterS = retryAfterS;
+  }
+}
+
+const NETWORK_MESSAGE = 'Cannot reach townhall. Check your connection and try again.';
+
+function retryAfterSeconds(res) {
+  const value = Number(res.headers.get('Retry-After'));
+  return Number.isFinite(value) && value > 0 ? value : null;
+}
+
+/**
+ * Calls the API and returns the parsed JSON answer (null for 204).
+ * @param {string} method
+ * @param {string} path
+ * @param {object} [body] sent as JSON; unsafe methods always send a JSON body
+ */
+export async function api(method, path, body = undefined) {
+  const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+  if (method !== 'GET' && method !== 'HEAD') {
+    init.headers['Content-Type'] = 'application/json';
+    if (body !== undefined || method === 'POST') init.body = JSON.stringify(body ?? {});
+  }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch {
+    throw new ApiError(0, 'network', NETWORK_MESSAGE);
+  }
+  const text = res.status === 204 ? '' : await res.text();
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+  }
+  if (!res.ok) {
+    const error = data && data.error ? data.error : {};
+    const message = error.message || `Something went wrong (HTTP ${res.status}).`;
+    throw new ApiError(res.status, error.code || `http_${res.status}`, message, retryAfterSeconds(res));
+  }
+  return data;
+}
+
+export const get = (path) => api('GET', path);
+export const post = (path, body) => api('POST', path, body);
+export const del = (path) => api('DELETE', path);
+
+/** The signed-in user ({id, username}) or null when nobody is signed in. */
+export async function currentUser() {
+  try {
+    return await get('/api/me');
+  } catch (err) {
+    if (err.status === 401) return null;
+    throw err;
+  }
+}
+
+/** The path of a space's API resource, e.g. spacePath(id, 'join'). */
+export function spacePath(spaceId, ...rest) {
+  const parts = ['/api/spaces', encodeURIComponent(spaceId), ...rest.map(String)];
+  return parts.join('/');
+}

@@ -1,0 +1,339 @@
+// The live player: joins a space (or waits in line), then reads the live
+// stream with fetch() into Media Source Extensions, which measured at about a
+// third of a second behind live where a plain <audio src> sits 2-3 s behind
+// (Chromium waits for ~32 KB before it starts). Falls back to native HLS, then
+// to <audio src=live_url>. A dropped stream reconnects with exponential
+// back-off and jitter; a ticket is re-used until it expires.
+
+import { ApiError, post, spacePath } from './api.js';
+import { sleep } from './ui.js';
+
+const MSE_TYPE = 'audio/aac';
+const HLS_TYPE = 'application/vnd.apple.mpegurl';
+/** Playback further than this behind the buffered end is pulled forward... */
+const LIVE_EDGE_MAX_S = 1.5;
+/** ...to this far behind it: enough to ride out a late 100 ms chunk. */
+const LIVE_EDGE_TARGET_S = 0.3;
+/** Audio kept behind the playhead; older audio is removed from the SourceBuffer. */
+const KEEP_BEHIND_S = 30;
+/** Trim only once this much extra has piled up, so remove() runs rarely. */
+const TRIM_SLACK_S = 10;
+/** Bytes waiting for the SourceBuffer (~3 min at 48 kbps). Past it, reconnect. */
+const MAX_PENDING_BYTES = 1024 * 1024;
+/** A ticket this close to expiry is not re-used. */
+const TICKET_MARGIN_MS = 10_000;
+/** Floor for the waiting room's retry_after_s, in case a server sends 0. */
+const MIN_WAIT_RETRY_S = 0.5;
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_MAX_MS = 20_000;
+/** A connection that delivered this much counts as healthy and resets the back-off. */
+const HEALTHY_BYTES = 24 * 1024;
+/** HTTP answers after which the ticket is useless and we join again. */
+const REJOIN_STATUSES = new Set([401, 403, 404, 410]);
+/** Answers that mean this person cannot listen at all: stop trying. */
+const FATAL_CODES = new Set(['removed', 'space_ended', 'ended', 'not_found']);
+
+class StreamError extends Error {
+  constructor(status) {
+    super(`The live stream answered HTTP ${status}.`);
+    this.status = status;
+  }
+}
+
+/** How this browser will play the stream: 'mse', 'hls' or 'element'. */
+export function chooseDelivery(audio) {
+  if (window.MediaSource && MediaSource.isTypeSupported(MSE_TYPE)) return 'mse';
+  if (window.Hls && window.Hls.isSupported()) return 'element'; // hls.js is not shipped
+  if (audio.canPlayType(HLS_TYPE) === 'probably') return 'hls';
+  return 'element';
+}
+
+function backoffMs(attempt) {
+  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
+  return ceiling / 2 + Math.random() * (ceiling / 2);
+}
+
+/**
+ * Plays one space live in an <audio> element.
+ *
+ * `state` is one of idle, joining, waiting, connecting, playing,
+ * reconnecting, stopped, ended, error; listeners of the 'change' event read it
+ * together with `wait` (the waiting room place), `retryInS` and `error`.
+ */
+export class LivePlayer extends EventTarget {
+  constructor(audio, spaceId) {
+    super();
+    this.audio = audio;
+    this.spaceId = spaceId;
+    this.state = 'idle';
+    this.bytesReceived = 0;
+    this.delivery = chooseDelivery(audio);
+    this.wait = null;
+    this.error = null;
+    this.retryInS = 0;
+    this.reconnects = 0;
+    this.edgeSkips = 0;
+    this.overflows = 0;
+    this._ticket = null;
+    this._run = null;
+    this._mse = null;
+    this._conn = null;
+    audio.addEventListener('playing', () => this._running() && this._set('playing'));
+    audio.addEventListener('waiting', () => this._running() && this._set('connecting'));
+  }
+
+  /** Seconds between the playhead and the newest audio received. */
+  get lagS() {
+    const { buffered, currentTime } = this.audio;
+    if (!buffered.length) return null;
+    return Math.max(0, buffered.end(buffered.length - 1) - currentTime);
+  }
+
+  get playing() {
+    return this._running();
+  }
+
+  /** Starts listening; resolves at once, progress is reported through 'change'. */
+  start() {
+    if (this._running()) return;
+    const run = { controller: new AbortController() };
+    this._run = run;
+    this.error = null;
+    this._loop(run).catch((err) => this._fail(run, err));
+  }
+
+  /** Stops listening and releases the stream. */
+  stop(state = 'stopped') {
+    if (this._run) this._run.controller.abort();
+    this._run = null;
+    this._teardownMedia();
+    this.wait = null;
+    this._set(state);
+  }
+
+  _running() {
+    return this._run !== null;
+  }
+
+  _set(state) {
+    this.state = state;
+    this.dispatchEvent(new Event('change'));
+  }
+
+  _fail(run, err) {
+    if (run !== this._run) return;
+    this.error = err.message || String(err);
+    this.stop('error');
+  }
+
+  async _loop(run) {
+    const { signal } = run.controller;
+    let attempt = 0;
+    while (!signal.aborted) {
+      let received = 0;
+      let waitS = 0;
+      try {
+        const ticket = await this._ensureTicket(run);
+        if (signal.aborted) return;
+        this._set('connecting');
+        received = await this._play(ticket, run);
+      } catch (err) {
+        if (signal.aborted) return;
+        if (err instanceof ApiError && FATAL_CODES.has(err.code)) throw err;
+        if (err instanceof ApiError && err.status >= 400 && err.status < 500
+            && err.status !== 429 && !REJOIN_STATUSES.has(err.status)) throw err;
+        if (err.status && REJOIN_STATUSES.has(err.status)) this._ticket = null;
+        // A network drop keeps the MediaSource (playback resumes seamlessly);
+        // anything else starts the media pipeline afresh.
+        if (!(err instanceof TypeError) && !(err instanceof ApiError)) this._teardownMedia();
+        waitS = err.retryAfterS || 0;
+      }
+      if (signal.aborted) return;
+      if (received >= HEALTHY_BYTES) attempt = 0;
+      const delay = Math.max(backoffMs(attempt), waitS * 1000);
+      attempt += 1;
+      this.reconnects += 1;
+      this.retryInS = Math.ceil(delay / 1000);
+      this._set('reconnecting');
+      await sleep(delay, signal);
+    }
+  }
+
+  /** A ticket that is still good, joining (and waiting in line) if needed. */
+  async _ensureTicket(run) {
+    const ticket = this._ticket;
+    if (ticket && Date.parse(ticket.expires_at) - Date.now() > TICKET_MARGIN_MS) return ticket;
+    this._ticket = null;
+    let body = {};
+    while (!run.controller.signal.aborted) {
+      this._set(this.wait ? 'waiting' : 'joining');
+      const answer = await post(spacePath(this.spaceId, 'join'), body);
+      if (answer && answer.wait) {
+        // The server sets the pace; never ask again sooner than it said.
+        this.wait = answer.wait;
+        this._set('waiting');
+        body = { token: answer.wait.token };
+        const retryS = Math.max(MIN_WAIT_RETRY_S, Number(answer.wait.retry_after_s) || 1);
+        await sleep(retryS * 1000, run.controller.signal);
+        continue;
+      }
+      this.wait = null;
+      this._ticket = answer;
+      return answer;
+    }
+    return null;
+  }
+
+  /** Plays until the stream ends; returns how many bytes this connection brought. */
+  async _play(ticket, run) {
+    if (this.delivery === 'mse') return this._streamMse(ticket.live_url, run);
+    const url = this.delivery === 'hls' ? ticket.hls_url : ticket.live_url;
+    return this._playElement(url, run);
+  }
+
+  async _streamMse(url, run) {
+    if (this._mse && (this._mse.mediaSource.readyState !== 'open' || this.audio.error)) {
+      this._teardownMedia();
+    }
+    const mse = this._mse || (await this._openMediaSource(run));
+    if (!mse) return 0;
+    const conn = new AbortController();
+    this._conn = conn;
+    run.controller.signal.addEventListener('abort', () => conn.abort(), { once: true });
+    const res = await fetch(url, { signal: conn.signal, cache: 'no-store' });
+    if (!res.ok) throw new StreamError(res.status);
+    if (mse.sourceBuffer.updating) mse.pending.length = 0;
+    else mse.sourceBuffer.abort(); // drop a partial frame left by the last connection
+    const reader = res.body.getReader();
+    let received = 0;
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        received += value.byteLength;
+        this.bytesReceived += value.byteLength;
+        if (!this._enqueue(mse, value)) {
+          this.overflows += 1;
+          break;
+        }
+      }
+    } finally {
+      reader.cancel().catch(() => {});
+    }
+    return received;
+  }
+
+  _openMediaSource(run) {
+    return new Promise((resolve, reject) => {
+      const mediaSource = new MediaSource();
+      const objectUrl = URL.createObjectURL(mediaSource);
+      mediaSource.addEventListener('sourceopen', () => {
+        if (run.controller.signal.aborted) return resolve(null);
+        const sourceBuffer = mediaSource.addSourceBuffer(MSE_TYPE);
+        sourceBuffer.mode = 'sequence';
+        const mse = { mediaSource, sourceBuffer, objectUrl, pending: [], pendingBytes: 0,
+          started: false };
+        sourceBuffer.addEventListener('updateend', () => this._afterUpdate(mse));
+        this._mse = mse;
+        resolve(mse);
+      }, { once: true });
+      this.audio.addEventListener('error', () => reject(new Error(
+        'This browser could not play the live audio.')), { once: true });
+      this.audio.src = objectUrl;
+    });
+  }
+
+  /** Queues a chunk for the SourceBuffer; false when the queue is full. */
+  _enqueue(mse, chunk) {
+    if (mse.pendingBytes + chunk.byteLength > MAX_PENDING_BYTES) {
+      mse.pending.length = 0;
+      mse.pendingBytes = 0;
+      return false;
+    }
+    mse.pending.push(chunk);
+    mse.pendingBytes += chunk.byteLength;
+    this._pump(mse);
+    return true;
+  }
+
+  _pump(mse) {
+    const { sourceBuffer } = mse;
+    if (sourceBuffer.updating || this._mse !== mse || !mse.pending.length) return;
+    const data = new Uint8Array(mse.pendingBytes);
+    let offset = 0;
+    for (const chunk of mse.pending) {
+      data.set(chunk, offset);
+      offset += chunk.byteLength;
+    }
+    mse.pending.length = 0;
+    mse.pendingBytes = 0;
+    try {
+      sourceBuffer.appendBuffer(data);
+    } catch (err) {
+      // Quota: make room and let this connection go (the reconnect starts clean).
+      // Anything else: the MediaSource is broken; the stream loop notices and rebuilds it.
+      if (err.name === 'QuotaExceededError') this._trim(mse, 0);
+      this.overflows += 1;
+      this._conn?.abort();
+    }
+  }
+
+  _afterUpdate(mse) {
+    if (this._mse !== mse) return;
+    const { buffered } = mse.sourceBuffer;
+    if (buffered.length) {
+      const end = buffered.end(buffered.length - 1);
+      const { audio } = this;
+      if (!mse.started) {
+        mse.started = true;
+        audio.currentTime = Math.max(buffered.start(0), end - LIVE_EDGE_TARGET_S);
+        audio.play().catch((err) => {
+          if (this._run) this._fail(this._run, new Error(
+            err.name === 'NotAllowedError' ? 'Press play to listen.' : err.message));
+        });
+      } else if (end - audio.currentTime > LIVE_EDGE_MAX_S) {
+        audio.currentTime = end - LIVE_EDGE_TARGET_S;
+        this.edgeSkips += 1;
+      }
+      if (!this._trim(mse, KEEP_BEHIND_S + TRIM_SLACK_S)) this._pump(mse);
+    }
+  }
+
+  /** Removes audio older than KEEP_BEHIND_S once `slackS` beyond it has built up. */
+  _trim(mse, slackS) {
+    const { sourceBuffer } = mse;
+    if (sourceBuffer.updating || !sourceBuffer.buffered.length) return false;
+    const start = sourceBuffer.buffered.start(0);
+    const cut = this.audio.currentTime - KEEP_BEHIND_S;
+    if (cut - start < slackS || cut <= start) return false;
+    sourceBuffer.remove(start, cut);
+    return true;
+  }
+
+  _playElement(url, run) {
+    return new Promise((resolve) => {
+      const { audio } = this;
+      const done = () => {
+        audio.removeEventListener('error', done);
+        audio.removeEventListener('ended', done);
+        resolve(0);
+      };
+      audio.addEventListener('error', done);
+      audio.addEventListener('ended', done);
+      run.controller.signal.addEventListener('abort', done, { once: true });
+      audio.src = url;
+      audio.play().catch(() => {});
+    });
+  }
+
+  _teardownMedia() {
+    const { audio } = this;
+    audio.pause();
+    if (this._mse) URL.revokeObjectURL(this._mse.objectUrl);
+    this._mse = null;
+    if (audio.hasAttribute('src')) {
+      audio.removeAttribute('src');
+      audio.load();
+    }
+  }
+}

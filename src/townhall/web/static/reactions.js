@@ -1,0 +1,70 @@
+// Reaction buttons with the space's aggregated totals.
+
+import { get, post, spacePath } from './api.js';
+import { h } from './ui.js';
+
+const DEFAULT_ALLOWED = ['👏', '😂', '❤️', '💯', '🔥', '🙌', '😮', '😢'];
+/** A short pause between one person's reactions keeps a held-down key from flooding. */
+const COOLDOWN_MS = 300;
+
+export class ReactionBar {
+  constructor(container, spaceId, statusEl) {
+    this.container = container;
+    this.spaceId = spaceId;
+    this.statusEl = statusEl;
+    this.totals = {};
+    this.buttons = new Map();
+    this.lastSent = 0;
+  }
+
+  async load() {
+    let allowed = DEFAULT_ALLOWED;
+    try {
+      allowed = (await get('/api/reactions')).allowed || DEFAULT_ALLOWED;
+    } catch {
+      // The built-in list is the server's default; good enough to show.
+    }
+    this.container.replaceChildren(...allowed.map((emoji) => {
+      const count = h('span', { class: 'n' }, '0');
+      const button = h('button', { type: 'button', class: 'reaction' },
+        h('span', { class: 'emoji', 'aria-hidden': 'true' }, emoji), count);
+      button.addEventListener('click', () => this.send(emoji));
+      this.buttons.set(emoji, { button, count });
+      return button;
+    }));
+    this.show(this.totals);
+  }
+
+  /** Shows the totals from a snapshot. */
+  show(totals) {
+    this.totals = totals || {};
+    for (const [emoji, { button, count }] of this.buttons) {
+      const n = this.totals[emoji] || 0;
+      count.textContent = n ? n.toLocaleString() : '';
+      button.setAttribute('aria-label', `React ${emoji} (${n} so far)`);
+    }
+  }
+
+  setEnabled(enabled) {
+    for (const { button } of this.buttons.values()) button.disabled = !enabled;
+  }
+
+  async send(emoji) {
+    const now = Date.now();
+    if (now - this.lastSent < COOLDOWN_MS) return;
+    this.lastSent = now;
+    const entry = this.buttons.get(emoji);
+    entry.button.classList.remove('pop');
+    void entry.button.offsetWidth; // restart the animation
+    entry.button.classList.add('pop');
+    try {
+      await post(spacePath(this.spaceId, 'reactions'), { emoji });
+      this.show({ ...this.totals, [emoji]: (this.totals[emoji] || 0) + 1 });
+    } catch (err) {
+      if (this.statusEl) {
+        this.statusEl.textContent = err.message;
+        this.statusEl.hidden = false;
+      }
+    }
+  }
+}

@@ -1,0 +1,213 @@
+// Host studio: go live and end, the mic, the request-to-speak queue, the
+// stage (mute, remove, make co-host), removing people, and the share link.
+
+import { showAccount, signInHref } from './account.js';
+import { del, get, post, spacePath } from './api.js';
+import { MicPanel } from './micpanel.js';
+import { showSpaceHeader, spaceUrl } from './space.js';
+import { $, act, h, listenUrl, poll, say, spaceIdFromPath, stageMember } from './ui.js';
+
+const POLL_MS = 2_000;
+/** The end button asks for a second press within this time. */
+const CONFIRM_MS = 5_000;
+
+const spaceId = spaceIdFromPath();
+const micPanel = new MicPanel({
+  spaceId,
+  micButton: $('#mic'),
+  muteButton: $('#mute'),
+  statusEl: $('#mic-status'),
+  remoteAudio: $('#stage-audio'),
+  onLabel: '🎙 Turn mic on',
+});
+
+let me = null;
+let mine = null;
+let space = null;
+let requests = [];
+let endArmedUntil = 0;
+
+const isHost = () => mine && mine.role === 'host';
+
+function deny(text, link) {
+  $('#denied').hidden = false;
+  $('#denied-text').replaceChildren(text, ' ', link || '');
+  $('#studio').setAttribute('aria-busy', 'false');
+}
+
+/** Runs a moderation action; a snapshot answer is shown at once. */
+async function moderate(button, statusEl, action) {
+  const answer = await act(button, statusEl, action);
+  if (answer && answer.stage) {
+    space = answer;
+    render();
+  }
+  await refreshRequests().catch(() => {});
+}
+
+function removeFromSpaceButton(user, statusEl) {
+  if (!isHost() || user.id === me.id) return null;
+  const button = h('button', { type: 'button', class: 'danger small' }, 'Remove from space');
+  button.setAttribute('aria-label', `Remove ${user.username} from the space`);
+  button.addEventListener('click', () => moderate(button, statusEl,
+    () => post(spacePath(spaceId, 'removals'), { user_id: user.id })));
+  return button;
+}
+
+function stageActions(member) {
+  const { user } = member;
+  if (user.id === me.id || member.role === 'host') return [];
+  const status = $('#stage-status');
+  const actions = [];
+  const button = (label, aria, cls, action) => {
+    const b = h('button', { type: 'button', class: `small ${cls}`, 'aria-label': aria }, label);
+    b.addEventListener('click', () => moderate(b, status, action));
+    actions.push(b);
+  };
+  if (!member.muted) {
+    button('Mute', `Mute ${user.username}`, '',
+      () => post(spacePath(spaceId, 'stage', user.id, 'mute')));
+  }
+  if (isHost() && member.role === 'speaker') {
+    button('Make co-host', `Make ${user.username} a co-host`, '',
+      () => post(spacePath(spaceId, 'stage'), { user_id: user.id, role: 'cohost' }));
+  }
+  button('Remove from stage', `Remove ${user.username} from the stage`, '',
+    () => del(spacePath(spaceId, 'stage', user.id)));
+  const removal = removeFromSpaceButton(user, status);
+  if (removal) actions.push(removal);
+  return actions;
+}
+
+function renderStage() {
+  const list = $('#stage');
+  list.replaceChildren(...space.stage.map((member) => stageMember(member, stageActions(member))));
+}
+
+function renderRequests() {
+  const list = $('#requests');
+  const status = $('#requests-status');
+  $('#request-count').textContent = requests.length ? `(${requests.length})` : '';
+  if (!requests.length) {
+    list.replaceChildren(h('li', { class: 'empty' }, 'No requests right now.'));
+    return;
+  }
+  list.replaceChildren(...requests.map((user) => {
+    const approve = h('button', { type: 'button', class: 'small primary',
+      'aria-label': `Bring ${user.username} on stage` }, 'Approve');
+    approve.addEventListener('click', () => moderate(approve, status,
+      () => post(spacePath(spaceId, 'stage'), { user_id: user.id, role: 'speaker' })));
+    const decline = h('button', { type: 'button', class: 'small',
+      'aria-label': `Decline ${user.username}'s request` }, 'Decline');
+    decline.addEventListener('click', () => moderate(decline, status,
+      () => del(spacePath(spaceId, 'speak-requests', user.id))));
+    return stageMember({ user, role: 'wants to speak', muted: false, speaking: false },
+      [approve, decline, removeFromSpaceButton(user, status)].filter(Boolean));
+  }));
+}
+
+function renderControls() {
+  const { state } = space;
+  $('#start').hidden = state !== 'scheduled';
+  $('#end').hidden = state !== 'live';
+  $('#end').textContent = Date.now() < endArmedUntil ? 'Press again to end for everyone' : 'End space';
+  const replay = $('#replay-link');
+  replay.hidden = !(state === 'ended' && space.recording_url);
+  replay.href = spaceUrl(spaceId, 'replay');
+  $('#mic-card').hidden = state !== 'live';
+  $('#invite-form').hidden = !(space.speak_policy === 'invited' && state !== 'ended');
+  if (state !== 'live' && micPanel.active) micPanel.stop();
+}
+
+function render() {
+  showSpaceHeader(space);
+  renderControls();
+  renderStage();
+  renderRequests();
+  micPanel.sync(space.stage.find((member) => member.user.id === me.id) || null);
+}
+
+async function refreshRequests() {
+  if (!space || space.state === 'ended') {
+    requests = [];
+    return;
+  }
+  requests = (await get(spacePath(spaceId, 'requests'))).requests;
+  renderRequests();
+}
+
+async function refresh() {
+  space = await get(spacePath(spaceId));
+  if ($('#page-status').dataset.kind === 'error') say($('#page-status'), '');
+  render();
+  await refreshRequests();
+}
+
+function setupControls() {
+  const status = $('#control-status');
+  $('#start').addEventListener('click', (event) => moderate(event.currentTarget, status,
+    () => post(spacePath(spaceId, 'start'))));
+  $('#end').addEventListener('click', (event) => {
+    const button = event.currentTarget;
+    if (Date.now() >= endArmedUntil) {
+      endArmedUntil = Date.now() + CONFIRM_MS;
+      renderControls();
+      setTimeout(renderControls, CONFIRM_MS);
+      return;
+    }
+    endArmedUntil = 0;
+    micPanel.stop();
+    moderate(button, status, () => post(spacePath(spaceId, 'end')));
+  });
+  const shareUrl = $('#share-url');
+  shareUrl.value = listenUrl(spaceId);
+  shareUrl.addEventListener('focus', () => shareUrl.select());
+  $('#copy').addEventListener('click', async (event) => {
+    const button = event.currentTarget;
+    try {
+      await navigator.clipboard.writeText(shareUrl.value);
+    } catch {
+      shareUrl.select();
+      document.execCommand('copy');
+    }
+    button.textContent = 'Copied';
+    setTimeout(() => { button.textContent = 'Copy link'; }, 1500);
+  });
+  const invite = $('#invite-form');
+  invite.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const userId = invite.user_id.value.trim();
+    if (!userId) return;
+    const done = await act(invite.querySelector('button'), $('#requests-status'),
+      () => post(spacePath(spaceId, 'invitations'), { user_id: userId }).then(() => true));
+    if (done) {
+      invite.reset();
+      say($('#requests-status'), 'Invited.', 'ok');
+    }
+  });
+}
+
+async function main() {
+  if (!spaceId) return deny('No space here.');
+  me = await showAccount($('#account'));
+  if (!me) {
+    return deny('Sign in as the host to use the studio.',
+      h('a', { href: signInHref() }, 'Sign in'));
+  }
+  micPanel.userId = me.id;
+  try {
+    mine = await get(spacePath(spaceId, 'me'));
+  } catch (err) {
+    return deny(err.message, h('a', { href: '/' }, 'Back to townhall'));
+  }
+  if (mine.role !== 'host' && mine.role !== 'cohost') {
+    return deny('Only the host and co-hosts can use the studio.',
+      h('a', { href: spaceUrl(spaceId) }, 'Listen to this space instead'));
+  }
+  $('#console').hidden = false;
+  setupControls();
+  poll(refresh, POLL_MS, (err) => say($('#page-status'), err.message, 'error'));
+  $('#studio').setAttribute('aria-busy', 'false');
+}
+
+main();

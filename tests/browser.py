@@ -1,0 +1,144 @@
+"""Helpers for driving Debian's headless Chromium with Playwright.
+
+Playwright cannot download its own browser here, so tests launch
+/usr/bin/chromium with a fake microphone that plays a WAV file we write: a
+known tone in, and the test listens for the same tone coming out.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import struct
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = "/usr/bin/chromium"
+SAMPLE_RATE = 48_000
+TONE_AMPLITUDE = 0.4
+"""Loud enough to stand far above the codec's noise, with headroom for gain control."""
+
+BASE_ARGS = (
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+)
+
+
+def chromium_available() -> bool:
+    return Path(CHROMIUM).exists() or shutil.which("chromium") is not None
+
+
+def chromium_args(fake_audio: Path | None = None) -> list[str]:
+    args = list(BASE_ARGS)
+    if fake_audio is not None:
+        args.append(f"--use-file-for-fake-audio-capture={fake_audio}")
+    return args
+
+
+def launch_chromium(playwright: Any, fake_audio: Path | None = None) -> Any:
+    """A headless Chromium whose microphone plays `fake_audio` (looped)."""
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM, args=chromium_args(fake_audio), headless=True
+    )
+
+
+def write_tone_wav(path: Path, freq_hz: float, seconds: float = 4.0) -> Path:
+    """A mono 16-bit sine; a whole number of cycles so Chromium's looping has no click."""
+    cycles = max(1, round(freq_hz * seconds))
+    frames = round(cycles * SAMPLE_RATE / freq_hz)
+    peak = TONE_AMPLITUDE * 32767
+    samples = (
+        int(peak * math.sin(2 * math.pi * freq_hz * i / SAMPLE_RATE)) for i in range(frames)
+    )
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes(b"".join(struct.pack("<h", s) for s in samples))
+    return path
+
+
+# Routes the page's <audio> element through a Web Audio analyser. Once an
+# element feeds a MediaElementSource its sound goes only through the graph,
+# so the analyser also connects to the destination to keep it playing.
+ATTACH_ANALYSER_JS = """
+(fftSize) => {
+  const audio = window.townhallPlayer.audio;
+  const ctx = new AudioContext();
+  const source = ctx.createMediaElementSource(audio);
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = fftSize;
+  analyser.smoothingTimeConstant = 0;
+  source.connect(analyser);
+  analyser.connect(ctx.destination);
+  window.__townhallAnalyser = { ctx, analyser };
+  return ctx.resume().then(() => ctx.state);
+}
+"""
+
+# One spectrum: the loudest bin's frequency, the level around `freqHz` and
+# the median level of all bins (the floor), in dBFS.
+SPECTRUM_JS = """
+(freqHz) => {
+  const { ctx, analyser } = window.__townhallAnalyser;
+  const data = new Float32Array(analyser.frequencyBinCount);
+  analyser.getFloatFrequencyData(data);
+  const binHz = ctx.sampleRate / analyser.fftSize;
+  let loudest = 0;
+  for (let i = 1; i < data.length; i++) if (data[i] > data[loudest]) loudest = i;
+  const center = Math.round(freqHz / binHz);
+  let tone = -Infinity;
+  for (let i = center - 2; i <= center + 2; i++) tone = Math.max(tone, data[i]);
+  const sorted = Array.from(data).filter(Number.isFinite).sort((a, b) => a - b);
+  const floor = sorted.length ? sorted[Math.floor(sorted.length / 2)] : -Infinity;
+  return { peakHz: loudest * binHz, toneDb: tone, floorDb: floor, sampleRate: ctx.sampleRate,
+           state: ctx.state };
+}
+"""
+
+PLAYER_JS = """
+() => {
+  const p = window.townhallPlayer;
+  const b = p.audio.buffered;
+  return { state: p.state, bytes: p.bytesReceived, currentTime: p.audio.currentTime,
+           bufferedEnd: b.length ? b.end(b.length - 1) : null, paused: p.audio.paused,
+           delivery: p.delivery, edgeSkips: p.edgeSkips, reconnects: p.reconnects };
+}
+"""
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    peak_hz: float
+    tone_db: float
+    floor_db: float
+
+    @property
+    def snr_db(self) -> float:
+        return self.tone_db - self.floor_db
+
+
+def attach_analyser(page: Any, fft_size: int = 8192) -> str:
+    return page.evaluate(ATTACH_ANALYSER_JS, fft_size)
+
+
+def spectrum(page: Any, freq_hz: float) -> Spectrum:
+    raw = page.evaluate(SPECTRUM_JS, freq_hz)
+    return Spectrum(peak_hz=raw["peakHz"], tone_db=raw["toneDb"], floor_db=raw["floorDb"])
+
+
+def player_state(page: Any) -> dict[str, Any]:
+    return page.evaluate(PLAYER_JS)

@@ -1,0 +1,49 @@
+"""Small helpers for talking to the API in tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+
+@dataclass
+class Account:
+    id: str
+    username: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def sign_up(
+    client: httpx.AsyncClient, username: str, password: str = "correct horse"
+) -> Account:
+    created = await client.post("/api/users", json={"username": username, "password": password})
+    assert created.status_code == 201, created.text
+    token = await client.post("/api/tokens", json={"username": username, "password": password})
+    assert token.status_code == 201, token.text
+    return Account(created.json()["id"], username, token.json()["token"])
+
+
+async def live_space(client: httpx.AsyncClient, host: Account, **fields: Any) -> dict[str, Any]:
+    created = await client.post(
+        "/api/spaces", json={"title": "Town hall", **fields}, headers=host.headers
+    )
+    assert created.status_code == 201, created.text
+    started = await client.post(f"/api/spaces/{created.json()['id']}/start", headers=host.headers)
+    assert started.status_code == 200, started.text
+    return started.json()
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """A refusal: the status, a JSON error body with a code and a readable message."""
+    assert response.status_code == status, (response.status_code, response.text)
+    error = response.json()["error"]
+    assert isinstance(error["message"], str) and len(error["message"]) > 5
+    if code is not None:
+        assert error["code"] == code, error
+    return error

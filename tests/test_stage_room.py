@@ -1,0 +1,305 @@
+"""The stage end to end in one process: real aiortc client peers send tones over loopback
+to a real StageRoom; the program and each speaker's mix-minus are checked with an FFT.
+
+Needs the loopback-only namespace: run with `scripts/isolated .venv/bin/pytest`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from tones import Recording, ToneTrack, dominant_frequencies, record_track, tone_power
+from townhall.config import StageSettings
+from townhall.media import SAMPLE_RATE
+from townhall.stage import InvalidOffer, StageRoom, use_host_addresses
+
+A_FREQ = 440.0
+B_FREQ = 660.0
+TONE_DBFS = -10.5  # ToneTrack's default amplitude 0.3
+PRESENT_DBFS = -25.0
+"""A tone at least this loud is "there" (sent at -10.5 dBFS, through Opus twice)."""
+MIN_REJECTION_DB = 20.0
+"""Own voice in one's mix-minus (or a muted voice in the program) must be this far below."""
+ONSET_DBFS = -30.0
+TONE_START_S = 0.6  # a whole number of 20 ms frames, so onsets are frame-aligned
+SETTLE_S = 0.4
+"""Time for a change (tone start, mute) to reach every output, with margin."""
+CONNECT_TIMEOUT_S = 5.0
+LATENCY_BOUND_S = 1.0
+"""Generous bound (target < 0.3 s speaker to speaker): this is a shared 2-core machine."""
+
+
+@pytest.fixture(autouse=True)
+def loopback_ice() -> AsyncIterator[None]:
+    use_host_addresses(["127.0.0.1"])
+    yield
+    use_host_addresses([])
+
+
+@dataclass
+class Client:
+    """A speaker's browser, played by an aiortc peer: sends a tone, records what it hears."""
+
+    pc: RTCPeerConnection
+    tone: ToneTrack
+    heard: Recording
+    tasks: list[asyncio.Task[None]]
+
+    async def close(self) -> None:
+        await self.pc.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def client_offer(track: MediaStreamTrack) -> tuple[RTCPeerConnection, str]:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver(track, direction="sendrecv")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc, pc.localDescription.sdp
+
+
+async def join(room: StageRoom, user_id: str, tone: ToneTrack) -> Client:
+    pc, offer = await client_offer(tone)
+    client = Client(pc=pc, tone=tone, heard=Recording(), tasks=[])
+
+    @pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        client.tasks.append(asyncio.create_task(record_track(track, client.heard)))
+
+    answer = await room.connect(user_id, offer)
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    return client
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def powers(samples, *freqs: float) -> list[float]:
+    return [tone_power(samples, SAMPLE_RATE, f) for f in freqs]
+
+
+async def test_program_and_mix_minus_carry_the_right_voices() -> None:
+    program = Recording()
+    changes = []
+    room = StageRoom("space-1", StageSettings(), program, on_change=lambda: changes.append(1))
+    await room.start()
+    a = await join(room, "alice", ToneTrack(A_FREQ, start_after_s=TONE_START_S))
+    b = await join(room, "bob", ToneTrack(B_FREQ, start_after_s=TONE_START_S))
+    try:
+        await wait_until(lambda: room.connected == {"alice", "bob"}, CONNECT_TIMEOUT_S, "peers")
+        await wait_until(
+            lambda: a.tone.tone_started_at and b.tone.tone_started_at, 3.0, "tones to start"
+        )
+        tones_on = max(a.tone.tone_started_at, b.tone.tone_started_at)
+        await asyncio.sleep(SETTLE_S + 1.0)
+        assert room.speaking() == {"alice", "bob"}
+        window = tones_on + SETTLE_S
+
+        # The program carries both voices, and nothing else stands out.
+        p440, p660 = powers(program.samples(since=window), A_FREQ, B_FREQ)
+        print(f"\nprogram: 440 Hz {p440:.1f} dBFS, 660 Hz {p660:.1f} dBFS")
+        assert p440 > PRESENT_DBFS and p660 > PRESENT_DBFS
+        peaks = dominant_frequencies(program.samples(since=window), SAMPLE_RATE, 2)
+        assert sorted(round(f) for f in peaks) == [440, 660], peaks
+
+        # Each speaker hears the other and not themselves.
+        a440, a660 = powers(a.heard.samples(since=window), A_FREQ, B_FREQ)
+        b440, b660 = powers(b.heard.samples(since=window), A_FREQ, B_FREQ)
+        print(f"alice hears: own 440 Hz {a440:.1f}, bob's 660 Hz {a660:.1f} dBFS")
+        print(f"bob hears: alice's 440 Hz {b440:.1f}, own 660 Hz {b660:.1f} dBFS")
+        assert a660 > PRESENT_DBFS and a440 < a660 - MIN_REJECTION_DB
+        assert b440 > PRESENT_DBFS and b660 < b440 - MIN_REJECTION_DB
+
+        # Latency: from the moment a tone leaves the client's track to when it is mixed
+        # (program sink) and when it arrives decoded at the other client.
+        to_program = program.onset_time(A_FREQ, ONSET_DBFS) - a.tone.tone_started_at
+        a_to_b = b.heard.onset_time(A_FREQ, ONSET_DBFS) - a.tone.tone_started_at
+        b_to_a = a.heard.onset_time(B_FREQ, ONSET_DBFS) - b.tone.tone_started_at
+        print(
+            f"latency: speaker->program {to_program * 1000:.0f} ms, "
+            f"speaker->speaker {a_to_b * 1000:.0f} ms (a->b), {b_to_a * 1000:.0f} ms (b->a)"
+        )
+        assert 0 < to_program < LATENCY_BOUND_S
+        assert 0 < a_to_b < LATENCY_BOUND_S and 0 < b_to_a < LATENCY_BOUND_S
+
+        # Muting alice takes her out of the program and out of bob's ear; she still hears bob.
+        room.set_muted("alice", True)
+        muted_at = time.time()
+        await asyncio.sleep(SETTLE_S + 0.6)
+        p440, p660 = powers(program.samples(since=muted_at + SETTLE_S), A_FREQ, B_FREQ)
+        b440, _ = powers(b.heard.samples(since=muted_at + SETTLE_S), A_FREQ, B_FREQ)
+        a440, a660 = powers(a.heard.samples(since=muted_at + SETTLE_S), A_FREQ, B_FREQ)
+        print(f"alice muted: program 440 Hz {p440:.1f}, 660 Hz {p660:.1f}; bob hears {b440:.1f}")
+        assert p660 > PRESENT_DBFS and p440 < p660 - MIN_REJECTION_DB
+        assert b440 < p660 - MIN_REJECTION_DB
+        assert a660 > PRESENT_DBFS
+        assert room.speaking() == {"bob"}
+        assert changes, "on_change never fired"
+
+        stats = room.stats()
+        print(f"clock: {stats.clock}")
+        for user, s in stats.speakers.items():
+            print(f"{user}: {s}")
+        assert stats.clock.skipped_ticks == 0
+    finally:
+        await room.stop()
+        await asyncio.gather(a.close(), b.close())
+    assert room.connected == frozenset()
+
+
+async def test_reconnect_replaces_the_peer_and_a_closed_client_is_removed() -> None:
+    changes = []
+    room = StageRoom("space-2", StageSettings(), lambda frame: None, lambda: changes.append(1))
+    await room.start()
+    first = await join(room, "carol", ToneTrack(A_FREQ))
+    second = None
+    try:
+        await wait_until(lambda: room.connected == {"carol"}, CONNECT_TIMEOUT_S, "first peer")
+        second = await join(room, "carol", ToneTrack(A_FREQ))
+        assert room.peers == {"carol"}
+        await wait_until(
+            lambda: room.stats().speakers["carol"].state == "connected",
+            CONNECT_TIMEOUT_S,
+            "second peer",
+        )
+        seen = len(changes)
+        await second.close()
+        await wait_until(lambda: room.peers == frozenset(), CONNECT_TIMEOUT_S, "removal")
+        assert room.connected == frozenset()
+        assert len(changes) > seen
+    finally:
+        await room.stop()
+        await first.close()
+        if second is not None:
+            await second.close()
+
+
+async def test_muted_before_connecting_never_reaches_the_program() -> None:
+    program = Recording()
+    room = StageRoom("space-3", StageSettings(), program)
+    room.set_muted("dave", True)
+    await room.start()
+    client = await join(room, "dave", ToneTrack(A_FREQ))
+    try:
+        await wait_until(lambda: room.connected == {"dave"}, CONNECT_TIMEOUT_S, "peer")
+        await wait_until(lambda: client.tone.tone_started_at is not None, 3.0, "tone")
+        await asyncio.sleep(SETTLE_S + 0.5)
+        level = tone_power(program.samples(since=client.tone.tone_started_at), SAMPLE_RATE, A_FREQ)
+        assert level < TONE_DBFS - 60
+        assert room.stats().speakers["dave"].inbound.pushed > 10  # audio did arrive
+        assert room.speaking() == frozenset()
+    finally:
+        await room.stop()
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    ("offer", "message"),
+    [
+        ("", "empty"),
+        ("hello", "not SDP"),
+        ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", "no audio"),
+        ("v=0\r\nm=audio x RTP/AVP 0\r\n", "could not be parsed"),
+    ],
+)
+async def test_offers_that_are_not_sdp_audio_are_refused(offer: str, message: str) -> None:
+    room = StageRoom("space-4", StageSettings(), lambda frame: None)
+    with pytest.raises(InvalidOffer, match=message):
+        await room.connect("erin", offer)
+    assert room.peers == frozenset()
+    await room.stop()
+
+
+async def test_offer_without_opus_is_refused() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    transceiver = pc.addTransceiver("audio", direction="sendrecv")
+    from aiortc import RTCRtpSender
+
+    pcmu = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/PCMU"]
+    transceiver.setCodecPreferences(pcmu)
+    await pc.setLocalDescription(await pc.createOffer())
+    room = StageRoom("space-5", StageSettings(), lambda frame: None)
+    try:
+        with pytest.raises(InvalidOffer, match="Opus"):
+            await room.connect("frank", pc.localDescription.sdp)
+        video_pc, video_offer = await client_offer_video()
+        with pytest.raises(InvalidOffer, match="video"):
+            await room.connect("frank", video_offer)
+        await video_pc.close()
+    finally:
+        await room.stop()
+        await pc.close()
+
+
+async def client_offer_video() -> tuple[RTCPeerConnection, str]:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("audio", direction="sendrecv")
+    pc.addTransceiver("video", direction="sendrecv")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc, pc.localDescription.sdp
+
+
+async def test_a_stopped_room_refuses_connections() -> None:
+    room = StageRoom("space-6", StageSettings(), lambda frame: None)
+    await room.start()
+    await room.stop()
+    await room.stop()  # idempotent
+    pc, offer = await client_offer(ToneTrack(A_FREQ))
+    try:
+        with pytest.raises(RuntimeError, match="stopped"):
+            await room.connect("gina", offer)
+    finally:
+        await pc.close()
+
+
+def drop_rtp(pc: RTCPeerConnection, every: int) -> list[int]:
+    """Make `pc` lose every `every`-th outgoing RTP packet (RTCP untouched): the network edge."""
+    dropped: list[int] = []
+    transport = pc.getTransceivers()[0].sender.transport
+    send = transport._send_rtp
+    count = 0
+
+    async def lossy_send(data: bytes) -> None:
+        nonlocal count
+        is_rtcp = 192 <= data[1] <= 223
+        if not is_rtcp:
+            count += 1
+            if count % every == 0:
+                dropped.append(count)
+                return
+        await send(data)
+
+    transport._send_rtp = lossy_send
+    return dropped
+
+
+async def test_lost_packets_do_not_leave_latency_behind() -> None:
+    program = Recording()
+    room = StageRoom("space-7", StageSettings(), program)
+    await room.start()
+    client = await join(room, "hana", ToneTrack(A_FREQ, start_after_s=2.0))
+    try:
+        dropped = drop_rtp(client.pc, every=30)
+        await wait_until(lambda: client.tone.tone_started_at is not None, 5.0, "tone")
+        await asyncio.sleep(SETTLE_S + 0.2)
+        latency = program.onset_time(A_FREQ, ONSET_DBFS) - client.tone.tone_started_at
+        print(f"\nafter {len(dropped)} lost packets: speaker->program {latency * 1000:.0f} ms")
+        print(room.stats().speakers["hana"])
+        assert dropped
+        assert 0 < latency < 0.25
+    finally:
+        await room.stop()
+        await client.close()
