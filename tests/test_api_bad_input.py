@@ -9,8 +9,9 @@ from http_helpers import assert_error, live_space, sign_up
 
 async def test_malformed_json(client: httpx.AsyncClient) -> None:
     for body in [b"{", b"not json", b"\xff\xfe", b"[1, 2]", b'"string"', b"null"]:
-        response = await client.post("/api/users", content=body,
-                                     headers={"content-type": "application/json"})
+        response = await client.post(
+            "/api/users", content=body, headers={"content-type": "application/json"}
+        )
         assert_error(response, 400, "bad_json")
     assert_error(await client.post("/api/users"), 400, "missing_body")
 
@@ -30,9 +31,11 @@ async def test_oversized_body_is_refused_before_reading(client: httpx.AsyncClien
 async def test_oversized_sdp(client: httpx.AsyncClient) -> None:
     host = await sign_up(client, "host")
     space = await live_space(client, host)
-    response = await client.post(f"/api/spaces/{space['id']}/stage/offer",
-                                 json={"type": "offer", "sdp": "a" * 100_000},
-                                 headers=host.headers)
+    response = await client.post(
+        f"/api/spaces/{space['id']}/stage/offer",
+        json={"type": "offer", "sdp": "a" * 100_000},
+        headers=host.headers,
+    )
     assert_error(response, 413, "body_too_large")
 
 
@@ -57,6 +60,5 @@ async def test_unknown_routes_and_methods_are_json(client: httpx.AsyncClient) ->
 
 
 async def test_bad_content_length(client: httpx.AsyncClient) -> None:
-    response = await client.post("/api/users", content=b"{}",
-                                 headers={"content-length": "abc"})
+    response = await client.post("/api/users", content=b"{}", headers={"content-length": "abc"})
     assert response.status_code == 400

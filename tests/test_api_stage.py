@@ -25,8 +25,9 @@ async def test_request_approve_decline_flow(client: httpx.AsyncClient) -> None:
     queue = (await client.get(f"{base}/requests", headers=host.headers)).json()["requests"]
     assert [r["username"] for r in queue] == ["ann", "bob"]
     assert_error(await client.get(f"{base}/requests", headers=ann.headers), 403)
-    approved = await client.post(f"{base}/stage", json={"user_id": ann.id, "role": "speaker"},
-                                 headers=host.headers)
+    approved = await client.post(
+        f"{base}/stage", json={"user_id": ann.id, "role": "speaker"}, headers=host.headers
+    )
     assert _roles(approved.json()) == {"host": "host", "ann": "speaker"}
     declined = await client.delete(f"{base}/speak-requests/{bob.id}", headers=host.headers)
     assert declined.status_code == 204
@@ -40,19 +41,23 @@ async def test_invite_cohost_and_limits(client: httpx.AsyncClient) -> None:
     space = await live_space(client, host)
     base = f"/api/spaces/{space['id']}"
     for person in others[:2]:
-        ok = await client.post(f"{base}/stage", json={"user_id": person.id, "role": "cohost"},
-                               headers=host.headers)
+        ok = await client.post(
+            f"{base}/stage", json={"user_id": person.id, "role": "cohost"}, headers=host.headers
+        )
         assert ok.status_code == 200
-    full = await client.post(f"{base}/stage", json={"user_id": others[2].id, "role": "cohost"},
-                             headers=host.headers)
+    full = await client.post(
+        f"{base}/stage", json={"user_id": others[2].id, "role": "cohost"}, headers=host.headers
+    )
     assert_error(full, 409, "stage_full")
-    by_cohost = await client.post(f"{base}/stage",
-                                  json={"user_id": others[2].id, "role": "cohost"},
-                                  headers=others[0].headers)
+    by_cohost = await client.post(
+        f"{base}/stage", json={"user_id": others[2].id, "role": "cohost"}, headers=others[0].headers
+    )
     assert_error(by_cohost, 403)
-    as_speaker = await client.post(f"{base}/stage",
-                                   json={"user_id": others[2].id, "role": "speaker"},
-                                   headers=others[0].headers)
+    as_speaker = await client.post(
+        f"{base}/stage",
+        json={"user_id": others[2].id, "role": "speaker"},
+        headers=others[0].headers,
+    )
     assert as_speaker.status_code == 200
 
 
@@ -60,21 +65,25 @@ async def test_mute_remove_and_self_unmute(client: httpx.AsyncClient) -> None:
     host, ann, co = await _people(client, "host", "ann", "coh")
     space = await live_space(client, host)
     base = f"/api/spaces/{space['id']}"
-    await client.post(f"{base}/stage", json={"user_id": ann.id, "role": "speaker"},
-                      headers=host.headers)
-    await client.post(f"{base}/stage", json={"user_id": co.id, "role": "cohost"},
-                      headers=host.headers)
+    await client.post(
+        f"{base}/stage", json={"user_id": ann.id, "role": "speaker"}, headers=host.headers
+    )
+    await client.post(
+        f"{base}/stage", json={"user_id": co.id, "role": "cohost"}, headers=host.headers
+    )
     muted = await client.post(f"{base}/stage/{ann.id}/mute", headers=co.headers)
     assert [s["muted"] for s in muted.json()["stage"] if s["user"]["id"] == ann.id] == [True]
-    assert_error(await client.post(f"{base}/stage/{ann.id}/unmute", headers=host.headers),
-                 403, "forbidden")
+    assert_error(
+        await client.post(f"{base}/stage/{ann.id}/unmute", headers=host.headers), 403, "forbidden"
+    )
     unmuted = await client.post(f"{base}/stage/{ann.id}/unmute", headers=ann.headers)
     assert [s["muted"] for s in unmuted.json()["stage"] if s["user"]["id"] == ann.id] == [False]
     assert_error(await client.post(f"{base}/stage/{host.id}/mute", headers=co.headers), 403)
     removed = await client.delete(f"{base}/stage/{ann.id}", headers=co.headers)
     assert "ann" not in _roles(removed.json())
-    assert_error(await client.delete(f"{base}/stage/{ann.id}", headers=co.headers),
-                 404, "not_on_stage")
+    assert_error(
+        await client.delete(f"{base}/stage/{ann.id}", headers=co.headers), 404, "not_on_stage"
+    )
     assert_error(await client.delete(f"{base}/stage/{co.id}", headers=ann.headers), 403)
 
 
@@ -82,13 +91,14 @@ async def test_removed_listener_cannot_rejoin(client: httpx.AsyncClient) -> None
     host, ann, co = await _people(client, "host", "ann", "coh")
     space = await live_space(client, host)
     base = f"/api/spaces/{space['id']}"
-    await client.post(f"{base}/stage", json={"user_id": co.id, "role": "cohost"},
-                      headers=host.headers)
+    await client.post(
+        f"{base}/stage", json={"user_id": co.id, "role": "cohost"}, headers=host.headers
+    )
     assert (await client.post(f"{base}/join", headers=ann.headers)).status_code == 200
-    assert_error(await client.post(f"{base}/removals", json={"user_id": ann.id},
-                                   headers=co.headers), 403)
-    removed = await client.post(f"{base}/removals", json={"user_id": ann.id},
-                                headers=host.headers)
+    assert_error(
+        await client.post(f"{base}/removals", json={"user_id": ann.id}, headers=co.headers), 403
+    )
+    removed = await client.post(f"{base}/removals", json={"user_id": ann.id}, headers=host.headers)
     assert removed.status_code == 200
     assert_error(await client.post(f"{base}/join", headers=ann.headers), 403, "removed")
     assert_error(await client.post(f"{base}/speak-requests", headers=ann.headers), 403, "removed")
@@ -99,28 +109,39 @@ async def test_invited_only_requests(client: httpx.AsyncClient) -> None:
     host, ann, bob = await _people(client, "host", "ann", "bob")
     space = await live_space(client, host, speak_policy="invited")
     base = f"/api/spaces/{space['id']}"
-    assert_error(await client.post(f"{base}/speak-requests", headers=ann.headers),
-                 403, "not_invited")
-    invited = await client.post(f"{base}/invitations", json={"user_id": ann.id},
-                                headers=host.headers)
+    assert_error(
+        await client.post(f"{base}/speak-requests", headers=ann.headers), 403, "not_invited"
+    )
+    invited = await client.post(
+        f"{base}/invitations", json={"user_id": ann.id}, headers=host.headers
+    )
     assert invited.status_code == 201
     assert (await client.post(f"{base}/speak-requests", headers=ann.headers)).status_code == 202
-    assert_error(await client.post(f"{base}/invitations", json={"user_id": ann.id},
-                                   headers=bob.headers), 403)
+    assert_error(
+        await client.post(f"{base}/invitations", json={"user_id": ann.id}, headers=bob.headers), 403
+    )
 
 
 async def test_offer_requires_a_seat_and_a_valid_sdp(client: httpx.AsyncClient) -> None:
     host, ann = await _people(client, "host", "ann")
     space = await live_space(client, host)
     offer = f"/api/spaces/{space['id']}/stage/offer"
-    assert_error(await client.post(offer, json={"type": "offer", "sdp": "v=0"},
-                                   headers=ann.headers), 403)
-    assert_error(await client.post(offer, json={"type": "answer", "sdp": "v=0"},
-                                   headers=host.headers), 422, "bad_sdp")
-    assert_error(await client.post(offer, json={"type": "offer", "sdp": "garbage"},
-                                   headers=host.headers), 422, "bad_sdp")
-    assert_error(await client.post(offer, json={"type": "offer"}, headers=host.headers),
-                 422, "bad_sdp")
+    assert_error(
+        await client.post(offer, json={"type": "offer", "sdp": "v=0"}, headers=ann.headers), 403
+    )
+    assert_error(
+        await client.post(offer, json={"type": "answer", "sdp": "v=0"}, headers=host.headers),
+        422,
+        "bad_sdp",
+    )
+    assert_error(
+        await client.post(offer, json={"type": "offer", "sdp": "garbage"}, headers=host.headers),
+        422,
+        "bad_sdp",
+    )
+    assert_error(
+        await client.post(offer, json={"type": "offer"}, headers=host.headers), 422, "bad_sdp"
+    )
 
 
 async def test_stage_actions_on_ended_space(client: httpx.AsyncClient) -> None:
@@ -148,8 +169,10 @@ async def test_unknown_user_ids(client: httpx.AsyncClient) -> None:
         response = await client.post(f"{base}/stage", json=body, headers=host.headers)
         assert response.status_code in (404, 422)
         assert response.json()["error"]["message"]
-    bad_role = await client.post(f"{base}/stage", json={"user_id": host.id, "role": "king"},
-                                 headers=host.headers)
+    bad_role = await client.post(
+        f"{base}/stage", json={"user_id": host.id, "role": "king"}, headers=host.headers
+    )
     assert_error(bad_role, 422, "invalid_role")
-    assert_error(await client.post(f"{base}/stage/nobody/mute", headers=host.headers),
-                 404, "not_on_stage")
+    assert_error(
+        await client.post(f"{base}/stage/nobody/mute", headers=host.headers), 404, "not_on_stage"
+    )

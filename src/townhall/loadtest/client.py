@@ -497,3 +497,10 @@ class HttpClient:
         self._idle.clear()
         self._lru.clear()
         await asyncio.sleep(0)
+
+
+def status_kind(status: int, code: str | None = None) -> str:
+    """The report's name for an HTTP error answer: "5xx:503", "4xx:429:rate_limited"."""
+    if status >= 500:
+        return f"5xx:{status}"
+    return f"4xx:{status}:{code or '-'}"

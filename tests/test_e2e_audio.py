@@ -1,0 +1,160 @@
+"""A live space end to end, through the real server process and real codecs.
+
+Two aiortc speakers (440 Hz and 660 Hz) join the stage over HTTP signalling; a
+listener reads the live stream (ADTS AAC) and the HLS playlist; the audio that
+comes out is decoded with PyAV and checked with an FFT. Speaker A must hear B
+and not itself. The tone-onset-to-arrival delay on the live stream is printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+
+import av
+import httpx
+import numpy as np
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from tones import Recording, ToneTrack, record_track, tone_power
+from townhall.stage.ice import use_host_addresses
+
+A_FREQ, B_FREQ = 440.0, 660.0
+TONE_START_S = 2.0
+"""Speakers send silence first so the onset is measured on a stream in steady state."""
+LISTEN_S = 6.0
+PRESENT_DBFS = -30.0
+MIN_REJECTION_DB = 20.0
+ONSET_DBFS = -30.0
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def loopback_ice():
+    use_host_addresses(["127.0.0.1"])
+    yield
+    use_host_addresses([])
+
+
+async def _account(http: httpx.AsyncClient, name: str) -> tuple[str, dict[str, str]]:
+    user = await http.post("/api/users", json={"username": name, "password": "password123"})
+    token = await http.post("/api/tokens", json={"username": name, "password": "password123"})
+    return user.json()["id"], {"Authorization": f"Bearer {token.json()['token']}"}
+
+
+async def _speaker(
+    http: httpx.AsyncClient, space_id: str, headers: dict[str, str], freq: float
+) -> tuple[RTCPeerConnection, ToneTrack, Recording]:
+    pc = RTCPeerConnection()
+    tone = ToneTrack(freq, start_after_s=TONE_START_S)
+    pc.addTrack(tone)
+    heard = Recording()
+    readers: list[asyncio.Task[None]] = []  # each ends when the peer closes
+
+    @pc.on("track")
+    def on_track(track) -> None:  # type: ignore[no-untyped-def]
+        readers.append(asyncio.ensure_future(record_track(track, heard)))
+
+    await pc.setLocalDescription(await pc.createOffer())
+    answer = await http.post(
+        f"/api/spaces/{space_id}/stage/offer",
+        json={"type": "offer", "sdp": pc.localDescription.sdp},
+        headers=headers,
+    )
+    assert answer.status_code == 200, answer.text
+    await pc.setRemoteDescription(RTCSessionDescription(**answer.json()))
+    return pc, tone, heard
+
+
+async def _read_live(url: str, recording: Recording, stop_at: float) -> int:
+    """Decode the ADTS stream as it arrives; every decoded sample is stamped with the
+    arrival time of the bytes that carried it."""
+    codec = av.CodecContext.create("aac", "r")
+    received = 0
+    async with httpx.AsyncClient(timeout=10) as http, http.stream("GET", url) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "audio/aac"
+        async for chunk in response.aiter_raw():
+            arrived = time.time()
+            received += len(chunk)
+            for packet in codec.parse(chunk):
+                for frame in codec.decode(packet):  # AAC decodes to planar float
+                    recording.add(frame.to_ndarray().mean(axis=0) * 32767, at=arrived)
+            if arrived >= stop_at:
+                return received
+    return received
+
+
+async def _read_hls(base: str, hls_url: str) -> np.ndarray:
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        playlist = (await http.get(hls_url)).text
+        assert playlist.startswith("#EXTM3U") and "#EXT-X-MAP" in playlist
+        folder = hls_url.rsplit("/", 1)[0]
+        durations = [
+            float(line.split(":")[1].rstrip(","))
+            for line in playlist.splitlines()
+            if line.startswith("#EXTINF")
+        ]
+        assert durations and max(durations) <= 2.0
+        names = [line for line in playlist.splitlines() if line and not line.startswith("#")]
+        body = (await http.get(f"{folder}/init.mp4")).content
+        for name in names:
+            segment = await http.get(f"{folder}/{name}")
+            assert segment.status_code == 200
+            body += segment.content
+    with av.open(io.BytesIO(body)) as container:
+        samples = [frame.to_ndarray().mean(axis=0) for frame in container.decode(audio=0)]
+    return np.concatenate(samples)
+
+
+async def test_two_speakers_reach_listeners_live_and_over_hls(server) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=15) as http:
+        host_id, host = await _account(http, "hosta")
+        b_id, b_headers = await _account(http, "speakerb")
+        space = (await http.post("/api/spaces", json={"title": "e2e"}, headers=host)).json()
+        space_id = space["id"]
+        assert (await http.post(f"/api/spaces/{space_id}/start", headers=host)).status_code == 200
+        added = await http.post(
+            f"/api/spaces/{space_id}/stage", json={"user_id": b_id, "role": "speaker"}, headers=host
+        )
+        assert added.status_code == 200
+
+        join = (await http.post(f"/api/spaces/{space_id}/join")).json()
+        live = Recording()
+        listen_until = time.time() + TONE_START_S + LISTEN_S
+        reader = asyncio.create_task(_read_live(server.url + join["live_url"], live, listen_until))
+
+        pc_a, tone_a, heard_a = await _speaker(http, space_id, host, A_FREQ)
+        pc_b, tone_b, _ = await _speaker(http, space_id, b_headers, B_FREQ)
+        try:
+            received = await asyncio.wait_for(reader, TONE_START_S + LISTEN_S + 15)
+            hls_audio = await _read_hls(server.url, join["hls_url"])
+            snapshot = (await http.get(f"/api/spaces/{space_id}")).json()
+        finally:
+            await pc_a.close()
+            await pc_b.close()
+
+    assert received > 20_000
+    assert tone_a.tone_started_at and tone_b.tone_started_at
+    tail = live.samples(since=tone_b.tone_started_at + 1.0)
+    assert tone_power(tail, 48_000, A_FREQ) > PRESENT_DBFS
+    assert tone_power(tail, 48_000, B_FREQ) > PRESENT_DBFS
+
+    onset = live.onset_time(A_FREQ, ONSET_DBFS, since=tone_a.tone_started_at - 0.5)
+    assert onset is not None, "the 440 Hz tone never reached the live stream"
+    latency = onset - tone_a.tone_started_at
+    print(f"\nlive stream: tone onset -> arrival at the listener {latency * 1000:.0f} ms")
+    assert 0 < latency < 3.0
+
+    heard = heard_a.samples(since=tone_b.tone_started_at + 1.0)
+    own, other = tone_power(heard, 48_000, A_FREQ), tone_power(heard, 48_000, B_FREQ)
+    print(f"speaker A hears B at {other:.1f} dBFS and itself at {own:.1f} dBFS")
+    assert other > PRESENT_DBFS
+    assert other - own > MIN_REJECTION_DB
+
+    assert tone_power(hls_audio, 48_000, A_FREQ) > PRESENT_DBFS
+    assert tone_power(hls_audio, 48_000, B_FREQ) > PRESENT_DBFS
+    connected = {seat["user"]["id"] for seat in snapshot["stage"] if seat["connected"]}
+    assert connected == {host_id, b_id}

@@ -1,0 +1,99 @@
+"""Offer validation: a browser's audio offer passes, everything else says what is wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from townhall.stage.offer import InvalidOffer, validate_offer
+
+# Chromium's offer for one microphone track (candidates omitted, as when not waiting for ICE).
+BROWSER_OFFER = """v=0
+o=- 4611731400430051336 2 IN IP4 127.0.0.1
+s=-
+t=0 0
+a=group:BUNDLE 0
+a=extmap-allow-mixed
+a=msid-semantic: WMS
+m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126
+c=IN IP4 0.0.0.0
+a=rtcp:9 IN IP4 0.0.0.0
+a=ice-ufrag:Xy7q
+a=ice-pwd:3bF0e5Q2nXkL9aTqWz1rYcVd
+a=ice-options:trickle
+a=fingerprint:sha-256 6B:8B:5A:AD:0C:3C:0A:EC:7B:4B:0B:AD:D7:5A:1E:2E:0E:9B:E1:1A:42:B3:E2:7C:8E:43:B1:83:5A:BE:F1:0D
+a=setup:actpass
+a=mid:0
+a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level
+a=sendrecv
+a=msid:- 5f1c2a3b-0000-4000-8000-000000000001
+a=rtcp-mux
+a=rtcp-rsize
+a=rtpmap:111 opus/48000/2
+a=rtcp-fb:111 transport-cc
+a=fmtp:111 minptime=10;useinbandfec=1
+a=rtpmap:63 red/48000/2
+a=fmtp:63 111/111
+a=rtpmap:9 G722/8000
+a=rtpmap:0 PCMU/8000
+a=rtpmap:8 PCMA/8000
+a=rtpmap:13 CN/8000
+a=rtpmap:110 telephone-event/48000
+a=rtpmap:126 telephone-event/8000
+a=ssrc:1001 cname:q2h4a9
+""".replace("\n", "\r\n")
+
+VIDEO_SECTION = """m=video 9 UDP/TLS/RTP/SAVPF 96
+c=IN IP4 0.0.0.0
+a=mid:1
+a=sendrecv
+a=rtcp-mux
+a=rtpmap:96 VP8/90000
+""".replace("\n", "\r\n")
+
+
+def test_a_browser_audio_offer_is_accepted() -> None:
+    description = validate_offer(BROWSER_OFFER)
+    assert [m.kind for m in description.media] == ["audio"]
+
+
+def test_a_rejected_video_section_is_ignored() -> None:
+    validate_offer(BROWSER_OFFER + VIDEO_SECTION.replace("m=video 9", "m=video 0"))
+
+
+@pytest.mark.parametrize(
+    ("offer", "message"),
+    [
+        ("", "empty"),
+        ("   \r\n", "empty"),
+        ("x" * 70_000, "larger than"),
+        ('{"type": "offer"}', "not SDP"),
+        (BROWSER_OFFER.replace("m=audio 9 UDP", "m=audio nine UDP"), "could not be parsed"),
+        (BROWSER_OFFER.replace("111 63 9 0 8", "111 63 9 0 8 abc"), "could not be parsed"),
+        (BROWSER_OFFER.split("m=audio")[0], "no audio section"),
+        (BROWSER_OFFER + VIDEO_SECTION, "audio only; the offer also has video"),
+        (
+            BROWSER_OFFER + BROWSER_OFFER[BROWSER_OFFER.index("m=audio") :].replace(
+                "a=mid:0", "a=mid:1"
+            ),
+            "2 audio sections",
+        ),
+        (
+            "\r\n".join(
+                line
+                for line in BROWSER_OFFER.split("\r\n")
+                if "opus" not in line and "111" not in line.split(":")[0] + line[:12]
+            ).replace(" 111 63 ", " 63 "),
+            "does not offer Opus",
+        ),
+        (BROWSER_OFFER.replace("a=ice-pwd:3bF0e5Q2nXkL9aTqWz1rYcVd\r\n", ""), "ICE credentials"),
+        (BROWSER_OFFER.replace("a=fingerprint", "a=x-fingerprint"), "DTLS fingerprint"),
+        (BROWSER_OFFER.replace("a=rtcp-mux\r\n", ""), "rtcp-mux"),
+    ],
+)
+def test_what_is_wrong_is_said(offer: str, message: str) -> None:
+    with pytest.raises(InvalidOffer, match=message):
+        validate_offer(offer)
+
+
+def test_invalid_offer_is_a_value_error() -> None:
+    assert issubclass(InvalidOffer, ValueError)
