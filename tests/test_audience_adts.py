@@ -7,8 +7,8 @@ import io
 import av
 import numpy as np
 import pytest
-from tones import dominant_frequencies, tone_power
 
+from tones import dominant_frequencies, tone_power
 from townhall.audience.adts import (
     ADTS_HEADER_BYTES,
     adts_header,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import struct
 import subprocess
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import av
 import numpy as np
-from tones import dominant_frequencies
 
+from tones import dominant_frequencies
 from townhall.audience.encoder import AAC_FRAME_SAMPLES, AacEncoder
 from townhall.audience.fmp4 import (
     Fragment,
@@ -72,7 +73,7 @@ def test_init_plus_fragments_decode_to_the_tone() -> None:
 
 def test_fragments_tile_the_timeline_and_average_the_target() -> None:
     _, fragments = build(tone(440, 5.0))
-    for before, after in zip(fragments, fragments[1:], strict=False):
+    for before, after in itertools.pairwise(fragments):
         assert after.start == before.end
         assert after.sequence == before.sequence + 1
     whole = fragments[:-1]  # the last one is whatever was left at the end

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
-from tones import dominant_frequencies, tone_power
 
+from tones import dominant_frequencies, tone_power
 from townhall.audience.fmp4 import Fragment
 from townhall.audience.hls import HlsPackager
 from townhall.audience.program import ProgramOutput

@@ -14,8 +14,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from tones import dominant_frequencies, tone_power
 
+from tones import dominant_frequencies, tone_power
 from townhall.audience.fmp4 import iter_boxes
 from townhall.audience.program import ProgramOutput
 from townhall.audience.recorder import (

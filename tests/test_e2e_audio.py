@@ -109,6 +109,34 @@ async def _read_hls(base: str, hls_url: str) -> np.ndarray:
     return np.concatenate(samples)
 
 
+async def _ffmpeg_hls(url: str) -> np.ndarray:
+    """Debian's ffmpeg as an independent HLS client: it must decode without a complaint."""
+    process = await asyncio.create_subprocess_exec(
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        url,
+        "-t",
+        "2",
+        "-ac",
+        "1",
+        "-ar",
+        "48000",
+        "-f",
+        "s16le",
+        "-",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    assert err.decode().strip() == "", err.decode()
+    assert len(out) >= 2 * 48_000 * 1.5
+    return np.frombuffer(out, dtype=np.int16)
+
+
 async def test_two_speakers_reach_listeners_live_and_over_hls(server) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=15) as http:
         host_id, host = await _account(http, "hosta")
@@ -131,6 +159,7 @@ async def test_two_speakers_reach_listeners_live_and_over_hls(server) -> None:
         try:
             received = await asyncio.wait_for(reader, TONE_START_S + LISTEN_S + 15)
             hls_audio = await _read_hls(server.url, join["hls_url"])
+            ffmpeg_audio = await _ffmpeg_hls(server.url + join["hls_url"])
             snapshot = (await http.get(f"/api/spaces/{space_id}")).json()
         finally:
             await pc_a.close()
@@ -156,5 +185,7 @@ async def test_two_speakers_reach_listeners_live_and_over_hls(server) -> None:
 
     assert tone_power(hls_audio, 48_000, A_FREQ) > PRESENT_DBFS
     assert tone_power(hls_audio, 48_000, B_FREQ) > PRESENT_DBFS
+    assert tone_power(ffmpeg_audio, 48_000, A_FREQ) > PRESENT_DBFS
+    assert tone_power(ffmpeg_audio, 48_000, B_FREQ) > PRESENT_DBFS
     connected = {seat["user"]["id"] for seat in snapshot["stage"] if seat["connected"]}
     assert connected == {host_id, b_id}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -37,7 +37,7 @@ LATENCY_BOUND_S = 1.0
 
 
 @pytest.fixture(autouse=True)
-def loopback_ice() -> AsyncIterator[None]:
+def loopback_ice() -> Iterator[None]:
     use_host_addresses(["127.0.0.1"])
     yield
     use_host_addresses([])
@@ -303,3 +303,24 @@ async def test_lost_packets_do_not_leave_latency_behind() -> None:
     finally:
         await room.stop()
         await client.close()
+
+
+async def test_an_offer_without_candidates_still_connects() -> None:
+    """Browsers send their offer before ICE gathering ends (trickle) and our API has no
+    trickle endpoint: the server must learn the browser's address from its ICE checks."""
+    room = StageRoom("space-8", StageSettings(), lambda frame: None)
+    await room.start()
+    tone = ToneTrack(A_FREQ)
+    pc, offer = await client_offer(tone)
+    try:
+        bare = "".join(line for line in offer.splitlines(keepends=True) if "candidate" not in line)
+        assert "a=candidate" in offer and "a=candidate" not in bare
+        answer = await room.connect("ivan", bare)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        await wait_until(lambda: room.connected == {"ivan"}, CONNECT_TIMEOUT_S, "peer")
+        await wait_until(
+            lambda: room.stats().speakers["ivan"].inbound.pushed > 5, 3.0, "audio from the client"
+        )
+    finally:
+        await room.stop()
+        await pc.close()

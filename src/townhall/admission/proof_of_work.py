@@ -47,7 +47,7 @@ NONCE_BYTES: Final = 12
 MAX_SOLUTION_CHARS: Final = 64
 DEFAULT_MAX_SPENT: Final = 200_000
 """Nonces remembered (~30 MB at most); at the bound the oldest is forgotten and counted."""
-_SOLUTION_RE: Final = re.compile(r"[0-9A-Za-z_-]{1,%d}" % MAX_SOLUTION_CHARS)
+_SOLUTION_RE: Final = re.compile(rf"[0-9A-Za-z_-]{{1,{MAX_SOLUTION_CHARS}}}")
 _FIELDS: Final = 5
 _PURGE_PER_SPEND: Final = 8
 """Expired nonces dropped per call: more than one, so the set drains faster than it fills."""

@@ -146,6 +146,8 @@ class ProgramOutput:
         if last is not None:
             self._store_fragment(last)
         self.hls.close()
+        latest = self.hls.latest_sequence
+        self.stats.segments = 0 if latest is None else latest + 1
         self.live.close()
         if self._recorder is None:
             return False

@@ -18,8 +18,8 @@ import errno
 import json
 import socket
 from collections import OrderedDict
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from townhall.loadtest.http11 import ProtocolError, ResponseHead, ResponseParser
 
@@ -35,6 +35,8 @@ MAX_ERROR_BODY_BYTES = 16 * 1024
 PREFIX_BYTES = 16
 """Leading stream bytes kept to recognise the audio format."""
 USER_AGENT = "townhall-loadtest/1"
+P = TypeVar("P", bound=asyncio.BaseProtocol)
+
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 """Linux: pick the source port at connect time, so many sockets may share a bound address."""
 
@@ -349,7 +351,25 @@ class HttpClient:
 
     # -- connections -------------------------------------------------------
     async def connect(self, local_addr: str | None, timeout: float) -> HttpConnection:
-        """A new connection, bound to ``local_addr`` first when given (loopback aliases)."""
+        """A new pooled-kind connection, bound to ``local_addr`` first when given."""
+        loop = asyncio.get_running_loop()
+        protocol = await self.connect_raw(
+            lambda: HttpConnection(loop, local_addr, self), local_addr, timeout
+        )
+        self._open.add(protocol)
+        if self._closed:
+            protocol.abort()
+            raise RequestError("client:closed")
+        return protocol
+
+    async def connect_raw(
+        self, factory: Callable[[], P], local_addr: str | None, timeout: float
+    ) -> P:
+        """A TCP connection to the server with any protocol (the caller closes it).
+
+        Binding to a loopback alias before connecting is what makes the server
+        see many (or few) client addresses from this one process.
+        """
         if self._closed:
             raise RequestError("client:closed")
         loop = asyncio.get_running_loop()
@@ -365,19 +385,13 @@ class HttpClient:
                 sock.bind((local_addr, 0))
             async with asyncio.timeout(timeout):
                 await loop.sock_connect(sock, (self.host, self.port))
-            _, protocol = await loop.create_connection(
-                lambda: HttpConnection(loop, local_addr, self), sock=sock
-            )
+            _, protocol = await loop.create_connection(factory, sock=sock)
         except BaseException as exc:
             sock.close()
             if isinstance(exc, (OSError, TimeoutError)):
                 raise RequestError(classify_os_error(exc), str(exc)) from None
             raise
         self.connections_opened += 1
-        self._open.add(protocol)
-        if self._closed:
-            protocol.abort()
-            raise RequestError("client:closed")
         return protocol
 
     def _forget(self, connection: HttpConnection) -> None:

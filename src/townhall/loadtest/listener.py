@@ -19,7 +19,13 @@ import math
 from typing import Any
 
 from townhall.loadtest.audio import audio_format
-from townhall.loadtest.client import RequestError, Response, Stream, status_kind
+from townhall.loadtest.client import (
+    RequestError,
+    Response,
+    Stream,
+    error_code_of,
+    status_kind,
+)
 from townhall.loadtest.context import RunContext
 from townhall.loadtest.hls import MediaPlaylist, parse_media_playlist
 
@@ -182,6 +188,7 @@ class Listener:
                 recorder.admitted_now(ticket, live_url)
                 if told_s is not None:
                     recorder.waited_then_admitted(told_s, loop.time() - first_told_at)
+                    self._enter("joining")
                 return Admission(ticket, live_url, _optional_str(data.get("hls_url")))
             if response.status == 200 and isinstance(data.get("wait"), dict):
                 wait = data["wait"]
@@ -236,8 +243,6 @@ class Listener:
             recorder.error(exc.kind)
             raise ListenerFailed("live stream unreachable") from None
         if stream.status != 200:
-            from townhall.loadtest.client import error_code_of
-
             recorder.error(status_kind(stream.status, error_code_of(stream.body)))
             raise ListenerFailed(f"live stream refused: {stream.status}")
         try:

@@ -1,0 +1,123 @@
+"""Recordings: written as the space goes, playable after the end and after a hard crash."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+
+import av
+import httpx
+import numpy as np
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from conftest import start_server, stop_server
+from tones import ToneTrack, first_onset, tone_power
+from townhall.stage.ice import use_host_addresses
+
+FREQ = 440.0
+PRESENT_DBFS = -30.0
+MAX_CRASH_LOSS_S = 2.0
+"""What a hard kill may cost: the fragment in flight (0.5 s) plus encoder and network delay."""
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def loopback_ice():
+    use_host_addresses(["127.0.0.1"])
+    yield
+    use_host_addresses([])
+
+
+async def _host_live_space(http: httpx.AsyncClient) -> tuple[str, dict[str, str]]:
+    await http.post("/api/users", json={"username": "host", "password": "password123"})
+    token = await http.post("/api/tokens", json={"username": "host", "password": "password123"})
+    headers = {"Authorization": f"Bearer {token.json()['token']}"}
+    space = await http.post(
+        "/api/spaces", json={"title": "Recorded", "record": True}, headers=headers
+    )
+    space_id = space.json()["id"]
+    assert (await http.post(f"/api/spaces/{space_id}/start", headers=headers)).status_code == 200
+    return space_id, headers
+
+
+async def _speak(http: httpx.AsyncClient, space_id: str, headers: dict[str, str]):
+    pc = RTCPeerConnection()
+    tone = ToneTrack(FREQ, start_after_s=0.2)
+    pc.addTrack(tone)
+    await pc.setLocalDescription(await pc.createOffer())
+    answer = await http.post(
+        f"/api/spaces/{space_id}/stage/offer",
+        json={"type": "offer", "sdp": pc.localDescription.sdp},
+        headers=headers,
+    )
+    assert answer.status_code == 200, answer.text
+    await pc.setRemoteDescription(RTCSessionDescription(**answer.json()))
+    return pc, tone
+
+
+def _decode(body: bytes) -> tuple[np.ndarray, float]:
+    with av.open(io.BytesIO(body)) as container:
+        stream = container.streams.audio[0]
+        samples = np.concatenate([f.to_ndarray().mean(axis=0) for f in container.decode(stream)])
+    return samples, len(samples) / 48_000
+
+
+async def test_recording_after_a_normal_end(server) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=15) as http:
+        space_id, headers = await _host_live_space(http)
+        pc, _ = await _speak(http, space_id, headers)
+        await asyncio.sleep(3.5)
+        ended = await http.post(f"/api/spaces/{space_id}/end", headers=headers)
+        await pc.close()
+        assert ended.status_code == 200
+        recording_url = ended.json()["recording_url"]
+        assert recording_url == f"/api/spaces/{space_id}/recording"
+        download = await http.get(recording_url, params={"download": "1"})
+        assert download.status_code == 200
+        assert download.headers["content-type"] == "audio/mp4"
+        assert "attachment" in download.headers["content-disposition"]
+        ranged = await http.get(recording_url, headers={"Range": "bytes=0-99"})
+        assert ranged.status_code == 206 and len(ranged.content) == 100
+        replay = await http.get(f"/s/{space_id}/replay")
+        assert replay.status_code == 200
+    audio, seconds = _decode(download.content)
+    assert 3.0 <= seconds <= 6.0
+    assert tone_power(audio, 48_000, FREQ) > PRESENT_DBFS
+
+
+async def test_recording_survives_a_hard_kill(tmp_path) -> None:
+    data_dir = tmp_path / "data"
+    first = start_server(data_dir)
+    try:
+        async with httpx.AsyncClient(base_url=first.url, timeout=15) as http:
+            space_id, headers = await _host_live_space(http)
+            pc, tone = await _speak(http, space_id, headers)
+            await asyncio.sleep(5.0)
+            assert tone.tone_started_at is not None
+            killed_at = time.time()
+            first.kill_hard()
+            await pc.close()
+    finally:
+        stop_server(first)
+    spoken = killed_at - tone.tone_started_at
+    partial = list((data_dir / "recordings").glob("*.part.mp4"))
+    assert partial, "nothing was on disk when the server died"
+
+    second = start_server(data_dir)
+    try:
+        async with httpx.AsyncClient(base_url=second.url, timeout=15) as http:
+            snapshot = (await http.get(f"/api/spaces/{space_id}")).json()
+            assert snapshot["state"] == "ended"
+            assert snapshot["recording_url"]
+            body = (await http.get(snapshot["recording_url"])).content
+    finally:
+        stop_server(second)
+    audio, seconds = _decode(body)
+    onset = first_onset(audio, 48_000, FREQ, -30.0)
+    assert onset is not None, "the tone is not in the recording"
+    kept = seconds - onset
+    print(f"\nspoke {spoken:.2f} s before the kill; the recording kept {kept:.2f} s of it")
+    assert kept >= spoken - MAX_CRASH_LOSS_S
+    assert tone_power(audio[-48_000:], 48_000, FREQ) > PRESENT_DBFS
