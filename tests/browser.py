@@ -60,9 +60,7 @@ def write_tone_wav(path: Path, freq_hz: float, seconds: float = 4.0) -> Path:
     cycles = max(1, round(freq_hz * seconds))
     frames = round(cycles * SAMPLE_RATE / freq_hz)
     peak = TONE_AMPLITUDE * 32767
-    samples = (
-        int(peak * math.sin(2 * math.pi * freq_hz * i / SAMPLE_RATE)) for i in range(frames)
-    )
+    samples = (int(peak * math.sin(2 * math.pi * freq_hz * i / SAMPLE_RATE)) for i in range(frames))
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
@@ -109,6 +107,18 @@ SPECTRUM_JS = """
 }
 """
 
+# True once the band around `freqHz` has fallen below `belowDb` (e.g. after a mute).
+TONE_GONE_JS = """
+([freqHz, belowDb]) => {
+  const { ctx, analyser } = window.__townhallAnalyser;
+  const data = new Float32Array(analyser.frequencyBinCount);
+  analyser.getFloatFrequencyData(data);
+  const center = Math.round(freqHz / (ctx.sampleRate / analyser.fftSize));
+  for (let i = center - 2; i <= center + 2; i++) if (data[i] > belowDb) return false;
+  return true;
+}
+"""
+
 PLAYER_JS = """
 () => {
   const p = window.townhallPlayer;
@@ -128,6 +138,11 @@ class Spectrum:
 
     @property
     def snr_db(self) -> float:
+        """Tone over floor; 0 when there is no tone at all (digital silence)."""
+        if not math.isfinite(self.tone_db):
+            return 0.0
+        if not math.isfinite(self.floor_db):
+            return math.inf
         return self.tone_db - self.floor_db
 
 
@@ -142,3 +157,8 @@ def spectrum(page: Any, freq_hz: float) -> Spectrum:
 
 def player_state(page: Any) -> dict[str, Any]:
     return page.evaluate(PLAYER_JS)
+
+
+def wait_for_tone_gone(page: Any, freq_hz: float, below_db: float, timeout_ms: float) -> None:
+    """Polls the analyser every 20 ms until the tone has gone."""
+    page.wait_for_function(TONE_GONE_JS, arg=[freq_hz, below_db], polling=20, timeout=timeout_ms)

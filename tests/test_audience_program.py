@@ -87,7 +87,7 @@ async def test_live_stream_carries_the_tone_with_little_delay() -> None:
     for arrived, data in client.arrivals:
         received += len(data)
         whole = sum(1 for offset, length in frames if offset + length <= received)
-        newest_input_sample = whole * AAC_FRAME_SAMPLES - program._encoder.priming_samples
+        newest_input_sample = whole * AAC_FRAME_SAMPLES - program.priming_samples
         frame_index = min(len(pushed_at) - 1, max(0, newest_input_sample - 1) // FRAME_SAMPLES)
         delays.append(arrived - pushed_at[frame_index])
     delays_ms = np.array(delays[:-1]) * 1000  # the last one is the flush at close

@@ -27,16 +27,36 @@ def test_prebuffers_then_plays_in_order() -> None:
     assert q.stats.played == 2 and q.stats.underruns == 0
 
 
-def test_running_dry_counts_an_underrun_and_buffers_again() -> None:
+def test_running_dry_counts_an_underrun_and_buffers_deeper() -> None:
     q = JitterQueue(prebuffer=2, capacity=10)
     for n in (1, 2):
         q.push(frame(n))
     assert ids([q.pop(), q.pop(), q.pop()]) == [1, 2, None]
     assert q.stats.underruns == 1 and not q.playing
+    assert q.stats.prebuffer == 3  # it ran dry: hold one frame more from now on
     q.push(frame(3))
-    assert q.pop() is None  # re-buffering
     q.push(frame(4))
-    assert ids([q.pop(), q.pop()]) == [3, 4]
+    assert q.pop() is None  # re-buffering to the new depth
+    q.push(frame(5))
+    assert ids([q.pop(), q.pop(), q.pop()]) == [3, 4, 5]
+
+
+def test_prebuffer_adapts_up_to_jitter_and_back_down_when_calm() -> None:
+    q = JitterQueue(prebuffer=2, capacity=10, trim_window=5, max_prebuffer=4)
+    for _ in range(5):  # starve it repeatedly: the depth climbs, but only to the maximum
+        q.pop()
+        q.push(frame(0))
+        while q.pop() is None:
+            q.push(frame(0))
+        while q.pop() is not None:
+            pass
+    assert q.stats.prebuffer == 4
+    for _ in range(4):
+        q.push(frame(0))
+    for _ in range(30):  # then a steady second and more: one frame back per calm window
+        q.push(frame(0))
+        q.pop()
+    assert q.stats.prebuffer == 2
 
 
 def test_overflow_drops_the_oldest_and_counts() -> None:

@@ -60,9 +60,17 @@ def without_opus(offer: str) -> str:
     return "\r\n".join(lines).replace("SAVPF 111 63 ", "SAVPF ")
 
 
+def many_candidates(n: int) -> str:
+    return "".join(
+        f"a=candidate:{i} 1 udp 2122260223 10.0.{i // 250}.{i % 250 + 1} 5000{i % 10} typ host\r\n"
+        for i in range(n)
+    )
+
+
 def test_a_browser_audio_offer_is_accepted() -> None:
     description = validate_offer(BROWSER_OFFER)
     assert [m.kind for m in description.media] == ["audio"]
+    validate_offer(BROWSER_OFFER + many_candidates(8))
 
 
 def test_a_rejected_video_section_is_ignored() -> None:
@@ -89,6 +97,7 @@ def test_a_rejected_video_section_is_ignored() -> None:
         (BROWSER_OFFER.replace("a=ice-pwd:3bF0e5Q2nXkL9aTqWz1rYcVd\r\n", ""), "ICE credentials"),
         (BROWSER_OFFER.replace("a=fingerprint", "a=x-fingerprint"), "DTLS fingerprint"),
         (BROWSER_OFFER.replace("a=rtcp-mux\r\n", ""), "rtcp-mux"),
+        (BROWSER_OFFER + many_candidates(65), "65 ICE candidates"),
     ],
 )
 def test_what_is_wrong_is_said(offer: str, message: str) -> None:

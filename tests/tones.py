@@ -7,6 +7,8 @@ Sending:   `ToneTrack(440, start_after_s=0.5)` is an aiortc audio track that sen
 Recording: `Recording` collects mono audio with the wall-clock arrival time of every
            chunk; feed it from a program sink (`recording.add(frame)`) or from a
            received aiortc track (`record_track(track, recording)`).
+Speaking: `ToneClient` is a speaker's browser played by an aiortc peer: it sends a
+           ToneTrack and records what it hears (`offer` -> signalling -> `accept(answer)`).
 Measuring: `tone_power` (dBFS of one frequency), `dominant_frequencies` (the strongest
            peaks), `first_onset` (when a tone starts). All take a 1-D mono array,
            either integers (int16 full scale = 1.0) or floats in [-1, 1].
@@ -25,6 +27,7 @@ import time
 import av
 import numpy as np
 import numpy.typing as npt
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 SAMPLE_RATE = 48_000
@@ -154,6 +157,46 @@ async def record_track(track: MediaStreamTrack, recording: Recording) -> None:
         while True:
             frame = await track.recv()
             recording.add(_mono(frame))
+
+
+class ToneClient:
+    """A speaker's browser, played by an aiortc peer: sends `tone`, records into `heard`.
+
+        client = await ToneClient.offer_with(ToneTrack(440, start_after_s=0.5))
+        answer = ...  # send client.offer through the signalling under test
+        await client.accept(answer)
+        ...; await client.close()
+
+    No STUN server (tests are offline); the offer carries all candidates (gathered first).
+    """
+
+    def __init__(self, tone: MediaStreamTrack) -> None:
+        self.tone = tone
+        self.heard = Recording()
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.offer = ""
+        self._tasks: list[asyncio.Task[None]] = []
+        self.pc.addTransceiver(tone, direction="sendrecv")
+        self.pc.on("track", self._on_track)
+
+    @classmethod
+    async def offer_with(cls, tone: MediaStreamTrack) -> ToneClient:
+        client = cls(tone)
+        await client.pc.setLocalDescription(await client.pc.createOffer())
+        client.offer = client.pc.localDescription.sdp
+        return client
+
+    async def accept(self, answer_sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+
+    async def close(self) -> None:
+        await self.pc.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._tasks.append(asyncio.create_task(record_track(track, self.heard)))
 
 
 def _mono(frame: av.AudioFrame) -> npt.NDArray[np.int16]:

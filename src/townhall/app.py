@@ -16,6 +16,7 @@ from townhall.api import accounts, listening, spaces
 from townhall.api.errors import EXCEPTION_HANDLERS
 from townhall.api.live import LiveStream
 from townhall.config import Settings
+from townhall.server import ConnectionGuard
 from townhall.service.accounts import Accounts
 from townhall.service.ids import new_id
 from townhall.service.spaces import Spaces
@@ -76,12 +77,15 @@ async def close_services(services: Services) -> None:
     await services.store.close()
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> Starlette:
+    """`guard` is the server's connection guard when run by townhall.server."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await open_services(settings)
         for name in ("settings", "store", "state", "accounts", "spaces", "signer"):
             setattr(app.state, name, getattr(services, name))
+        app.state.guard = guard or ConnectionGuard.from_settings(settings)
         try:
             yield
         finally:
@@ -95,5 +99,3 @@ def create_app(settings: Settings) -> Starlette:
         *pages.routes,
     ]
     return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
-
-

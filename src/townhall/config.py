@@ -19,6 +19,13 @@ MIB = 1024 * 1024
 class HttpLimits:
     max_body_bytes: int = 64 * 1024
     """JSON bodies are small; an SDP offer is the largest (~10 KB)."""
+    header_timeout_s: float = 10.0
+    """A request's headers must arrive within this (slowloris sends them a byte at a time)."""
+    body_timeout_s: float = 20.0
+    """A request's body must arrive within this after its headers."""
+    max_connections_per_address: int = 0
+    """Open connections one client address may hold in normal mode; 0 disables.
+    Attack mode applies its own, tighter cap (see townhall.admission.attack_mode)."""
 
 
 @dataclass(frozen=True)

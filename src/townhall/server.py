@@ -1,35 +1,132 @@
-"""Runs the ASGI app on uvicorn with one addition: the connection's transport.
+"""Runs the ASGI app on uvicorn, with what a public server needs below HTTP.
 
-The live stream writes shared chunks straight to sockets (see api/live.py);
-uvicorn keeps the transport to itself, so our protocol subclass puts it into
-the scope's extensions, which is the ASGI way to offer server extras.
+uvicorn keeps the connection's transport to itself and has no deadline for a
+request that arrives slowly, so our protocol subclass adds three things:
+- the transport in the scope's extensions (the ASGI way to offer server
+  extras), for the live stream's shared-buffer fan-out (api/live.py);
+- header and body deadlines, so slowloris connections are cut;
+- a cap on open connections per client address, refused before any parsing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from townhall.admission.connection_caps import ConnectionCaps
 from townhall.api.live import TRANSPORT_EXTENSION
 from townhall.config import Settings
 
 log = logging.getLogger(__name__)
 
 
-class TransportExposingProtocol(HttpToolsProtocol):
+def _raw_error(status: str, code: str, message: str, retry_after_s: int) -> bytes:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+        f"Retry-After: {retry_after_s}\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+TOO_MANY_CONNECTIONS = _raw_error(
+    "503 Service Unavailable", "too_many_connections", "too many open connections from you", 10
+)
+
+
+@dataclass
+class ConnectionGuard:
+    """Shared by every connection of one server: deadlines and per-address caps."""
+
+    header_timeout_s: float
+    body_timeout_s: float
+    caps: ConnectionCaps = field(default_factory=lambda: ConnectionCaps(0))
+    cut_slow_headers: int = 0
+    cut_slow_bodies: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConnectionGuard:
+        http = settings.http
+        return cls(
+            http.header_timeout_s,
+            http.body_timeout_s,
+            ConnectionCaps(http.max_connections_per_address),
+        )
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    guard: ConnectionGuard  # set on the subclass made by protocol_for()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._address = (self.client or ("?", 0))[0]
+        self._counted = self.guard.caps.acquire(self._address)
+        if not self._counted:
+            transport.write(TOO_MANY_CONNECTIONS)
+            transport.close()
+            return
+        self._deadline: asyncio.TimerHandle | None = None
+        self._arm(self.guard.header_timeout_s, "headers")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._counted:
+            self.guard.caps.release(self._address)
+            self._counted = False
+            self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self, seconds: float, what: str) -> None:
+        self._disarm()
+        if seconds > 0:
+            self._deadline = self.loop.call_later(seconds, self._too_slow, what)
+
+    def _disarm(self) -> None:
+        deadline = getattr(self, "_deadline", None)
+        if deadline is not None:
+            deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self, what: str) -> None:
+        self._deadline = None
+        if what == "headers":
+            self.guard.cut_slow_headers += 1
+        else:
+            self.guard.cut_slow_bodies += 1
+        log.info("cut %s: its request %s were too slow", self._address, what)
+        self.transport.abort() if hasattr(self.transport, "abort") else self.transport.close()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope["extensions"] = {TRANSPORT_EXTENSION: self.transport}  # type: ignore[typeddict-unknown-key]
+        if self._deadline is None:
+            self._arm(self.guard.header_timeout_s, "headers")
+
+    def on_headers_complete(self) -> None:
+        self._arm(self.guard.body_timeout_s, "body")
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
 
 
-def uvicorn_config(app: object, settings: Settings, **extra: object) -> uvicorn.Config:
+def protocol_for(guard: ConnectionGuard) -> type[GuardedProtocol]:
+    return type("TownhallProtocol", (GuardedProtocol,), {"guard": guard})
+
+
+def uvicorn_config(app: Any, settings: Settings, guard: ConnectionGuard) -> uvicorn.Config:
     return uvicorn.Config(
-        app,  # type: ignore[arg-type]
+        app,
         host=settings.host,
         port=settings.port,
-        http=TransportExposingProtocol,
+        http=protocol_for(guard),
         loop="uvloop",
         lifespan="on",
         timeout_keep_alive=15,
@@ -37,13 +134,13 @@ def uvicorn_config(app: object, settings: Settings, **extra: object) -> uvicorn.
         access_log=False,
         log_level="info",
         server_header=False,
-        **extra,  # type: ignore[arg-type]
+        backlog=4096,
     )
 
 
 def serve(settings: Settings) -> None:
     from townhall.app import create_app
 
-    config = uvicorn_config(create_app(settings), settings)
-    server = uvicorn.Server(config)
-    server.run()
+    guard = ConnectionGuard.from_settings(settings)
+    app = create_app(settings, guard=guard)
+    uvicorn.Server(uvicorn_config(app, settings, guard)).run()

@@ -68,15 +68,16 @@ class Restrictions:
 
 NORMAL_RESTRICTIONS: Final = Restrictions(
     pow_bits=0,
-    per_address=BucketSpec(rate=10.0, burst=40.0),
-    per_prefix=BucketSpec(rate=200.0, burst=800.0),
+    per_address=BucketSpec(rate=20.0, burst=100.0),
+    per_prefix=BucketSpec(rate=400.0, burst=2_000.0),
     max_connections_per_address=32,
 )
-"""A polling listener needs well under 1 request/s; a whole NAT of them fits the prefix."""
+"""A polling listener needs well under 1 request/s; an office behind one NAT joining at
+once (snapshot + join each) fits the burst."""
 ATTACK_RESTRICTIONS: Final = Restrictions(
     pow_bits=DEFAULT_BITS,
     per_address=BucketSpec(rate=2.0, burst=10.0),
-    per_prefix=BucketSpec(rate=40.0, burst=160.0),
+    per_prefix=BucketSpec(rate=50.0, burst=200.0),
     max_connections_per_address=8,
 )
 
@@ -180,7 +181,8 @@ class AttackMode:
                 self._auto = True
                 self._calm_since = None
                 self.reason = (
-                    f"joins {join_rate:.0f}/s" if join_rate >= t.join_rate_on
+                    f"joins {join_rate:.0f}/s"
+                    if join_rate >= t.join_rate_on
                     else f"refused {refused_share:.0%} of requests"
                 )
         elif join_rate <= t.join_rate_off and refused_share <= t.refused_share_off:

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from townhall.admission._jitter import spread
-from townhall.admission.capacity import Capacity
+from townhall.admission.capacity import DEFAULT_MAX_ADMISSIONS_PER_S, Capacity
 from townhall.admission.refused import AdmissionRefused, refusal_code
 from townhall.admission.signing import InvalidToken, Signer
 
@@ -59,7 +59,7 @@ KIND: Final = "q"
 _FIELDS: Final = 7
 _LANE_CODE: Final = {NORMAL: 0, PRIORITY: 1}
 
-DEFAULT_RATE: Final = 200.0
+DEFAULT_RATE: Final = DEFAULT_MAX_ADMISSIONS_PER_S
 """Admissions per second when nothing better is configured (see QueuePolicy.from_capacity)."""
 DEFAULT_PRIORITY_SHARE: Final = 0.5
 DEFAULT_TOKEN_MAX_AGE_S: Final = 600.0
@@ -78,7 +78,7 @@ MAX_ETA_S: Final = 6 * 3600.0
 MAX_CLOCK_SKEW_S: Final = 5
 """Tokens issued this far in our future (another node's clock) are still accepted."""
 _EPS: Final = 1e-9
-_MIN_RATE_WINDOW_S: Final = 1.0
+_MIN_RATE_WINDOW_S: Final = 0.2
 
 
 class QueueRefused(AdmissionRefused):

@@ -9,9 +9,13 @@ Pure: bytes in, bytes out, no I/O.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+
+Readable = bytes | bytearray | memoryview | mmap.mmap
+"""Anything the box scanner can read: a file's bytes, or the file itself mapped."""
 
 TRACK_ID = 1
 MOVIE_TIMESCALE = 1000
@@ -226,7 +230,7 @@ class BoxHeader:
     """Whole box, header included; may run past the data when the box is torn."""
 
 
-def iter_boxes(data: bytes | memoryview, offset: int = 0) -> Iterator[BoxHeader]:
+def iter_boxes(data: Readable, offset: int = 0) -> Iterator[BoxHeader]:
     """Top-level box headers from ``offset``; stops at a header that is itself torn."""
     end = len(data)
     while offset + BOX_HEADER_BYTES <= end:
@@ -243,7 +247,7 @@ def iter_boxes(data: bytes | memoryview, offset: int = 0) -> Iterator[BoxHeader]
         offset += size
 
 
-def playable_prefix(data: bytes | memoryview) -> int:
+def playable_prefix(data: Readable) -> int:
     """Length of the longest prefix that is ftyp, moov and whole moof+mdat pairs.
 
     A recording cut by a crash ends in a torn fragment; this is where to stop reading.

@@ -102,6 +102,12 @@ class ProgramOutput:
         return self._recorder
 
     @property
+    def priming_samples(self) -> int:
+        """Encoder delay at the head of every delivery's timeline (input sample 0 is at
+        this program-clock sample)."""
+        return self._encoder.priming_samples
+
+    @property
     def duration_s(self) -> float:
         """Audio pushed so far."""
         return self._encoder.samples_in / SAMPLE_RATE

@@ -199,15 +199,14 @@ def finalize_recording(partial: Path, final: Path) -> float:
         source = src.streams.audio[0]
         packets = (p for p in src.demux(source) if p.dts is not None)
         first = next(packets, None)
-        if first is None:
+        if first is None or first.dts is None:
             raise EmptyRecording(f"{partial} has no whole fragment")
-        start = first.dts
-        end = start
+        start = end = first.dts
         time_base = first.time_base
         with av.open(str(tmp), "w", format="ipod", options={"movflags": "+faststart"}) as dst:
             target = dst.add_stream_from_template(source)
             for packet in itertools.chain((first,), packets):
-                end = max(end, packet.dts + (packet.duration or 0))
+                end = max(end, (packet.dts or 0) + (packet.duration or 0))
                 packet.stream = target
                 dst.mux(packet)
     _fsync_path(tmp)

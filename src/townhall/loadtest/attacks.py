@@ -20,7 +20,7 @@ import string
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from townhall.loadtest.client import RequestError, USER_AGENT, error_code_of, status_kind
+from townhall.loadtest.client import USER_AGENT, RequestError, error_code_of, status_kind
 from townhall.loadtest.context import RunContext
 
 PACE_TICK_S = 0.01
@@ -149,7 +149,8 @@ def forged_tickets(ctx: RunContext) -> Callable[[int], Awaitable[str]]:
         real = recorder.sample_ticket
         if real is None and kind != "random":
             kind = "random"
-        live = ctx.target.local_path(recorder.sample_live_url) if recorder.sample_live_url else guess
+        sample = recorder.sample_live_url
+        live = ctx.target.local_path(sample) if sample else guess
         if kind == "other_space":
             live = live.replace(f"/{ctx.space}", f"/{ctx.space}x", 1)
         path = _with_ticket(live, forge_ticket(kind, real, rng))
@@ -250,7 +251,9 @@ def _cut_result(answer: bytes) -> str:
     return "cut:silent"
 
 
-def start_attacks(ctx: RunContext, legit_rate: Callable[[float], float]) -> list[asyncio.Task[None]]:
+def start_attacks(
+    ctx: RunContext, legit_rate: Callable[[float], float]
+) -> list[asyncio.Task[None]]:
     """Tasks for every attack the configuration switches on; they end at the deadline."""
     config = ctx.config
     loop = asyncio.get_running_loop()

@@ -41,9 +41,10 @@ def numeric_fields(data: Any) -> dict[str, float]:
             out[str(key)] = float(value)
         elif isinstance(value, dict):
             for inner, number in value.items():
-                if isinstance(number, (int, float)) and not isinstance(number, bool):
-                    if math.isfinite(number):
-                        out[f"{key}.{inner}"] = float(number)
+                if isinstance(number, bool) or not isinstance(number, (int, float)):
+                    continue
+                if math.isfinite(number):
+                    out[f"{key}.{inner}"] = float(number)
     return out
 
 

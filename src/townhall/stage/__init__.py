@@ -2,6 +2,6 @@
 
 from townhall.stage.ice import use_host_addresses
 from townhall.stage.offer import InvalidOffer
-from townhall.stage.room import RoomStats, StageRoom
+from townhall.stage.room import RoomStats, StageRoom, StageUnavailable
 
-__all__ = ["InvalidOffer", "RoomStats", "StageRoom", "use_host_addresses"]
+__all__ = ["InvalidOffer", "RoomStats", "StageRoom", "StageUnavailable", "use_host_addresses"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,6 +37,9 @@ class ClockStats:
     late_ticks: int = 0
     skipped_ticks: int = 0
     max_lateness_s: float = 0.0
+    max_tick_s: float = 0.0
+    """Longest time one tick held the event loop."""
+    total_tick_s: float = 0.0
     errors: int = 0
 
 
@@ -83,9 +87,13 @@ class FrameClock:
 
     def _tick(self) -> None:
         self.stats.ticks += 1
+        began = time.perf_counter()
         try:
             self._on_tick()
         except Exception:
             self.stats.errors += 1
             if self.stats.errors % ERROR_LOG_EVERY == 1:
                 logger.exception("stage tick failed (%d failures so far)", self.stats.errors)
+        spent = time.perf_counter() - began
+        self.stats.total_tick_s += spent
+        self.stats.max_tick_s = max(self.stats.max_tick_s, spent)

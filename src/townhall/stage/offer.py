@@ -14,6 +14,9 @@ OPUS_MIME = "audio/opus"
 OPUS_CLOCK_RATE = 48_000
 MAX_OFFER_CHARS = 64 * 1024
 """A real browser's audio offer is 2-6 KB; anything this large is not one."""
+MAX_CANDIDATES = 64
+"""A browser offers a handful of ICE candidates. The server sends connectivity checks to
+every one, so an offer listing hundreds would make it probe addresses on someone's behalf."""
 
 __all__ = ["InvalidOffer", "validate_offer"]
 
@@ -55,6 +58,11 @@ def validate_offer(offer_sdp: str) -> sdp.SessionDescription:
         raise InvalidOffer("the offer has no DTLS fingerprint (a=fingerprint)")
     if not media.rtcp_mux:
         raise InvalidOffer("the offer does not use RTCP multiplexing (a=rtcp-mux)")
+    candidates = sum(len(m.ice_candidates) for m in description.media)
+    if candidates > MAX_CANDIDATES:
+        raise InvalidOffer(
+            f"the offer lists {candidates} ICE candidates (at most {MAX_CANDIDATES})"
+        )
     return description
 
 

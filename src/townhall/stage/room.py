@@ -27,7 +27,12 @@ logger = logging.getLogger(__name__)
 ERROR_LOG_EVERY = 500
 """A failing callback is logged the first time and then once per this many failures."""
 
-__all__ = ["InvalidOffer", "RoomStats", "StageRoom"]
+__all__ = ["InvalidOffer", "RoomStats", "StageRoom", "StageUnavailable"]
+
+
+class StageUnavailable(RuntimeError):
+    """The offer was not answered: the room is stopped, or disconnect() was called for this
+    user while their offer was being answered (they left the stage meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ class StageRoom:
         self._detector = SpeakingDetector(settings.speaking_threshold_dbfs)
         self._clock = FrameClock(self._tick)
         self._closing: set[asyncio.Task[None]] = set()
+        self._disconnects: dict[str, int] = {}  # per user: how many disconnect() calls so far
         self._stopped = False
         self._program_errors = 0
         self._change_errors = 0
@@ -73,8 +79,7 @@ class StageRoom:
 
     async def start(self) -> None:
         """Start the mixer clock (idempotent)."""
-        if self._stopped:
-            raise RuntimeError(f"stage of space {self.space_id} is stopped")
+        self._ensure_running()
         self._clock.start()
 
     async def stop(self) -> None:
@@ -91,14 +96,19 @@ class StageRoom:
     async def connect(self, user_id: str, offer_sdp: str) -> str:
         """Answer a speaker's offer; replaces the user's previous peer, if any.
 
-        Raises InvalidOffer (a ValueError) when the offer cannot carry Opus audio.
+        Raises InvalidOffer (a ValueError) when the offer cannot carry Opus audio, and
+        StageUnavailable when the room stopped or the user was disconnected meanwhile.
         """
         self._ensure_running()
         validate_offer(offer_sdp)
+        disconnects = self._disconnects.get(user_id, 0)
         speaker = Speaker(user_id, self._on_speaker_state)
         try:
             answer = await speaker.answer(offer_sdp)
-            self._ensure_running()  # stop() may have run while ICE was gathering
+            # Either may have happened while ICE was gathering.
+            self._ensure_running()
+            if self._disconnects.get(user_id, 0) != disconnects:
+                raise StageUnavailable(f"{user_id} was disconnected while connecting")
         except BaseException:
             await speaker.close()
             raise
@@ -110,6 +120,8 @@ class StageRoom:
         return answer
 
     async def disconnect(self, user_id: str) -> None:
+        """Close the user's peer, including one still being set up by connect()."""
+        self._disconnects[user_id] = self._disconnects.get(user_id, 0) + 1
         speaker = self._speakers.pop(user_id, None)
         if speaker is not None:
             self._refresh_connected()
@@ -209,4 +221,4 @@ class StageRoom:
 
     def _ensure_running(self) -> None:
         if self._stopped:
-            raise RuntimeError(f"stage of space {self.space_id} is stopped")
+            raise StageUnavailable(f"stage of space {self.space_id} is stopped")

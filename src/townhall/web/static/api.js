@@ -28,9 +28,13 @@ function retryAfterSeconds(res) {
  * @param {string} method
  * @param {string} path
  * @param {object} [body] sent as JSON; unsafe methods always send a JSON body
+ * @param {{cache?: RequestCache}} [options] 'no-cache' revalidates (If-None-Match) every
+ *   time instead of accepting what the HTTP cache holds (stale-while-revalidate).
  */
-export async function api(method, path, body = undefined) {
-  const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+export async function api(method, path, body = undefined, { cache = 'default' } = {}) {
+  const init = {
+    method, cache, credentials: 'same-origin', headers: { Accept: 'application/json' },
+  };
   if (method !== 'GET' && method !== 'HEAD') {
     init.headers['Content-Type'] = 'application/json';
     if (body !== undefined || method === 'POST') init.body = JSON.stringify(body ?? {});
@@ -58,7 +62,7 @@ export async function api(method, path, body = undefined) {
   return data;
 }
 
-export const get = (path) => api('GET', path);
+export const get = (path, options) => api('GET', path, undefined, options);
 export const post = (path, body) => api('POST', path, body);
 export const del = (path) => api('DELETE', path);
 

@@ -6,7 +6,7 @@ import { ApiError, del, get, post, spacePath } from './api.js';
 import { MicPanel } from './micpanel.js';
 import { LivePlayer } from './player.js';
 import { ReactionBar } from './reactions.js';
-import { showSpaceHeader, spaceUrl } from './space.js';
+import { isOlder, showSpaceHeader, spaceUrl } from './space.js';
 import { $, h, poll, say, spaceIdFromPath, stageMember } from './ui.js';
 
 const SNAPSHOT_POLL_MS = 2_000;
@@ -119,6 +119,8 @@ function renderEnded() {
   $('#player').hidden = ended;
   $('#replay').hidden = !(ended && space.recording_url);
   $('#replay-link').href = spaceUrl(spaceId, 'replay');
+  $('#stage-section').hidden = ended;
+  if (ended) say($('#page-status'), '');
   if (ended && (player.playing || player.state === 'error')) player.stop('ended');
 }
 
@@ -139,7 +141,7 @@ function render() {
 
 async function refreshMine() {
   if (!me) return;
-  mine = await get(spacePath(spaceId, 'me'));
+  mine = await get(spacePath(spaceId, 'me'), { cache: 'no-cache' });
   if (mine.removed && player.playing) player.stop();
 }
 
@@ -150,6 +152,7 @@ async function changeRequest(button, requesting) {
     else await del(spacePath(spaceId, 'speak-requests', me.id));
     await refreshMine();
     say($('#speak-status'), '');
+    lastSnapshot = '';
   } catch (err) {
     say($('#speak-status'), err.message, 'error');
   } finally {
@@ -163,15 +166,22 @@ async function changeRequest(button, requesting) {
  * If-None-Match (the server sends an ETag and max-age=1), so an unchanged
  * space costs a 304. GET /me is only asked when the snapshot changed.
  */
-async function refresh() {
+async function refresh(fresh = false) {
   let snapshot;
   try {
-    snapshot = await get(spacePath(spaceId));
+    // Listeners take what the HTTP cache offers (a few seconds stale at worst, cheap
+    // for edges); someone on stage with a live mic needs the fresh truth.
+    const cache = fresh || micPanel.active ? 'no-cache' : 'default';
+    snapshot = await get(spacePath(spaceId), { cache });
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
       stopPolling();
       $('#title').textContent = 'This space does not exist.';
-      $('#player').hidden = true;
+      $('.host').hidden = true;
+      for (const section of document.querySelectorAll('main > section:not(.hero)')) {
+        section.hidden = true;
+      }
+      $('#space').setAttribute('aria-busy', 'false');
       return;
     }
     throw err;
@@ -179,7 +189,7 @@ async function refresh() {
   const pageStatus = $('#page-status');
   if (pageStatus.dataset.kind === 'error') say(pageStatus, '');
   const text = JSON.stringify(snapshot);
-  if (text === lastSnapshot) return;
+  if (text === lastSnapshot || isOlder(snapshot, space)) return;
   lastSnapshot = text;
   space = snapshot;
   await refreshMine().catch(() => {});
@@ -211,7 +221,7 @@ $('#leave').addEventListener('click', async () => {
     micPanel.stop();
     await del(spacePath(spaceId, 'stage', me.id));
     lastSnapshot = '';
-    await refresh();
+    await refresh(true);
   } catch (err) {
     say($('#mic-status'), err.message, 'error');
   } finally {

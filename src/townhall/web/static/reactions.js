@@ -35,9 +35,16 @@ export class ReactionBar {
     this.show(this.totals);
   }
 
-  /** Shows the totals from a snapshot. */
+  /**
+   * Shows the totals from a snapshot. Totals only grow, so a count is never
+   * shown lower than before: a cached snapshot must not undo a reaction just sent.
+   */
   show(totals) {
-    this.totals = totals || {};
+    const merged = { ...this.totals };
+    for (const [emoji, n] of Object.entries(totals || {})) {
+      merged[emoji] = Math.max(n, merged[emoji] || 0);
+    }
+    this.totals = merged;
     for (const [emoji, { button, count }] of this.buttons) {
       const n = this.totals[emoji] || 0;
       count.textContent = n ? n.toLocaleString() : '';

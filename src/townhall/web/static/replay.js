@@ -24,7 +24,9 @@ async function main() {
   showSpaceHeader(space);
   if (space.recording_url) {
     $('#recording-audio').src = space.recording_url;
-    $('#download').href = space.recording_url;
+    const url = new URL(space.recording_url, location.href);
+    url.searchParams.set('download', '1'); // the server then answers as an attachment
+    $('#download').href = url.href;
     $('#download').setAttribute('download', `${space.title}.m4a`);
     $('#recording').hidden = false;
   } else if (space.state === 'ended') {

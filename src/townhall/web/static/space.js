@@ -2,6 +2,18 @@
 
 import { $, formatWhen, plural, stateBadge } from './ui.js';
 
+const STATE_ORDER = { scheduled: 0, live: 1, ended: 2 };
+
+/**
+ * Whether `next` is older than `current`. The snapshot is cacheable
+ * (max-age=1, stale-while-revalidate), so a poll may answer with what the
+ * cache held before a change this page already saw (e.g. in a POST answer).
+ * A space only moves forward: scheduled, live, ended.
+ */
+export function isOlder(next, current) {
+  return Boolean(current) && STATE_ORDER[next.state] < STATE_ORDER[current.state];
+}
+
 export function whenText(space) {
   if (space.state === 'scheduled') {
     return space.scheduled_for ? `Starts ${formatWhen(space.scheduled_for)}` : 'Not started yet';

@@ -4,7 +4,7 @@
 import { showAccount, signInHref } from './account.js';
 import { del, get, post, spacePath } from './api.js';
 import { MicPanel } from './micpanel.js';
-import { showSpaceHeader, spaceUrl } from './space.js';
+import { isOlder, showSpaceHeader, spaceUrl } from './space.js';
 import { $, act, h, listenUrl, poll, say, spaceIdFromPath, stageMember } from './ui.js';
 
 const POLL_MS = 2_000;
@@ -128,16 +128,19 @@ function render() {
 }
 
 async function refreshRequests() {
-  if (!space || space.state === 'ended') {
+  if (!space || space.state !== 'live') {
     requests = [];
     return;
   }
-  requests = (await get(spacePath(spaceId, 'requests'))).requests;
+  requests = (await get(spacePath(spaceId, 'requests'), { cache: 'no-cache' })).requests;
   renderRequests();
 }
 
 async function refresh() {
-  space = await get(spacePath(spaceId));
+  // Hosts are few and act on what they see: always revalidate (a 304 when unchanged).
+  const snapshot = await get(spacePath(spaceId), { cache: 'no-cache' });
+  if (isOlder(snapshot, space)) return;
+  space = snapshot;
   if ($('#page-status').dataset.kind === 'error') say($('#page-status'), '');
   render();
   await refreshRequests();
@@ -196,7 +199,7 @@ async function main() {
   }
   micPanel.userId = me.id;
   try {
-    mine = await get(spacePath(spaceId, 'me'));
+    mine = await get(spacePath(spaceId, 'me'), { cache: 'no-cache' });
   } catch (err) {
     return deny(err.message, h('a', { href: '/' }, 'Back to townhall'));
   }
