@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import statistics
 import struct
 import wave
 from dataclasses import dataclass
@@ -69,19 +70,21 @@ def write_tone_wav(path: Path, freq_hz: float, seconds: float = 4.0) -> Path:
     return path
 
 
-# Routes the page's <audio> element through a Web Audio analyser. Once an
-# element feeds a MediaElementSource its sound goes only through the graph,
-# so the analyser also connects to the destination to keep it playing.
+# Routes the page's live player (<audio> element) through a Web Audio analyser.
+# Once an element feeds a MediaElementSource its sound goes only through the
+# graph, so the analyser also connects to the destination to keep it playing.
+# With a selector, analyses that <audio> element's MediaStream (WebRTC) instead.
 ATTACH_ANALYSER_JS = """
-(fftSize) => {
-  const audio = window.townhallPlayer.audio;
+([fftSize, selector]) => {
   const ctx = new AudioContext();
-  const source = ctx.createMediaElementSource(audio);
+  const source = selector
+    ? ctx.createMediaStreamSource(document.querySelector(selector).srcObject)
+    : ctx.createMediaElementSource(window.townhallPlayer.audio);
   const analyser = ctx.createAnalyser();
   analyser.fftSize = fftSize;
   analyser.smoothingTimeConstant = 0;
   source.connect(analyser);
-  analyser.connect(ctx.destination);
+  if (!selector) analyser.connect(ctx.destination);
   window.__townhallAnalyser = { ctx, analyser };
   return ctx.resume().then(() => ctx.state);
 }
@@ -146,8 +149,9 @@ class Spectrum:
         return self.tone_db - self.floor_db
 
 
-def attach_analyser(page: Any, fft_size: int = 8192) -> str:
-    return page.evaluate(ATTACH_ANALYSER_JS, fft_size)
+def attach_analyser(page: Any, stream_of: str | None = None, fft_size: int = 8192) -> str:
+    """Analyses the live player, or the MediaStream of the <audio> at `stream_of`."""
+    return page.evaluate(ATTACH_ANALYSER_JS, [fft_size, stream_of])
 
 
 def spectrum(page: Any, freq_hz: float) -> Spectrum:
@@ -162,3 +166,16 @@ def player_state(page: Any) -> dict[str, Any]:
 def wait_for_tone_gone(page: Any, freq_hz: float, below_db: float, timeout_ms: float) -> None:
     """Polls the analyser every 20 ms until the tone has gone."""
     page.wait_for_function(TONE_GONE_JS, arg=[freq_hz, below_db], polling=20, timeout=timeout_ms)
+
+
+def median_spectrum(page: Any, freq_hz: float, reads: int, interval_ms: float) -> Spectrum:
+    """The median of several spectra (per field), `interval_ms` apart."""
+    spectra = []
+    for _ in range(reads):
+        page.wait_for_timeout(interval_ms)
+        spectra.append(spectrum(page, freq_hz))
+    return Spectrum(
+        peak_hz=statistics.median(s.peak_hz for s in spectra),
+        tone_db=statistics.median(s.tone_db for s in spectra),
+        floor_db=statistics.median(s.floor_db for s in spectra),
+    )

@@ -13,7 +13,14 @@ from collections.abc import Callable, Iterator
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 
-from tones import Recording, ToneClient, ToneTrack, dominant_frequencies, tone_power
+from tones import (
+    Recording,
+    ToneClient,
+    ToneTrack,
+    dominant_frequencies,
+    steady_tone_power,
+    tone_power,
+)
 from townhall.config import StageSettings
 from townhall.media import SAMPLE_RATE
 from townhall.stage import InvalidOffer, StageRoom, StageUnavailable, use_host_addresses
@@ -56,7 +63,8 @@ async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -
 
 
 def powers(samples, *freqs: float) -> list[float]:
-    return [tone_power(samples, SAMPLE_RATE, f) for f in freqs]
+    """Steady level of each tone: a loaded machine may stall the loop and drop a few frames."""
+    return [steady_tone_power(samples, SAMPLE_RATE, f) for f in freqs]
 
 
 async def test_program_and_mix_minus_carry_the_right_voices() -> None:
@@ -81,7 +89,7 @@ async def test_program_and_mix_minus_carry_the_right_voices() -> None:
         print(f"\nprogram: 440 Hz {p440:.1f} dBFS, 660 Hz {p660:.1f} dBFS")
         assert p440 > PRESENT_DBFS and p660 > PRESENT_DBFS
         peaks = dominant_frequencies(program.samples(since=window), SAMPLE_RATE, 2)
-        assert sorted(round(f) for f in peaks) == [440, 660], peaks
+        assert sorted(peaks) == pytest.approx([A_FREQ, B_FREQ], abs=3), peaks
 
         # Each speaker hears the other and not themselves.
         a440, a660 = powers(a.heard.samples(since=window), A_FREQ, B_FREQ)
@@ -281,9 +289,9 @@ async def test_lost_packets_do_not_leave_latency_behind() -> None:
     program = Recording()
     room = StageRoom("space-7", StageSettings(), program)
     await room.start()
-    client = await join(room, "hana", ToneTrack(A_FREQ, start_after_s=2.0))
+    client = await join(room, "hana", ToneTrack(A_FREQ, start_after_s=1.2))
     try:
-        dropped = drop_rtp(client.pc, every=30)
+        dropped = drop_rtp(client.pc, every=15)
         await wait_until(lambda: client.tone.tone_started_at is not None, 5.0, "tone")
         await asyncio.sleep(SETTLE_S + 0.2)
         latency = program.onset_time(A_FREQ, ONSET_DBFS) - client.tone.tone_started_at

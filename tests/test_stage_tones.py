@@ -13,6 +13,7 @@ from tones import (
     ToneTrack,
     dominant_frequencies,
     first_onset,
+    steady_tone_power,
     tone_power,
 )
 
@@ -76,3 +77,13 @@ def test_recording_maps_an_onset_to_the_wall_time_it_arrived() -> None:
     assert recording.onset_time(440, -30) in (1004.0, 1005.0)  # the tone starts in chunk 5
     assert recording.onset_time(440, -30, since=1007.0) == 1007.0
     assert recording.samples(since=1009.5).size == 0
+
+
+def test_steady_tone_power_ignores_a_gap_that_a_long_projection_does_not() -> None:
+    tone = sine(440, 1.0, 0.3)
+    # 200 ms of dropped audio in the middle, resuming in antiphase (54 samples = half a period)
+    gapped = np.concatenate([tone[:24_000], np.zeros(9_600), tone[24_054:]])
+    assert tone_power(gapped, RATE, 440) < -20  # the whole-clip projection cancels itself
+    assert steady_tone_power(gapped, RATE, 440) == pytest.approx(-10.5, abs=0.3)
+    assert steady_tone_power(sine(660, 1.0, 0.3), RATE, 440) < -60
+    assert steady_tone_power(tone[:100], RATE, 440) == tone_power(tone[:100], RATE, 440)

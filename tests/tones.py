@@ -7,10 +7,11 @@ Sending:   `ToneTrack(440, start_after_s=0.5)` is an aiortc audio track that sen
 Recording: `Recording` collects mono audio with the wall-clock arrival time of every
            chunk; feed it from a program sink (`recording.add(frame)`) or from a
            received aiortc track (`record_track(track, recording)`).
-Speaking: `ToneClient` is a speaker's browser played by an aiortc peer: it sends a
+Speaking:  `ToneClient` is a speaker's browser played by an aiortc peer: it sends a
            ToneTrack and records what it hears (`offer` -> signalling -> `accept(answer)`).
-Measuring: `tone_power` (dBFS of one frequency), `dominant_frequencies` (the strongest
-           peaks), `first_onset` (when a tone starts). All take a 1-D mono array,
+Measuring: `tone_power` (dBFS of one frequency), `steady_tone_power` (the same, robust
+           to dropped frames), `dominant_frequencies` (the strongest peaks),
+           `first_onset` (when a tone starts). All take a 1-D mono array,
            either integers (int16 full scale = 1.0) or floats in [-1, 1].
 
 Levels are dBFS of a sinusoid: a full-scale sine is 0 dB, one at amplitude 0.1 is -20 dB.
@@ -37,6 +38,8 @@ FLOOR_DB = -200.0
 ONSET_WINDOW_S = 0.020
 """Analysis window for onsets: 50 Hz resolution, enough to tell 440 from 660 Hz."""
 ONSET_HOP_S = 0.002
+BLOCK_S = 0.1
+"""Block length for steady_tone_power: 10 Hz resolution, many blocks per second."""
 
 
 # -- sending ---------------------------------------------------------------------------------
@@ -227,6 +230,22 @@ def tone_power(samples: npt.ArrayLike, sample_rate: int, freq: float) -> float:
     phase = np.exp(-2j * np.pi * freq * np.arange(x.size) / sample_rate)
     amplitude = 2 * abs(np.dot(x * window, phase)) / window.sum()
     return _db(amplitude)
+
+
+def steady_tone_power(
+    samples: npt.ArrayLike, sample_rate: int, freq: float, block_s: float = BLOCK_S
+) -> float:
+    """Median of `tone_power` over consecutive blocks (100 ms): the level a tone holds most
+    of the time. Prefer it for audio that went through a live pipeline: one long projection
+    under-reads when frames were dropped or skipped (each gap jumps the phase and a Hann
+    window weights its centre), while a few bad blocks do not move the median.
+    """
+    x = _as_float(samples)
+    size = max(1, round(block_s * sample_rate))
+    blocks = [x[i : i + size] for i in range(0, x.size - size + 1, size)]
+    if not blocks:
+        return tone_power(x, sample_rate, freq)
+    return float(np.median([tone_power(b, sample_rate, freq) for b in blocks]))
 
 
 def dominant_frequencies(samples: npt.ArrayLike, sample_rate: int, n: int) -> list[float]:

@@ -56,6 +56,42 @@ class StageSettings:
 
 
 @dataclass(frozen=True)
+class EdgeSettings:
+    """Stream workers: extra processes that serve only the live stream.
+
+    One process may hold about 20,000 open files here (a hard limit), and one Python
+    process uses one core; workers on a shared port (SO_REUSEPORT) let one node hold
+    more listeners than either allows. Each worker relays a space's program from the
+    origin once and fans it out itself, so the origin sends one stream per worker.
+    """
+
+    stream_workers: int = 0
+    """Worker processes; 0 disables them and the main process serves /live itself."""
+    stream_port: int = 0
+    """Port the workers share; 0 means the main port + 1."""
+    stream_public_url: str = ""
+    """Base URL of the stream port handed to clients (behind a proxy, say); empty means
+    the request's host name with the stream port."""
+    header_timeout_s: float = 10.0
+    """A stream connection that has not sent its whole request head by then is cut
+    (slowloris); a real player sends it in one packet."""
+    max_header_bytes: int = 8 * 1024
+    """Request head cap on the stream port; a ticket URL is well under 1 KiB."""
+    relay_grace_s: float = 10.0
+    """How long a worker keeps a space's relay open after its last listener leaves, so
+    a listener who reconnects finds the stream (and its burst) still flowing."""
+    relay_connect_timeout_s: float = 5.0
+    """A relay that gets no answer head from the origin by then fails its listeners (502)."""
+    report_interval_s: float = 1.0
+    """Workers report their listener counts to the origin this often."""
+    restart_backoff_s: float = 1.0
+    """The supervisor restarts a crashed worker at most this often per worker slot."""
+
+    def resolved_stream_port(self, main_port: int) -> int:
+        return self.stream_port or main_port + 1
+
+
+@dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -75,6 +111,7 @@ class Settings:
     http: HttpLimits = field(default_factory=HttpLimits)
     audio: AudioSettings = field(default_factory=AudioSettings)
     stage: StageSettings = field(default_factory=StageSettings)
+    edge: EdgeSettings = field(default_factory=EdgeSettings)
 
     @property
     def database_path(self) -> Path:

@@ -18,6 +18,7 @@ import asyncio
 import random
 import string
 from collections.abc import Awaitable, Callable
+from typing import cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from townhall.loadtest.client import USER_AGENT, RequestError, error_code_of, status_kind
@@ -172,8 +173,8 @@ class _SlowProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport; they implement it.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if len(self.answer) < SLOWLORIS_KEEP_BYTES:

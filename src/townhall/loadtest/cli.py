@@ -219,7 +219,7 @@ async def _main_async(config: LoadtestConfig, quiet: bool) -> dict[str, Any]:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
     progress = None if quiet else ProgressPrinter()
     return await run_loadtest(config, progress=progress, stop=stop)

@@ -19,7 +19,7 @@ import json
 import socket
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from townhall.loadtest.http11 import ProtocolError, ResponseHead, ResponseParser
 
@@ -183,8 +183,8 @@ class HttpConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol --------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport; they implement it.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         stream = self._stream

@@ -68,6 +68,8 @@ class LogHistogram:
         if not 0 <= q <= 1:
             raise ValueError("q is a share between 0 and 1")
         rank = max(1, math.ceil(q * self.count))
+        if rank >= self.count:
+            return self.max
         seen = 0
         for index in sorted(self._buckets):
             seen += self._buckets[index]

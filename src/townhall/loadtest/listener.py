@@ -92,6 +92,13 @@ class Listener:
             setattr(recorder, phase, getattr(recorder, phase) + 1)
         self.phase = phase
 
+    def _ttfa(self, first_audio_at: float) -> float:
+        """Time to first audio as the person feels it: page load plus join to audio.
+
+        The pause before pressing Listen is theirs, not the server's, so it is left out.
+        """
+        return first_audio_at - self.arrived - self.think_s
+
     async def run(self) -> None:
         recorder = self.ctx.recorder
         self.arrived = asyncio.get_running_loop().time()
@@ -269,7 +276,7 @@ class Listener:
         requested = loop.time()
         stream, first = await self._open_live(path)
         try:
-            recorder.first_audio(first - self.arrived, first - requested)
+            recorder.first_audio(self._ttfa(first), first - requested)
             self._enter("streaming")
             leave_at = first + self.hold_s
             for reconnect in range(MAX_RECONNECTS + 1):
@@ -334,7 +341,7 @@ class Listener:
         first = first_response.first_body_at or first_response.ended_at
         if audio_format(first_response.body[:16]) is None:
             recorder.unrecognised_audio += 1
-        recorder.first_audio(first - self.arrived, first - requested)
+        recorder.first_audio(self._ttfa(first), first - requested)
         self._enter("streaming")
         last = segments[0].sequence
         leave_at = first + self.hold_s

@@ -42,7 +42,7 @@ class Recorder:
         self.waiting = 0
         self.streaming = 0
         self.ttfa = LogHistogram()
-        """Arrival (first request) to first audio byte: what a listener experiences."""
+        """Snapshot request to first audio byte, minus the listener's own think time."""
         self.stream_ttfb = LogHistogram()
         """Stream request sent to first audio byte: the fan-out's own start latency."""
         self.queue_wait = LogHistogram()

@@ -36,7 +36,7 @@ from townhall.domain.spaces import (
 from townhall.domain.stage import Role, Stage
 from townhall.service.ids import looks_like_id, new_id
 from townhall.service.live import LiveRooms, final_recording_path, partial_recording_path
-from townhall.stage.room import InvalidOffer
+from townhall.stage import InvalidOffer, StageUnavailable
 from townhall.state.base import State
 from townhall.store.base import Store
 
@@ -391,6 +391,8 @@ class Spaces:
             answer = await room.stage.connect(actor.id, offer_sdp)
         except InvalidOffer as bad:
             raise Invalid(str(bad), code="bad_sdp") from None
+        except StageUnavailable as gone:
+            raise Conflict(str(gone), code="stage_unavailable") from None
         self._mark_dirty(space_id)
         return answer
 

@@ -22,12 +22,14 @@ const TRIM_SLACK_S = 10;
 const MAX_PENDING_BYTES = 1024 * 1024;
 /** A ticket this close to expiry is not re-used. */
 const TICKET_MARGIN_MS = 10_000;
+/** SourceBuffer operations (an append, then maybe a trim) to wait out before a reset. */
+const MAX_UPDATE_WAITS = 4;
 /** Floor for the waiting room's retry_after_s, in case a server sends 0. */
 const MIN_WAIT_RETRY_S = 0.5;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 20_000;
-/** A connection that delivered this much counts as healthy and resets the back-off. */
-const HEALTHY_BYTES = 24 * 1024;
+/** A connection that lasted this long counts as healthy and resets the back-off. */
+const HEALTHY_CONNECTION_MS = 10_000;
 /** HTTP answers after which the ticket is useless and we join again. */
 const REJOIN_STATUSES = new Set([401, 403, 404, 410]);
 /** Answers that mean this person cannot listen at all: stop trying. */
@@ -130,13 +132,14 @@ export class LivePlayer extends EventTarget {
     const { signal } = run.controller;
     let attempt = 0;
     while (!signal.aborted) {
-      let received = 0;
+      let connectedAt = Infinity;
       let waitS = 0;
       try {
         const ticket = await this._ensureTicket(run);
         if (signal.aborted) return;
         this._set('connecting');
-        received = await this._play(ticket, run);
+        connectedAt = Date.now();
+        await this._play(ticket, run);
       } catch (err) {
         if (signal.aborted) return;
         if (err instanceof ApiError && FATAL_CODES.has(err.code)) throw err;
@@ -149,7 +152,7 @@ export class LivePlayer extends EventTarget {
         waitS = err.retryAfterS || 0;
       }
       if (signal.aborted) return;
-      if (received >= HEALTHY_BYTES) attempt = 0;
+      if (Date.now() - connectedAt >= HEALTHY_CONNECTION_MS) attempt = 0;
       const delay = Math.max(backoffMs(attempt), waitS * 1000);
       attempt += 1;
       this.reconnects += 1;
@@ -184,7 +187,7 @@ export class LivePlayer extends EventTarget {
     return null;
   }
 
-  /** Plays until the stream ends; returns how many bytes this connection brought. */
+  /** Plays until the stream ends. */
   async _play(ticket, run) {
     if (this.delivery === 'mse') return this._streamMse(ticket.live_url, run);
     const url = this.delivery === 'hls' ? ticket.hls_url : ticket.live_url;
@@ -196,21 +199,18 @@ export class LivePlayer extends EventTarget {
       this._teardownMedia();
     }
     const mse = this._mse || (await this._openMediaSource(run));
-    if (!mse) return 0;
+    if (!mse) return;
     const conn = new AbortController();
     this._conn = conn;
     run.controller.signal.addEventListener('abort', () => conn.abort(), { once: true });
     const res = await fetch(url, { signal: conn.signal, cache: 'no-store' });
     if (!res.ok) throw new StreamError(res.status);
-    if (mse.sourceBuffer.updating) mse.pending.length = 0;
-    else mse.sourceBuffer.abort(); // drop a partial frame left by the last connection
+    await this._resetParser(mse);
     const reader = res.body.getReader();
-    let received = 0;
     try {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
-        received += value.byteLength;
         this.bytesReceived += value.byteLength;
         if (!this._enqueue(mse, value)) {
           this.overflows += 1;
@@ -220,7 +220,22 @@ export class LivePlayer extends EventTarget {
     } finally {
       reader.cancel().catch(() => {});
     }
-    return received;
+  }
+
+  /**
+   * A dropped connection can leave half an ADTS frame in the SourceBuffer's
+   * parser; the next stream starts on a frame boundary, so the parser must
+   * forget it. In 'sequence' mode the next frame still follows the last one.
+   */
+  async _resetParser(mse) {
+    mse.pending.length = 0;
+    mse.pendingBytes = 0;
+    const { sourceBuffer } = mse;
+    for (let i = 0; i < MAX_UPDATE_WAITS && sourceBuffer.updating; i++) {
+      await new Promise((resolve) => sourceBuffer.addEventListener('updateend', resolve,
+        { once: true }));
+    }
+    if (!sourceBuffer.updating && mse.mediaSource.readyState === 'open') sourceBuffer.abort();
   }
 
   _openMediaSource(run) {
@@ -295,6 +310,9 @@ export class LivePlayer extends EventTarget {
         audio.currentTime = end - LIVE_EDGE_TARGET_S;
         this.edgeSkips += 1;
       }
+      // After a reconnect the element never stopped, so no 'playing' event comes.
+      if (this._run && !audio.paused && this.state !== 'playing'
+          && audio.readyState >= HTMLMediaElement.HAVE_FUTURE_DATA) this._set('playing');
       if (!this._trim(mse, KEEP_BEHIND_S + TRIM_SLACK_S)) this._pump(mse);
     }
   }
@@ -316,7 +334,7 @@ export class LivePlayer extends EventTarget {
       const done = () => {
         audio.removeEventListener('error', done);
         audio.removeEventListener('ended', done);
-        resolve(0);
+        resolve();
       };
       audio.addEventListener('error', done);
       audio.addEventListener('ended', done);
