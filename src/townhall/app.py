@@ -14,7 +14,7 @@ from starlette.routing import Route
 from townhall.admission.signing import Signer
 from townhall.api import accounts, listening, spaces
 from townhall.api.errors import EXCEPTION_HANDLERS
-from townhall.api.live import LiveStream
+from townhall.api.live import LiveStream, RelayProgram, report_listeners
 from townhall.config import Settings
 from townhall.server import ConnectionGuard
 from townhall.service.accounts import Accounts
@@ -96,6 +96,8 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> Star
         *spaces.routes,
         *listening.routes,
         Route("/live/{space_id}.aac", LiveStream(), methods=["GET", "HEAD"]),
+        Route("/internal/program/{space_id}.aac", RelayProgram(), methods=["GET"]),
+        Route("/internal/listeners", report_listeners, methods=["POST"]),
         *pages.routes,
     ]
     return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)

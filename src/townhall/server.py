@@ -139,8 +139,25 @@ def uvicorn_config(app: Any, settings: Settings, guard: ConnectionGuard) -> uvic
 
 
 def serve(settings: Settings) -> None:
-    from townhall.app import create_app
+    """Run the server until SIGINT/SIGTERM; with ``settings.edge.stream_workers`` the
+    stream workers run beside it and stop with it."""
+    from townhall.app import create_app, load_secret
+    from townhall.edge.limits import raise_open_file_limit
 
+    raise_open_file_limit()
     guard = ConnectionGuard.from_settings(settings)
     app = create_app(settings, guard=guard)
-    uvicorn.Server(uvicorn_config(app, settings, guard)).run()
+    if not settings.edge.stream_workers:
+        uvicorn.Server(uvicorn_config(app, settings, guard)).run()
+        return
+    from townhall.edge.supervisor import Supervisor, deferred_signals
+
+    supervisor = Supervisor(settings, load_secret(settings))
+    # uvicorn re-raises the signal that stopped it once it is done; deferring it lets
+    # the workers stop (and their listeners get EOF) before the process exits by it.
+    with deferred_signals():
+        supervisor.start()
+        try:
+            uvicorn.Server(uvicorn_config(app, settings, guard)).run()
+        finally:
+            supervisor.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from townhall.admission.tickets import issue_ticket
 from townhall.api.auth import optional_user
+from townhall.config import Settings
 from townhall.domain.errors import Forbidden, NotFound
 from townhall.service.spaces import Spaces
 
@@ -46,12 +47,31 @@ async def join(request: Request) -> Response:
     return JSONResponse(
         {
             "ticket": ticket.token,
-            "live_url": f"{base}/live/{space_id}.aac?ticket={quote(ticket.token)}",
+            "live_url": f"{_live_base(request, settings)}/live/{space_id}.aac"
+            f"?ticket={quote(ticket.token)}",
             "hls_url": f"{base}/hls/{space_id}/index.m3u8",
             "expires_at": ticket.expires_at,
         },
         headers={"cache-control": "no-store"},
     )
+
+
+def _live_base(request: Request, settings: Settings) -> str:
+    """Where the live stream is served: here (relative links, as before), or with stream
+    workers on, the stream port: its configured public URL, else the public URL's or
+    the request's host name with the stream port (absolute: it is another origin)."""
+    edge = settings.edge
+    if not edge.stream_workers:
+        return settings.public_url.rstrip("/")
+    if edge.stream_public_url:
+        return edge.stream_public_url.rstrip("/")
+    port = edge.resolved_stream_port(settings.port)
+    public = urlsplit(settings.public_url) if settings.public_url else None
+    scheme = public.scheme if public and public.scheme else request.url.scheme
+    hostname = (public.hostname if public else None) or request.url.hostname or settings.host
+    if ":" in hostname:
+        hostname = f"[{hostname}]"
+    return f"{scheme}://{hostname}:{port}"
 
 
 def _room_hls(request: Request):  # type: ignore[no-untyped-def]

@@ -6,6 +6,10 @@ transport to the fan-out, which then writes each shared chunk to every socket
 in one loop. No coroutine runs per listener per chunk: this handler only
 sleeps until the listener leaves. Under any other ASGI server the same fan-out
 drives a small adapter that forwards through `send`.
+
+With stream workers (townhall.edge) the listeners go to the stream port
+instead; here the origin serves each worker's relay of the program and takes
+its listener counts, both behind relay tokens.
 """
 
 from __future__ import annotations
@@ -17,12 +21,22 @@ import time
 from collections import deque
 from urllib.parse import parse_qs
 
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from townhall.admission.tickets import TicketRefused, check_ticket
+from townhall.api.bodies import read_json
+from townhall.audience.fanout import LiveFanout
 from townhall.domain.errors import DomainError
+from townhall.edge.relay_token import HEADER as RELAY_HEADER_NAME
+from townhall.edge.relay_token import RelayRefused, check_relay_token
+from townhall.edge.reports import ListenerReports, ReportRefused, parse_counts
 
 TRANSPORT_EXTENSION = "townhall.transport"
+RELAY_HEADER = RELAY_HEADER_NAME.encode()
+RELAY_LISTENER_PREFIX = "relay:"
+"""Listener id of a stream worker's relay on the origin's fan-out."""
 LIVE_HEAD = (
     b"HTTP/1.1 200 OK\r\n"
     b"Content-Type: audio/aac\r\n"
@@ -136,28 +150,109 @@ class LiveStream:
         if claims.listener_id in room.removed:
             await _refuse(send, 403, "removed", "you were removed from this space")
             return
-        transport = scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
         if scope["method"] == "HEAD":
             await send({"type": "http.response.start", "status": 200, "headers": LIVE_HEADERS})
             await send({"type": "http.response.body", "body": b""})
             return
-        if transport is not None:
-            transport.write(LIVE_HEAD)
-            listener = room.program.live.attach(transport, claims.listener_id)
-            try:
-                await _until_disconnect(receive)
-            finally:
-                room.program.live.detach(listener)
-            return
-        await send({"type": "http.response.start", "status": 200, "headers": LIVE_HEADERS})
-        adapter = SendTransport(send)
-        listener = room.program.live.attach(adapter, claims.listener_id)
-        pump = asyncio.create_task(adapter.pump())
+        await _stream(scope, receive, send, room.program.live, claims.listener_id)
+
+
+async def _stream(
+    scope: Scope, receive: Receive, send: Send, fanout: LiveFanout, listener_id: str
+) -> None:
+    """Hand the connection to ``fanout`` until the listener (or relay) leaves."""
+    transport = scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
+    if transport is not None:
+        transport.write(LIVE_HEAD)
+        listener = fanout.attach(transport, listener_id)
         try:
             await _until_disconnect(receive)
         finally:
-            room.program.live.detach(listener)
-            adapter.close()
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await pump
+            fanout.detach(listener)
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": LIVE_HEADERS})
+    adapter = SendTransport(send)
+    listener = fanout.attach(adapter, listener_id)
+    pump = asyncio.create_task(adapter.pump())
+    try:
+        await _until_disconnect(receive)
+    finally:
+        fanout.detach(listener)
+        adapter.close()
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await pump
+
+
+def _relay_node(scope: Scope) -> str:
+    """The stream worker's node id from its relay token; RelayRefused otherwise."""
+    token = b""
+    for name, value in scope.get("headers", ()):
+        if name == RELAY_HEADER:
+            token = value
+            break
+    if not token:
+        raise RelayRefused("missing")
+    return check_relay_token(scope["app"].state.signer, token.decode("latin-1"), time.time())
+
+
+class RelayProgram:
+    """ASGI endpoint for GET /internal/program/{space_id}.aac: a stream worker's relay.
+
+    The live stream without a ticket, for a bearer of a relay token: each worker
+    opens one per space it serves and fans it out itself. It is one connection of
+    the program's fan-out like any listener (burst, backlog bound and all)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = scope["app"]
+        try:
+            node_id = _relay_node(scope)
+        except RelayRefused as refused:
+            await _refuse(send, 403, "relay_refused", f"not a stream worker ({refused.code})")
+            return
+        space_id = scope["path_params"]["space_id"]
+        try:
+            await app.state.spaces.record(space_id)
+        except DomainError as error:
+            await _refuse(send, 404, error.code, error.message)
+            return
+        room = app.state.spaces.rooms.get(space_id)
+        if room is None or room.program.closed:
+            await _refuse(send, 409, "not_live", "this space is not live on this server")
+            return
+        await _stream(scope, receive, send, room.program.live, f"{RELAY_LISTENER_PREFIX}{node_id}")
+
+
+async def report_listeners(request: Request) -> Response:
+    """POST /internal/listeners ``{"counts": {space_id: n}}`` from a stream worker.
+
+    Each report replaces the worker's last one (see townhall.edge.reports); the
+    counts go to the shared state under the worker's node id, and the spaces whose
+    count changed get their snapshot rebuilt on the next tick."""
+    try:
+        node_id = _relay_node(request.scope)
+    except RelayRefused as refused:
+        return _error(403, "relay_refused", f"not a stream worker ({refused.code})")
+    app = request.app
+    body = await read_json(request, app.state.settings.http.max_body_bytes)
+    try:
+        counts = parse_counts(body.get("counts"))
+    except ReportRefused as refused:
+        return _error(422, "bad_report", str(refused))
+    reports = getattr(app.state, "listener_reports", None)
+    if reports is None:
+        reports = app.state.listener_reports = ListenerReports()
+    spaces = app.state.spaces
+    for space_id, count in reports.replace(node_id, counts):
+        await app.state.state.report_listeners(space_id, node_id, count)
+        # TODO(lead): a public Spaces.listeners_changed(space_id) would replace this.
+        spaces._mark_dirty(space_id)
+    return Response(status_code=204, headers={"cache-control": "no-store"})
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}},
+        status_code=status,
+        headers={"cache-control": "no-store"},
+    )

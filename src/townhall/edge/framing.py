@@ -52,7 +52,8 @@ class AdtsFramer:
             rate_index = (buf[end + 2] >> 2) & 0x0F
             blocks = (buf[end + 6] & 0x03) + 1
             if rate_index < len(SAMPLING_FREQUENCIES):
-                duration_ms += blocks * AAC_SAMPLES_PER_BLOCK * 1000 / SAMPLING_FREQUENCIES[rate_index]
+                rate = SAMPLING_FREQUENCIES[rate_index]
+                duration_ms += blocks * AAC_SAMPLES_PER_BLOCK * 1000 / rate
             self.stats.frames += 1
             end += length
         out = bytes(buf[:end])

@@ -135,9 +135,10 @@ class Relay:
                     self._origin.request("GET", PROGRAM_PATH.format(space_id=self.space_id))
                 )
                 head = await reader.readuntil(b"\r\n\r\n")
-                status, length = _parse_head(head)
+                status, length = parse_head(head)
                 if status != 200:
-                    body = await reader.read(min(length or MAX_ERROR_BODY_BYTES, MAX_ERROR_BODY_BYTES))
+                    wanted = min(length or MAX_ERROR_BODY_BYTES, MAX_ERROR_BODY_BYTES)
+                    body = await reader.read(wanted)
                     refusal = _refusal_from(status, body)
                     return
             self._start_streaming()
@@ -245,7 +246,7 @@ class Relays:
                 self._refusals.popitem(last=False)
 
 
-def _parse_head(head: bytes) -> tuple[int, int | None]:
+def parse_head(head: bytes) -> tuple[int, int | None]:
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
@@ -260,7 +261,7 @@ def _parse_head(head: bytes) -> tuple[int, int | None]:
 
 def _refusal_from(status: int, body: bytes) -> Refusal:
     code, message = "origin_refused", f"the origin answered {status}"
-    with contextlib.suppress(ValueError, AttributeError, TypeError):
+    with contextlib.suppress(ValueError, AttributeError, TypeError, KeyError):
         error = json.loads(body)["error"]
         code, message = str(error["code"]), str(error["message"])
     if status in (401, 403):  # the origin refused *us*: a key mismatch, not the listener's fault

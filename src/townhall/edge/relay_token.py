@@ -31,7 +31,9 @@ class RelayRefused(Exception):
         self.code = code
 
 
-def issue_relay_token(signer: Signer, node_id: str, now: float, ttl_s: float = DEFAULT_TTL_S) -> str:
+def issue_relay_token(
+    signer: Signer, node_id: str, now: float, ttl_s: float = DEFAULT_TTL_S
+) -> str:
     return signer.sign((KIND, node_id, math.floor(now + ttl_s)))
 
 

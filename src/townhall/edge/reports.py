@@ -56,7 +56,7 @@ class ListenerReports:
         previous = self._last.pop(node_id, {})
         if len(self._last) >= MAX_NODES:
             self._last.pop(next(iter(self._last)))
-        changed = [(space, count) for space, count in counts.items() if previous.get(space) != count]
+        changed = [(space, n) for space, n in counts.items() if previous.get(space) != n]
         changed += [(space, 0) for space in previous if space not in counts and previous[space]]
         self._last[node_id] = {space: count for space, count in counts.items() if count}
         return changed

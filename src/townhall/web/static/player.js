@@ -36,9 +36,11 @@ const REJOIN_STATUSES = new Set([401, 403, 404, 410]);
 const FATAL_CODES = new Set(['removed', 'space_ended', 'ended', 'not_found']);
 
 class StreamError extends Error {
-  constructor(status) {
-    super(`The live stream answered HTTP ${status}.`);
-    this.status = status;
+  constructor(res) {
+    super(`The live stream answered HTTP ${res.status}.`);
+    this.status = res.status;
+    const retryAfter = Number(res.headers.get('Retry-After'));
+    this.retryAfterS = Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : null;
   }
 }
 
@@ -204,7 +206,7 @@ export class LivePlayer extends EventTarget {
     this._conn = conn;
     run.controller.signal.addEventListener('abort', () => conn.abort(), { once: true });
     const res = await fetch(url, { signal: conn.signal, cache: 'no-store' });
-    if (!res.ok) throw new StreamError(res.status);
+    if (!res.ok) throw new StreamError(res);
     await this._resetParser(mse);
     const reader = res.body.getReader();
     try {
@@ -296,25 +298,28 @@ export class LivePlayer extends EventTarget {
   _afterUpdate(mse) {
     if (this._mse !== mse) return;
     const { buffered } = mse.sourceBuffer;
-    if (buffered.length) {
-      const end = buffered.end(buffered.length - 1);
-      const { audio } = this;
-      if (!mse.started) {
-        mse.started = true;
-        audio.currentTime = Math.max(buffered.start(0), end - LIVE_EDGE_TARGET_S);
-        audio.play().catch((err) => {
-          if (this._run) this._fail(this._run, new Error(
-            err.name === 'NotAllowedError' ? 'Press play to listen.' : err.message));
-        });
-      } else if (end - audio.currentTime > LIVE_EDGE_MAX_S) {
-        audio.currentTime = end - LIVE_EDGE_TARGET_S;
-        this.edgeSkips += 1;
-      }
-      // After a reconnect the element never stopped, so no 'playing' event comes.
-      if (this._run && !audio.paused && this.state !== 'playing'
-          && audio.readyState >= HTMLMediaElement.HAVE_FUTURE_DATA) this._set('playing');
-      if (!this._trim(mse, KEEP_BEHIND_S + TRIM_SLACK_S)) this._pump(mse);
+    if (buffered.length) this._followLiveEdge(mse, buffered);
+    if (!this._trim(mse, KEEP_BEHIND_S + TRIM_SLACK_S)) this._pump(mse);
+  }
+
+  /** Starts playback just behind the newest audio and keeps it there. */
+  _followLiveEdge(mse, buffered) {
+    const end = buffered.end(buffered.length - 1);
+    const { audio } = this;
+    if (!mse.started) {
+      mse.started = true;
+      audio.currentTime = Math.max(buffered.start(0), end - LIVE_EDGE_TARGET_S);
+      audio.play().catch((err) => {
+        if (this._run) this._fail(this._run, new Error(
+          err.name === 'NotAllowedError' ? 'Press play to listen.' : err.message));
+      });
+    } else if (end - audio.currentTime > LIVE_EDGE_MAX_S) {
+      audio.currentTime = end - LIVE_EDGE_TARGET_S;
+      this.edgeSkips += 1;
     }
+    // After a reconnect the element never stopped, so no 'playing' event comes.
+    if (this._run && !audio.paused && this.state !== 'playing'
+        && audio.readyState >= HTMLMediaElement.HAVE_FUTURE_DATA) this._set('playing');
   }
 
   /** Removes audio older than KEEP_BEHIND_S once `slackS` beyond it has built up. */

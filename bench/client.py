@@ -1,0 +1,380 @@
+"""The listener client, the same for every server: one process, uvloop, raw Protocols.
+
+Driven over stdin/stdout with one JSON object per line (see ``COMMANDS``), so the
+bench can hold listeners open while it measures the server, then storm them.
+One process holds at most about 19,000 sockets here (the file limit), so the bench
+runs several; each binds its own loopback source address so the 28k ephemeral
+ports are per process, and closes with RST (SO_LINGER 0) so no TIME_WAIT piles up.
+
+What it measures, identically for every server:
+- time to first audio byte (TTFA) of every listener: connect → first body byte;
+- per-chunk lateness: the server writes each chunk to every listener in one loop,
+  so chunks arrive here in *waves*; a read more than ``late_after`` after the
+  start of its wave is late. A server that cannot write everyone within half a
+  chunk interval shows late reads; one that falls behind a whole interval merges
+  the waves and nearly every read is late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import socket
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import uvloop
+
+LINGER_RST: Final = struct.pack("ii", 1, 0)
+MAX_HEAD: Final = 16 * 1024
+CONNECT_TIMEOUT_S: Final = 30.0
+RETRY_PAUSE_S: Final = 0.05
+_now = time.monotonic
+
+
+@dataclass
+class Target:
+    host: str
+    port: int
+    path: str
+    """Stream path; ``{ticket}`` is replaced by a ticket minted per listener."""
+    source_ip: str = "127.0.0.1"
+    secret: str = ""
+    space_id: str = ""
+    origin_port: int = 0
+    """For full joins: the API port (snapshot and join go there, the stream to ``port``)."""
+    chunk_ms: float = 500.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Listener(asyncio.Protocol):
+    __slots__ = ("first", "head", "pool", "request", "started", "transport", "waiter")
+
+    def __init__(self, pool: Pool, request: bytes) -> None:
+        self.pool = pool
+        self.request = request
+        self.transport: asyncio.Transport | None = None
+        self.started = _now()
+        self.first = 0.0
+        self.head: bytearray | None = bytearray()
+        self.waiter: asyncio.Future[bool] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        now = _now()
+        pool = self.pool
+        if self.first:
+            pool.bytes += len(data)
+            if now - pool.last_read > pool.wave_gap:
+                pool.wave_start = now
+            pool.last_read = now
+            pool.reads += 1
+            if now - pool.wave_start > pool.late_after:
+                pool.late += 1
+            return
+        head = self.head
+        assert head is not None
+        head += data
+        end = head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(head) > MAX_HEAD:
+                self._fail("head_too_large")
+            return
+        status = head[4:7] if head[:4] == b"ICY " else head[9:12]
+        if status != b"200":
+            self._fail(f"status_{status.decode('latin-1') or 'bad'}")
+            return
+        if len(head) - end - 4 <= 0:
+            return
+        pool.bytes += len(head) - end - 4
+        self.head = None
+        self.first = now
+        pool.first_audio(self, now)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pool.lost(self)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(False)
+
+    def _fail(self, why: str) -> None:
+        self.pool.errors[why] = self.pool.errors.get(why, 0) + 1
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class Pool:
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.loop = asyncio.get_running_loop()
+        self.listeners: set[Listener] = set()
+        self.ttfa: list[float] = []
+        self.errors: dict[str, int] = {}
+        self.bytes = 0
+        self.reads = 0
+        self.late = 0
+        self.dropped = 0
+        self.wave_start = 0.0
+        self.last_read = 0.0
+        self.wave_gap = target.chunk_ms / 1000 * 0.2
+        self.late_after = target.chunk_ms / 1000 * 0.5
+        self._signer = None
+        if target.secret:
+            from townhall.admission.signing import Signer
+
+            self._signer = Signer(target.secret.encode())
+        self._serial = 0
+
+    # -- callbacks ----------------------------------------------------------------------------
+
+    def first_audio(self, listener: Listener, now: float) -> None:
+        self.listeners.add(listener)
+        self.ttfa.append(now - listener.started)
+
+    def lost(self, listener: Listener) -> None:
+        if listener in self.listeners:
+            self.listeners.discard(listener)
+            self.dropped += 1
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def stream_request(self, path: str | None = None) -> bytes:
+        target = self.target
+        if path is None:
+            path = target.path
+            if "{ticket}" in path:
+                path = path.replace("{ticket}", self._ticket())
+        return (
+            f"GET {path} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
+            "User-Agent: townhall-bench\r\nAccept: */*\r\n\r\n"
+        ).encode()
+
+    def _ticket(self) -> str:
+        from townhall.admission.tickets import issue_ticket
+
+        assert self._signer is not None
+        self._serial += 1
+        listener = f"bench-{os.getpid()}-{self._serial}"
+        return issue_ticket(self._signer, self.target.space_id, listener, time.time(), 3600).token
+
+    async def connect(self, port: int, protocol: asyncio.Protocol) -> None:
+        await self.loop.create_connection(
+            lambda: protocol,
+            self.target.host,
+            port,
+            local_addr=(self.target.source_ip, 0),
+        )
+
+    # -- commands -----------------------------------------------------------------------------
+
+    async def open(self, n: int, window: int, timeout_s: float) -> dict[str, Any]:
+        """Open ``n`` listeners, at most ``window`` in flight; retry failures until the
+        deadline. Returns when every one has heard audio (or at the deadline)."""
+        started = _now()
+        deadline = started + timeout_s
+        gate = asyncio.Semaphore(window)
+        ttfa_from = len(self.ttfa)
+        retries = 0
+
+        async def one() -> bool:
+            nonlocal retries
+            async with gate:
+                while _now() < deadline:
+                    listener = Listener(self, self.stream_request())
+                    listener.waiter = self.loop.create_future()
+                    try:
+                        async with asyncio.timeout(min(CONNECT_TIMEOUT_S, deadline - _now())):
+                            await self.connect(self.target.port, listener)
+                            if await listener.waiter:
+                                return True
+                    except (OSError, TimeoutError) as exc:
+                        key = type(exc).__name__
+                        self.errors[key] = self.errors.get(key, 0) + 1
+                    if listener.transport is not None:
+                        listener.transport.abort()
+                    retries += 1
+                    await asyncio.sleep(RETRY_PAUSE_S)
+                return False
+
+        results = await asyncio.gather(*(one() for _ in range(n)))
+        elapsed = _now() - started
+        return {
+            "requested": n,
+            "opened": sum(results),
+            "retries": retries,
+            "elapsed_s": elapsed,
+            "ttfa_s": self.ttfa[ttfa_from:],
+            "holding": len(self.listeners),
+        }
+
+    async def storm(self, window: int, timeout_s: float) -> dict[str, Any]:
+        """Drop every listener at once (RST) and bring the same number straight back."""
+        n = len(self.listeners)
+        for listener in list(self.listeners):
+            self.listeners.discard(listener)
+            if listener.transport is not None:
+                listener.transport.abort()
+        result = await self.open(n, window, timeout_s)
+        return result
+
+    async def joins(self, n: int, window: int, timeout_s: float) -> dict[str, Any]:
+        """Full joins: GET snapshot + POST join on the API port, then the live URL the
+        join returned, until its first audio byte."""
+        started = _now()
+        deadline = started + timeout_s
+        gate = asyncio.Semaphore(window)
+        done: list[float] = []
+        failures: dict[str, int] = {}
+
+        async def one() -> None:
+            async with gate:
+                t0 = _now()
+                try:
+                    async with asyncio.timeout(max(0.1, deadline - t0)):
+                        live_path = await self._join_over_api()
+                        listener = Listener(self, self.stream_request(live_path))
+                        listener.waiter = self.loop.create_future()
+                        listener.started = t0
+                        await self.connect(self.target.port, listener)
+                        if await listener.waiter:
+                            done.append(_now() - t0)
+                            return
+                        failures["stream_refused"] = failures.get("stream_refused", 0) + 1
+                except (OSError, TimeoutError, ValueError) as exc:
+                    key = type(exc).__name__
+                    failures[key] = failures.get(key, 0) + 1
+
+        await asyncio.gather(*(one() for _ in range(n)))
+        return {
+            "requested": n,
+            "joined": len(done),
+            "elapsed_s": _now() - started,
+            "join_to_audio_s": done,
+            "failures": failures,
+        }
+
+    async def _join_over_api(self) -> str:
+        target = self.target
+        reader, writer = await asyncio.open_connection(
+            target.host, target.origin_port, local_addr=(target.source_ip, 0)
+        )
+        try:
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+            host = f"Host: {target.host}:{target.origin_port}\r\n"
+            writer.write(f"GET /api/spaces/{target.space_id} HTTP/1.1\r\n{host}\r\n".encode())
+            status, _ = await _read_response(reader)
+            if status != 200:
+                raise ValueError(f"snapshot answered {status}")
+            writer.write(
+                f"POST /api/spaces/{target.space_id}/join HTTP/1.1\r\n{host}"
+                "Content-Length: 0\r\n\r\n".encode()
+            )
+            status, body = await _read_response(reader)
+            if status != 200:
+                raise ValueError(f"join answered {status}")
+            answer = json.loads(body)
+            if "live_url" not in answer:
+                raise ValueError("waiting room")
+            url = answer["live_url"]
+            return url[url.index("/live/") :]
+        finally:
+            writer.close()
+
+    def window(self) -> dict[str, Any]:
+        """Counters since the last call (the bench brackets its CPU window with two)."""
+        snapshot = {
+            "reads": self.reads,
+            "late": self.late,
+            "bytes": self.bytes,
+            "holding": len(self.listeners),
+            "dropped": self.dropped,
+            "errors": dict(self.errors),
+            "cpu_s": _cpu_seconds(),
+        }
+        self.reads = self.late = self.bytes = 0
+        return snapshot
+
+    def close_all(self) -> int:
+        n = len(self.listeners)
+        for listener in list(self.listeners):
+            if listener.transport is not None:
+                listener.transport.abort()
+        self.listeners.clear()
+        return n
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    return status, await reader.readexactly(length) if length else b""
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+COMMANDS = ("open", "storm", "joins", "window", "close", "exit")
+
+
+async def serve_commands(target: Target) -> None:
+    pool = Pool(target)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    out = sys.stdout
+
+    def reply(value: dict[str, Any]) -> None:
+        out.write(json.dumps(value) + "\n")
+        out.flush()
+
+    reply({"ready": True, "pid": os.getpid()})
+    while line := await reader.readline():
+        command = json.loads(line)
+        name = command.pop("cmd")
+        if name == "open":
+            reply(await pool.open(**command))
+        elif name == "storm":
+            reply(await pool.storm(**command))
+        elif name == "joins":
+            reply(await pool.joins(**command))
+        elif name == "window":
+            reply(pool.window())
+        elif name == "close":
+            reply({"closed": pool.close_all()})
+        elif name == "exit":
+            pool.close_all()
+            reply({"bye": True})
+            return
+        else:
+            reply({"error": f"unknown command {name!r}"})
+
+
+def main() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    target = Target(**json.loads(sys.argv[1]))
+    uvloop.run(serve_commands(target))
+
+
+if __name__ == "__main__":
+    main()

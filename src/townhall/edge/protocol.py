@@ -1,0 +1,255 @@
+"""The stream port's HTTP/1.1: one request per connection, then audio until EOF.
+
+Kept tiny on purpose: a raw asyncio Protocol with httptools' parser and no
+framework, because this is the path a flash crowd hits and every microsecond
+per connection is paid tens of thousands of times. It answers
+
+* ``GET /live/{space_id}.aac?ticket=...``: the live stream (ticket checked by
+  HMAC alone: a forged ticket never reaches the relay or the origin);
+* ``HEAD`` of the same: the ticket's verdict, no body;
+* ``GET /healthz``: this worker's counters as JSON;
+* ``OPTIONS``: CORS preflight (the listener page fetches across ports);
+
+and refuses everything else with the API's JSON error shape. Every response
+carries ``Access-Control-Allow-Origin: *`` and ``Connection: close``. A request
+head must arrive whole within ``header_timeout_s`` and ``max_header_bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass
+from typing import Final
+from urllib.parse import parse_qs
+
+import httptools
+
+from townhall.admission.signing import Signer
+from townhall.admission.tickets import TicketRefused, check_ticket
+from townhall.audience.fanout import LiveFanout, LiveListener
+from townhall.config import EdgeSettings
+from townhall.edge.relay import Refusal, Relay, Relays
+
+LIVE_PATH: Final = re.compile(r"^/live/([A-Za-z0-9_-]{1,64})\.aac$")
+CORS: Final = b"Access-Control-Allow-Origin: *\r\n"
+LIVE_HEAD: Final = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Content-Type: audio/aac\r\n"
+    b"Cache-Control: no-cache, no-store\r\n"
+    b"X-Content-Type-Options: nosniff\r\n" + CORS + b"Connection: close\r\n\r\n"
+)
+PREFLIGHT: Final = (
+    b"HTTP/1.1 204 No Content\r\n" + CORS + b"Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\n"
+    b"Access-Control-Max-Age: 86400\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+)
+MAX_BYTES_AFTER_REQUEST: Final = 64 * 1024
+"""A listener has nothing more to say once streaming; past this much it is cut."""
+REASONS: Final = {
+    200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 410: "Gone",
+    431: "Request Header Fields Too Large", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+@dataclass(slots=True)
+class StreamStats:
+    connections: int = 0
+    open_connections: int = 0
+    streams_started: int = 0
+    refused: int = 0
+    """Requests answered with an error (any 4xx/5xx), including the ones below."""
+    forged_or_expired: int = 0
+    """Tickets refused by the HMAC check, before any relay or origin is involved."""
+    header_timeouts: int = 0
+    oversized_heads: int = 0
+    bad_requests: int = 0
+
+
+class StreamService:
+    """What every connection of one worker shares."""
+
+    def __init__(self, signer: Signer, relays: Relays, edge: EdgeSettings, name: str) -> None:
+        self.signer = signer
+        self.relays = relays
+        self.edge = edge
+        self.name = name
+        self.stats = StreamStats()
+
+    def health(self) -> bytes:
+        return json.dumps(
+            {
+                "worker": self.name,
+                "pid": os.getpid(),
+                "listeners": self.relays.listener_count,
+                "relays": len(self.relays),
+                "relays_opened": self.relays.opened,
+                "counts": self.relays.counts(),
+                **asdict(self.stats),
+            }
+        ).encode()
+
+
+def json_response(status: int, body: bytes, head_only: bool = False) -> bytes:
+    head = (
+        f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Cache-Control: no-store\r\n"
+    ).encode() + CORS + b"Connection: close\r\n\r\n"
+    return head if head_only else head + body
+
+
+def error_body(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+class StreamProtocol(asyncio.Protocol):
+    __slots__ = (
+        "_deadline", "_fanout", "_head_bytes", "_listener", "_listener_id", "_parser", "_relay",
+        "_responded", "_service", "_trailing", "_transport", "_url",
+    )
+
+    def __init__(self, service: StreamService) -> None:
+        self._service = service
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._head_bytes = 0
+        self._trailing = 0
+        self._responded = False
+        self._deadline: asyncio.TimerHandle | None = None
+        self._relay: Relay | None = None
+        self._fanout: LiveFanout | None = None
+        self._listener: LiveListener | None = None
+        self._listener_id = ""
+
+    # -- asyncio --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        stats = self._service.stats
+        stats.connections += 1
+        stats.open_connections += 1
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(self._service.edge.header_timeout_s, self._too_slow)
+
+    def data_received(self, data: bytes) -> None:
+        if self._responded:
+            self._trailing += len(data)
+            if self._trailing > MAX_BYTES_AFTER_REQUEST and self._transport is not None:
+                self._transport.abort()
+            return
+        self._head_bytes += len(data)
+        if self._head_bytes > self._service.edge.max_header_bytes:
+            self._service.stats.oversized_heads += 1
+            self._refuse(431, "head_too_large", "the request head is too large")
+            return
+        try:
+            self._parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            if not self._responded:
+                self._service.stats.bad_requests += 1
+                self._refuse(400, "bad_request", "malformed HTTP request")
+
+    def eof_received(self) -> bool:
+        return False  # a listener that hangs up is gone: close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._service.stats.open_connections -= 1
+        self._cancel_deadline()
+        if self._fanout is not None and self._listener is not None:
+            self._fanout.detach(self._listener)
+        elif self._relay is not None:
+            self._relay.forget(self)
+        self._fanout = self._listener = self._relay = None
+        self._transport = None
+
+    # -- httptools callbacks ----------------------------------------------------------------
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_headers_complete(self) -> None:
+        self._cancel_deadline()
+        method = self._parser.get_method()
+        try:
+            parsed = httptools.parse_url(self._url)
+        except httptools.HttpParserInvalidURLError:
+            self._refuse(400, "bad_request", "malformed URL")
+            return
+        path = (parsed.path or b"").decode("latin-1")
+        if method == b"OPTIONS":
+            self._respond(PREFLIGHT)
+            return
+        if method not in (b"GET", b"HEAD"):
+            self._refuse(405, "method_not_allowed", "the stream port answers GET and HEAD")
+            return
+        if path == "/healthz":
+            self._respond(json_response(200, self._service.health(), method == b"HEAD"))
+            return
+        match = LIVE_PATH.match(path)
+        if match is None:
+            self._refuse(404, "not_found", "the stream port serves /live/{space_id}.aac only")
+            return
+        self._live(match.group(1), (parsed.query or b"").decode("latin-1"), method == b"HEAD")
+
+    # -- the live stream --------------------------------------------------------------------
+
+    def _live(self, space_id: str, query: str, head_only: bool) -> None:
+        token = (parse_qs(query).get("ticket") or [""])[0]
+        if not token:
+            self._refuse(401, "ticket_required", "join first: POST /api/spaces/{id}/join")
+            return
+        try:
+            claims = check_ticket(self._service.signer, token, space_id, time.time())
+        except TicketRefused as refused:
+            self._service.stats.forged_or_expired += 1
+            self._refuse(403, refused.code, refused.message, head_only)
+            return
+        if head_only:
+            self._respond(LIVE_HEAD)
+            return
+        self._responded = True  # the relay answers: stream or refusal
+        self._listener_id = claims.listener_id
+        self._relay = self._service.relays.join(space_id, self)
+
+    def start_stream(self, fanout: LiveFanout) -> None:
+        """The relay is streaming: the head, the burst, then every chunk."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(LIVE_HEAD)
+        self._service.stats.streams_started += 1
+        self._fanout = fanout
+        self._listener = fanout.attach(transport, self._listener_id)
+
+    def refuse(self, refusal: Refusal) -> None:
+        self._refuse(refusal.status, refusal.code, refusal.message)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _refuse(self, status: int, code: str, message: str, head_only: bool = False) -> None:
+        self._service.stats.refused += 1
+        self._respond(json_response(status, error_body(code, message), head_only))
+
+    def _respond(self, data: bytes) -> None:
+        self._responded = True
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+            transport.close()
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if not self._responded:
+            self._service.stats.header_timeouts += 1
+            self._refuse(408, "header_timeout", "the request head took too long")
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
