@@ -113,9 +113,13 @@ async def test_invited_only_requests(client: httpx.AsyncClient) -> None:
         await client.post(f"{base}/speak-requests", headers=ann.headers), 403, "not_invited"
     )
     invited = await client.post(
-        f"{base}/invitations", json={"user_id": ann.id}, headers=host.headers
+        f"{base}/invitations", json={"username": "ann"}, headers=host.headers
     )
-    assert invited.status_code == 201
+    assert invited.status_code == 201 and invited.json()["invited"]["id"] == ann.id
+    nobody = await client.post(
+        f"{base}/invitations", json={"username": "zed"}, headers=host.headers
+    )
+    assert_error(nobody, 404, "user_not_found")
     assert (await client.post(f"{base}/speak-requests", headers=ann.headers)).status_code == 202
     assert_error(
         await client.post(f"{base}/invitations", json={"user_id": ann.id}, headers=bob.headers), 403

@@ -438,7 +438,7 @@ def test_cli_usage_errors():
 async def _measure(listeners: int, chunk_ms: int, ramp_s: float, hold_s: float) -> dict[str, Any]:
     """All listeners admitted at once (no waiting room); the origin in its own process."""
     origin = subprocess.Popen(
-        [sys.executable, __file__, "--serve", "--chunk-ms", str(chunk_ms)],  # noqa: S603
+        [sys.executable, __file__, "--serve", "--chunk-ms", str(chunk_ms)],
         stdout=subprocess.PIPE, text=True,
     )
     try:

@@ -18,7 +18,7 @@ from townhall.api.bodies import read_json
 from townhall.api.errors import RequestError
 from townhall.audience.snapshot import Snapshot
 from townhall.domain.reactions import ALLOWED_REACTIONS
-from townhall.service.spaces import Spaces
+from townhall.service.spaces import Spaces, UserRef
 
 SNAPSHOT_CACHE_CONTROL = "public, max-age=1, stale-while-revalidate=5"
 MAX_SDP_BYTES = 32 * 1024
@@ -118,15 +118,17 @@ async def drop_request(request: Request) -> Response:
 async def invite(request: Request) -> Response:
     user = await require_user(request)
     body = await _body(request)
-    await _spaces(request).invite(user, request.path_params["space_id"], body.get("user_id"))
-    return JSONResponse({"invited": body.get("user_id")}, status_code=201)
+    invited = await _spaces(request).invite(
+        user, request.path_params["space_id"], UserRef.from_body(body)
+    )
+    return JSONResponse({"invited": invited.to_json()}, status_code=201)
 
 
 async def put_on_stage(request: Request) -> Response:
     user = await require_user(request)
     body = await _body(request)
     snapshot = await _spaces(request).put_on_stage(
-        user, request.path_params["space_id"], body.get("user_id"), body.get("role")
+        user, request.path_params["space_id"], UserRef.from_body(body), body.get("role")
     )
     return _private(snapshot, request)
 
@@ -156,7 +158,7 @@ async def remove_from_space(request: Request) -> Response:
     user = await require_user(request)
     body = await _body(request)
     snapshot = await _spaces(request).remove_from_space(
-        user, request.path_params["space_id"], body.get("user_id")
+        user, request.path_params["space_id"], UserRef.from_body(body)
     )
     return _private(snapshot, request)
 

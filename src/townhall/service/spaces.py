@@ -15,7 +15,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,18 @@ MISSING_CACHE_SIZE = 50_000
 MISSING_TTL_S = 5.0
 LISTING_TTL_S = 1.0
 LISTING_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class UserRef:
+    """Who an action is about, as the request body names them (unchecked)."""
+
+    user_id: object = None
+    username: object = None
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> UserRef:
+        return cls(body.get("user_id"), body.get("username"))
 
 
 def _now() -> datetime:
@@ -280,12 +292,21 @@ class Spaces:
         await self._rebuild(space_id)
         return stage
 
-    async def _user(self, user_id: object) -> User:
-        if not isinstance(user_id, str) or not user_id:
+    async def _user(self, target: UserRef) -> User:
+        """The user a request names, by `user_id` or, for people typing, by `username`."""
+        if target.username is not None and target.user_id is None:
+            if not isinstance(target.username, str) or not target.username:
+                raise Invalid("username must be a non-empty string", code="invalid_username")
+            found = await self._store.credentials(target.username)
+            if found is None:
+                message = f"there is no user named {target.username!r}"
+                raise NotFound(message, code="user_not_found")
+            return found[0]
+        if not isinstance(target.user_id, str) or not target.user_id:
             raise Invalid("user_id must be a user's id (a string)", code="invalid_user_id")
-        user = await self._store.get_user(user_id)
+        user = await self._store.get_user(target.user_id)
         if user is None:
-            raise NotFound(f"there is no user with id {user_id!r}", code="user_not_found")
+            raise NotFound(f"there is no user with id {target.user_id!r}", code="user_not_found")
         return user
 
     async def request_to_speak(self, actor: User, space_id: str) -> None:
@@ -300,21 +321,22 @@ class Spaces:
             space_id, "decline a request", lambda stage: stage.drop_request(actor.id, target_id)
         )
 
-    async def invite(self, actor: User, space_id: str, target_id: object) -> None:
-        target = await self._user(target_id)
+    async def invite(self, actor: User, space_id: str, target_ref: UserRef) -> User:
+        target = await self._user(target_ref)
 
         def change(stage: Stage) -> None:
             stage.invite(actor.id, target.id)
             stage.names[target.id] = target.username
 
         await self._change_stage(space_id, "invite", change)
+        return target
 
     async def put_on_stage(
-        self, actor: User, space_id: str, target_id: object, role: object
+        self, actor: User, space_id: str, target_ref: UserRef, role: object
     ) -> Snapshot:
         if role not in (Role.COHOST.value, Role.SPEAKER.value):
             raise Invalid('role must be "cohost" or "speaker"', code="invalid_role")
-        target = await self._user(target_id)
+        target = await self._user(target_ref)
 
         def change(stage: Stage) -> None:
             stage.put_on_stage(actor.id, target.id, Role(role))
@@ -339,8 +361,8 @@ class Spaces:
         await self._change_stage(space_id, "mute", change)
         return await self.snapshot(space_id)
 
-    async def remove_from_space(self, actor: User, space_id: str, target_id: object) -> Snapshot:
-        target = await self._user(target_id)
+    async def remove_from_space(self, actor: User, space_id: str, target_ref: UserRef) -> Snapshot:
+        target = await self._user(target_ref)
         await self._change_stage(
             space_id, "remove people", lambda stage: stage.remove_from_space(actor.id, target.id)
         )

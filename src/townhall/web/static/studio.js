@@ -179,10 +179,10 @@ function setupControls() {
   const invite = $('#invite-form');
   invite.addEventListener('submit', async (event) => {
     event.preventDefault();
-    const userId = invite.user_id.value.trim();
-    if (!userId) return;
+    const username = invite.username.value.trim();
+    if (!username) return;
     const done = await act(invite.querySelector('button'), $('#requests-status'),
-      () => post(spacePath(spaceId, 'invitations'), { user_id: userId }).then(() => true));
+      () => post(spacePath(spaceId, 'invitations'), { username }).then(() => true));
     if (done) {
       invite.reset();
       say($('#requests-status'), 'Invited.', 'ok');
