@@ -7,7 +7,7 @@ import numpy as np
 
 from townhall.audience.adts import adts_header, sampling_frequency_index
 from townhall.audience.encoder import AacEncoder
-from townhall.media import FRAME_SAMPLES, SAMPLE_RATE, PcmFrame
+from townhall.media import FRAME_SAMPLES, SAMPLE_RATE
 
 TONE_HZ = 440.0
 TONE_AMPLITUDE = 0.3
@@ -23,11 +23,7 @@ def adts_frames(bitrate: int, seconds: int = LOOP_S) -> list[tuple[bytes, int]]:
     for n in range(seconds * SAMPLE_RATE // FRAME_SAMPLES):
         wave = TONE_AMPLITUDE * np.sin(2 * np.pi * TONE_HZ * (t + n * FRAME_SAMPLES / SAMPLE_RATE))
         pcm = np.round(wave * 32767).astype(np.int16)
-        for packet in encoder.encode(_frame(pcm)):
+        for packet in encoder.encode(pcm):
             header = adts_header(len(packet.data), sample_rate_index=index, channels=1)
             frames.append((header + packet.data, packet.duration))
     return frames
-
-
-def _frame(pcm: np.ndarray) -> PcmFrame:
-    return pcm  # type: ignore[return-value]

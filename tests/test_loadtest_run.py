@@ -37,7 +37,7 @@ from townhall.admission.proof_of_work import meets_difficulty, solution_digest
 from townhall.audience.adts import adts_header
 from townhall.loadtest.cli import main as cli_main
 from townhall.loadtest.config import AttackRate, LoadtestConfig
-from townhall.loadtest.runner import run_loadtest
+from townhall.loadtest.runner import TICK_S, run_loadtest
 
 SPACE = "demo"
 FRAME_PAYLOAD = b"\x21" * 121
@@ -458,6 +458,8 @@ async def _measure(listeners: int, chunk_ms: int, ramp_s: float, hold_s: float) 
     plateau = [r for r in report["timeline"][int(ramp_s) + 1:]
                if r["streaming"] >= 0.98 * listeners]
     cpu = sum(r["client.cpu_percent"] for r in plateau) / max(len(plateau), 1)
+    ramp = [r for r in report["timeline"] if r["t"] <= ramp_s and r["admitted"]]
+    join_cpu_s = sum(r["client.cpu_percent"] / 100 * TICK_S for r in ramp)
     return {
         "listeners": listeners, "chunk_ms": chunk_ms, "heard": s["heard_audio"],
         "peak_streaming": s["peak_streaming"], "errors": s["errors"],
@@ -465,6 +467,7 @@ async def _measure(listeners: int, chunk_ms: int, ramp_s: float, hold_s: float) 
         "cpu_per_1000": round(cpu / max(listeners / 1000, 1e-9), 2),
         "ttfa_p50": s["ttfa_s"]["p50"], "ttfa_p99": s["ttfa_s"]["p99"],
         "client_max_loop_lag_ms": s["client_max_loop_lag_ms"],
+        "cpu_ms_per_join": round(1000 * join_cpu_s / max(sum(r["admitted"] for r in ramp), 1), 3),
     }
 
 

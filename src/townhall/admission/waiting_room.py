@@ -175,9 +175,10 @@ def advance(
     backwards is ignored rather than trusted.
     """
     dt = now - state.updated_at
+    available = state.allowance
     if dt > 0:
         if not paused:
-            state.allowance = min(policy.burst, state.allowance + dt * policy.rate)
+            available += dt * policy.rate
         decay = math.exp(-dt / policy.rate_tau_s)
         state.admit_rate *= decay
         state.arrival_rate *= decay
@@ -188,9 +189,13 @@ def advance(
         return 0.0
     backlog_p = state.priority_next_seq - state.priority_admitted_upto
     backlog_n = state.next_seq - state.admitted_upto
-    grant = min(state.allowance, backlog_p + backlog_n)
+    grant = min(available, backlog_p + backlog_n)
     if policy.capacity:
         grant = min(grant, policy.capacity - listeners - state.in_flight)
+    grant = max(0.0, grant)
+    # The bucket's cap applies to what is left over, not to what the backlog used
+    # meanwhile: however rarely advance is called, the admitted count is the same.
+    state.allowance = min(policy.burst, available - grant)
     if grant <= _EPS:
         return 0.0
     to_priority = min(backlog_p, max(policy.priority_share * grant, grant - backlog_n))
@@ -199,7 +204,6 @@ def advance(
         float(state.priority_next_seq), state.priority_admitted_upto + to_priority
     )
     state.admitted_upto = min(float(state.next_seq), state.admitted_upto + to_normal)
-    state.allowance -= grant
     state.in_flight += grant
     state.admit_rate += grant / policy.rate_tau_s
     return grant

@@ -40,7 +40,7 @@ from townhall.loadtest.profiles import (
     PROFILE_NAMES,
 )
 from townhall.loadtest.progress import ProgressPrinter
-from townhall.loadtest.report import write_report
+from townhall.loadtest.report import describe_attack, write_report
 from townhall.loadtest.runner import LoadtestError, run_loadtest
 
 EXIT_OK = 0
@@ -209,9 +209,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"{told['mean_actual_s']:.1f} s (mean error {told['mean_error_s']:+.1f} s, "
             f"|error| p90 {told['abs_error_s']['p90']:.1f} s)"
         )
-    for name, entry in s["attacks"].items():
-        lines.append(f"attack {name}: {entry['requests']} — "
-                     + ", ".join(f"{k} {v}" for k, v in sorted(entry["results"].items())))
+    lines.extend(f"attack {name}: {describe_attack(entry)}" for name, entry in s["attacks"].items())
     return lines
 
 

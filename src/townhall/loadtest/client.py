@@ -25,8 +25,9 @@ from typing import Any, TypeVar, cast
 from townhall.loadtest.http11 import ProtocolError, ResponseHead, ResponseParser
 
 DEFAULT_TIMEOUT_S = 10.0
-DEFAULT_MAX_IDLE = 1024
-"""Idle keep-alive connections kept in all; past it the oldest is closed (file budget)."""
+DEFAULT_MAX_IDLE = 512
+"""Idle keep-alive connections kept in all; past it the oldest is closed. Every descriptor
+spent on an idle connection is one live listener fewer under the process's file limit."""
 DEFAULT_IDLE_TIMEOUT_S = 4.0
 """Drop idle connections before the server's keep-alive timeout (uvicorn: 5 s) races us."""
 MAX_BODY_BYTES = 1024 * 1024

@@ -29,8 +29,9 @@ DEFAULT_MAX_RETRY_AFTER_S = 60.0
 DEFAULT_SLOWLORIS_INTERVAL_S = 1.0
 """One header byte per this many seconds: slower than any honest client."""
 DEFAULT_STATS_PATHS = ("/api/stats", "/api/health")
-FILE_RESERVE = 256
-"""Descriptors kept free for the pool, stats and attacks when sizing --max-open by default."""
+FILE_RESERVE = 512
+"""Descriptors kept free, beyond the idle pool, when sizing --max-open by default: stats,
+attacks, and sockets whose close the event loop has not completed yet."""
 
 
 @dataclass(frozen=True)

@@ -275,6 +275,7 @@ class Listener:
         path = ctx.target.local_path(admission.live_url)
         requested = loop.time()
         stream, first = await self._open_live(path)
+        opened = first
         try:
             recorder.first_audio(self._ttfa(first), first - requested)
             self._enter("streaming")
@@ -288,14 +289,17 @@ class Listener:
                     return
                 recorder.stream_drops += 1
                 recorder.error(f"stream:dropped_{stream.ended.result()}")
+                recorder.streamed(stream.bytes_received, loop.time() - opened)
                 if reconnect == MAX_RECONNECTS:
                     raise ListenerFailed("stream kept dropping")
                 self._enter("joining")
                 await asyncio.sleep(_backoff(reconnect, ctx))
                 recorder.reconnects += 1
-                stream, _ = await self._open_live(path)
+                stream, opened = await self._open_live(path)
                 self._enter("streaming")
         finally:
+            if not stream.ended.done():
+                recorder.streamed(stream.bytes_received, loop.time() - opened)
             stream.close()
 
     # -- HLS ---------------------------------------------------------------

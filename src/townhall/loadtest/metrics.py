@@ -36,6 +36,9 @@ class Recorder:
         self.stream_drops = 0
         self.reconnects = 0
         self.unrecognised_audio = 0
+        self.stream_bytes = 0
+        self.stream_seconds = 0.0
+        """Live-stream bytes read and seconds listened: their ratio is the bitrate people got."""
         self.outcomes: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.joining = 0
@@ -106,6 +109,10 @@ class Recorder:
         self.ttfa.record(ttfa_s)
         self._second_ttfa.record(ttfa_s)
         self.stream_ttfb.record(stream_ttfb_s)
+
+    def streamed(self, nbytes: int, seconds: float) -> None:
+        self.stream_bytes += nbytes
+        self.stream_seconds += max(seconds, 0.0)
 
     def left(self) -> None:
         self._second["left"] += 1

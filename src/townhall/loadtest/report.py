@@ -47,6 +47,23 @@ def _table(rows: list[tuple[str, Any]]) -> str:
     return f"<table>{body}</table>"
 
 
+def _p50_p99(latency: dict[str, Any]) -> str:
+    return f"{_fmt_s(latency.get('p50'))} / {_fmt_s(latency.get('p99'))}"
+
+
+def describe_attack(entry: dict[str, Any]) -> str:
+    """One line per attack: what the server answered, how fast, and what got through."""
+    results = ", ".join(f"{k} {v}" for k, v in sorted(entry["results"].items()))
+    parts = [f"{entry['requests']} requests: {results}"]
+    for key, label in (("latency_s", "answer"), ("time_to_cut_s", "cut after")):
+        if key in entry:
+            parts.append(f"{label} p50 / p99 {_p50_p99(entry[key])}")
+    for key in ("accepted", "tickets_obtained", "survived", "cut"):
+        if key in entry:
+            parts.append(f"{key.replace('_', ' ')} {entry[key]}")
+    return "; ".join(parts)
+
+
 def _headline(summary: dict[str, Any]) -> list[tuple[str, Any]]:
     ttfa = summary["ttfa_s"]
     told = summary["told_vs_actual"]
@@ -65,12 +82,15 @@ def _headline(summary: dict[str, Any]) -> list[tuple[str, Any]]:
         ("4xx answers", summary["http_4xx"]),
         ("time to first audio p50 / p90 / p99",
          " / ".join(_fmt_s(ttfa.get(k)) for k in ("p50", "p90", "p99"))),
-        ("stream start p50 / p99",
-         " / ".join(_fmt_s(summary["stream_ttfb_s"].get(k)) for k in ("p50", "p99"))),
+        ("stream start p50 / p99", _p50_p99(summary["stream_ttfb_s"])),
+        ("snapshot answer p50 / p99", _p50_p99(summary["snapshot_latency_s"])),
+        ("join answer p50 / p99", _p50_p99(summary["join_latency_s"])),
         ("listeners who waited", told.get("waited", 0)),
     ]
     if told.get("waited"):
         rows += [
+            ("waited p50 / p90 / p99", " / ".join(
+                _fmt_s(summary["queue_wait_s"].get(k)) for k in ("p50", "p90", "p99"))),
             ("waited: told (mean) → actual (mean)",
              f"{_fmt_s(told['mean_told_s'])} → {_fmt_s(told['mean_actual_s'])}"),
             ("waited: mean error (actual − told)", _fmt_s(told["mean_error_s"])
@@ -80,6 +100,7 @@ def _headline(summary: dict[str, Any]) -> list[tuple[str, Any]]:
         ]
     rows += [
         ("stream drops / reconnects", f"{summary['stream_drops']} / {summary['reconnects']}"),
+        ("live stream received (mean kbps per listener)", summary["mean_stream_kbps"]),
         ("peak streaming / peak waiting",
          f"{summary['peak_streaming']} / {summary['peak_waiting']}"),
         ("outcomes", ", ".join(f"{k} {v}" for k, v in sorted(summary["outcomes"].items()))),
@@ -141,11 +162,7 @@ def render_html(report: dict[str, Any]) -> str:
             f"{summary['client_peak_cpu_percent']:.0f}%, loop lag "
             f"{summary['client_max_loop_lag_ms']:.0f} ms): latencies include its own delay."
         )
-    attack_rows = []
-    for name, entry in summary["attacks"].items():
-        details = ", ".join(f"{k} {v}" for k, v in sorted(entry["results"].items()))
-        extra = {k: v for k, v in entry.items() if k not in ("results", "requests")}
-        attack_rows.append((name, f"{entry['requests']} requests: {details}; {extra}"))
+    attack_rows = [(name, describe_attack(entry)) for name, entry in summary["attacks"].items()]
     meta = report["meta"]
     config_rows = [(k, v) for k, v in config.items() if v not in (None, "", 0, "0/s")]
     return f"""<!doctype html>

@@ -97,6 +97,8 @@ def summarize(recorder: Recorder, *, capacity: float | None) -> dict[str, Any]:
         "stream_drops": recorder.stream_drops,
         "reconnects": recorder.reconnects,
         "unrecognised_audio": recorder.unrecognised_audio,
+        "mean_stream_kbps": round(8 * recorder.stream_bytes / recorder.stream_seconds / 1000, 2)
+        if recorder.stream_seconds else None,
         "ttfa_s": recorder.ttfa.summary(),
         "stream_ttfb_s": recorder.stream_ttfb.summary(),
         "queue_wait_s": recorder.queue_wait.summary(),

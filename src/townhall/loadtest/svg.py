@@ -100,7 +100,7 @@ def line_chart(
     """Lines of (x, y) points; a y of None breaks the line (no data that second)."""
     xs = [x for _, points in series for x, _ in points]
     ys = [y for _, points in series for _, y in points if y is not None]
-    x_max = nice_ceiling(max(xs, default=1.0))
+    x_max = float(max(math.ceil(max(xs, default=1.0)), 1))
     y_max = nice_ceiling(max(ys, default=1.0))
     plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
     plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM

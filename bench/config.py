@@ -1,0 +1,51 @@
+"""What one bench run does; every size has a flag (see ``python -m bench --help``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    listeners: int = 10_000
+    """Held by each server while its CPU and late share are measured (one core)."""
+    window: int = 1_000
+    """Connections in flight at once while opening listeners and joining (all clients)."""
+    storm: int = 20_000
+    """Listeners dropped and reconnected at once. Icecast gets as many as its one
+    process's file limit allows."""
+    joins: int = 5_000
+    """Full joins (snapshot + join + first audio) against townhall."""
+    node_listeners: int = 30_000
+    """Concurrent listeners on the whole 2-core node (townhall, stream workers on both
+    cores); 0 skips the phase."""
+    stream_workers: int = 2
+    chunk_ms: int = 500
+    """townhall's live chunk: 500 ms like the Icecast source's writes, so both servers
+    write the same number of times per listener per second (townhall's default is
+    100 ms; pass --chunk-ms 100 to measure that)."""
+    bitrate: int = 48_000
+    clients: int = 2
+    """Listener client processes (each holds < 20,000 sockets)."""
+    baseline_s: float = 5.0
+    settle_s: float = 3.0
+    measure_s: float = 10.0
+    open_timeout_s: float = 90.0
+    server_cpus: str = "1"
+    client_cpus: str = "0"
+    servers: tuple[str, ...] = ("icecast", "townhall")
+
+    @classmethod
+    def smoke(cls) -> BenchConfig:
+        """A few seconds per server: proves the machinery, measures nothing serious."""
+        return cls(
+            listeners=200,
+            window=200,
+            storm=200,
+            joins=50,
+            node_listeners=0,
+            baseline_s=1.0,
+            settle_s=1.0,
+            measure_s=2.0,
+            open_timeout_s=30.0,
+        )
