@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Final
 
 from bench.client import Target
 
+ROOT: Final = Path(__file__).resolve().parent.parent
 REPLY_LIMIT: Final = 64 * 1024 * 1024
 """A reply carries every listener's TTFA; 20k floats is well under a megabyte."""
 _SOURCE_IPS = (f"127.0.0.{n}" for n in itertools.cycle(range(2, 255)))
@@ -28,8 +31,10 @@ class Client:
         command = [sys.executable, "-m", "bench.client", json.dumps(asdict(target))]
         if cpus is not None:
             command = ["taskset", "-c", cpus, *command]
+        path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
         process = await asyncio.create_subprocess_exec(
             *command,
+            env={**os.environ, "PYTHONPATH": path},
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=REPLY_LIMIT,

@@ -187,8 +187,7 @@ def test_priority_lane_gets_its_share_and_each_lane_is_first_come_first_served()
     last = crowd.admitted_at(NORMAL, 10_000 - n_priority - 1)
     late_from = drained + 1.0
     after = (
-        sum(1 for s in range(10_000 - n_priority) if crowd.admitted_at(NORMAL, s) > late_from)
-        - 1
+        sum(1 for s in range(10_000 - n_priority) if crowd.admitted_at(NORMAL, s) > late_from) - 1
     ) / (last - late_from)
     assert after == pytest.approx(rate, rel=0.02)
 

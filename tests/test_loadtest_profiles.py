@@ -235,3 +235,13 @@ def test_charts_are_well_formed_svg():
         assert root.tag.endswith("svg")
     assert "a &lt; b" in charts[0]
     assert nice_ceiling(73) == 100 and nice_ceiling(0.13) == 0.2 and nice_ceiling(2.4) == 2.5
+
+
+def test_public_surface():
+    import townhall.loadtest as loadtest
+
+    assert sorted(loadtest.__all__) == [
+        "AttackRate", "LoadtestConfig", "LoadtestError", "Profile", "arrival_times",
+        "build_profile", "render_html", "run_loadtest", "write_report",
+    ]
+    assert all(hasattr(loadtest, name) for name in loadtest.__all__)

@@ -357,7 +357,7 @@ async def test_crowd_with_waiting_room_and_attacks(origin: FakeOrigin, tmp_path:
     assert origin.counts.get("segments", 0) >= hls_heard
     assert s["waited"] > 0 and s["told_vs_actual"]["waited"] == s["waited"]
     assert s["http_5xx"] == 0 and s["timeouts"] == 0 and s["connection_errors"] == 0
-    assert s["outcomes"].get("completed", 0) > 50
+    assert s["outcomes"].get("completed", 0) > 20
     assert s["outcomes"].get("failed", 0) == 0
     assert 0 < s["ttfa_s"]["p50"] <= s["ttfa_s"]["p99"]
     assert s["unrecognised_audio"] == 0
@@ -409,11 +409,28 @@ async def test_reconnects_and_proof_of_work(tmp_path: Path):
     assert s["unrecognised_audio"] == 0  # chunked framing was parsed before the first byte
 
 
+async def test_impatient_listeners_abandon_the_queue():
+    server = FakeOrigin(admissions_per_s=5.0, burst=2)
+    await server.start()
+    try:
+        config = LoadtestConfig(
+            url=f"http://127.0.0.1:{server.port}", space=SPACE, rate=40, poisson=False,
+            duration_s=1.5, think_s=0, hold_s=10, patience_s=0.3,
+        )
+        report = await run_loadtest(config)
+    finally:
+        await server.stop()
+    s = report["summary"]
+    assert s["outcomes"].get("abandoned", 0) > 10
+    assert sum(s["outcomes"].values()) == s["arrivals"] == 59
+    assert s["admitted"] == server.counts["tickets"] < 15
+
+
 async def test_cli_writes_json_and_html(origin: FakeOrigin, tmp_path: Path):
     out = tmp_path / "report"
     code = await asyncio.to_thread(cli_main, [
         f"http://127.0.0.1:{origin.port}", "--space", SPACE, "--profile", "spike",
-        "--rate", "100", "--base-rate", "10", "--spike-at", "0.5", "--spike-s", "1",
+        "--rate", "2x", "--base-rate", "0.2", "--spike-at", "0.5", "--spike-s", "1",
         "--duration", "2", "--think-s", "0.05", "--hold-s", "0.5", "--quiet",
         "--report-dir", str(out), "--uniform",
     ])
@@ -421,6 +438,7 @@ async def test_cli_writes_json_and_html(origin: FakeOrigin, tmp_path: Path):
     report = json.loads((out / "report.json").read_text())
     html = (out / "report.html").read_text()
     assert report["summary"]["arrivals"] == sum(r["arrivals"] for r in report["timeline"]) > 100
+    assert report["meta"]["peak_arrival_rate"] == 100  # twice the 50/s /api/stats announces
     assert html.count("<svg") >= 6 and "<script" not in html and "http://www.w3.org" in html
     assert "Told" in html or "told" in html
 
@@ -467,6 +485,7 @@ async def _measure(listeners: int, chunk_ms: int, ramp_s: float, hold_s: float) 
         "cpu_per_1000": round(cpu / max(listeners / 1000, 1e-9), 2),
         "ttfa_p50": s["ttfa_s"]["p50"], "ttfa_p99": s["ttfa_s"]["p99"],
         "client_max_loop_lag_ms": s["client_max_loop_lag_ms"],
+        "mean_stream_kbps": s["mean_stream_kbps"],
         "cpu_ms_per_join": round(1000 * join_cpu_s / max(sum(r["admitted"] for r in ramp), 1), 3),
     }
 
@@ -477,13 +496,15 @@ async def test_one_process_holds_live_listeners():
     print(f"\nload generator: {result}")
     assert result["heard"] == 1000 and result["peak_streaming"] == 1000
     assert result["plateau_s"] >= 1
+    # 48 kbps plus the one-second burst on connect, read in coalesced pieces.
+    assert 30 < result["mean_stream_kbps"] < 100
     assert result["cpu_per_1000"] < 100  # generous: the measurement must merely exist
 
 
-def _serve(chunk_ms: int) -> None:
+def _serve(chunk_ms: int, admissions_per_s: float) -> None:
     async def serve() -> None:
         # A loaded machine delays the origin too: no deadline cuts while measuring the client.
-        server = FakeOrigin(admissions_per_s=1e9, burst=10**9, chunk_ms=chunk_ms,
+        server = FakeOrigin(admissions_per_s=admissions_per_s, burst=10, chunk_ms=chunk_ms,
                             header_deadline_s=60.0)
         await server.start()
         print(server.port, flush=True)
@@ -502,11 +523,12 @@ if __name__ == "__main__":
     parser.add_argument("--serve", action="store_true")
     parser.add_argument("--measure", type=int, nargs="*")
     parser.add_argument("--chunk-ms", type=int, default=100)
+    parser.add_argument("--admissions", type=float, default=1e9, help="per second (--serve)")
     parser.add_argument("--ramp-s", type=float, default=5.0)
     parser.add_argument("--hold-s", type=float, default=8.0)
     cli = parser.parse_args()
     if cli.serve:
-        _serve(cli.chunk_ms)
+        _serve(cli.chunk_ms, cli.admissions)
     for n in cli.measure or ():
         try:
             import uvloop

@@ -12,12 +12,13 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from townhall.admission.signing import Signer
-from townhall.api import accounts, listening, spaces
+from townhall.api import accounts, listening, operations, spaces
 from townhall.api.errors import EXCEPTION_HANDLERS
 from townhall.api.live import LiveStream, RelayProgram, report_listeners
 from townhall.config import Settings
 from townhall.server import ConnectionGuard
 from townhall.service.accounts import Accounts
+from townhall.service.door import Door
 from townhall.service.ids import new_id
 from townhall.service.spaces import Spaces
 from townhall.stage.ice import use_host_addresses
@@ -51,6 +52,7 @@ class Services:
     accounts: Accounts
     spaces: Spaces
     signer: Signer
+    door: Door
 
 
 async def open_services(settings: Settings, state: State | None = None) -> Services:
@@ -59,19 +61,25 @@ async def open_services(settings: Settings, state: State | None = None) -> Servi
     store = await SqliteStore(settings.database_path).open()
     state = state or MemoryState()
     node_id = new_id()
+    signer = Signer(load_secret(settings))
     spaces_service = Spaces(store, state, settings, node_id)
+    door = Door(settings, signer, listeners=spaces_service.node_listeners)
+    spaces_service.on_end = door.forget
     await spaces_service.start()
+    await door.start()
     return Services(
         settings=settings,
         store=store,
         state=state,
         accounts=Accounts(store, settings),
         spaces=spaces_service,
-        signer=Signer(load_secret(settings)),
+        signer=signer,
+        door=door,
     )
 
 
 async def close_services(services: Services) -> None:
+    await services.door.stop()
     await services.spaces.stop()
     await services.state.close()
     await services.store.close()
@@ -83,9 +91,12 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> Star
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await open_services(settings)
-        for name in ("settings", "store", "state", "accounts", "spaces", "signer"):
+        for name in ("settings", "store", "state", "accounts", "spaces", "signer", "door"):
             setattr(app.state, name, getattr(services, name))
         app.state.guard = guard or ConnectionGuard.from_settings(settings)
+        services.door.on_mode_change = app.state.guard.apply_attack_mode(
+            settings, services.door.attack
+        )
         try:
             yield
         finally:
@@ -95,6 +106,7 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> Star
         *accounts.routes,
         *spaces.routes,
         *listening.routes,
+        *operations.routes,
         Route("/live/{space_id}.aac", LiveStream(), methods=["GET", "HEAD"]),
         Route("/internal/program/{space_id}.aac", RelayProgram(), methods=["GET"]),
         Route("/internal/listeners", report_listeners, methods=["POST"]),

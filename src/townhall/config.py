@@ -92,6 +92,28 @@ class EdgeSettings:
 
 
 @dataclass(frozen=True)
+class AdmissionSettings:
+    """The node's capacity and its door policy (see townhall.admission)."""
+
+    max_listeners: int = 18_000
+    """Concurrent live-stream listeners this node takes; below the 20k open-file limit of one
+    process with room for the control plane. 0 disables."""
+    max_admissions_per_s: float = 2_000.0
+    """New listeners admitted per second per space before the waiting room forms."""
+    max_loop_lag_ms: float = 50.0
+    """Event-loop lag past which joins queue (and past 3x, are shed with 503 + Retry-After)."""
+    priority_share: float = 0.5
+    """Share of admissions the signed-in lane gets while both lanes wait."""
+    attack_mode: str = "auto"
+    """"auto" switches on past thresholds; "on"/"off" is the operator's override."""
+    pow_bits: int = 16
+    """Proof-of-work difficulty for anonymous joins in attack mode (~0.5 s in a browser)."""
+    per_address_rate: float = 20.0
+    """Joins and writes per second one address may make in normal mode (burst 5x); 0 disables
+    the per-address and per-prefix limits, e.g. for a rehearsal from one machine."""
+
+
+@dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -111,6 +133,9 @@ class Settings:
     http: HttpLimits = field(default_factory=HttpLimits)
     audio: AudioSettings = field(default_factory=AudioSettings)
     stage: StageSettings = field(default_factory=StageSettings)
+    admission: AdmissionSettings = field(default_factory=AdmissionSettings)
+    admin_token: str = ""
+    """Bearer token for operator endpoints (attack mode switch); empty disables them."""
     edge: EdgeSettings = field(default_factory=EdgeSettings)
 
     @property

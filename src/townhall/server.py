@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from townhall.admission.attack_mode import AttackMode
 from townhall.admission.connection_caps import ConnectionCaps
 from townhall.api.live import TRANSPORT_EXTENSION
 from townhall.config import Settings
@@ -50,6 +52,17 @@ class ConnectionGuard:
     caps: ConnectionCaps = field(default_factory=lambda: ConnectionCaps(0))
     cut_slow_headers: int = 0
     cut_slow_bodies: int = 0
+
+    def apply_attack_mode(self, settings: Settings, attack: AttackMode) -> Callable[[bool], None]:
+        """The callback that tightens the per-address cap while attack mode is on."""
+
+        def on_change(active: bool) -> None:
+            normal = settings.http.max_connections_per_address
+            self.caps.max_per_key = (
+                attack.restrictions.max_connections_per_address if active else normal
+            )
+
+        return on_change
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConnectionGuard:

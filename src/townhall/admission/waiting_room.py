@@ -217,7 +217,7 @@ class QueueToken:
     arrived_at: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Admitted:
     seq: int
     lane: Lane
@@ -231,7 +231,7 @@ class Admitted:
         return f"{self.epoch:x}-{self.lane}{self.seq}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Waiting:
     position: int
     """1 is next in this lane."""
@@ -351,15 +351,16 @@ class WaitingRoom:
             fields = self.signer.verify(token)
         except InvalidToken as exc:
             raise QueueRefused(refusal_code(exc.reason), "this queue token is not valid") from None
-        if (
-            len(fields) != _FIELDS
-            or fields[0] != KIND
-            or fields[3] not in _LANE_CODE
-            or not all(f.isdecimal() for f in fields[4:])
-            or not fields[2].isdecimal()
-        ):
+        if len(fields) != _FIELDS or fields[0] != KIND:
             raise QueueRefused("malformed", "this is not a queue token")
         _, space_id, epoch, lane_text, seq_text, arrived_text, issued_text = fields
+        if lane_text not in _LANE_CODE or not (
+            epoch.isdecimal()
+            and seq_text.isdecimal()
+            and arrived_text.isdecimal()
+            and issued_text.isdecimal()
+        ):
+            raise QueueRefused("malformed", "this is not a queue token")
         if space_id != self.space_id:
             raise QueueRefused("wrong_space", "this queue token is for another space")
         if int(epoch) != self.state.epoch:
@@ -398,7 +399,7 @@ class WaitingRoom:
             rate = min(rate, _unbiased(s.admit_rate, s, policy, now))
         eta = lane_eta(ahead, rate, share, other_backlog, other_arrivals)
         base = min(policy.max_retry_s, max(policy.min_retry_s, eta * policy.retry_fraction))
-        retry = spread(base, policy.jitter, s.epoch, _LANE_CODE[lane], seq, int(now))
+        retry = spread(base, policy.jitter, s.epoch ^ int(now) << 32, seq << 1 | _LANE_CODE[lane])
         return Waiting(
             position=math.ceil(ahead - _EPS),
             eta_s=eta,

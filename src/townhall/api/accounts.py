@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from townhall.api.auth import SESSION_COOKIE, presented_token, require_user
+from townhall.api.auth import SESSION_COOKIE, client_address, presented_token, require_user
 from townhall.api.bodies import read_json
 from townhall.service.accounts import Accounts, TokenKind
 
@@ -16,6 +16,9 @@ def _accounts(request: Request) -> Accounts:
 
 
 def _limit(request: Request) -> int:
+    """Body cap; also where every account call passes the per-address buckets
+    (password guessing and sign-up floods are writes like any other)."""
+    request.app.state.door.check_address(client_address(request))
     return request.app.state.settings.http.max_body_bytes
 
 

@@ -19,15 +19,18 @@ SESSION_COOKIE = "th_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def client_address(request: Request) -> str:
+    """The peer address; rate limits key on it (behind a proxy, configure the proxy's)."""
+    return request.client.host if request.client else ""
+
+
 def presented_token(request: Request) -> tuple[str | None, bool]:
     """The token and whether it came from the cookie."""
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
-            raise Unauthorized(
-                "Authorization must be 'Bearer <token>'", code="bad_authorization"
-            )
+            raise Unauthorized("Authorization must be 'Bearer <token>'", code="bad_authorization")
         return value.strip(), False
     return request.cookies.get(SESSION_COOKIE), True
 

@@ -67,7 +67,13 @@ def status_for(error: DomainError) -> int:
 
 async def domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    return error_response(status_for(exc), exc.code, exc.message)
+    extra = getattr(exc, "extra", None) or {}
+    retry_after = getattr(exc, "retry_after_s", None)
+    headers = {"retry-after": str(round(retry_after))} if retry_after is not None else None
+    body = {"error": {"code": exc.code, "message": exc.message, **extra}}
+    if retry_after is not None:
+        body["error"]["retry_after_s"] = retry_after
+    return JSONResponse(body, status_code=status_for(exc), headers=headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -7,18 +7,17 @@ the media all live in memory, and tickets are checked by HMAC alone.
 from __future__ import annotations
 
 import re
-import secrets
-import time
 from urllib.parse import quote, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from townhall.admission.tickets import issue_ticket
-from townhall.api.auth import optional_user
+from townhall.api.auth import client_address, optional_user
+from townhall.api.bodies import read_json
 from townhall.config import Settings
 from townhall.domain.errors import Forbidden, NotFound
+from townhall.service.door import Door
 from townhall.service.spaces import Spaces
 
 HLS_PLAYLIST_CACHE = "public, max-age=1"
@@ -31,29 +30,25 @@ def _spaces(request: Request) -> Spaces:
 
 
 async def join(request: Request) -> Response:
+    """A ticket for the live stream, or a place in line (API.md); never a wait on I/O."""
     space_id = request.path_params["space_id"]
     spaces = _spaces(request)
+    door: Door = request.app.state.door
+    door.check_address(client_address(request))
     space = await spaces.record(space_id)
     space.require_live("join")
     user = await optional_user(request)
     if user is not None and await spaces.is_removed(space_id, user.id):
         raise Forbidden("you were removed from this space", code="removed")
-    listener_id = user.id if user else "anon-" + secrets.token_urlsafe(9)
-    settings = request.app.state.settings
-    ticket = issue_ticket(
-        request.app.state.signer, space_id, listener_id, time.time(), settings.ticket_ttl_s
-    )
-    base = settings.public_url.rstrip("/")
-    return JSONResponse(
-        {
-            "ticket": ticket.token,
-            "live_url": f"{_live_base(request, settings)}/live/{space_id}.aac"
-            f"?ticket={quote(ticket.token)}",
-            "hls_url": f"{base}/hls/{space_id}/index.m3u8",
-            "expires_at": ticket.expires_at,
-        },
-        headers={"cache-control": "no-store"},
-    )
+    body = await read_json(request, request.app.state.settings.http.max_body_bytes, optional=True)
+    answer = door.join(space_id, user, body)
+    if "ticket" in answer:
+        settings = request.app.state.settings
+        answer["live_url"] = (
+            f"{_live_base(request, settings)}/live/{space_id}.aac?ticket={quote(answer['ticket'])}"
+        )
+        answer["hls_url"] = f"{settings.public_url.rstrip('/')}/hls/{space_id}/index.m3u8"
+    return JSONResponse(answer, headers={"cache-control": "no-store"})
 
 
 def _live_base(request: Request, settings: Settings) -> str:

@@ -34,6 +34,8 @@ from townhall.edge.relay_token import RelayRefused, check_relay_token
 from townhall.edge.reports import ListenerReports, ReportRefused, parse_counts
 
 TRANSPORT_EXTENSION = "townhall.transport"
+FULL_RETRY_AFTER_S = 5
+"""When the node is full even for ticket holders (reconnects), come back this soon."""
 RELAY_HEADER = RELAY_HEADER_NAME.encode()
 RELAY_LISTENER_PREFIX = "relay:"
 """Listener id of a stream worker's relay on the origin's fan-out."""
@@ -52,19 +54,18 @@ LIVE_HEADERS = [
 ]
 
 
-async def _refuse(send: Send, status: int, code: str, message: str) -> None:
+async def _refuse(
+    send: Send, status: int, code: str, message: str, retry_after_s: int | None = None
+) -> None:
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    if retry_after_s is not None:
+        headers.append((b"retry-after", str(retry_after_s).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -150,6 +151,17 @@ class LiveStream:
         if claims.listener_id in room.removed:
             await _refuse(send, 403, "removed", "you were removed from this space")
             return
+        door = app.state.door
+        if not door.has_room_for_stream():
+            await _refuse(
+                send,
+                503,
+                "over_capacity",
+                "this server is full; try again shortly",
+                retry_after_s=FULL_RETRY_AFTER_S,
+            )
+            return
+        door.stream_opened(space_id)
         if scope["method"] == "HEAD":
             await send({"type": "http.response.start", "status": 200, "headers": LIVE_HEADERS})
             await send({"type": "http.response.body", "body": b""})

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from townhall.api.auth import require_user
+from townhall.api.auth import client_address, require_user
 from townhall.api.bodies import read_json
 from townhall.api.errors import RequestError
 from townhall.audience.snapshot import Snapshot
@@ -103,6 +103,7 @@ async def list_requests(request: Request) -> Response:
 
 
 async def request_to_speak(request: Request) -> Response:
+    request.app.state.door.check_address(client_address(request))
     user = await require_user(request)
     await _spaces(request).request_to_speak(user, request.path_params["space_id"])
     return JSONResponse({"requested": True}, status_code=202)
@@ -164,6 +165,7 @@ async def remove_from_space(request: Request) -> Response:
 
 
 async def react(request: Request) -> Response:
+    request.app.state.door.check_address(client_address(request))
     body = await _body(request)
     await _spaces(request).react(request.path_params["space_id"], body.get("emoji"))
     return JSONResponse({"accepted": True}, status_code=202)

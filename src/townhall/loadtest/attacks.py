@@ -234,7 +234,7 @@ async def slowloris_slot(ctx: RunContext, slot: int) -> None:
                     sent += 1
                 wait = min(config.slowloris_interval_s, ctx.deadline - loop.time())
                 if wait <= 0:
-                    recorder.attack("slowloris", "survived", loop.time() - opened)
+                    recorder.attack("slowloris", "survived")
                     return
                 done, _ = await asyncio.wait({protocol.lost}, timeout=wait)
                 if done:

@@ -63,6 +63,18 @@ def fraction(text: str) -> float:
     return value
 
 
+def arrival_rate(text: str) -> tuple[float, bool]:
+    """"500" -> (500, False); "10x" -> (10, True): a multiple of the node's capacity."""
+    relative = text.strip().lower().endswith("x")
+    try:
+        value = float(text.strip()[:-1] if relative else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a rate: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a rate cannot be negative")
+    return value, relative
+
+
 def attack_rate(text: str) -> AttackRate:
     try:
         return AttackRate.parse(text)
@@ -83,10 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", help="space id (default: from the URL, else the first live space)")
     g = p.add_argument_group("arrivals (open model)")
     g.add_argument("--profile", choices=PROFILE_NAMES, default="constant")
-    g.add_argument("--rate", type=float, default=DEFAULT_RATE,
-                   help="arrivals/s: constant rate, ramp target, or spike peak (profile units)")
+    g.add_argument("--rate", type=arrival_rate, default=(DEFAULT_RATE, False),
+                   help="arrivals/s: constant rate, ramp target, or spike peak (profile units); "
+                        "'10x' means ten times the node's admission capacity")
     g.add_argument("--base-rate", type=float, default=None,
-                   help="ramp start / spike baseline (default: a tenth of --rate)")
+                   help="ramp start / spike baseline, in --rate's unit (default: a tenth)")
     g.add_argument("--ramp-s", type=float, default=DEFAULT_RAMP_S)
     g.add_argument("--spike-at", type=float, default=DEFAULT_SPIKE_AT_S, dest="spike_at_s")
     g.add_argument("--spike-s", type=float, default=DEFAULT_SPIKE_S)
@@ -146,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> LoadtestConfig:
     return LoadtestConfig(
-        url=args.url, space=args.space, profile=args.profile, rate=args.rate,
+        url=args.url, space=args.space, profile=args.profile, rate=args.rate[0],
+        rate_is_capacity_multiple=args.rate[1],
         base_rate=args.base_rate, ramp_s=args.ramp_s, spike_at_s=args.spike_at_s,
         spike_s=args.spike_s, scale=args.scale, time_scale=args.time_scale,
         poisson=not args.uniform, duration_s=args.duration_s, max_listeners=args.max_listeners,

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from townhall.loadtest.addresses import DEFAULT_ATTACKER_ADDRESSES, DEFAULT_LISTENER_ADDRESSES
+from townhall.loadtest.profiles import DEFAULT_RAMP_S, DEFAULT_SPIKE_AT_S, DEFAULT_SPIKE_S
 
 DEFAULT_RATE = 50.0
 """Arrivals per second (profile units) when none is given."""
@@ -28,7 +29,7 @@ DEFAULT_MAX_RETRY_AFTER_S = 60.0
 """A server's retry interval is obeyed up to this (a bug there must not freeze the run)."""
 DEFAULT_SLOWLORIS_INTERVAL_S = 1.0
 """One header byte per this many seconds: slower than any honest client."""
-DEFAULT_STATS_PATHS = ("/api/stats", "/api/health")
+DEFAULT_STATS_PATHS = ("/api/stats", "/api/health", "/metrics")
 FILE_RESERVE = 512
 """Descriptors kept free, beyond the idle pool, when sizing --max-open by default: stats,
 attacks, and sockets whose close the event loop has not completed yet."""
@@ -69,10 +70,12 @@ class LoadtestConfig:
     space: str | None = None
     profile: str = "constant"
     rate: float = DEFAULT_RATE
+    rate_is_capacity_multiple: bool = False
+    """``rate`` (and ``base_rate``) are multiples of the node's admission capacity."""
     base_rate: float | None = None
-    ramp_s: float = 60.0
-    spike_at_s: float = 5.0
-    spike_s: float = 30.0
+    ramp_s: float = DEFAULT_RAMP_S
+    spike_at_s: float = DEFAULT_SPIKE_AT_S
+    spike_s: float = DEFAULT_SPIKE_S
     scale: float = 1.0
     time_scale: float = 1.0
     poisson: bool = True

@@ -46,6 +46,8 @@ MAX_RECONNECTS = 3
 MAX_HLS_POLLS = 10_000
 HLS_SEGMENT_LIMIT = 16 * 1024 * 1024
 POW_CODE = "pow_required"
+MAX_POW_ATTEMPTS = 3
+"""Challenges solved per listener before concluding our solutions are not accepted."""
 
 
 class ListenerFailed(Exception):
@@ -171,6 +173,7 @@ class Listener:
         told_s: float | None = None
         first_told_at = 0.0
         failures = 0
+        pow_attempts = 0
         for _ in range(MAX_JOIN_POLLS):
             body: dict[str, Any] = {}
             if token is not None:
@@ -206,12 +209,23 @@ class Listener:
                 if isinstance(wait.get("token"), str):
                     token = wait["token"]
                 proof = None
-                if config.patience_s and loop.time() - first_told_at > config.patience_s:
-                    raise ListenerAbandoned()
-                await asyncio.sleep(self._obey(_number(wait.get("retry_after_s"), 1.0)))
+                pause = self._obey(_number(wait.get("retry_after_s"), 1.0))
+                if config.patience_s:
+                    patience_left = first_told_at + config.patience_s - loop.time()
+                    if patience_left <= pause:
+                        await asyncio.sleep(max(patience_left, 0.0))
+                        raise ListenerAbandoned()
+                await asyncio.sleep(pause)
                 continue
+            if response.status == 200:
+                recorder.error("protocol:bad_join_answer")
+                raise ListenerFailed("join answer with neither ticket nor wait")
             code = response.error_code()
             if response.status in (401, 403) and code == POW_CODE:
+                pow_attempts += 1
+                if pow_attempts > MAX_POW_ATTEMPTS:
+                    recorder.error("client:pow_rejected")
+                    raise ListenerFailed("our proofs of work keep being refused")
                 proof = await self._solve(data)
                 continue
             recorder.error(status_kind(response.status, code))
@@ -237,14 +251,16 @@ class Listener:
             raise ListenerFailed(f"proof of work failed: {exc}") from None
 
     # -- live stream -------------------------------------------------------
-    async def _open_live(self, path: str) -> tuple[Stream, float]:
+    async def _open_live(self, url: str) -> tuple[Stream, float]:
         """The stream and the loop time its first audio byte came in."""
         ctx = self.ctx
         config = ctx.config
         recorder = ctx.recorder
         try:
-            stream = await ctx.client.stream(
-                path, local_addr=self.address, timeout=config.request_timeout_s
+            client, path = ctx.client_for(url)
+            stream = await client.stream(
+                path, local_addr=ctx.bindable(client, self.address),
+                timeout=config.request_timeout_s,
             )
         except RequestError as exc:
             recorder.error(exc.kind)
@@ -272,7 +288,7 @@ class Listener:
         recorder = ctx.recorder
         loop = asyncio.get_running_loop()
         assert admission.live_url is not None
-        path = ctx.target.local_path(admission.live_url)
+        path = admission.live_url
         requested = loop.time()
         stream, first = await self._open_live(path)
         opened = first

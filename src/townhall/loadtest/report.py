@@ -30,6 +30,13 @@ def _series(rows: list[dict[str, Any]], key: str) -> list[tuple[float, float | N
     return [(r["t"], r.get(key)) for r in rows]
 
 
+def _server_series(rows: list[dict[str, Any]], key: str, label: str) -> list[Any]:
+    """The server's own count of the same thing, when its stats endpoint gives one."""
+    if any(r.get(key) is not None for r in rows):
+        return [(label, _series(rows, key))]
+    return []
+
+
 def _error_series(rows: list[dict[str, Any]], kind: str) -> list[tuple[float, float | None]]:
     return [(r["t"], float(r.get("errors", {}).get(kind, 0))) for r in rows]
 
@@ -59,7 +66,7 @@ def describe_attack(entry: dict[str, Any]) -> str:
         if key in entry:
             parts.append(f"{label} p50 / p99 {_p50_p99(entry[key])}")
     for key in ("accepted", "tickets_obtained", "survived", "cut"):
-        if key in entry:
+        if key in entry and key not in entry["results"]:
             parts.append(f"{key.replace('_', ' ')} {entry[key]}")
     return "; ".join(parts)
 
@@ -117,11 +124,13 @@ def render_html(report: dict[str, Any]) -> str:
             ("arrivals/s", _series(rows, "arrivals")),
             ("admitted/s", _series(rows, "admitted")),
             ("first audio/s", _series(rows, "first_audio")),
+            *_server_series(rows, "server.admissions_per_s", "server admissions/s"),
         ], y_label="per second"),
         line_chart("Listeners waiting, joining and streaming", [
             ("waiting", _series(rows, "waiting")),
             ("streaming", _series(rows, "streaming")),
             ("joining", _series(rows, "joining")),
+            *_server_series(rows, "server.listeners", "server listeners"),
         ], y_label="listeners"),
         line_chart("Time to first audio (listeners who got audio that second)", [
             ("p50", _series(rows, "ttfa_p50")),
@@ -158,7 +167,7 @@ def render_html(report: dict[str, Any]) -> str:
         summary["client_max_loop_lag_ms"] >= CLIENT_LAG_WARNING_MS
     ):
         warnings.append(
-            "The load generator itself was saturated at times (CPU "
+            "The load generator itself fell behind at times (CPU "
             f"{summary['client_peak_cpu_percent']:.0f}%, loop lag "
             f"{summary['client_max_loop_lag_ms']:.0f} ms): latencies include its own delay."
         )

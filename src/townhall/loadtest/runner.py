@@ -105,9 +105,9 @@ class _LagMonitor:
     def __init__(self) -> None:
         self.max_lag_s = 0.0
 
-    async def run(self) -> None:
+    async def run(self, until: float) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while loop.time() < until:
             before = loop.time()
             await asyncio.sleep(LAG_PROBE_S)
             self.max_lag_s = max(self.max_lag_s, loop.time() - before - LAG_PROBE_S)
@@ -190,14 +190,24 @@ async def run_loadtest(
     run: _Run | None = None
     try:
         space = target.space or await discover_space(client, config.request_timeout_s)
+        stats = ServerStats(client, config.stats_paths)
+        await stats.discover()
+        rate, base_rate = config.rate, config.base_rate
+        if config.rate_is_capacity_multiple:
+            capacity = config.capacity or stats.capacity
+            if not capacity:
+                raise LoadtestError(
+                    "a rate relative to capacity needs --capacity or a server whose stats "
+                    "give max_admissions_per_s"
+                )
+            rate *= capacity
+            base_rate = base_rate * capacity if base_rate is not None else None
         profile = build_profile(
-            config.profile, rate=config.rate, base_rate=config.base_rate, ramp_s=config.ramp_s,
+            config.profile, rate=rate, base_rate=base_rate, ramp_s=config.ramp_s,
             spike_at_s=config.spike_at_s, spike_s=config.spike_s, scale=config.scale,
             time_scale=config.time_scale,
         )
         duration = config.duration_s or profile.length_s or DEFAULT_DURATION_S
-        stats = ServerStats(client, config.stats_paths)
-        await stats.discover()
         recorder = Recorder(config.seed)
         ctx = RunContext(
             config=config, target=target, space=space, client=client, recorder=recorder,
@@ -213,7 +223,9 @@ async def run_loadtest(
         attacks = start_attacks(ctx, profile.rate)
         background.extend(attacks)
         background.append(loop.create_task(stats.run(ctx.deadline), name="server-stats"))
-        background.append(loop.create_task(lag.run(), name="lag-monitor"))
+        background.append(
+            loop.create_task(lag.run(ctx.deadline + STOP_GRACE_S), name="lag-monitor")
+        )
         stop_reason = await _tick_until_done(run, stats, lag, progress, stop, bool(attacks))
         elapsed = loop.time() - ctx.started_at
     finally:
@@ -237,6 +249,7 @@ async def run_loadtest(
         "duration_s": round(elapsed, 3),
         "stop_reason": stop_reason,
         "expected_arrivals": round(profile.expected_arrivals(duration), 1),
+        "peak_arrival_rate": round(max(r for _, r in profile.points), 3),
         "max_open": run.max_open,
         "server_stats_path": stats.path,
         "server_stats_polls": stats.polls,

@@ -86,16 +86,18 @@ class ServerStats:
         return None
 
     async def discover(self) -> str | None:
-        """The first stats path that answers 200; None when the server has none."""
+        """The first stats path that answers 200 with numbers; None when the server has none."""
         for path in self._paths:
             try:
                 response = await self._client.request("GET", path, timeout=POLL_TIMEOUT_S)
             except RequestError:
                 continue
             if response.status == 200:
-                self.path = path
                 self._absorb(response.body)
-                return path
+                if self.latest:
+                    self.path = path
+                    return path
+        self.polls = 0
         return None
 
     async def run(self, deadline: float) -> None:

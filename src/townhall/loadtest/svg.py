@@ -15,10 +15,13 @@ WIDTH = 760
 HEIGHT = 250
 MARGIN_LEFT = 64
 MARGIN_RIGHT = 16
-MARGIN_TOP = 28
+MARGIN_TOP = 40
+"""Room for the title and, below it, the legend."""
+LEGEND_Y = 31
 MARGIN_BOTTOM = 36
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 TICKS = 5
+"""Target number of tick intervals per axis; the step is rounded to a nice number."""
 
 Point = tuple[float, float | None]
 Series = tuple[str, Sequence[Point]]
@@ -33,6 +36,12 @@ def nice_ceiling(value: float) -> float:
         if value <= step * power * (1 + 1e-9):
             return step * power
     return 10 * power
+
+
+def axis(top: float) -> tuple[float, float]:
+    """(axis end, tick step): a nice step, about TICKS of them, the end a multiple of it."""
+    step = nice_ceiling(top / TICKS) if top > 0 else 1.0
+    return max(math.ceil(top / step - 1e-9), 1) * step, step
 
 
 def _fmt(value: float) -> str:
@@ -58,15 +67,18 @@ def _frame(title: str, y_label: str, x_max: float, y_max: float,
         f'<rect x="{MARGIN_LEFT}" y="{MARGIN_TOP}" width="{plot_w}" height="{plot_h}" '
         'fill="none" stroke="#999"/>',
     ]
-    for i in range(TICKS + 1):
-        y_value = y_max * i / TICKS
-        y = MARGIN_TOP + plot_h - plot_h * i / TICKS
+    _, y_step = axis(y_max)
+    for i in range(round(y_max / y_step) + 1):
+        y_value = i * y_step
+        y = MARGIN_TOP + plot_h - plot_h * y_value / y_max
         out.append(f'<line x1="{MARGIN_LEFT}" y1="{y:.1f}" x2="{WIDTH - MARGIN_RIGHT}" '
                    f'y2="{y:.1f}" stroke="#eee"/>')
         out.append(f'<text x="{MARGIN_LEFT - 6}" y="{y + 4:.1f}" font-size="11" '
                    f'text-anchor="end">{escape(y_format(y_value))}</text>')
-        x_value = x_max * i / TICKS
-        x = MARGIN_LEFT + plot_w * i / TICKS
+    _, x_step = axis(x_max)
+    for i in range(round(x_max / x_step) + 1):
+        x_value = i * x_step
+        x = MARGIN_LEFT + plot_w * x_value / x_max
         out.append(f'<text x="{x:.1f}" y="{HEIGHT - MARGIN_BOTTOM + 15}" font-size="11" '
                    f'text-anchor="middle">{escape(_fmt(x_value))}</text>')
     out.append(f'<text x="{MARGIN_LEFT + plot_w / 2:.1f}" y="{HEIGHT - 4}" font-size="11" '
@@ -84,8 +96,8 @@ def _legend(labels: Sequence[str]) -> list[str]:
         text_w = 7 * len(label) + 18
         x -= text_w
         color = PALETTE[i % len(PALETTE)]
-        out.append(f'<rect x="{x}" y="8" width="10" height="10" fill="{color}"/>')
-        out.append(f'<text x="{x + 13}" y="17" font-size="11">{escape(label)}</text>')
+        out.append(f'<rect x="{x}" y="{LEGEND_Y - 9}" width="10" height="10" fill="{color}"/>')
+        out.append(f'<text x="{x + 13}" y="{LEGEND_Y}" font-size="11">{escape(label)}</text>')
     return out
 
 
@@ -100,8 +112,8 @@ def line_chart(
     """Lines of (x, y) points; a y of None breaks the line (no data that second)."""
     xs = [x for _, points in series for x, _ in points]
     ys = [y for _, points in series for _, y in points if y is not None]
-    x_max = float(max(math.ceil(max(xs, default=1.0)), 1))
-    y_max = nice_ceiling(max(ys, default=1.0))
+    x_max, _ = axis(max(xs, default=1.0))
+    y_max, _ = axis(max(ys, default=1.0))
     plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
     plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
     out = _frame(title, y_label, x_max, y_max, x_label, y_format)
@@ -139,7 +151,7 @@ def scatter_chart(
 ) -> str:
     """Dots, plus the y = x line when ``diagonal`` (told == actual)."""
     top = max([max(x, y) for x, y in points] or [1.0])
-    axis_max = nice_ceiling(top)
+    axis_max, _ = axis(top)
     plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
     plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
     out = _frame(title, y_label, axis_max, axis_max, x_label, _fmt)

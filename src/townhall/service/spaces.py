@@ -78,6 +78,8 @@ class Spaces:
         self._listing: tuple[float, bytes] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
+        self.on_end: Callable[[str], None] | None = None
+        """Told when a space ends, so per-space admission state can go."""
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -131,6 +133,10 @@ class Spaces:
         for space_id in dirty:
             if space_id in self._records:
                 await self._rebuild(space_id)
+
+    def node_listeners(self) -> int:
+        """Live-stream listeners this node serves now, for its capacity."""
+        return sum(room.program.live.listener_count for room in self.rooms)
 
     def _mark_dirty(self, space_id: str) -> None:
         self._dirty.add(space_id)
@@ -260,6 +266,8 @@ class Spaces:
             await self._save(ended)
             seconds = await self.rooms.close(space_id)
             await self._state.forget(space_id)
+            if self.on_end is not None:
+                self.on_end(space_id)
             if seconds is not None:
                 await self._save(replace(ended, recording_seconds=seconds))
         return await self._rebuild(space_id)

@@ -1,0 +1,276 @@
+"""The door: who listens now, who waits in line, who is asked to come back.
+
+Applies the pure admission logic (townhall.admission) to live requests. Every
+answer is cheap and honest: a ticket, a place in the queue with an ETA, or a
+refusal with Retry-After. Nothing here reads the database, and a forged token
+is refused by its HMAC alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from townhall.admission import (
+    AddressLimiter,
+    AdmissionRefused,
+    AttackMode,
+    BucketSpec,
+    Capacity,
+    LoopLagMonitor,
+    QueuePolicy,
+    SpentChallenges,
+    Waiting,
+    WaitingRoom,
+    issue_challenge,
+    issue_ticket,
+    verify_solution,
+)
+from townhall.admission.attack_mode import ATTACK_RESTRICTIONS, NORMAL_RESTRICTIONS
+from townhall.admission.capacity import Action
+from townhall.admission.signing import Signer
+from townhall.api.errors import RequestError
+from townhall.config import Settings
+from townhall.domain.spaces import User
+
+log = logging.getLogger(__name__)
+
+LAG_PROBE_S = 0.05
+"""How often the loop-lag probe wakes; lag is how late it wakes."""
+HOUSEKEEPING_S = 1.0
+UNLIMITED = BucketSpec(rate=1e9, burst=1e9)
+
+
+class Refused(RequestError):
+    """A refusal that carries Retry-After and, for proof of work, the challenge."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        retry_after_s: float | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(status, code, message)
+        self.retry_after_s = retry_after_s
+        self.extra = extra
+
+
+class Door:
+    def __init__(self, settings: Settings, signer: Signer, listeners: Callable[[], int]) -> None:
+        admission = settings.admission
+        self._settings = settings
+        self._signer = signer
+        self._listeners = listeners
+        self.capacity = Capacity(
+            max_listeners=admission.max_listeners,
+            max_admissions_per_s=admission.max_admissions_per_s,
+            max_loop_lag_ms=admission.max_loop_lag_ms,
+        )
+        self._policy = QueuePolicy.from_capacity(
+            self.capacity, priority_share=admission.priority_share
+        )
+        self._limits_on = admission.per_address_rate > 0
+        normal = NORMAL_RESTRICTIONS
+        if self._limits_on:
+            rate = admission.per_address_rate
+            normal = replace(normal, per_address=BucketSpec(rate, rate * 5))
+        attack = replace(ATTACK_RESTRICTIONS, pow_bits=admission.pow_bits)
+        self.attack = AttackMode(normal=normal, attack=attack)
+        if admission.attack_mode in ("on", "off"):
+            self.attack.force(admission.attack_mode == "on")
+        self._limiter = AddressLimiter(*self._bucket_specs())
+        self.lag = LoopLagMonitor()
+        self._spent = SpentChallenges()
+        self._rooms: dict[str, WaitingRoom] = {}
+        self.counts: Counter[str] = Counter()
+        self._task: asyncio.Task[None] | None = None
+        self.on_mode_change: Callable[[bool], None] | None = None
+        self._cpu = (time.process_time(), time.monotonic(), 0.0)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._probe_forever(), name="door-probe")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _probe_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_housekeeping = loop.time() + HOUSEKEEPING_S
+        while True:
+            scheduled = loop.time() + LAG_PROBE_S
+            await asyncio.sleep(LAG_PROBE_S)
+            self.lag.observe_wake(scheduled, loop.time())
+            if loop.time() >= next_housekeeping:
+                next_housekeeping += HOUSEKEEPING_S
+                self._housekeeping()
+
+    def _housekeeping(self) -> None:
+        now = time.time()
+        was = self.attack.active
+        if self.attack.update(now) != was:
+            log.warning(
+                "attack mode %s (%s)", "on" if self.attack.active else "off", self.attack.reason
+            )
+            self._limiter.reconfigure(*self._bucket_specs())
+            if self.on_mode_change is not None:
+                self.on_mode_change(self.attack.active)
+        self._limiter.sweep(now)
+        cpu, wall, _ = self._cpu
+        cpu_now, wall_now = time.process_time(), time.monotonic()
+        self._cpu = (cpu_now, wall_now, (cpu_now - cpu) / max(1e-6, wall_now - wall) * 100)
+
+    def _bucket_specs(self) -> tuple[BucketSpec, BucketSpec]:
+        if not self._limits_on and not self.attack.active:
+            return UNLIMITED, UNLIMITED
+        restrictions = self.attack.restrictions
+        return restrictions.per_address, restrictions.per_prefix
+
+    def force_attack_mode(self, on: bool | None) -> None:
+        self.attack.force(on)
+        self._housekeeping()
+        self._limiter.reconfigure(*self._bucket_specs())
+        if self.on_mode_change is not None:
+            self.on_mode_change(self.attack.active)
+
+    # -- the hot path --------------------------------------------------------------------
+
+    def check_address(self, address: str) -> None:
+        """Per-address and per-prefix buckets for joins and writes; 429 when exhausted."""
+        now = time.time()
+        self.attack.record(now, requests=1)
+        try:
+            refused_by = self._limiter.check(address, now)
+        except ValueError:  # not an IP (a unix socket, a test client): nothing to key on
+            return
+        if refused_by is not None:
+            self.attack.record(now, refused=1)
+            self.counts[f"rate_limited_{refused_by}"] += 1
+            retry = max(1.0, round(self._limiter.retry_after_s(address, now)))
+            raise Refused(
+                429,
+                "rate_limited",
+                f"too many requests from your {refused_by}; slow down",
+                retry_after_s=retry,
+            )
+
+    def _room(self, space_id: str, now: float) -> WaitingRoom:
+        room = self._rooms.get(space_id)
+        if room is None:
+            room = self._rooms[space_id] = WaitingRoom.open(
+                self._signer, space_id, now, self._policy
+            )
+        return room
+
+    def forget(self, space_id: str) -> None:
+        self._rooms.pop(space_id, None)
+
+    def _require_proof_of_work(self, body: dict[str, Any], now: float) -> None:
+        bits = self.attack.restrictions.pow_bits
+        proof = body.get("pow")
+        if isinstance(proof, dict):
+            challenge, solution = proof.get("challenge"), proof.get("solution")
+            if (
+                isinstance(challenge, str)
+                and isinstance(solution, str)
+                and verify_solution(
+                    self._signer, challenge, solution, now, min_bits=bits, spent=self._spent
+                )
+            ):
+                return
+            self.counts["pow_failed"] += 1
+        challenge = issue_challenge(self._signer, now, bits)
+        self.attack.record(now, refused=1)
+        raise Refused(
+            403,
+            "pow_required",
+            "the server is under heavy load: solve the challenge and join again",
+            challenge=challenge.token,
+            difficulty=bits,
+        )
+
+    def join(self, space_id: str, user: User | None, body: dict[str, Any]) -> dict[str, Any]:
+        """A ticket, or a place in the line; raises Refused with Retry-After."""
+        now = time.time()
+        self.attack.record(now, joins=1)
+        room = self._room(space_id, now)
+        token = body.get("token")
+        if token is not None:
+            if not isinstance(token, str):
+                raise Refused(422, "invalid_token", "token must be the string the line gave you")
+            try:
+                status = room.poll(token, now)
+            except AdmissionRefused as refused:
+                self.counts[f"queue_{refused.code}"] += 1
+                raise Refused(
+                    403, f"queue_{refused.code}", refused.message + "; join again without a token"
+                ) from None
+        else:
+            if self.attack.active and user is None:
+                self._require_proof_of_work(body, now)
+            listeners = self._listeners()
+            key = int.from_bytes(hashlib.blake2b(space_id.encode(), digest_size=4).digest())
+            decision = self.capacity.decide(listeners, self.lag.value_ms, key=key)
+            if decision.action is Action.SHED:
+                self.counts["shed"] += 1
+                raise Refused(
+                    503,
+                    "over_capacity",
+                    "this server is at capacity; try again shortly",
+                    retry_after_s=decision.retry_after_s,
+                )
+            room.set_load(listeners, paused=decision.action is not Action.ADMIT)
+            _, status = room.join(now, priority=user is not None)
+        if isinstance(status, Waiting):
+            self.counts["waiting"] += 1
+            return {"wait": status.to_json()}
+        self.counts["admitted"] += 1
+        listener_id = user.id if user else "anon-" + secrets.token_urlsafe(9)
+        ticket = issue_ticket(self._signer, space_id, listener_id, now, self._settings.ticket_ttl_s)
+        return {"ticket": ticket.token, "expires_at": ticket.expires_at}
+
+    def stream_opened(self, space_id: str) -> None:
+        room = self._rooms.get(space_id)
+        if room is not None:
+            room.note_connected()
+
+    def has_room_for_stream(self) -> bool:
+        return self.capacity.has_room(self._listeners())
+
+    # -- for operators -------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        now = time.time()
+        queues = {}
+        for space_id, room in self._rooms.items():
+            queue = room.stats(now)
+            queues[space_id] = {
+                "waiting": queue.waiting + queue.waiting_priority,
+                "admitted": queue.admitted,
+                "admitted_per_s": round(queue.admit_rate_per_s, 1),
+            }
+        return {
+            "cpu_percent": round(self._cpu[2], 1),
+            "loop_lag_ms": round(self.lag.value_ms, 2),
+            "listeners": self._listeners(),
+            "max_listeners": self.capacity.max_listeners,
+            "attack_mode": self.attack.active,
+            "attack_reason": self.attack.reason,
+            "queues": queues,
+            "admissions_per_s": sum(q["admitted_per_s"] for q in queues.values()),
+            "counts": dict(self.counts),
+        }

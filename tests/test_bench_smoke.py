@@ -1,0 +1,57 @@
+"""The bench's machinery in miniature: 200 listeners on each server for a few seconds.
+
+Asserts only that both servers delivered audio to the same client and that the
+report has every field; the figures themselves mean nothing at this size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.config import BenchConfig  # noqa: E402
+from bench.report import REQUIRED_FIELDS, summary, table  # noqa: E402
+from bench.run import run  # noqa: E402
+
+from townhall.stage.ice import use_host_addresses  # noqa: E402
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("icecast2") is None, reason="Debian's icecast2 is needed"),
+]
+
+
+@pytest.fixture(autouse=True)
+def loopback_ice():
+    use_host_addresses(["127.0.0.1"])
+    yield
+    use_host_addresses([])
+
+
+async def test_both_servers_deliver_audio_and_the_report_is_complete(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    for parent in tmp_path.parents:
+        if parent == Path("/tmp") or parent == Path("/"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o005)  # Icecast drops root; it must get in
+    config = BenchConfig.smoke()
+    results = await asyncio.wait_for(run(config, tmp_path), 240)
+    print("\n" + table(results))
+    figures = summary(results)
+    for server in ("icecast", "townhall"):
+        steady = results[server]["steady"]
+        assert steady["holding"] >= 0.9 * config.listeners, server
+        assert steady["kbps_per_listener"] > 0.8 * config.bitrate / 1000, server
+        assert results[server]["storm"]["opened"] >= 0.9 * results[server]["storm"]["listeners"]
+    assert results["townhall"]["joins"]["joined"] == config.joins
+    for field in REQUIRED_FIELDS:
+        assert figures["townhall"][field] is not None, field
+        if field != "full_joins_per_s":
+            assert figures["icecast"][field] is not None, field
