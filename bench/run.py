@@ -118,31 +118,35 @@ async def measure(server: Any, name: str, config: BenchConfig, target: Target) -
         print(f"  {name}: {hold['holding']} held, {hold['server_cpu_pct']:.1f} % CPU, "
               f"late {100 * (hold['late_share'] or 0):.2f} %", flush=True)  # fmt: skip
 
-        storm_n = config.storm
-        if name == "icecast":
-            file_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-            storm_n = min(storm_n, file_limit - ICECAST_FD_RESERVE)
-        holding = hold["holding"]
-        if storm_n > holding:
-            await clients.split(
-                {"cmd": "open", "timeout_s": config.open_timeout_s},
-                storm_n - holding, config.window, config.open_timeout_s,
-            )  # fmt: skip
-        await asyncio.sleep(config.settle_s)
-        before = sum(w["holding"] for w in await clients.each({"cmd": "window"}))
-        replies = await clients.each(
-            {"cmd": "storm", "window": storm_n, "timeout_s": config.open_timeout_s},
-            config.open_timeout_s + 30,
-        )
-        storm = _open_summary(replies, before)
-        storm["listeners"] = before
-        result["storm"] = storm
-        print(f"  {name}: storm of {before}: all back in {storm['elapsed_s']:.2f} s "
-              f"({storm['opened']} back)", flush=True)  # fmt: skip
+        if config.storm:
+            result["storm"] = await _storm(name, config, clients, hold["holding"])
         await clients.each({"cmd": "close"})
     finally:
         await clients.stop()
     return result
+
+
+async def _storm(name: str, config: BenchConfig, clients: Clients, holding: int) -> dict[str, Any]:
+    storm_n = config.storm
+    if name == "icecast":
+        file_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        storm_n = min(storm_n, file_limit - ICECAST_FD_RESERVE)
+    if storm_n > holding:
+        await clients.split(
+            {"cmd": "open", "timeout_s": config.open_timeout_s},
+            storm_n - holding, config.window, config.open_timeout_s,
+        )  # fmt: skip
+    await asyncio.sleep(config.settle_s)
+    before = sum(w["holding"] for w in await clients.each({"cmd": "window"}))
+    replies = await clients.each(
+        {"cmd": "storm", "window": storm_n, "timeout_s": config.open_timeout_s},
+        config.open_timeout_s + 30,
+    )
+    storm = _open_summary(replies, before)
+    storm["listeners"] = before
+    print(f"  {name}: storm of {before}: all back in {storm['elapsed_s']:.2f} s "
+          f"({storm['opened']} back)", flush=True)  # fmt: skip
+    return storm
 
 
 async def measure_joins(server: Townhall, config: BenchConfig, target: Target) -> dict[str, Any]:

@@ -116,3 +116,23 @@ def server(tmp_path: Path) -> Iterator[RunningServer]:
         yield running
     finally:
         stop_server(running)
+
+
+FAKE_MIC_HZ = 440.0
+"""Chromium's fake microphone plays this tone for every page that turns a mic on."""
+
+
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory):
+    """Headless Debian Chromium (Playwright), one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    from browser import launch_chromium, write_tone_wav
+
+    tone = write_tone_wav(tmp_path_factory.mktemp("fake-mic") / "tone.wav", FAKE_MIC_HZ)
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright, tone)
+        try:
+            yield browser
+        finally:
+            browser.close()

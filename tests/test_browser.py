@@ -21,12 +21,10 @@ import pytest
 from browser import (
     attach_analyser,
     chromium_available,
-    launch_chromium,
     median_spectrum,
     player_state,
     spectrum,
     wait_for_tone_gone,
-    write_tone_wav,
 )
 
 pytestmark = [
@@ -50,19 +48,6 @@ PEAK_TOLERANCE_HZ = 15.0
 SILENT_DB = -90.0
 MUTE_TO_SILENCE_MAX_S = 5.0
 """Bound on host mute -> silence at the listener; measured ~0.6 s, printed."""
-
-
-@pytest.fixture(scope="module")
-def chromium(tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
-    tone = write_tone_wav(tmp_path_factory.mktemp("fake-mic") / "tone.wav", TONE_HZ)
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright, tone)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ class FakeOrigin:
 
     def __init__(self, *, admissions_per_s: float = 50.0, burst: int = 20, chunk_ms: int = 100,
                  chunked_live: bool = False, pow_bits: int = 0, stream_seconds: float = 0.0,
-                 header_deadline_s: float = HEADER_DEADLINE_S):
+                 header_deadline_s: float = HEADER_DEADLINE_S, stream_port: bool = False):
         self.admissions_per_s = admissions_per_s
         self.burst = burst
         self.chunk_s = chunk_ms / 1000
@@ -69,6 +69,10 @@ class FakeOrigin:
         self.stream_seconds = stream_seconds
         """Cut every live stream after this long (0: never), to exercise reconnects."""
         self.header_deadline_s = header_deadline_s
+        self.separate_stream_port = stream_port
+        """Hand out absolute live URLs on a second port, like townhall's stream workers."""
+        self.stream_server: asyncio.AbstractServer | None = None
+        self.stream_port = 0
         self.chunk = _frames(self.chunk_s)
         self.burst_bytes = _frames(1.0)
         self.segment = _frames(1.0)
@@ -94,6 +98,11 @@ class FakeOrigin:
             lambda: _OriginConnection(self), host, port, backlog=4096
         )
         self.port = self.server.sockets[0].getsockname()[1]
+        if self.separate_stream_port:
+            self.stream_server = await loop.create_server(
+                lambda: _OriginConnection(self), host, 0, backlog=4096
+            )
+            self.stream_port = self.stream_server.sockets[0].getsockname()[1]
         self._fanout = loop.create_task(self._fan_out())
 
     async def stop(self) -> None:
@@ -101,9 +110,10 @@ class FakeOrigin:
             self._fanout.cancel()
         for transport in list(self.live):
             transport.abort()
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
+        for server in (self.server, self.stream_server):
+            if server is not None:
+                server.close()
+                await server.wait_closed()
 
     async def _fan_out(self) -> None:
         loop = asyncio.get_running_loop()
@@ -157,7 +167,8 @@ class FakeOrigin:
         if seq < self.admitted_upto:
             self.count("tickets")
             ticket = self._sign(f"t{seq}")
-            return 200, {"ticket": ticket, "live_url": f"/live/{SPACE}.aac?ticket={ticket}",
+            base = f"http://127.0.0.1:{self.stream_port}" if self.stream_port else ""
+            return 200, {"ticket": ticket, "live_url": f"{base}/live/{SPACE}.aac?ticket={ticket}",
                          "hls_url": f"/hls/{SPACE}/index.m3u8", "expires_at": "later"}
         position = seq - self.admitted_upto + 1
         eta = position / self.admissions_per_s
@@ -295,6 +306,8 @@ class _OriginConnection(asyncio.Protocol):
                 transport.write(_json(403, {"error": {"code": "forged", "message": "no"}}))
                 return
             origin.count("streams")
+            if transport.get_extra_info("sockname")[1] == origin.stream_port:
+                origin.count("streams_on_stream_port")
             self.streaming = True
             if self.timer is not None:
                 self.timer.cancel()
@@ -386,9 +399,10 @@ async def test_crowd_with_waiting_room_and_attacks(origin: FakeOrigin, tmp_path:
 
 
 async def test_reconnects_and_proof_of_work(tmp_path: Path):
-    """Dropped streams reconnect with the same ticket; a PoW gate is solved like a browser."""
+    """Dropped streams reconnect with the same ticket; a PoW gate is solved like a browser;
+    a live URL on another port (stream workers) is followed."""
     server = FakeOrigin(admissions_per_s=1000.0, burst=100, chunked_live=True,
-                        pow_bits=POW_BITS, stream_seconds=0.4)
+                        pow_bits=POW_BITS, stream_seconds=0.4, stream_port=True)
     await server.start()
     try:
         config = LoadtestConfig(
@@ -405,6 +419,9 @@ async def test_reconnects_and_proof_of_work(tmp_path: Path):
     assert report["meta"]["pow_solved"] == server.counts["pow_challenges"] == s["admitted"]
     assert s["stream_drops"] > 0 and s["reconnects"] > 0
     assert server.counts["streams"] == s["heard_audio"] + s["reconnects"]
+    # The live URL named another port: streams went there, from the listeners' addresses.
+    assert report["meta"]["other_origins"] == [f"127.0.0.1:{server.stream_port}"]
+    assert server.counts["streams_on_stream_port"] == server.counts["streams"]
     assert s["outcomes"].get("completed", 0) > 0
     assert s["unrecognised_audio"] == 0  # chunked framing was parsed before the first byte
 

@@ -150,13 +150,13 @@ def forged_tickets(ctx: RunContext) -> Callable[[int], Awaitable[str]]:
         real = recorder.sample_ticket
         if real is None and kind != "random":
             kind = "random"
-        sample = recorder.sample_live_url
-        live = ctx.target.local_path(sample) if sample else guess
+        client, live = ctx.client_for(recorder.sample_live_url or guess)
         if kind == "other_space":
             live = live.replace(f"/{ctx.space}", f"/{ctx.space}x", 1)
         path = _with_ticket(live, forge_ticket(kind, real, rng))
-        stream = await ctx.client.stream(
-            path, local_addr=ctx.attacker_address(i), timeout=ctx.config.request_timeout_s
+        stream = await client.stream(
+            path, local_addr=ctx.bindable(client, ctx.attacker_address(i)),
+            timeout=ctx.config.request_timeout_s,
         )
         if 200 <= stream.status < 300:
             stream.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 from typing import Any
+from urllib.parse import urljoin
 
 from townhall.loadtest.audio import audio_format
 from townhall.loadtest.client import (
@@ -135,12 +136,17 @@ class Listener:
             self._enter("")
 
     # -- requests ----------------------------------------------------------
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Response:
-        """A request whose transport failure is counted and re-raised as RequestError."""
+    async def _call(self, method: str, url: str, **kwargs: Any) -> Response:
+        """A request whose transport failure is counted and re-raised as RequestError.
+
+        ``url`` is a path on the target or an absolute URL the server handed out.
+        """
+        ctx = self.ctx
         try:
-            return await self.ctx.client.request(
-                method, path, local_addr=self.address,
-                timeout=self.ctx.config.request_timeout_s, **kwargs,
+            client, path = ctx.client_for(url)
+            return await client.request(
+                method, path, local_addr=ctx.bindable(client, self.address),
+                timeout=ctx.config.request_timeout_s, **kwargs,
             )
         except RequestError as exc:
             self.ctx.recorder.error(exc.kind)
@@ -338,12 +344,10 @@ class Listener:
         return response
 
     async def _listen_hls(self, admission: Admission) -> None:
-        ctx = self.ctx
-        target = ctx.target
-        recorder = ctx.recorder
+        recorder = self.ctx.recorder
         loop = asyncio.get_running_loop()
         assert admission.hls_url is not None
-        playlist_path = target.local_path(admission.hls_url)
+        playlist_path = admission.hls_url
         requested = loop.time()
         playlist = await self._playlist(playlist_path)
         for _ in range(MAX_HLS_POLLS):
@@ -352,12 +356,12 @@ class Listener:
             await asyncio.sleep(playlist.target_duration_s)
             playlist = await self._playlist(playlist_path)
         if playlist.init_uri:
-            await self._get_ok(target.local_path(playlist.init_uri, playlist_path))
+            await self._get_ok(urljoin(playlist_path, playlist.init_uri))
         segments = playlist.start_segments()
         if not segments:
             recorder.error("protocol:empty_playlist")
             raise ListenerFailed("playlist has no segments")
-        first_response = await self._get_ok(target.local_path(segments[0].uri, playlist_path))
+        first_response = await self._get_ok(urljoin(playlist_path, segments[0].uri))
         first = first_response.first_body_at or first_response.ended_at
         if audio_format(first_response.body[:16]) is None:
             recorder.unrecognised_audio += 1
@@ -367,7 +371,7 @@ class Listener:
         leave_at = first + self.hold_s
         for _ in range(MAX_HLS_POLLS):
             for segment in playlist.after(last):
-                await self._get_ok(target.local_path(segment.uri, playlist_path))
+                await self._get_ok(urljoin(playlist_path, segment.uri))
                 last = segment.sequence
             remaining = leave_at - loop.time()
             if remaining <= 0 or playlist.ended:

@@ -237,6 +237,9 @@ async def run_loadtest(
         if pending:
             await asyncio.wait(pending, timeout=STOP_GRACE_S)
         await client.aclose()
+        if run is not None:
+            for other in run.ctx.clients[1:]:
+                await other.aclose()
         solver.close()
         if progress is not None:
             progress.finish()
@@ -253,8 +256,9 @@ async def run_loadtest(
         "max_open": run.max_open,
         "server_stats_path": stats.path,
         "server_stats_polls": stats.polls,
-        "client_connections_opened": client.connections_opened,
-        "client_connections_reused": client.connections_reused,
+        "client_connections_opened": sum(c.connections_opened for c in run.ctx.clients),
+        "client_connections_reused": sum(c.connections_reused for c in run.ctx.clients),
+        "other_origins": sorted(run.ctx.other_origins),
         "pow_solved": solver.solved,
         "event_loop": type(loop).__module__,
         "python": sys.version.split()[0],
@@ -302,7 +306,7 @@ async def _tick_until_done(
             "client.cpu_percent": round(100 * (cpu_now - cpu_before) / max(now - wall_before, 1e-6),
                                         1),
             "client.loop_lag_ms": round(lag.read() * 1000, 1),
-            "client.open_connections": ctx.client.open_connections,
+            "client.open_connections": sum(c.open_connections for c in ctx.clients),
         }
         extra.update({f"server.{k}": v for k, v in stats.latest.items()})
         cpu_before, wall_before = cpu_now, now

@@ -7,12 +7,14 @@
 
 /** An API call that did not succeed; `message` is safe to show to the user. */
 export class ApiError extends Error {
-  constructor(status, code, message, retryAfterS = null) {
+  constructor(status, code, message, retryAfterS = null, details = {}) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.code = code;
     this.retryAfterS = retryAfterS;
+    /** The rest of the error object, e.g. a proof-of-work challenge. */
+    this.details = details;
   }
 }
 
@@ -57,7 +59,8 @@ export async function api(method, path, body = undefined, { cache = 'default' } 
   if (!res.ok) {
     const error = data && data.error ? data.error : {};
     const message = error.message || `Something went wrong (HTTP ${res.status}).`;
-    throw new ApiError(res.status, error.code || `http_${res.status}`, message, retryAfterSeconds(res));
+    throw new ApiError(res.status, error.code || `http_${res.status}`, message,
+      retryAfterSeconds(res), error);
   }
   return data;
 }

@@ -36,6 +36,7 @@ let stopPolling = () => {};
 function playerText() {
   switch (player.state) {
     case 'joining': return 'Joining…';
+    case 'solving': return 'Lots of people are arriving: checking your browser…';
     case 'waiting': {
       const { position, eta_s: eta } = player.wait;
       return `You're number ${Number(position).toLocaleString()} in line, about ${Math.ceil(eta)} s`;

@@ -6,6 +6,7 @@
 // back-off and jitter; a ticket is re-used until it expires.
 
 import { ApiError, post, spacePath } from './api.js';
+import { solve } from './pow.js';
 import { sleep } from './ui.js';
 
 const MSE_TYPE = 'audio/aac';
@@ -172,7 +173,19 @@ export class LivePlayer extends EventTarget {
     let body = {};
     while (!run.controller.signal.aborted) {
       this._set(this.wait ? 'waiting' : 'joining');
-      const answer = await post(spacePath(this.spaceId, 'join'), body);
+      let answer;
+      try {
+        answer = await post(spacePath(this.spaceId, 'join'), body);
+      } catch (err) {
+        // Under attack the server asks anonymous listeners for a proof of work
+        // (~0.5 s of hashing here): solve it once and ask again.
+        if (!(err instanceof ApiError) || err.code !== 'pow_required' || body.pow) throw err;
+        this._set('solving');
+        const { challenge, difficulty } = err.details;
+        const solution = await solve(challenge, difficulty, { signal: run.controller.signal });
+        body = { pow: { challenge, solution } };
+        continue;
+      }
       if (answer && answer.wait) {
         // The server sets the pace; never ask again sooner than it said.
         this.wait = answer.wait;
