@@ -201,6 +201,8 @@ class Pool:
                                 return True
                     except (OSError, TimeoutError) as exc:
                         key = type(exc).__name__
+                        if isinstance(exc, OSError) and exc.errno is not None:
+                            key = f"{key}:{exc.errno}"
                         self.errors[key] = self.errors.get(key, 0) + 1
                     if listener.transport is not None:
                         listener.transport.abort()
@@ -208,9 +210,12 @@ class Pool:
                     await asyncio.sleep(RETRY_PAUSE_S)
                 return False
 
+        errors_before = dict(self.errors)
         results = await asyncio.gather(*(one() for _ in range(n)))
         elapsed = _now() - started
         return {
+            "errors": {k: v - errors_before.get(k, 0) for k, v in self.errors.items()
+                       if v != errors_before.get(k, 0)},
             "requested": n,
             "opened": sum(results),
             "retries": retries,

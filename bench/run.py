@@ -45,10 +45,15 @@ def _open_summary(replies: list[dict[str, Any]], requested: int) -> dict[str, An
     ttfa = [t for r in replies for t in r["ttfa_s"]]
     opened = sum(r["opened"] for r in replies)
     elapsed = max((r["elapsed_s"] for r in replies), default=0.0)
+    errors: dict[str, int] = {}
+    for reply in replies:
+        for key, count in reply.get("errors", {}).items():
+            errors[key] = errors.get(key, 0) + count
     return {
         "requested": requested,
         "opened": opened,
         "retries": sum(r["retries"] for r in replies),
+        "errors": errors,
         "elapsed_s": elapsed,
         "per_s": opened / elapsed if elapsed else None,
         "ttfa_p50_s": percentile(ttfa, 50),
@@ -118,7 +123,7 @@ async def measure(server: Any, name: str, config: BenchConfig, target: Target) -
         print(f"  {name}: {hold['holding']} held, {hold['server_cpu_pct']:.1f} % CPU, "
               f"late {100 * (hold['late_share'] or 0):.2f} %", flush=True)  # fmt: skip
 
-        if config.storm:
+        if config.storm and (name != "icecast" or config.icecast_storm):
             result["storm"] = await _storm(name, config, clients, hold["holding"])
         await clients.each({"cmd": "close"})
     finally:
@@ -129,6 +134,7 @@ async def measure(server: Any, name: str, config: BenchConfig, target: Target) -
 async def _storm(name: str, config: BenchConfig, clients: Clients, holding: int) -> dict[str, Any]:
     storm_n = config.storm
     if name == "icecast":
+        storm_n = config.icecast_storm
         file_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         storm_n = min(storm_n, file_limit - ICECAST_FD_RESERVE)
     if storm_n > holding:
@@ -145,7 +151,7 @@ async def _storm(name: str, config: BenchConfig, clients: Clients, holding: int)
     storm = _open_summary(replies, before)
     storm["listeners"] = before
     print(f"  {name}: storm of {before}: all back in {storm['elapsed_s']:.2f} s "
-          f"({storm['opened']} back)", flush=True)  # fmt: skip
+          f"({storm['opened']} back; errors {storm['errors']})", flush=True)  # fmt: skip
     return storm
 
 

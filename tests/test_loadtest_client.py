@@ -29,6 +29,8 @@ class Server:
         self.peers: list[str] = []
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         self.eof_seen = asyncio.Event()
+        self.extra = b""
+        self.extra_sent = asyncio.Event()
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -119,7 +121,15 @@ class Server:
         elif target == "/hold":
             writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n\xff\xf1")
             await writer.drain()
-            await asyncio.sleep(30)
+            for _ in range(300):
+                if writer.transport.is_closing():
+                    break
+                if self.extra:
+                    writer.write(self.extra)
+                    await writer.drain()
+                    self.extra = b""
+                    self.extra_sent.set()
+                await asyncio.sleep(0.1)
         return True
 
 
@@ -229,6 +239,14 @@ async def test_stream_refused_reads_error_body(server: Server, client: HttpClien
 
 async def test_close_ends_streams_and_the_server_sees_it(server: Server):
     client = HttpClient("127.0.0.1", server.port)
+    stream = await client.stream("/hold")
+    await asyncio.wait_for(stream.first_byte, 2)
+    server.extra = b"x" * 1000  # below the coalescing threshold: waits unread in the kernel
+    await server.extra_sent.wait()
+    await asyncio.sleep(0.1)
+    assert stream.bytes_received == 2
+    stream.close()
+    assert stream.bytes_received == 1002  # counted at close, from the kernel's buffer
     stream = await client.stream("/hold")
     await asyncio.wait_for(stream.first_byte, 2)
     assert client.open_connections == 1

@@ -33,9 +33,11 @@ from townhall.edge.relay import Origin, Relays, parse_head
 
 log = logging.getLogger(__name__)
 
-LISTEN_BACKLOG: Final = 4_096
-"""Accept queue per worker (the kernel caps it at net.core.somaxconn): a reconnect storm
-lands all at once, and a full queue costs a listener a 1 s SYN retransmit."""
+LISTEN_BACKLOG: Final = 65_535
+"""Accept queue per worker, capped by the kernel at net.core.somaxconn (4096 by default;
+raise it on a node that expects a flash crowd). A reconnect storm lands all at once,
+and a full queue costs a listener a 1 s SYN retransmit, or a dropped request that
+comes back only after TCP's retransmission backoff."""
 REPORT_PATH: Final = "/internal/listeners"
 REPORT_TIMEOUT_S: Final = 2.0
 SHUTDOWN_FLUSH_S: Final = 0.2

@@ -223,6 +223,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"{told['mean_actual_s']:.1f} s (mean error {told['mean_error_s']:+.1f} s, "
             f"|error| p90 {told['abs_error_s']['p90']:.1f} s)"
         )
+    if told.get("still_waiting"):
+        lines.append(
+            f"still waiting at the end: {told['still_waiting']} (told "
+            f"{told['still_waiting_mean_told_s']:.1f} s on average, waited "
+            f"{told['still_waiting_mean_waited_s']:.1f} s so far; "
+            f"{told['still_waiting_overdue']} well past their ETA)"
+        )
     lines.extend(f"attack {name}: {describe_attack(entry)}" for name, entry in s["attacks"].items())
     return lines
 

@@ -16,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import json
 import socket
+import sys
+import termios
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
@@ -161,8 +164,13 @@ class Stream:
         self._connection: HttpConnection | None = None
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.abort()
+        """Close the connection, first counting what arrived but was not read yet
+        (reads are coalesced, so up to STREAM_RCVLOWAT_BYTES may wait in the kernel)."""
+        connection = self._connection
+        if connection is not None:
+            if self.counting and not connection.closed:
+                self.bytes_received += connection.unread_bytes()
+            connection.abort()
 
 
 class HttpConnection(asyncio.Protocol):
@@ -224,6 +232,17 @@ class HttpConnection(asyncio.Protocol):
         if stream is not None and not stream.ended.done():
             reason = "closed" if self._client_closed else ("reset" if exc else "eof")
             stream.ended.set_result(reason)
+
+    def unread_bytes(self) -> int:
+        """Bytes waiting in the kernel's receive buffer (FIONREAD); 0 if unknown."""
+        if self.transport is None:
+            return 0
+        sock = self.transport.get_extra_info("socket")
+        try:
+            raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except (OSError, AttributeError, ValueError):
+            return 0
+        return int.from_bytes(raw, sys.byteorder, signed=True)
 
     def abort(self) -> None:
         self._client_closed = True

@@ -71,7 +71,10 @@ class Admission:
 class Listener:
     """State of one listener; ``run`` is its whole life."""
 
-    __slots__ = ("address", "arrived", "ctx", "hls", "hold_s", "index", "phase", "think_s")
+    __slots__ = (
+        "address", "arrived", "ctx", "hls", "hold_s", "index", "phase", "think_s", "told_at",
+        "told_s",
+    )
 
     def __init__(self, ctx: RunContext, index: int):
         config = ctx.config
@@ -86,6 +89,9 @@ class Listener:
         )
         self.arrived = 0.0
         self.phase = ""
+        self.told_s: float | None = None
+        """ETA of the first waiting-room answer, and when it came."""
+        self.told_at = 0.0
 
     def _enter(self, phase: str) -> None:
         recorder = self.ctx.recorder
@@ -127,6 +133,9 @@ class Listener:
             recorder.outcome("abandoned")
         except asyncio.CancelledError:
             recorder.outcome(f"unfinished:{self.phase}")
+            if self.phase == "waiting" and self.told_s is not None:
+                waited = asyncio.get_running_loop().time() - self.told_at
+                recorder.still_waiting_at_end(self.told_s, waited)
             raise
         except Exception:
             recorder.error("client:bug")
@@ -176,8 +185,6 @@ class Listener:
         path = ctx.target.join_path(ctx.space)
         token: str | None = None
         proof: dict[str, Any] | None = None
-        told_s: float | None = None
-        first_told_at = 0.0
         failures = 0
         pow_attempts = 0
         for _ in range(MAX_JOIN_POLLS):
@@ -202,22 +209,22 @@ class Listener:
                 ticket = data["ticket"]
                 live_url = _optional_str(data.get("live_url"))
                 recorder.admitted_now(ticket, live_url)
-                if told_s is not None:
-                    recorder.waited_then_admitted(told_s, loop.time() - first_told_at)
+                if self.told_s is not None:
+                    recorder.waited_then_admitted(self.told_s, loop.time() - self.told_at)
                     self._enter("joining")
                 return Admission(ticket, live_url, _optional_str(data.get("hls_url")))
             if response.status == 200 and isinstance(data.get("wait"), dict):
                 wait = data["wait"]
-                if told_s is None:
-                    told_s = _number(wait.get("eta_s"), 0.0)
-                    first_told_at = loop.time()
+                if self.told_s is None:
+                    self.told_s = _number(wait.get("eta_s"), 0.0)
+                    self.told_at = loop.time()
                     self._enter("waiting")
                 if isinstance(wait.get("token"), str):
                     token = wait["token"]
                 proof = None
                 pause = self._obey(_number(wait.get("retry_after_s"), 1.0))
                 if config.patience_s:
-                    patience_left = first_told_at + config.patience_s - loop.time()
+                    patience_left = self.told_at + config.patience_s - loop.time()
                     if patience_left <= pause:
                         await asyncio.sleep(max(patience_left, 0.0))
                         raise ListenerAbandoned()

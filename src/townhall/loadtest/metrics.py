@@ -18,6 +18,9 @@ from townhall.loadtest.histogram import LogHistogram
 
 TOLD_VS_ACTUAL_SAMPLES = 2_000
 """(told, actual) pairs kept for the scatter plot; a uniform reservoir over all waiters."""
+OVERDUE_FACTOR = 1.5
+OVERDUE_SLACK_S = 5.0
+"""A listener still waiting at the end is "overdue" past 1.5x its ETA plus 5 s."""
 OUTCOMES = (
     "completed", "failed", "abandoned", "unfinished:joining", "unfinished:waiting",
     "unfinished:streaming", "skipped:client_full",
@@ -57,6 +60,10 @@ class Recorder:
         self.actual_total = 0.0
         self.signed_error_total = 0.0
         self.told_vs_actual: list[tuple[float, float]] = []
+        self.still_waiting = 0
+        self.still_waiting_told_total = 0.0
+        self.still_waiting_waited_total = 0.0
+        self.still_waiting_overdue = 0
         self._rng = random.Random(seed)
         self.attacks: dict[str, Counter[str]] = {}
         self.attack_latency: dict[str, LogHistogram] = {}
@@ -102,6 +109,15 @@ class Recorder:
             slot = self._rng.randrange(self.waited)
             if slot < TOLD_VS_ACTUAL_SAMPLES:
                 self.told_vs_actual[slot] = pair
+
+    def still_waiting_at_end(self, told_s: float, waited_s: float) -> None:
+        """A listener the run ended on while it waited: told ``told_s``, waited ``waited_s``
+        so far (a lower bound of its real wait)."""
+        self.still_waiting += 1
+        self.still_waiting_told_total += told_s
+        self.still_waiting_waited_total += waited_s
+        if waited_s > told_s * OVERDUE_FACTOR + OVERDUE_SLACK_S:
+            self.still_waiting_overdue += 1
 
     def first_audio(self, ttfa_s: float, stream_ttfb_s: float) -> None:
         self.heard_audio += 1

@@ -105,6 +105,12 @@ def _headline(summary: dict[str, Any]) -> list[tuple[str, Any]]:
             ("waited: |error| p50 / p90", " / ".join(
                 _fmt_s(told["abs_error_s"].get(k)) for k in ("p50", "p90"))),
         ]
+    if told.get("still_waiting"):
+        rows.append((
+            "still waiting at the end: told (mean) / waited so far (mean) / overdue",
+            f"{told['still_waiting']} listeners: {_fmt_s(told['still_waiting_mean_told_s'])} / "
+            f"{_fmt_s(told['still_waiting_mean_waited_s'])} / {told['still_waiting_overdue']}",
+        ))
     rows += [
         ("stream drops / reconnects", f"{summary['stream_drops']} / {summary['reconnects']}"),
         ("live stream received (mean kbps per listener)", summary["mean_stream_kbps"]),

@@ -51,9 +51,18 @@ def goodput(rows: list[dict[str, Any]], capacity: float | None) -> dict[str, Any
 
 def told_vs_actual(recorder: Recorder) -> dict[str, Any]:
     n = recorder.waited
+    still = recorder.still_waiting
+    pending: dict[str, Any] = {"still_waiting": still}
+    if still:
+        pending.update({
+            "still_waiting_mean_told_s": round(recorder.still_waiting_told_total / still, 3),
+            "still_waiting_mean_waited_s": round(recorder.still_waiting_waited_total / still, 3),
+            "still_waiting_overdue": recorder.still_waiting_overdue,
+        })
     if not n:
-        return {"waited": 0}
+        return {"waited": 0, **pending}
     return {
+        **pending,
         "waited": n,
         "mean_told_s": round(recorder.told_total / n, 3),
         "mean_actual_s": round(recorder.actual_total / n, 3),

@@ -268,6 +268,7 @@ class Door:
             "loop_lag_ms": round(self.lag.value_ms, 2),
             "listeners": self._listeners(),
             "max_listeners": self.capacity.max_listeners,
+            "max_admissions_per_s": self.capacity.max_admissions_per_s,
             "attack_mode": self.attack.active,
             "attack_reason": self.attack.reason,
             "queues": queues,
