@@ -8,11 +8,11 @@ ports are per process, and closes with RST (SO_LINGER 0) so no TIME_WAIT piles u
 
 What it measures, identically for every server:
 - time to first audio byte (TTFA) of every listener: connect → first body byte;
-- per-chunk lateness: the server writes each chunk to every listener in one loop,
-  so chunks arrive here in *waves*; a read more than ``late_after`` after the
-  start of its wave is late. A server that cannot write everyone within half a
-  chunk interval shows late reads; one that falls behind a whole interval merges
-  the waves and nearly every read is late.
+- per-chunk lateness: each listener should get a chunk every chunk interval (both
+  servers write once per 0.5 s chunk by default); a read that comes more than 1.5
+  intervals after that listener's previous one is late. A server over capacity
+  cannot keep every listener's beat and the late share climbs; the client itself
+  is measured too (its CPU is reported) so it is not mistaken for the server.
 """
 
 from __future__ import annotations
@@ -31,8 +31,12 @@ from typing import Any, Final
 import uvloop
 
 LINGER_RST: Final = struct.pack("ii", 1, 0)
+IP_BIND_ADDRESS_NO_PORT: Final = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 MAX_HEAD: Final = 16 * 1024
 CONNECT_TIMEOUT_S: Final = 30.0
+LATE_AFTER_CHUNKS: Final = 1.5
+"""A read is late when it comes more than 1.5 chunk intervals after the same listener's
+previous read: the server missed its beat by more than half a chunk."""
 RETRY_PAUSE_S: Final = 0.05
 _now = time.monotonic
 
@@ -53,7 +57,7 @@ class Target:
 
 
 class Listener(asyncio.Protocol):
-    __slots__ = ("first", "head", "pool", "request", "started", "transport", "waiter")
+    __slots__ = ("first", "head", "last", "pool", "request", "started", "transport", "waiter")
 
     def __init__(self, pool: Pool, request: bytes) -> None:
         self.pool = pool
@@ -61,6 +65,7 @@ class Listener(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.started = _now()
         self.first = 0.0
+        self.last = 0.0
         self.head: bytearray | None = bytearray()
         self.waiter: asyncio.Future[bool] | None = None
 
@@ -76,12 +81,10 @@ class Listener(asyncio.Protocol):
         pool = self.pool
         if self.first:
             pool.bytes += len(data)
-            if now - pool.last_read > pool.wave_gap:
-                pool.wave_start = now
-            pool.last_read = now
             pool.reads += 1
-            if now - pool.wave_start > pool.late_after:
+            if now - self.last > pool.late_after:
                 pool.late += 1
+            self.last = now
             return
         head = self.head
         assert head is not None
@@ -99,7 +102,7 @@ class Listener(asyncio.Protocol):
             return
         pool.bytes += len(head) - end - 4
         self.head = None
-        self.first = now
+        self.first = self.last = now
         pool.first_audio(self, now)
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(True)
@@ -126,10 +129,7 @@ class Pool:
         self.reads = 0
         self.late = 0
         self.dropped = 0
-        self.wave_start = 0.0
-        self.last_read = 0.0
-        self.wave_gap = target.chunk_ms / 1000 * 0.2
-        self.late_after = target.chunk_ms / 1000 * 0.5
+        self.late_after = target.chunk_ms / 1000 * LATE_AFTER_CHUNKS
         self._signer = None
         if target.secret:
             from townhall.admission.signing import Signer
@@ -170,12 +170,20 @@ class Pool:
         return issue_ticket(self._signer, self.target.space_id, listener, time.time(), 3600).token
 
     async def connect(self, port: int, protocol: asyncio.Protocol) -> None:
-        await self.loop.create_connection(
-            lambda: protocol,
-            self.target.host,
-            port,
-            local_addr=(self.target.source_ip, 0),
-        )
+        """Connect from this process's source address. The port is left to connect()
+        (IP_BIND_ADDRESS_NO_PORT): bind() with port 0 searches the whole ephemeral range
+        and takes milliseconds once ~20,000 ports are in use, which made the *client*
+        the bottleneck of a reconnect storm."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((self.target.source_ip, 0))
+            sock.setblocking(False)
+            await self.loop.sock_connect(sock, (self.target.host, port))
+            await self.loop.create_connection(lambda: protocol, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -272,9 +280,10 @@ class Pool:
 
     async def _join_over_api(self) -> str:
         target = self.target
-        reader, writer = await asyncio.open_connection(
-            target.host, target.origin_port, local_addr=(target.source_ip, 0)
-        )
+        reader = asyncio.StreamReader()
+        protocol = asyncio.StreamReaderProtocol(reader)
+        await self.connect(target.origin_port, protocol)
+        writer = asyncio.StreamWriter(protocol._transport, protocol, reader, self.loop)  # type: ignore[attr-defined]
         try:
             sock = writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
