@@ -31,9 +31,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
 
 from conftest import start_server, stop_server  # noqa: E402
+from http_helpers import speak_over_http  # noqa: E402
 from tones import Recording, ToneTrack, tone_power  # noqa: E402
 from townhall.stage.ice import use_host_addresses  # noqa: E402
 
@@ -52,19 +52,6 @@ def _proc_status(pid: int) -> dict[str, int]:
 def _cpu_seconds(pid: int) -> float:
     parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def _speaker(http, space_id, headers, freq):  # type: ignore[no-untyped-def]
-    pc = RTCPeerConnection()
-    tone = ToneTrack(freq, start_after_s=TONE_AFTER_S)
-    pc.addTrack(tone)
-    await pc.setLocalDescription(await pc.createOffer())
-    answer = await http.post(f"/api/spaces/{space_id}/stage/offer",
-                             json={"type": "offer", "sdp": pc.localDescription.sdp},
-                             headers=headers)
-    answer.raise_for_status()
-    await pc.setRemoteDescription(RTCSessionDescription(**answer.json()))
-    return pc, tone
 
 
 async def _listener(port: int, path: str, stop_at: float, recording: Recording | None) -> int:
@@ -150,8 +137,11 @@ async def run(listeners: int, seconds: float) -> dict[str, float]:
                          for i, j in enumerate(joins)]
                 hls_task = asyncio.create_task(_watch_hls(http, joins[0]["hls_url"], stop_at))
                 cpu_before, wall_before = _cpu_seconds(pid), time.time()
-                pc_a, tone_a = await _speaker(http, space["id"], host, 440.0)
-                pc_b, _ = await _speaker(http, space["id"], heads["benchguest"][1], 660.0)
+                tone_a = ToneTrack(440.0, start_after_s=TONE_AFTER_S)
+                speaker_a = await speak_over_http(http, space["id"], host, tone_a)
+                speaker_b = await speak_over_http(
+                    http, space["id"], heads["benchguest"][1], ToneTrack(660.0, TONE_AFTER_S)
+                )
                 peak_rss = 0
                 while time.time() < stop_at:
                     await asyncio.sleep(1.0)
@@ -162,8 +152,8 @@ async def run(listeners: int, seconds: float) -> dict[str, float]:
                 status = _proc_status(pid)
                 live_onset = probe.onset_time(440.0, -30.0, since=tone_a.tone_started_at - 0.5)
                 hls_onset = _hls_onset(segments, tone_a.tone_started_at)
-                await pc_a.close()
-                await pc_b.close()
+                await speaker_a.close()
+                await speaker_b.close()
         finally:
             stop_server(server)
     return {

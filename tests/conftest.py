@@ -18,6 +18,7 @@ import pytest
 
 from townhall.app import create_app
 from townhall.config import load_settings
+from townhall.stage.ice import use_host_addresses
 
 CHEAP_ARGON2 = {"TOWNHALL_ARGON2_TIME_COST": "1", "TOWNHALL_ARGON2_MEMORY_KIB": "8192"}
 LOOPBACK_ICE = {"TOWNHALL_STAGE_ICE_HOST_ADDRESSES": "127.0.0.1"}
@@ -28,6 +29,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def loopback_ice() -> Iterator[None]:
+    """aiortc peers in this process offer 127.0.0.1 (aioice skips loopback by default)."""
+    use_host_addresses(["127.0.0.1"])
+    yield
+    use_host_addresses([])
 
 
 @pytest.fixture

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from aiortc.mediastreams import MediaStreamTrack
+
+from tones import ToneClient
 
 
 @dataclass
@@ -47,3 +50,18 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     if code is not None:
         assert error["code"] == code, error
     return error
+
+
+async def speak_over_http(
+    http: httpx.AsyncClient, space_id: str, headers: dict[str, str], tone: MediaStreamTrack
+) -> ToneClient:
+    """An aiortc speaker that joins the stage through the real signalling route."""
+    client = await ToneClient.offer_with(tone)
+    answer = await http.post(
+        f"/api/spaces/{space_id}/stage/offer",
+        json={"type": "offer", "sdp": client.offer},
+        headers=headers,
+    )
+    assert answer.status_code == 200, answer.text
+    await client.accept(answer.json()["sdp"])
+    return client

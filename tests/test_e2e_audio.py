@@ -16,10 +16,9 @@ import av
 import httpx
 import numpy as np
 import pytest
-from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from tones import Recording, ToneTrack, record_track, tone_power
-from townhall.stage.ice import use_host_addresses
+from http_helpers import speak_over_http
+from tones import Recording, ToneTrack, tone_power
 
 A_FREQ, B_FREQ = 440.0, 660.0
 TONE_START_S = 2.0
@@ -28,44 +27,13 @@ LISTEN_S = 6.0
 PRESENT_DBFS = -30.0
 MIN_REJECTION_DB = 20.0
 ONSET_DBFS = -30.0
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def loopback_ice():
-    use_host_addresses(["127.0.0.1"])
-    yield
-    use_host_addresses([])
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_ice")]
 
 
 async def _account(http: httpx.AsyncClient, name: str) -> tuple[str, dict[str, str]]:
     user = await http.post("/api/users", json={"username": name, "password": "password123"})
     token = await http.post("/api/tokens", json={"username": name, "password": "password123"})
     return user.json()["id"], {"Authorization": f"Bearer {token.json()['token']}"}
-
-
-async def _speaker(
-    http: httpx.AsyncClient, space_id: str, headers: dict[str, str], freq: float
-) -> tuple[RTCPeerConnection, ToneTrack, Recording]:
-    pc = RTCPeerConnection()
-    tone = ToneTrack(freq, start_after_s=TONE_START_S)
-    pc.addTrack(tone)
-    heard = Recording()
-    readers: list[asyncio.Task[None]] = []  # each ends when the peer closes
-
-    @pc.on("track")
-    def on_track(track) -> None:  # type: ignore[no-untyped-def]
-        readers.append(asyncio.ensure_future(record_track(track, heard)))
-
-    await pc.setLocalDescription(await pc.createOffer())
-    answer = await http.post(
-        f"/api/spaces/{space_id}/stage/offer",
-        json={"type": "offer", "sdp": pc.localDescription.sdp},
-        headers=headers,
-    )
-    assert answer.status_code == 200, answer.text
-    await pc.setRemoteDescription(RTCSessionDescription(**answer.json()))
-    return pc, tone, heard
 
 
 async def _read_live(url: str, recording: Recording, stop_at: float) -> int:
@@ -154,16 +122,17 @@ async def test_two_speakers_reach_listeners_live_and_over_hls(server) -> None:
         listen_until = time.time() + TONE_START_S + LISTEN_S
         reader = asyncio.create_task(_read_live(server.url + join["live_url"], live, listen_until))
 
-        pc_a, tone_a, heard_a = await _speaker(http, space_id, host, A_FREQ)
-        pc_b, tone_b, _ = await _speaker(http, space_id, b_headers, B_FREQ)
+        tone_a, tone_b = ToneTrack(A_FREQ, TONE_START_S), ToneTrack(B_FREQ, TONE_START_S)
+        speaker_a = await speak_over_http(http, space_id, host, tone_a)
+        speaker_b = await speak_over_http(http, space_id, b_headers, tone_b)
         try:
             received = await asyncio.wait_for(reader, TONE_START_S + LISTEN_S + 15)
             hls_audio = await _read_hls(server.url, join["hls_url"])
             ffmpeg_audio = await _ffmpeg_hls(server.url + join["hls_url"])
             snapshot = (await http.get(f"/api/spaces/{space_id}")).json()
         finally:
-            await pc_a.close()
-            await pc_b.close()
+            await speaker_a.close()
+            await speaker_b.close()
 
     assert received > 20_000
     assert tone_a.tone_started_at and tone_b.tone_started_at
@@ -177,7 +146,7 @@ async def test_two_speakers_reach_listeners_live_and_over_hls(server) -> None:
     print(f"\nlive stream: tone onset -> arrival at the listener {latency * 1000:.0f} ms")
     assert 0 < latency < 3.0
 
-    heard = heard_a.samples(since=tone_b.tone_started_at + 1.0)
+    heard = speaker_a.heard.samples(since=tone_b.tone_started_at + 1.0)
     own, other = tone_power(heard, 48_000, A_FREQ), tone_power(heard, 48_000, B_FREQ)
     print(f"speaker A hears B at {other:.1f} dBFS and itself at {own:.1f} dBFS")
     assert other > PRESENT_DBFS

@@ -10,24 +10,16 @@ import av
 import httpx
 import numpy as np
 import pytest
-from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from conftest import start_server, stop_server
+from http_helpers import speak_over_http
 from tones import ToneTrack, first_onset, tone_power
-from townhall.stage.ice import use_host_addresses
 
 FREQ = 440.0
 PRESENT_DBFS = -30.0
 MAX_CRASH_LOSS_S = 2.0
 """What a hard kill may cost: the fragment in flight (0.5 s) plus encoder and network delay."""
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def loopback_ice():
-    use_host_addresses(["127.0.0.1"])
-    yield
-    use_host_addresses([])
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_ice")]
 
 
 async def _host_live_space(http: httpx.AsyncClient) -> tuple[str, dict[str, str]]:
@@ -42,21 +34,6 @@ async def _host_live_space(http: httpx.AsyncClient) -> tuple[str, dict[str, str]
     return space_id, headers
 
 
-async def _speak(http: httpx.AsyncClient, space_id: str, headers: dict[str, str]):
-    pc = RTCPeerConnection()
-    tone = ToneTrack(FREQ, start_after_s=0.2)
-    pc.addTrack(tone)
-    await pc.setLocalDescription(await pc.createOffer())
-    answer = await http.post(
-        f"/api/spaces/{space_id}/stage/offer",
-        json={"type": "offer", "sdp": pc.localDescription.sdp},
-        headers=headers,
-    )
-    assert answer.status_code == 200, answer.text
-    await pc.setRemoteDescription(RTCSessionDescription(**answer.json()))
-    return pc, tone
-
-
 def _decode(body: bytes) -> tuple[np.ndarray, float]:
     with av.open(io.BytesIO(body)) as container:
         stream = container.streams.audio[0]
@@ -67,10 +44,10 @@ def _decode(body: bytes) -> tuple[np.ndarray, float]:
 async def test_recording_after_a_normal_end(server) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=15) as http:
         space_id, headers = await _host_live_space(http)
-        pc, _ = await _speak(http, space_id, headers)
+        speaker = await speak_over_http(http, space_id, headers, ToneTrack(FREQ, 0.2))
         await asyncio.sleep(3.5)
         ended = await http.post(f"/api/spaces/{space_id}/end", headers=headers)
-        await pc.close()
+        await speaker.close()
         assert ended.status_code == 200
         recording_url = ended.json()["recording_url"]
         assert recording_url == f"/api/spaces/{space_id}/recording"
@@ -93,12 +70,13 @@ async def test_recording_survives_a_hard_kill(tmp_path) -> None:
     try:
         async with httpx.AsyncClient(base_url=first.url, timeout=15) as http:
             space_id, headers = await _host_live_space(http)
-            pc, tone = await _speak(http, space_id, headers)
+            tone = ToneTrack(FREQ, 0.2)
+            speaker = await speak_over_http(http, space_id, headers, tone)
             await asyncio.sleep(5.0)
             assert tone.tone_started_at is not None
             killed_at = time.time()
             first.kill_hard()
-            await pc.close()
+            await speaker.close()
     finally:
         stop_server(first)
     spoken = killed_at - tone.tone_started_at
