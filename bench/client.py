@@ -33,11 +33,14 @@ import uvloop
 LINGER_RST: Final = struct.pack("ii", 1, 0)
 IP_BIND_ADDRESS_NO_PORT: Final = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 MAX_HEAD: Final = 16 * 1024
-CONNECT_TIMEOUT_S: Final = 30.0
 LATE_AFTER_CHUNKS: Final = 1.5
 """A read is late when it comes more than 1.5 chunk intervals after the same listener's
 previous read: the server missed its beat by more than half a chunk."""
 RETRY_PAUSE_S: Final = 0.05
+ATTEMPT_TIMEOUT_S: Final = 5.0
+"""A listener that hears nothing 5 s after it starts connecting gives up and tries a
+fresh connection, as a player would; a fresh SYN also escapes the kernel's backoff
+(1, 3, 7, 15 s...) for one dropped by a full accept queue."""
 _now = time.monotonic
 
 
@@ -187,31 +190,35 @@ class Pool:
 
     # -- commands -----------------------------------------------------------------------------
 
-    async def open(self, n: int, window: int, timeout_s: float) -> dict[str, Any]:
+    async def open(
+        self, n: int, window: int, timeout_s: float, requests: list[bytes] | None = None
+    ) -> dict[str, Any]:
         """Open ``n`` listeners, at most ``window`` in flight; retry failures until the
-        deadline. Returns when every one has heard audio (or at the deadline)."""
+        deadline. Returns when every one has heard audio (or at the deadline).
+
+        ``requests`` reuses request heads (a reconnecting player keeps its ticket)."""
         started = _now()
         deadline = started + timeout_s
         gate = asyncio.Semaphore(window)
         ttfa_from = len(self.ttfa)
         retries = 0
 
-        async def one() -> bool:
+        async def one(request: bytes | None) -> bool:
             nonlocal retries
             async with gate:
                 while _now() < deadline:
-                    listener = Listener(self, self.stream_request())
+                    listener = Listener(self, request or self.stream_request())
                     listener.waiter = self.loop.create_future()
                     try:
-                        async with asyncio.timeout(min(CONNECT_TIMEOUT_S, deadline - _now())):
+                        async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
                             await self.connect(self.target.port, listener)
                             if await listener.waiter:
                                 return True
-                    except (OSError, TimeoutError) as exc:
-                        key = type(exc).__name__
-                        if isinstance(exc, OSError) and exc.errno is not None:
-                            key = f"{key}:{exc.errno}"
+                    except OSError as exc:
+                        key = f"OSError:{exc.errno}"
                         self.errors[key] = self.errors.get(key, 0) + 1
+                    except TimeoutError:
+                        self.errors["attempt_timeout"] = self.errors.get("attempt_timeout", 0) + 1
                     if listener.transport is not None:
                         listener.transport.abort()
                     retries += 1
@@ -219,13 +226,22 @@ class Pool:
                 return False
 
         errors_before = dict(self.errors)
-        results = await asyncio.gather(*(one() for _ in range(n)))
+        tasks = [
+            asyncio.ensure_future(one(requests[i] if requests else None)) for i in range(n)
+        ]
+        done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            self.errors["deadline"] = self.errors.get("deadline", 0) + len(pending)
+            await asyncio.gather(*pending, return_exceptions=True)
+        opened = sum(1 for task in done if not task.cancelled() and task.result())
         elapsed = _now() - started
         return {
             "errors": {k: v - errors_before.get(k, 0) for k, v in self.errors.items()
                        if v != errors_before.get(k, 0)},
             "requested": n,
-            "opened": sum(results),
+            "opened": opened,
             "retries": retries,
             "elapsed_s": elapsed,
             "ttfa_s": self.ttfa[ttfa_from:],
@@ -233,14 +249,14 @@ class Pool:
         }
 
     async def storm(self, window: int, timeout_s: float) -> dict[str, Any]:
-        """Drop every listener at once (RST) and bring the same number straight back."""
-        n = len(self.listeners)
-        for listener in list(self.listeners):
-            self.listeners.discard(listener)
+        """Drop every listener at once (RST) and bring them straight back, each with the
+        ticket it had."""
+        dropped = list(self.listeners)
+        self.listeners.clear()
+        for listener in dropped:
             if listener.transport is not None:
                 listener.transport.abort()
-        result = await self.open(n, window, timeout_s)
-        return result
+        return await self.open(len(dropped), window, timeout_s, [d.request for d in dropped])
 
     async def joins(self, n: int, window: int, timeout_s: float) -> dict[str, Any]:
         """Full joins: GET snapshot + POST join on the API port, then the live URL the

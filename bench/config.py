@@ -48,8 +48,8 @@ class BenchConfig:
             icecast_storm=200,
             joins=50,
             node_listeners=0,
-            baseline_s=1.0,
-            settle_s=1.0,
-            measure_s=2.0,
+            baseline_s=0.5,
+            settle_s=0.5,
+            measure_s=1.5,
             open_timeout_s=30.0,
         )

@@ -22,7 +22,7 @@ from bench.client import Target
 from bench.clients import Clients
 from bench.config import BenchConfig
 from bench.icecast import Icecast
-from bench.procstat import open_files, total_cpu
+from bench.procstat import cpu_seconds, open_files, total_cpu
 from bench.townhall_server import Townhall
 
 ICECAST_PORT: Final = 18_000
@@ -67,6 +67,39 @@ async def _cpu_over(pids: list[int], seconds: float) -> float:
     before, started = total_cpu(pids), time.monotonic()
     await asyncio.sleep(seconds)
     return (total_cpu(pids) - before) / (time.monotonic() - started) * 100
+
+
+class CpuBracket:
+    """Server and client CPU (percent of one core) over one phase."""
+
+    def __init__(self, server: Any, clients: Clients) -> None:
+        self._server = server
+        self._clients = clients
+
+    async def __aenter__(self) -> CpuBracket:
+        self._pids = self._server.pids
+        self._server_cpu = total_cpu(self._pids)
+        self._each = {pid: cpu_seconds(pid) for pid in self._pids}
+        self._client_cpu = sum(r["cpu_s"] for r in await self._clients.each({"cmd": "window"}))
+        self._started = time.monotonic()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        elapsed = time.monotonic() - self._started
+        client_cpu = sum(r["cpu_s"] for r in await self._clients.each({"cmd": "window"}))
+        self.server_pct = (total_cpu(self._pids) - self._server_cpu) / elapsed * 100
+        self.per_process = {
+            str(pid): (cpu_seconds(pid) - before) / elapsed * 100
+            for pid, before in self._each.items()
+        }
+        self.client_pct = (client_cpu - self._client_cpu) / elapsed * 100
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "server_cpu_pct": self.server_pct,
+            "client_cpu_pct": self.client_pct,
+            "server_cpu_pct_by_pid": self.per_process,
+        }
 
 
 async def _hold(server: Any, clients: Clients, seconds: float, bitrate: int) -> dict[str, Any]:
@@ -124,14 +157,16 @@ async def measure(server: Any, name: str, config: BenchConfig, target: Target) -
               f"late {100 * (hold['late_share'] or 0):.2f} %", flush=True)  # fmt: skip
 
         if config.storm and (name != "icecast" or config.icecast_storm):
-            result["storm"] = await _storm(name, config, clients, hold["holding"])
+            result["storm"] = await _storm(server, name, config, clients, hold["holding"])
         await clients.each({"cmd": "close"})
     finally:
         await clients.stop()
     return result
 
 
-async def _storm(name: str, config: BenchConfig, clients: Clients, holding: int) -> dict[str, Any]:
+async def _storm(
+    server: Any, name: str, config: BenchConfig, clients: Clients, holding: int
+) -> dict[str, Any]:
     storm_n = config.storm
     if name == "icecast":
         storm_n = config.icecast_storm
@@ -144,11 +179,13 @@ async def _storm(name: str, config: BenchConfig, clients: Clients, holding: int)
         )  # fmt: skip
     await asyncio.sleep(config.settle_s)
     before = sum(w["holding"] for w in await clients.each({"cmd": "window"}))
-    replies = await clients.each(
-        {"cmd": "storm", "window": storm_n, "timeout_s": config.open_timeout_s},
-        config.open_timeout_s + 30,
-    )
+    async with CpuBracket(server, clients) as cpu:
+        replies = await clients.each(
+            {"cmd": "storm", "window": storm_n, "timeout_s": config.open_timeout_s},
+            config.open_timeout_s + 30,
+        )
     storm = _open_summary(replies, before)
+    storm.update(cpu.as_dict())
     storm["listeners"] = before
     print(f"  {name}: storm of {before}: all back in {storm['elapsed_s']:.2f} s "
           f"({storm['opened']} back; errors {storm['errors']})", flush=True)  # fmt: skip
@@ -158,10 +195,11 @@ async def _storm(name: str, config: BenchConfig, clients: Clients, holding: int)
 async def measure_joins(server: Townhall, config: BenchConfig, target: Target) -> dict[str, Any]:
     clients = await Clients.start(config.clients, target, config.client_cpus)
     try:
-        replies = await clients.split(
-            {"cmd": "joins", "timeout_s": config.open_timeout_s},
-            config.joins, config.window, config.open_timeout_s,
-        )  # fmt: skip
+        async with CpuBracket(server, clients) as cpu:
+            replies = await clients.split(
+                {"cmd": "joins", "timeout_s": config.open_timeout_s},
+                config.joins, config.window, config.open_timeout_s,
+            )  # fmt: skip
         await clients.each({"cmd": "close"})
     finally:
         await clients.stop()
@@ -180,6 +218,7 @@ async def measure_joins(server: Townhall, config: BenchConfig, target: Target) -
         "join_to_audio_p50_s": percentile(times, 50),
         "join_to_audio_p99_s": percentile(times, 99),
         "failures": failures,
+        **cpu.as_dict(),
     }
     print(f"  townhall: {joined} full joins at {summary['per_s'] or 0:.0f}/s", flush=True)
     return summary
@@ -237,7 +276,8 @@ async def run(config: BenchConfig, workdir: Path) -> dict[str, Any]:
                 space_id=townhall.space_id, origin_port=townhall.port, chunk_ms=config.chunk_ms,
             )  # fmt: skip
             results["townhall"] = await measure(townhall, "townhall", config, target)
-            results["townhall"]["joins"] = await measure_joins(townhall, config, target)
+            if config.joins:
+                results["townhall"]["joins"] = await measure_joins(townhall, config, target)
             if config.node_listeners:
                 results["townhall"]["node"] = await measure_node(townhall, config, target)
         finally:

