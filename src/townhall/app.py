@@ -102,12 +102,13 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> Star
         finally:
             await close_services(services)
 
-    routes = [
+    routes = [  # the listener path first: routes are matched in order
+        Route("/live/{space_id}.aac", LiveStream(), methods=["GET", "HEAD"]),
+        *listening.routes,
+        Route("/api/spaces/{space_id}", spaces.get_space, methods=["GET"]),
         *accounts.routes,
         *spaces.routes,
-        *listening.routes,
         *operations.routes,
-        Route("/live/{space_id}.aac", LiveStream(), methods=["GET", "HEAD"]),
         Route("/internal/program/{space_id}.aac", RelayProgram(), methods=["GET"]),
         Route("/internal/listeners", report_listeners, methods=["POST"]),
         *pages.routes,

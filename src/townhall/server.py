@@ -148,6 +148,7 @@ def uvicorn_config(app: Any, settings: Settings, guard: ConnectionGuard) -> uvic
         log_level="info",
         server_header=False,
         backlog=4096,
+        proxy_headers=False,
     )
 
 

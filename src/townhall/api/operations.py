@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from dataclasses import asdict
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,6 +25,9 @@ async def stats(request: Request) -> Response:
     body["cut_slow_headers"] = guard.cut_slow_headers
     body["cut_slow_bodies"] = guard.cut_slow_bodies
     body["refused_connections"] = guard.caps.refused
+    body["fanout"] = {
+        room.space_id: asdict(room.program.live.stats) for room in request.app.state.spaces.rooms
+    }
     return JSONResponse(body, headers={"cache-control": "no-store"})
 
 

@@ -225,16 +225,15 @@ class Door:
             listeners = self._listeners()
             key = int.from_bytes(hashlib.blake2b(space_id.encode(), digest_size=4).digest())
             decision = self.capacity.decide(listeners, self.lag.value_ms, key=key)
-            if decision.action is Action.SHED:
-                self.counts["shed"] += 1
-                raise Refused(
-                    503,
-                    "over_capacity",
-                    "this server is at capacity; try again shortly",
-                    retry_after_s=decision.retry_after_s,
-                )
             room.set_load(listeners, paused=decision.action is not Action.ADMIT)
             _, status = room.join(now, priority=user is not None)
+            if decision.action is Action.SHED and isinstance(status, Waiting):
+                # Overloaded: still a place in line (as cheap as a 503, and it keeps
+                # the person's place), polled no sooner than the overload says.
+                self.counts["shed"] += 1
+                status = replace(
+                    status, retry_after_s=max(status.retry_after_s, decision.retry_after_s)
+                )
         if isinstance(status, Waiting):
             self.counts["waiting"] += 1
             return {"wait": status.to_json()}
