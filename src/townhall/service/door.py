@@ -71,8 +71,10 @@ class Door:
         self._settings = settings
         self._signer = signer
         self._listeners = listeners
+        stream_processes = max(1, settings.edge.stream_workers)
         self.capacity = Capacity(
-            max_listeners=admission.max_listeners,
+            # the listener cap is per process that serves streams (its open-file limit)
+            max_listeners=admission.max_listeners * stream_processes,
             max_admissions_per_s=admission.max_admissions_per_s,
             max_loop_lag_ms=admission.max_loop_lag_ms,
         )

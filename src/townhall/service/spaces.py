@@ -78,6 +78,7 @@ class Spaces:
         self._listing: tuple[float, bytes] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
+        self._reported_listeners = 0
         self.on_end: Callable[[str], None] | None = None
         """Told when a space ends, so per-space admission state can go."""
 
@@ -125,18 +126,27 @@ class Spaces:
 
     async def tick(self) -> None:
         """Publish this node's listener counts and rebuild what changed."""
+        reported = 0
         for room in self.rooms:
             await self._state.report_listeners(
                 room.space_id, self._node_id, room.program.live.listener_count
             )
+            reported += await self._state.listeners(room.space_id)
+        self._reported_listeners = reported
         dirty, self._dirty = self._dirty, set()
         for space_id in dirty:
             if space_id in self._records:
                 await self._rebuild(space_id)
 
     def node_listeners(self) -> int:
-        """Live-stream listeners this node serves now, for its capacity."""
-        return sum(room.program.live.listener_count for room in self.rooms)
+        """Live-stream listeners of the spaces this node runs, for its capacity: its own
+        fan-outs now, or what its stream workers reported at the last tick if more."""
+        local = sum(room.program.live.listener_count for room in self.rooms)
+        return max(local, self._reported_listeners)
+
+    def listeners_changed(self, space_id: str) -> None:
+        """A stream worker reported a new count: the snapshot shows it at the next tick."""
+        self._mark_dirty(space_id)
 
     def _mark_dirty(self, space_id: str) -> None:
         self._dirty.add(space_id)
