@@ -11,10 +11,12 @@ import argparse
 import asyncio
 import os
 import resource
+import signal
 import sys
 import tempfile
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 from bench.config import BenchConfig
 from bench.report import table, write_json
@@ -48,6 +50,15 @@ def _parse(argv: list[str]) -> tuple[BenchConfig, Path]:
     return replace(config, **changes), args.results
 
 
+async def _run_until_signalled(config: BenchConfig, workdir: Path) -> dict[str, Any]:
+    """SIGTERM (a `timeout`, say) cancels the run like Ctrl-C does, so every server and
+    client it started is stopped by the finally blocks instead of left behind."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await run(config, workdir)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not _isolated() and not os.environ.get(ISOLATED_MARK):
@@ -64,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="townhall-bench-") as tmp:
         workdir = Path(tmp)
         workdir.chmod(0o755)  # Icecast drops root and must reach its own folder
-        results = asyncio.run(run(config, workdir))
+        results = asyncio.run(_run_until_signalled(config, workdir))
     print()
     print(table(results))
     path = write_json(results, results_dir)

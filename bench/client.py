@@ -18,6 +18,7 @@ What it measures, identically for every server:
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import resource
@@ -182,7 +183,12 @@ class Pool:
             sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
             sock.bind((self.target.source_ip, 0))
             sock.setblocking(False)
-            await self.loop.sock_connect(sock, (self.target.host, port))
+            # Handed over still connecting: uvloop queues the request until the socket is
+            # writable and reports a refused connect as connection_lost, which saves a
+            # future and a writer registration per connection in a storm.
+            error = sock.connect_ex((self.target.host, port))
+            if error not in (0, errno.EINPROGRESS):
+                raise OSError(error, os.strerror(error))
             await self.loop.create_connection(lambda: protocol, sock=sock)
         except BaseException:
             sock.close()
@@ -214,11 +220,11 @@ class Pool:
                             await self.connect(self.target.port, listener)
                             if await listener.waiter:
                                 return True
+                    except TimeoutError:  # before OSError, whose subclass it is
+                        self.errors["attempt_timeout"] = self.errors.get("attempt_timeout", 0) + 1
                     except OSError as exc:
                         key = f"OSError:{exc.errno}"
                         self.errors[key] = self.errors.get(key, 0) + 1
-                    except TimeoutError:
-                        self.errors["attempt_timeout"] = self.errors.get("attempt_timeout", 0) + 1
                     if listener.transport is not None:
                         listener.transport.abort()
                     retries += 1

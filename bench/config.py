@@ -50,6 +50,6 @@ class BenchConfig:
             node_listeners=0,
             baseline_s=0.5,
             settle_s=0.5,
-            measure_s=1.5,
+            measure_s=2.0,
             open_timeout_s=30.0,
         )
