@@ -2,8 +2,10 @@
 
 Listeners on the stream port hear the speaker's tone (ADTS decoded with PyAV,
 checked by FFT); forged and expired tickets are refused by the worker without a
-relay to the origin; the workers' counts reach the snapshot; ending the space
-ends every stream; a worker killed with SIGKILL is replaced.
+relay to the origin; the workers' counts reach the snapshot; a listener the
+host removes is cut on every worker and refused after, while the others play
+on; ending the space ends every stream; a worker killed with SIGKILL is
+replaced.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -35,6 +38,11 @@ LISTENERS = 6
 LISTEN_S = 3.0
 WAIT_S = 15.0
 POLL_S = 0.1
+REMOVED_CONNECTIONS = 3
+"""One removed listener's streams (the kernel spreads them over both workers)."""
+REMOVAL_CUT_MAX_S = 5.0
+"""Bound on removal -> the removed listener's stream ends; expected within a report
+interval (1 s) plus a round trip, measured and printed."""
 pytestmark = pytest.mark.slow
 
 
@@ -197,6 +205,101 @@ async def test_listeners_on_the_stream_port_hear_the_speaker_and_are_counted(edg
         level = tone_power(audio[-48_000:], 48_000, TONE_HZ)
         assert level > PRESENT_DBFS, f"440 Hz at {level:.1f} dBFS"
         assert tone_power(audio[-48_000:], 48_000, 660.0) < level - 20
+
+
+@dataclass
+class Tap:
+    """A live stream read in the background: bytes so far and when the server ended it."""
+
+    url: str
+    received: int = 0
+    ended_at: float | None = None
+
+    async def run(self, until_s: float, stop: asyncio.Event) -> None:
+        deadline = time.monotonic() + until_s
+        async with httpx.AsyncClient(timeout=10) as http, http.stream("GET", self.url) as response:
+            assert response.status_code == 200, await response.aread()
+            stream = response.aiter_raw()
+            while not stop.is_set() and (remaining := deadline - time.monotonic()) > 0:
+                try:
+                    self.received += len(await asyncio.wait_for(anext(stream), remaining))
+                except StopAsyncIteration:
+                    self.ended_at = time.monotonic()
+                    return
+                except TimeoutError:
+                    return
+
+
+async def _ticket(
+    http: httpx.AsyncClient, space_id: str, headers: dict[str, str] | None = None
+) -> dict[str, str]:
+    answer = await http.post(f"/api/spaces/{space_id}/join", headers=headers)
+    assert answer.status_code == 200 and "live_url" in answer.json(), answer.text
+    return answer.json()
+
+
+async def _until(check, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + WAIT_S
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(POLL_S / 2)
+
+
+async def test_a_removed_listener_is_cut_on_the_workers_and_refused_after(edge_server) -> None:
+    before = await _workers(edge_server)
+    async with httpx.AsyncClient(base_url=edge_server.url, timeout=15) as http:
+        host = await _host(http, "edgeremover")
+        space_id = await _live_space(http, host)
+        guest = await _host(http, "edgeremoved")
+        guest_id = (await http.get("/api/me", headers=guest)).json()["id"]
+        guest_join = await _ticket(http, space_id, guest)
+        others = [await _ticket(http, space_id) for _ in range(2)]
+        removed = [Tap(guest_join["live_url"]) for _ in range(REMOVED_CONNECTIONS)]
+        kept = [Tap(j["live_url"]) for j in others]
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(t.run(WAIT_S, stop)) for t in removed + kept]
+        try:
+            await _until(lambda: all(t.received for t in removed + kept), "every stream")
+            removed_at = time.monotonic()
+            answer = await http.post(
+                f"/api/spaces/{space_id}/removals", json={"user_id": guest_id}, headers=host
+            )
+            assert answer.status_code == 200, answer.text
+            await _until(lambda: all(t.ended_at for t in removed), "the removed streams to end")
+            cut_after = [t.ended_at - removed_at for t in removed if t.ended_at]
+            heard = [t.received for t in kept]
+            await asyncio.sleep(1.5)
+            assert all(t.ended_at is None for t in kept), "a listener who was not removed was cut"
+            assert all(t.received > h for t, h in zip(kept, heard, strict=True))
+            async with httpx.AsyncClient(timeout=5) as fresh:
+                again = [await fresh.get(guest_join["live_url"]) for _ in range(6)]
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        rejoin = await http.post(f"/api/spaces/{space_id}/join", headers=guest)
+    after = await _workers(edge_server)
+    cut_by_worker = {
+        w["worker"]: w["removals"]["cut"] - before[w["worker"]]["removals"]["cut"]
+        for w in after.values()
+    }
+    cut = sum(cut_by_worker.values())
+    refused = sum(
+        w["removals"]["refused"] - before[w["worker"]]["removals"]["refused"]
+        for w in after.values()
+    )
+    print(
+        "\nremoval -> streams ended after "
+        + ", ".join(f"{s:.2f} s" for s in cut_after)
+        + f"; workers cut {cut_by_worker}, refused {refused}"
+    )
+    assert max(cut_after) < REMOVAL_CUT_MAX_S
+    assert cut == REMOVED_CONNECTIONS
+    for refusal in again:
+        assert refusal.status_code == 403
+        assert refusal.json()["error"]["code"] == "removed"
+        assert refusal.headers["access-control-allow-origin"] == "*"
+    assert refused == len(again)
+    assert rejoin.status_code == 403 and rejoin.json()["error"]["code"] == "removed"
 
 
 async def test_ending_the_space_ends_every_stream(edge_server) -> None:

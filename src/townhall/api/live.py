@@ -19,6 +19,7 @@ import contextlib
 import json
 import time
 from collections import deque
+from functools import partial
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
@@ -31,7 +32,9 @@ from townhall.audience.fanout import LiveFanout
 from townhall.domain.errors import DomainError
 from townhall.edge.relay_token import HEADER as RELAY_HEADER_NAME
 from townhall.edge.relay_token import RelayRefused, check_relay_token
+from townhall.edge.removals import removed_answer
 from townhall.edge.reports import ListenerReports, ReportRefused, parse_counts
+from townhall.service.live import LiveRooms
 
 TRANSPORT_EXTENSION = "townhall.transport"
 FULL_RETRY_AFTER_S = 5
@@ -240,7 +243,10 @@ async def report_listeners(request: Request) -> Response:
 
     Each report replaces the worker's last one (see townhall.edge.reports); the
     counts go to the shared state under the worker's node id, and the spaces whose
-    count changed get their snapshot rebuilt on the next tick."""
+    count changed get their snapshot rebuilt on the next tick. The answer, 200
+    ``{"removed": {space_id: [listener_id]}}``, names who was removed from the
+    reported spaces that have removals (see townhall.edge.removals): the worker
+    cuts and refuses them."""
     try:
         node_id = _relay_node(request.scope)
     except RelayRefused as refused:
@@ -257,9 +263,14 @@ async def report_listeners(request: Request) -> Response:
     spaces = app.state.spaces
     for space_id, count in reports.replace(node_id, counts):
         await app.state.state.report_listeners(space_id, node_id, count)
-        # TODO(lead): a public Spaces.listeners_changed(space_id) would replace this.
-        spaces._mark_dirty(space_id)
-    return Response(status_code=204, headers={"cache-control": "no-store"})
+        spaces.listeners_changed(space_id)
+    removed = removed_answer(counts, partial(_removed_in, spaces.rooms))
+    return JSONResponse({"removed": removed}, headers={"cache-control": "no-store"})
+
+
+def _removed_in(rooms: LiveRooms, space_id: str) -> set[str] | None:
+    room = rooms.get(space_id)
+    return None if room is None else room.removed
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

@@ -5,7 +5,8 @@ framework, because this is the path a flash crowd hits and every microsecond
 per connection is paid tens of thousands of times. It answers
 
 * ``GET /live/{space_id}.aac?ticket=...``: the live stream (ticket checked by
-  HMAC alone: a forged ticket never reaches the relay or the origin);
+  HMAC alone: a forged ticket never reaches the relay or the origin; a listener
+  the host removed is refused by the space's relay, see townhall.edge.removals);
 * ``HEAD`` of the same: the ticket's verdict, no body;
 * ``GET /healthz``: this worker's counters as JSON;
 * ``OPTIONS``: CORS preflight (the listener page fetches across ports);
@@ -32,7 +33,7 @@ from townhall.admission.signing import Signer
 from townhall.admission.tickets import TicketRefused, check_ticket
 from townhall.audience.fanout import LiveFanout, LiveListener
 from townhall.config import EdgeSettings
-from townhall.edge.relay import Refusal, Relay, Relays
+from townhall.edge.relay import REMOVED, Refusal, Relay, Relays
 
 LIVE_PATH: Final = re.compile(r"^/live/([A-Za-z0-9_-]{1,64})\.aac$")
 CORS: Final = b"Access-Control-Allow-Origin: *\r\n"
@@ -89,6 +90,7 @@ class StreamService:
                 "relays": len(self.relays),
                 "relays_opened": self.relays.opened,
                 "counts": self.relays.counts(),
+                "removals": asdict(self.relays.removals),
                 **asdict(self.stats),
             }
         ).encode()
@@ -199,6 +201,11 @@ class StreamProtocol(asyncio.Protocol):
 
     # -- the live stream --------------------------------------------------------------------
 
+    @property
+    def listener_id(self) -> str:
+        """The ticket's listener (empty before the request head is read)."""
+        return self._listener_id
+
     def _live(self, space_id: str, query: str, head_only: bool) -> None:
         token = (parse_qs(query).get("ticket") or [""])[0]
         if not token:
@@ -211,7 +218,10 @@ class StreamProtocol(asyncio.Protocol):
             self._refuse(403, refused.code, refused.message, head_only)
             return
         if head_only:
-            self._respond(LIVE_HEAD)
+            if self._service.relays.is_removed(space_id, claims.listener_id):
+                self._refuse(REMOVED.status, REMOVED.code, REMOVED.message, head_only)
+            else:
+                self._respond(LIVE_HEAD)
             return
         self._responded = True  # the relay answers: stream or refusal
         self._listener_id = claims.listener_id

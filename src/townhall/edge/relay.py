@@ -11,6 +11,15 @@ gets the burst, then closes.
 A refusal from the origin (space unknown or not live) is remembered for
 ``REFUSAL_TTL_S`` so a crowd holding valid tickets for an ended space costs the
 origin one request per worker per second, not one per listener.
+
+Who was removed from a space arrives on the answers to the count reports
+(townhall.edge.removals); each relay keeps its space's removed set, refuses
+those listeners (403 ``removed``, as the origin does) and cuts the ones already
+listening. A new relay's opening asks for a report at once, and its first
+listeners start only once that answer is in (it travels beside the origin's
+stream head, so this costs about nothing), or after ``removals_wait_s`` if it
+does not come: a removed listener does not get even the burst on a worker that
+had not served the space before.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -44,6 +53,10 @@ MAX_ERROR_BODY_BYTES: Final = 4 * 1024
 REFUSAL_TTL_S: Final = 1.0
 MAX_REMEMBERED_REFUSALS: Final = 4_096
 """Refusals kept (oldest forgotten first): bounds the memory a ticket flood can take."""
+NO_ONE: Final[frozenset[str]] = frozenset()
+REMOVALS_WAIT_S: Final = 1.0
+"""A new relay holds its first listeners at most this long for the origin's removals;
+past it they stream, and a removal that arrives later cuts them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +66,29 @@ class Refusal:
     message: str
 
 
+REMOVED: Final = Refusal(403, "removed", "you were removed from this space")
+
+
+@dataclass(slots=True)
+class RemovalStats:
+    """Shared by every relay of a worker, closed ones included."""
+
+    refused: int = 0
+    """Streams refused because their listener was removed from the space."""
+    cut: int = 0
+    """Connections cut when the origin said their listener was removed."""
+    answers: int = 0
+    """Report answers applied."""
+    answers_refused: int = 0
+    """Report answers too large or malformed (past ``removals.MAX_ANSWER_BYTES``, say):
+    none of their removals applied; the next answer, a report interval later, retries."""
+
+
 class Waiter(Protocol):
     """A listener connection waiting for the relay's answer."""
+
+    @property
+    def listener_id(self) -> str: ...
 
     def start_stream(self, fanout: LiveFanout) -> None: ...
 
@@ -92,29 +126,59 @@ class Relay:
         audio: AudioSettings,
         edge: EdgeSettings,
         on_closed: Callable[[Relay, Refusal | None], None],
+        removal_stats: RemovalStats | None = None,
+        removals_wait_s: float = REMOVALS_WAIT_S,
     ) -> None:
         self.space_id = space_id
         self.fanout = LiveFanout(audio, stream_bytes_per_second=_stream_bytes_per_second(audio))
         self.fanout.on_count_change = self._count_changed
+        self.connected = False
+        """The origin answered 200: its stream is flowing into ``fanout``."""
         self.streaming = False
+        """Listeners are attached as they come (connected, and the removals are known)."""
         self._origin = origin
         self._edge = edge
         self._on_closed = on_closed
         self._pending: dict[Waiter, None] = {}
         self._grace: asyncio.TimerHandle | None = None
         self._framer = AdtsFramer()
+        self.removed = NO_ONE
+        """Listener ids refused here: the origin's word in its last report answer."""
+        self._removals_known = False
+        self._removals_wait_s = removals_wait_s
+        self._removals_wait: asyncio.TimerHandle | None = None
+        self._removal_stats = removal_stats or RemovalStats()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     @property
     def reported_count(self) -> int:
         """Listeners here minus this relay's own connection, which the origin counts."""
-        return self.fanout.listener_count - (1 if self.streaming else 0)
+        return self.fanout.listener_count - (1 if self.connected else 0)
 
     def add(self, waiter: Waiter) -> None:
-        if self.streaming:
+        if waiter.listener_id in self.removed:
+            self._refuse_removed(waiter)
+        elif self.streaming:
             waiter.start_stream(self.fanout)
         else:
             self._pending[waiter] = None
+
+    def set_removed(self, removed: frozenset[str]) -> int:
+        """Take the origin's removed set for this space: refuse the newly removed who are
+        still waiting, cut the ones listening; returns how many connections were cut."""
+        newly = removed - self.removed
+        self.removed = removed
+        self._removals_known = True
+        cut = 0
+        if newly:
+            for waiter in [w for w in self._pending if w.listener_id in newly]:
+                del self._pending[waiter]
+                self._refuse_removed(waiter)
+            cut = sum(self.fanout.cut(listener_id) for listener_id in newly)
+            self._removal_stats.cut += cut
+        if self.connected and not self.streaming:
+            self._start_streaming()
+        return cut
 
     def forget(self, waiter: Waiter) -> None:
         self._pending.pop(waiter, None)
@@ -141,7 +205,7 @@ class Relay:
                     body = await reader.read(wanted)
                     refusal = _refusal_from(status, body)
                     return
-            self._start_streaming()
+            self._origin_answered()
             while data := await reader.read(READ_BYTES):
                 chunk, duration_ms = self._framer.feed(data)
                 if chunk:
@@ -149,32 +213,50 @@ class Relay:
         except TimeoutError:
             refusal = Refusal(504, "origin_timeout", "the origin did not answer in time")
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-            if not self.streaming:
+            if not self.connected:
                 refusal = Refusal(502, "origin_unreachable", f"the origin failed: {exc!r}")
         finally:
             if writer is not None:
                 writer.close()
             self._finish(refusal)
 
+    def _origin_answered(self) -> None:
+        self.connected = True
+        if self._removals_known:
+            self._start_streaming()
+        else:
+            loop = asyncio.get_running_loop()
+            self._removals_wait = loop.call_later(self._removals_wait_s, self._start_streaming)
+
     def _start_streaming(self) -> None:
+        if self._removals_wait is not None:
+            self._removals_wait.cancel()
+            self._removals_wait = None
+        if self.streaming or self.fanout.closed:
+            return
         self.streaming = True
         pending, self._pending = self._pending, {}
         for waiter in pending:
-            waiter.start_stream(self.fanout)
+            self.add(waiter)
         if self.fanout.listener_count == 0:
             self._count_changed(0)
 
     def _finish(self, refusal: Refusal | None) -> None:
-        if self._grace is not None:
-            self._grace.cancel()
-            self._grace = None
-        if refusal is None and not self.streaming:
+        for timer in (self._grace, self._removals_wait):
+            if timer is not None:
+                timer.cancel()
+        self._grace = self._removals_wait = None
+        if refusal is None and not self.connected:
             refusal = Refusal(502, "origin_closed", "the origin closed the relay")
         pending, self._pending = self._pending, {}
         for waiter in pending:
             waiter.refuse(refusal or Refusal(410, "stream_ended", "the stream has ended"))
         self.fanout.close()  # listeners get EOF: the space ended or the origin went away
         self._on_closed(self, refusal)
+
+    def _refuse_removed(self, waiter: Waiter) -> None:
+        self._removal_stats.refused += 1
+        waiter.refuse(REMOVED)
 
     def _count_changed(self, count: int) -> None:
         if count > 0:
@@ -190,14 +272,25 @@ class Relay:
 class Relays:
     """Every relay of this worker, one per space with listeners (or in its grace)."""
 
-    def __init__(self, origin: Origin, audio: AudioSettings, edge: EdgeSettings) -> None:
+    def __init__(
+        self,
+        origin: Origin,
+        audio: AudioSettings,
+        edge: EdgeSettings,
+        removals_wait_s: float = REMOVALS_WAIT_S,
+    ) -> None:
         self._origin = origin
+        self._removals_wait_s = removals_wait_s
         self._audio = audio
         self._edge = edge
         self._relays: dict[str, Relay] = {}
         self._refusals: OrderedDict[str, tuple[float, Refusal]] = OrderedDict()
         self.opened = 0
         self.refusals_served = 0
+        self.removals = RemovalStats()
+        self.on_opened: Callable[[], None] | None = None
+        """Told when a relay opens, so the worker can ask the origin for that space's
+        removals at once rather than at the next report."""
 
     def join(self, space_id: str, waiter: Waiter) -> Relay | None:
         """Hand ``waiter`` to the space's relay (opening it); None when the origin just
@@ -212,11 +305,33 @@ class Relays:
             del self._refusals[space_id]
         relay = self._relays.get(space_id)
         if relay is None:
-            relay = Relay(space_id, self._origin, self._audio, self._edge, self._closed)
+            relay = Relay(
+                space_id, self._origin, self._audio, self._edge, self._closed,
+                self.removals, self._removals_wait_s,
+            )  # fmt: skip
             self._relays[space_id] = relay
             self.opened += 1
+            if self.on_opened is not None:
+                self.on_opened()
         relay.add(waiter)
         return relay
+
+    def is_removed(self, space_id: str, listener_id: str) -> bool:
+        relay = self._relays.get(space_id)
+        return relay is not None and listener_id in relay.removed
+
+    def apply_removed(self, reported: Iterable[str], removed: Mapping[str, frozenset[str]]) -> int:
+        """The origin's answer to a report that named ``reported``: each of those spaces
+        has exactly the removals the answer lists (none when absent). A relay that opened
+        after the report left is not named and keeps what it has (nothing yet; the
+        report its opening asked for brings its set). Returns the connections cut."""
+        self.removals.answers += 1
+        cut = 0
+        for space_id in reported:
+            relay = self._relays.get(space_id)
+            if relay is not None:
+                cut += relay.set_removed(removed.get(space_id, NO_ONE))
+        return cut
 
     def counts(self) -> dict[str, int]:
         return {space_id: relay.reported_count for space_id, relay in self._relays.items()}

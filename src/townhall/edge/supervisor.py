@@ -54,8 +54,8 @@ def deferred_signals() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    for sig in dict.fromkeys(reversed(noted)):
-        signal.raise_signal(sig)
+    for signum in dict.fromkeys(reversed(noted)):
+        signal.raise_signal(signum)
 
 
 @dataclass

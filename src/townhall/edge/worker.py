@@ -6,6 +6,13 @@ inherited pipe (never an argument, which any local user can read in ``ps``).
 It binds the stream port with SO_REUSEPORT beside its siblings, so the kernel
 spreads new connections over the workers, and exits when told (SIGTERM), when
 its parent is gone, or when it cannot bind.
+
+Once per ``report_interval_s`` it reports its listener counts to the origin,
+and the answer carries who was removed from the spaces it reported (see
+townhall.edge.removals): a host's removal reaches every worker within about a
+report interval. A relay that opens asks for a report at once, so a removed
+listener who lands on a worker new to the space is refused or cut within one
+round trip, not one interval.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from townhall.config import AudioSettings, EdgeSettings
 from townhall.edge.limits import raise_open_file_limit
 from townhall.edge.protocol import StreamProtocol, StreamService
 from townhall.edge.relay import Origin, Relays, parse_head
+from townhall.edge.removals import MAX_ANSWER_BYTES, RemovalsRefused, parse_removed
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +48,9 @@ and a full queue costs a listener a 1 s SYN retransmit, or a dropped request tha
 comes back only after TCP's retransmission backoff."""
 REPORT_PATH: Final = "/internal/listeners"
 REPORT_TIMEOUT_S: Final = 2.0
+MIN_REPORT_GAP_S: Final = 0.02
+"""Reports asked for at once (relays opening) still leave this much between them, so a
+burst of new spaces costs the origin a few reports, not one per space."""
 SHUTDOWN_FLUSH_S: Final = 0.2
 """After closing every stream, a moment for the kernel to take the last bytes."""
 MAX_SECRET_BYTES: Final = 4_096
@@ -88,35 +99,86 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def report_once(origin: Origin, counts: dict[str, int]) -> int:
-    """POST this worker's counts to the origin; returns the HTTP status."""
+async def report_once(
+    origin: Origin, counts: dict[str, int]
+) -> tuple[int, dict[str, frozenset[str]]]:
+    """POST this worker's counts to the origin; returns the HTTP status and, on success,
+    the removed listener ids of the reported spaces that have any.
+
+    Raises RemovalsRefused (a ValueError) for an answer past ``MAX_ANSWER_BYTES`` or not
+    of the agreed shape: none of its removals is applied."""
     body = json.dumps({"counts": counts}).encode()
     async with asyncio.timeout(REPORT_TIMEOUT_S):
         reader, writer = await asyncio.open_connection(origin.host, origin.port)
         try:
             writer.write(origin.request("POST", REPORT_PATH, body))
-            status, _ = parse_head(await reader.readuntil(b"\r\n\r\n"))
+            status, length = parse_head(await reader.readuntil(b"\r\n\r\n"))
+            if status != 200:
+                return status, {}
+            if length is not None and length > MAX_ANSWER_BYTES:
+                raise RemovalsRefused(f"a report answer of {length} bytes")
+            if length is None:  # close-delimited: read to EOF, one byte past the bound
+                answer = await reader.read(MAX_ANSWER_BYTES + 1)
+                if len(answer) > MAX_ANSWER_BYTES:
+                    raise RemovalsRefused("a report answer past the bound")
+            else:
+                answer = await reader.readexactly(length)
         finally:
             writer.close()
-    return status
+    try:
+        document = json.loads(answer) if answer else {}
+    except ValueError:
+        raise RemovalsRefused("a report answer that is not JSON") from None
+    if not isinstance(document, dict):
+        raise RemovalsRefused("a report answer that is not an object")
+    return status, parse_removed(document.get("removed"))
+
+
+class ReportClock:
+    """When the next report is due: every ``interval_s``, or at once when asked (a relay
+    opened) or when the worker stops. One event serves both, so the wait is one await."""
+
+    def __init__(self, interval_s: float, stop: asyncio.Event) -> None:
+        self._interval_s = interval_s
+        self._stop = stop
+        self._wake = asyncio.Event()
+
+    def report_now(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    async def wait(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._interval_s)
+        self._wake.clear()
 
 
 async def _report_forever(
-    config: WorkerConfig, origin: Origin, relays: Relays, stop: asyncio.Event
+    config: WorkerConfig, origin: Origin, relays: Relays, stop: asyncio.Event, clock: ReportClock
 ) -> None:
     failures = 0
     while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), config.edge.report_interval_s)
+        await clock.wait()
         if os.getppid() != config.parent_pid:
             log.warning("stream worker %d: the server is gone; stopping", config.index)
-            stop.set()
+            clock.stop()
             return
         if stop.is_set():
             return
+        counts = relays.counts()
         try:
-            status = await report_once(origin, relays.counts())
-        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
+            status, removed = await report_once(origin, counts)
+        except RemovalsRefused as refused:  # the counts arrived; the removals wait
+            failures = 0
+            relays.removals.answers_refused += 1
+            log.warning("stream worker %d: report answer refused: %s", config.index, refused)
+        except (
+            OSError, TimeoutError, ValueError, asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+        ) as exc:  # fmt: skip
             status, failures = 0, failures + 1
             if failures in (1, 10) or failures % 60 == 0:
                 log.warning("stream worker %d: count report failed: %r", config.index, exc)
@@ -124,6 +186,11 @@ async def _report_forever(
             failures = 0
             if status >= 300:
                 log.warning("stream worker %d: count report answered %d", config.index, status)
+            else:
+                cut = relays.apply_removed(counts, removed)
+                if cut:
+                    log.info("stream worker %d: cut %d removed listener(s)", config.index, cut)
+        await asyncio.sleep(MIN_REPORT_GAP_S)
 
 
 async def run_worker(config: WorkerConfig, secret: bytes) -> None:
@@ -136,13 +203,15 @@ async def run_worker(config: WorkerConfig, secret: bytes) -> None:
         lambda: StreamProtocol(service), sock=sock, backlog=LISTEN_BACKLOG
     )
     stop = asyncio.Event()
+    clock = ReportClock(config.edge.report_interval_s, stop)
+    relays.on_opened = clock.report_now
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, clock.stop)
     log.info(
         "stream worker %d (pid %d) serving %s:%d, relaying from %s:%d",
         config.index, os.getpid(), config.host, config.port, config.origin_host, config.origin_port,
     )  # fmt: skip
-    reporter = asyncio.create_task(_report_forever(config, origin, relays, stop))
+    reporter = asyncio.create_task(_report_forever(config, origin, relays, stop, clock))
     try:
         await stop.wait()
     finally:

@@ -1,0 +1,135 @@
+"""The listen page in a real browser, served by stream workers.
+
+With `--stream-workers` the live_url points at another port (another origin for
+the browser): the page fetches it across origins (CORS), plays it through Media
+Source Extensions and really carries the host's tone; once the host removes the
+signed-in listener, the stream port refuses their ticket in a way the page can
+read across origins.
+
+Headless Debian Chromium through Playwright; WebRTC needs the loopback-only
+namespace of scripts/isolated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from browser import attach_analyser, chromium_available, median_spectrum, player_state
+from conftest import RunningServer, start_server, stop_server
+from test_browser import UI_TIMEOUT_MS, create_space, go_live_with_mic, open_and_play, sign_up
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium"),
+]
+
+TONE_HZ = 440.0
+LISTEN_S = 3.0
+MIN_ADVANCE_S = 1.5
+MIN_TONE_DB = -70.0
+"""As in test_browser: the mic's processing takes the tone to about -41 dBFS."""
+PEAK_TOLERANCE_HZ = 15.0
+REMOVED_MAX_S = 8.0
+"""Bound on removal -> the page stops playing, and on removal -> the stream port
+refuses the listener's ticket (~1 s: one count report); measured, printed."""
+REFUSED_JS = """
+async ([url, timeoutMs]) => {
+  // The page asks the stream port (another origin) until it refuses the ticket; its
+  // error answer must be readable across origins (CORS), as the player reads it.
+  const deadline = performance.now() + timeoutMs;
+  let tries = 0;
+  while (performance.now() < deadline) {
+    tries += 1;
+    const conn = new AbortController();
+    const res = await fetch(url, { signal: conn.signal, cache: 'no-store' });
+    if (res.status !== 200) {
+      const body = await res.json();
+      return { status: res.status, code: body.error.code, tries };
+    }
+    conn.abort();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return { status: 200, code: null, tries };
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def edge_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    server = start_server(
+        Path(tmp_path_factory.mktemp("edge-browser")), TOWNHALL_EDGE_STREAM_WORKERS="2"
+    )
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture
+def new_page(chromium, edge_server):
+    """Pages in their own browser contexts (their own cookies), closed before the server."""
+    contexts = []
+
+    def make():
+        context = chromium.new_context()
+        context.set_default_timeout(UI_TIMEOUT_MS)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def test_the_listen_page_plays_through_a_stream_worker(new_page, edge_server) -> None:
+    host = new_page()
+    sign_up(host, edge_server.url, "edge_browser_host")
+    space_id = create_space(host, "Through the workers")
+    go_live_with_mic(host)
+
+    listener = new_page()
+    sign_up(listener, edge_server.url, "edge_browser_guest")
+    streams: list[str] = []
+    listener.on("request", lambda r: streams.append(r.url) if "/live/" in r.url else None)
+    to_playing = open_and_play(listener, edge_server.url, space_id, "edge_browser_host")
+    assert attach_analyser(listener) == "running"
+    before = player_state(listener)
+    heard = median_spectrum(listener, TONE_HZ, reads=6, interval_ms=LISTEN_S * 1000 / 6)
+    after = player_state(listener)
+    advanced = after["currentTime"] - before["currentTime"]
+    print(
+        f"\nplay pressed -> playing: {to_playing:.2f} s; currentTime advanced {advanced:.2f} s"
+        f" in {LISTEN_S:.1f} s; tone {heard.tone_db:.1f} dBFS at {heard.peak_hz:.1f} Hz"
+    )
+    print(f"player: {after}; streams: {streams}")
+    assert streams and all(urlsplit(u).port == edge_server.port + 1 for u in streams)
+    assert after["state"] == "playing" and after["delivery"] == "mse"
+    assert advanced > MIN_ADVANCE_S
+    assert heard.tone_db > MIN_TONE_DB
+    assert abs(heard.peak_hz - TONE_HZ) < PEAK_TOLERANCE_HZ
+
+    guest_id = listener.evaluate("fetch('/api/me').then((r) => r.json()).then((me) => me.id)")
+    removed_at = time.monotonic()
+    status = host.evaluate(
+        """([spaceId, userId]) => fetch(`/api/spaces/${spaceId}/removals`, {
+             method: 'POST', headers: {'Content-Type': 'application/json'},
+             body: JSON.stringify({user_id: userId})}).then((r) => r.status)""",
+        [space_id, guest_id],
+    )
+    assert status == 200
+    listener.wait_for_function(
+        "window.townhallPlayer.state !== 'playing'", timeout=REMOVED_MAX_S * 1000, polling=50
+    )
+    page_stopped = time.monotonic() - removed_at
+    refusal = listener.evaluate(REFUSED_JS, [streams[-1], REMOVED_MAX_S * 1000])
+    refused = time.monotonic() - removed_at
+    print(
+        f"removal -> page stopped playing {page_stopped:.2f} s; the stream port refuses the"
+        f" ticket {refused:.2f} s: {refusal}"
+    )
+    assert refusal["status"] == 403 and refusal["code"] == "removed"
