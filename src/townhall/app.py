@@ -14,6 +14,7 @@ from starlette.routing import Route
 from townhall.admission.signing import Signer
 from townhall.api import accounts, listening, operations, spaces
 from townhall.api.errors import EXCEPTION_HANDLERS
+from townhall.api.fastpath import ListenerFastPath
 from townhall.api.live import LiveStream, RelayProgram, report_listeners
 from townhall.config import Settings
 from townhall.server import ConnectionGuard
@@ -85,8 +86,14 @@ async def close_services(services: Services) -> None:
     await services.store.close()
 
 
-def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> Starlette:
-    """`guard` is the server's connection guard when run by townhall.server."""
+def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> ListenerFastPath:
+    """`guard` is the server's connection guard when run by townhall.server.
+
+    The snapshot and join routes, which every arriving listener calls, are answered by
+    ListenerFastPath in front of Starlette (the same answers without its routing,
+    middleware and Request/Response objects); the Starlette routes stay for everything
+    else and as the reference the fast path is tested against. The wrapper's `state`
+    and `router` are Starlette's."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -113,4 +120,5 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> Star
         Route("/internal/listeners", report_listeners, methods=["POST"]),
         *pages.routes,
     ]
-    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    starlette = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    return ListenerFastPath(starlette)

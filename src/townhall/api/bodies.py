@@ -18,7 +18,7 @@ from townhall.api.errors import RequestError
 async def read_body(request: Request, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise RequestError(400, "bad_content_length", "Content-Length must be a number")
         if int(declared) > max_bytes:
             raise RequestError(

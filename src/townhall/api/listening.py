@@ -45,13 +45,13 @@ async def join(request: Request) -> Response:
     if "ticket" in answer:
         settings = request.app.state.settings
         answer["live_url"] = (
-            f"{_live_base(request, settings)}/live/{space_id}.aac?ticket={quote(answer['ticket'])}"
+            f"{live_base(request, settings)}/live/{space_id}.aac?ticket={quote(answer['ticket'])}"
         )
         answer["hls_url"] = f"{settings.public_url.rstrip('/')}/hls/{space_id}/index.m3u8"
     return JSONResponse(answer, headers={"cache-control": "no-store"})
 
 
-def _live_base(request: Request, settings: Settings) -> str:
+def live_base(request: Request, settings: Settings) -> str:
     """Where the live stream is served: here (relative links, as before), or with stream
     workers on, the stream port: its configured public URL, else the public URL's or
     the request's host name with the stream port (absolute: it is another origin)."""
