@@ -36,9 +36,11 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: Request, max_bytes: int, *, optional: bool = False) -> dict[str, Any]:
-    """The body as a JSON object; `optional` lets an empty body mean `{}`."""
-    body = await read_body(request, max_bytes)
+def parse_json_object(body: bytes, *, optional: bool = False) -> dict[str, Any]:
+    """A body as a JSON object; `optional` lets an empty body mean `{}`.
+
+    Shared by the Starlette routes and the listener fast path (api/fastpath.py),
+    so both refuse bad bodies with the same words."""
     if not body.strip():
         if optional:
             return {}
@@ -50,3 +52,8 @@ async def read_json(request: Request, max_bytes: int, *, optional: bool = False)
     if not isinstance(data, dict):
         raise RequestError(400, "bad_json", "request body must be a JSON object")
     return data
+
+
+async def read_json(request: Request, max_bytes: int, *, optional: bool = False) -> dict[str, Any]:
+    """The request's body as a JSON object (see parse_json_object)."""
+    return parse_json_object(await read_body(request, max_bytes), optional=optional)

@@ -34,6 +34,7 @@ from starlette.routing import Router
 from starlette.types import Message, Receive, Scope, Send
 
 from townhall.api.auth import optional_user
+from townhall.api.bodies import parse_json_object
 from townhall.api.errors import RequestError, domain_error, unexpected_error
 from townhall.api.listening import live_base
 from townhall.api.spaces import SNAPSHOT_CACHE_CONTROL
@@ -137,16 +138,7 @@ async def _read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes:
 
 async def _read_optional_json(scope: Scope, receive: Receive, max_bytes: int) -> dict[str, Any]:
     """api/bodies.py `read_json(..., optional=True)`: an empty body means `{}`."""
-    body = await _read_body(scope, receive, max_bytes)
-    if not body.strip():
-        return {}
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestError(400, "bad_json", f"request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise RequestError(400, "bad_json", "request body must be a JSON object")
-    return data
+    return parse_json_object(await _read_body(scope, receive, max_bytes), optional=True)
 
 
 class ListenerFastPath:
