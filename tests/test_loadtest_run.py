@@ -362,9 +362,14 @@ async def test_crowd_with_waiting_room_and_attacks(origin: FakeOrigin, tmp_path:
     # Evenly spaced arrivals at 80/s for 3 s: arrival k at k/80 s, k = 1..239.
     assert s["arrivals"] == 239
     assert sum(s["outcomes"].values()) == s["arrivals"]
-    # The origin's own counts: every ticket it issued went to a listener or to the flood.
+    # The origin's own counts: every ticket the client counted was issued, and every ticket
+    # issued reached a listener or the flood, but for joins still in flight when the run
+    # stopped (their answer was written, the client had stopped reading).
     flood_tickets = s["attacks"]["join_flood"]["tickets_obtained"]
-    assert s["admitted"] + flood_tickets == origin.counts["tickets"]
+    in_flight = sum(n for kind, n in s["outcomes"].items()
+                    if kind in ("unfinished:joining", "unfinished:waiting"))
+    counted = s["admitted"] + flood_tickets
+    assert counted <= origin.counts["tickets"] <= counted + in_flight + 2
     hls_heard = s["heard_audio"] - origin.counts["streams"]
     assert 0 <= hls_heard <= s["heard_audio"] // 3  # about a tenth chose HLS
     assert origin.counts.get("segments", 0) >= hls_heard
