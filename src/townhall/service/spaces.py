@@ -103,7 +103,7 @@ class Spaces:
         """A space that was live when the process died has lost its audio pipeline:
         end it as of now and keep whatever its recording caught."""
         for space in await self._store.list_spaces([SpaceState.LIVE], limit=10_000):
-            seconds = None
+            seconds = space.recording_seconds  # finalized already by a graceful stop
             partial = partial_recording_path(self._settings.recordings_dir, space.id)
             if partial.exists():
                 final = final_recording_path(self._settings.recordings_dir, space.id)
