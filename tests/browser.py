@@ -7,11 +7,13 @@ known tone in, and the test listens for the same tone coming out.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import statistics
 import struct
 import wave
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,3 +181,22 @@ def median_spectrum(page: Any, freq_hz: float, reads: int, interval_ms: float) -
         tone_db=statistics.median(s.tone_db for s in spectra),
         floor_db=statistics.median(s.floor_db for s in spectra),
     )
+
+
+@contextlib.contextmanager
+def page_factory(browser, timeout_ms: float) -> Iterator[Callable[[], Any]]:
+    """Makes pages, each in its own browser context (its own cookies, like another
+    person), and closes them all on exit."""
+    contexts = []
+
+    def make():  # type: ignore[no-untyped-def]
+        context = browser.new_context()
+        context.set_default_timeout(timeout_ms)
+        contexts.append(context)
+        return context.new_page()
+
+    try:
+        yield make
+    finally:
+        for context in contexts:
+            context.close()

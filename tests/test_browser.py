@@ -22,6 +22,7 @@ from browser import (
     attach_analyser,
     chromium_available,
     median_spectrum,
+    page_factory,
     player_state,
     spectrum,
     wait_for_tone_gone,
@@ -52,19 +53,10 @@ MUTE_TO_SILENCE_MAX_S = 5.0
 
 @pytest.fixture
 def new_page(chromium, server):
-    """Makes pages, each in its own browser context (its own cookies, like another
-    person); closes them before the server stops, so no stream holds its shutdown."""
-    contexts = []
-
-    def make():
-        context = chromium.new_context()
-        context.set_default_timeout(UI_TIMEOUT_MS)
-        contexts.append(context)
-        return context.new_page()
-
-    yield make
-    for context in contexts:
-        context.close()
+    """Pages in their own contexts, closed before the server stops (no stream holds its
+    shutdown)."""
+    with page_factory(chromium, UI_TIMEOUT_MS) as make:
+        yield make
 
 
 def sign_up(page, base_url: str, username: str) -> None:

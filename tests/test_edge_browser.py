@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from browser import attach_analyser, chromium_available, median_spectrum, player_state
+from browser import attach_analyser, chromium_available, median_spectrum, page_factory, player_state
 from conftest import RunningServer, start_server, stop_server
 from test_browser import UI_TIMEOUT_MS, create_space, go_live_with_mic, open_and_play, sign_up
 
@@ -72,18 +72,10 @@ def edge_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
 
 @pytest.fixture
 def new_page(chromium, edge_server):
-    """Pages in their own browser contexts (their own cookies), closed before the server."""
-    contexts = []
-
-    def make():
-        context = chromium.new_context()
-        context.set_default_timeout(UI_TIMEOUT_MS)
-        contexts.append(context)
-        return context.new_page()
-
-    yield make
-    for context in contexts:
-        context.close()
+    """Pages in their own contexts, closed before the server stops (no stream holds its
+    shutdown)."""
+    with page_factory(chromium, UI_TIMEOUT_MS) as make:
+        yield make
 
 
 def test_the_listen_page_plays_through_a_stream_worker(new_page, edge_server) -> None:
