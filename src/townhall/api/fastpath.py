@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.datastructures import State
@@ -36,11 +35,11 @@ from starlette.types import Message, Receive, Scope, Send
 from townhall.api.auth import optional_user
 from townhall.api.bodies import parse_json_object
 from townhall.api.errors import RequestError, domain_error, unexpected_error
-from townhall.api.listening import live_base
+from townhall.api.listening import add_stream_urls, live_base, refuse_if_removed
 from townhall.api.spaces import SNAPSHOT_CACHE_CONTROL
 from townhall.audience.snapshot import Snapshot
 from townhall.config import Settings
-from townhall.domain.errors import DomainError, Forbidden
+from townhall.domain.errors import DomainError
 
 __all__ = ["ListenerFastPath"]
 
@@ -232,17 +231,12 @@ class ListenerFastPath:
         if _signed_in_maybe(scope):
             scope["app"] = self.app  # auth.py finds the accounts there, as under Starlette
             user = await optional_user(Request(scope, receive))
-        if user is not None and await spaces.is_removed(space_id, user.id):
-            raise Forbidden("you were removed from this space", code="removed")
+        await refuse_if_removed(spaces, space_id, user)
         settings = state.settings
         body = await _read_optional_json(scope, receive, settings.http.max_body_bytes)
         answer = door.join(space_id, user, body)
         if "ticket" in answer:
-            answer["live_url"] = (
-                f"{self.live_base(scope, settings)}/live/{space_id}.aac"
-                f"?ticket={quote(answer['ticket'])}"
-            )
-            answer["hls_url"] = f"{settings.public_url.rstrip('/')}/hls/{space_id}/index.m3u8"
+            add_stream_urls(answer, space_id, settings, self.live_base(scope, settings))
         content = JSON_ENCODER.encode(answer).encode("utf-8")
         length = (b"content-length", str(len(content)).encode("latin-1"))
         return 200, [NO_STORE, length, CONTENT_TYPE_JSON], content

@@ -7,6 +7,7 @@ the media all live in memory, and tickets are checked by HMAC alone.
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from townhall.api.auth import client_address, optional_user
 from townhall.api.bodies import read_json
 from townhall.config import Settings
 from townhall.domain.errors import Forbidden, NotFound
+from townhall.domain.spaces import User
 from townhall.service.door import Door
 from townhall.service.spaces import Spaces
 
@@ -38,17 +40,27 @@ async def join(request: Request) -> Response:
     space = await spaces.record(space_id)
     space.require_live("join")
     user = await optional_user(request)
+    await refuse_if_removed(spaces, space_id, user)
+    settings = request.app.state.settings
+    body = await read_json(request, settings.http.max_body_bytes, optional=True)
+    answer = door.join(space_id, user, body)
+    add_stream_urls(answer, space_id, settings, live_base(request, settings))
+    return JSONResponse(answer, headers={"cache-control": "no-store"})
+
+
+async def refuse_if_removed(spaces: Spaces, space_id: str, user: User | None) -> None:
     if user is not None and await spaces.is_removed(space_id, user.id):
         raise Forbidden("you were removed from this space", code="removed")
-    body = await read_json(request, request.app.state.settings.http.max_body_bytes, optional=True)
-    answer = door.join(space_id, user, body)
+
+
+def add_stream_urls(
+    answer: dict[str, Any], space_id: str, settings: Settings, live_url_base: str
+) -> None:
+    """A ticket comes with where to use it: the live stream (here or on the stream
+    port) and the HLS playlist, which needs no ticket."""
     if "ticket" in answer:
-        settings = request.app.state.settings
-        answer["live_url"] = (
-            f"{live_base(request, settings)}/live/{space_id}.aac?ticket={quote(answer['ticket'])}"
-        )
+        answer["live_url"] = f"{live_url_base}/live/{space_id}.aac?ticket={quote(answer['ticket'])}"
         answer["hls_url"] = f"{settings.public_url.rstrip('/')}/hls/{space_id}/index.m3u8"
-    return JSONResponse(answer, headers={"cache-control": "no-store"})
 
 
 def live_base(request: Request, settings: Settings) -> str:
