@@ -15,7 +15,7 @@ def _accounts(request: Request) -> Accounts:
     return request.app.state.accounts
 
 
-def _limit(request: Request) -> int:
+def _admit_body_cap(request: Request) -> int:
     """Body cap; also where every account call passes the per-address buckets
     (password guessing and sign-up floods are writes like any other)."""
     request.app.state.door.check_address(client_address(request))
@@ -23,13 +23,13 @@ def _limit(request: Request) -> int:
 
 
 async def sign_up(request: Request) -> Response:
-    body = await read_json(request, _limit(request))
+    body = await read_json(request, _admit_body_cap(request))
     user = await _accounts(request).sign_up(body.get("username"), body.get("password"))
     return JSONResponse(user.to_json(), status_code=201)
 
 
 async def create_token(request: Request) -> Response:
-    body = await read_json(request, _limit(request))
+    body = await read_json(request, _admit_body_cap(request))
     accounts = _accounts(request)
     user = await accounts.check_credentials(body.get("username"), body.get("password"))
     token = await accounts.issue_token(user, TokenKind.API)
@@ -37,7 +37,7 @@ async def create_token(request: Request) -> Response:
 
 
 async def sign_in(request: Request) -> Response:
-    body = await read_json(request, _limit(request))
+    body = await read_json(request, _admit_body_cap(request))
     accounts = _accounts(request)
     user = await accounts.check_credentials(body.get("username"), body.get("password"))
     token = await accounts.issue_token(user, TokenKind.SESSION)

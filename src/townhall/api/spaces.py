@@ -43,7 +43,7 @@ def snapshot_response(request: Request, snapshot: Snapshot, status: int = 200) -
     )
 
 
-def _private(snapshot: Snapshot, request: Request, status: int = 200) -> Response:
+def _private(snapshot: Snapshot, status: int = 200) -> Response:
     """A snapshot returned by an action: fresh for its caller, never cached."""
     return Response(
         snapshot.body,
@@ -70,7 +70,7 @@ async def create_space(request: Request) -> Response:
         record=body.get("record", False),
         speak_policy=body.get("speak_policy"),
     )
-    return _private(snapshot, request, status=201)
+    return _private(snapshot, status=201)
 
 
 async def get_space(request: Request) -> Response:
@@ -81,13 +81,13 @@ async def get_space(request: Request) -> Response:
 async def start_space(request: Request) -> Response:
     user = await require_user(request)
     snapshot = await _spaces(request).go_live(user, request.path_params["space_id"])
-    return _private(snapshot, request)
+    return _private(snapshot)
 
 
 async def end_space(request: Request) -> Response:
     user = await require_user(request)
     snapshot = await _spaces(request).end(user, request.path_params["space_id"])
-    return _private(snapshot, request)
+    return _private(snapshot)
 
 
 async def my_status(request: Request) -> Response:
@@ -131,28 +131,28 @@ async def put_on_stage(request: Request) -> Response:
     snapshot = await _spaces(request).put_on_stage(
         user, request.path_params["space_id"], UserRef.from_body(body), body.get("role")
     )
-    return _private(snapshot, request)
+    return _private(snapshot)
 
 
 async def take_off_stage(request: Request) -> Response:
     user = await require_user(request)
     params = request.path_params
     snapshot = await _spaces(request).take_off_stage(user, params["space_id"], params["user_id"])
-    return _private(snapshot, request)
+    return _private(snapshot)
 
 
 async def mute(request: Request) -> Response:
     user = await require_user(request)
     params = request.path_params
     snapshot = await _spaces(request).set_muted(user, params["space_id"], params["user_id"], True)
-    return _private(snapshot, request)
+    return _private(snapshot)
 
 
 async def unmute(request: Request) -> Response:
     user = await require_user(request)
     params = request.path_params
     snapshot = await _spaces(request).set_muted(user, params["space_id"], params["user_id"], False)
-    return _private(snapshot, request)
+    return _private(snapshot)
 
 
 async def remove_from_space(request: Request) -> Response:
@@ -161,7 +161,7 @@ async def remove_from_space(request: Request) -> Response:
     snapshot = await _spaces(request).remove_from_space(
         user, request.path_params["space_id"], UserRef.from_body(body)
     )
-    return _private(snapshot, request)
+    return _private(snapshot)
 
 
 async def react(request: Request) -> Response:

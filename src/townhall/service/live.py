@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +50,8 @@ class LiveRooms:
     def get(self, space_id: str) -> LiveRoom | None:
         return self._rooms.get(space_id)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[LiveRoom]:
+        """A copy: rooms may close while the caller awaits between them."""
         return iter(list(self._rooms.values()))
 
     async def open(self, space_id: str, record: bool) -> LiveRoom:
