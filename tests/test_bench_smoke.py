@@ -20,19 +20,11 @@ from bench.config import BenchConfig  # noqa: E402
 from bench.report import REQUIRED_FIELDS, summary, table  # noqa: E402
 from bench.run import run  # noqa: E402
 
-from townhall.stage.ice import use_host_addresses  # noqa: E402
-
 pytestmark = [
+    pytest.mark.usefixtures("loopback_ice"),
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("icecast2") is None, reason="Debian's icecast2 is needed"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def loopback_ice():
-    use_host_addresses(["127.0.0.1"])
-    yield
-    use_host_addresses([])
 
 
 async def test_both_servers_deliver_audio_and_the_report_is_complete(tmp_path: Path) -> None:

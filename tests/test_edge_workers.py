@@ -29,7 +29,6 @@ from conftest import RunningServer, start_server, stop_server
 from tones import ToneTrack, tone_power
 from townhall.admission.signing import Signer
 from townhall.admission.tickets import issue_ticket
-from townhall.stage.ice import use_host_addresses
 
 SECRET = "edge-test-secret-0123456789abcdef"
 TONE_HZ = 440.0
@@ -43,7 +42,7 @@ REMOVED_CONNECTIONS = 3
 REMOVAL_CUT_MAX_S = 5.0
 """Bound on removal -> the removed listener's stream ends; expected within a report
 interval (1 s) plus a round trip, measured and printed."""
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_ice")]
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +57,6 @@ def edge_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
         yield server
     finally:
         stop_server(server)
-
-
-@pytest.fixture(autouse=True)
-def loopback_ice() -> Iterator[None]:
-    use_host_addresses(["127.0.0.1"])
-    yield
-    use_host_addresses([])
 
 
 def _stream_url(server: RunningServer) -> str:
@@ -180,9 +172,7 @@ async def test_listeners_on_the_stream_port_hear_the_speaker_and_are_counted(edg
             for join in joins:
                 assert join["live_url"].startswith(_stream_url(edge_server) + "/live/")
             stop = asyncio.Event()
-            listeners = [
-                asyncio.create_task(_listen(j["live_url"], WAIT_S, stop)) for j in joins
-            ]
+            listeners = [asyncio.create_task(_listen(j["live_url"], WAIT_S, stop)) for j in joins]
             counted = 0
             started = time.monotonic()
             while time.monotonic() - started < WAIT_S - 2:
@@ -195,8 +185,10 @@ async def test_listeners_on_the_stream_port_hear_the_speaker_and_are_counted(edg
             workers = await _workers(edge_server)
         finally:
             await pc.close()
-    print(f"\nsnapshot counted {counted} of {LISTENERS}; workers: "
-          + ", ".join(f"{w['worker']}={w['streams_started']}" for w in workers.values()))
+    print(
+        f"\nsnapshot counted {counted} of {LISTENERS}; workers: "
+        + ", ".join(f"{w['worker']}={w['streams_started']}" for w in workers.values())
+    )
     assert counted == LISTENERS
     assert tone.tone_started_at is not None
     for audio, ended in results:

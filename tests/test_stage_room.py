@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
@@ -23,7 +23,7 @@ from tones import (
 )
 from townhall.config import StageSettings
 from townhall.media import SAMPLE_RATE
-from townhall.stage import InvalidOffer, StageRoom, StageUnavailable, use_host_addresses
+from townhall.stage import InvalidOffer, StageRoom, StageUnavailable
 
 A_FREQ = 440.0
 B_FREQ = 660.0
@@ -40,12 +40,7 @@ CONNECT_TIMEOUT_S = 5.0
 LATENCY_BOUND_S = 1.0
 """Generous bound (target < 0.3 s speaker to speaker): this is a shared 2-core machine."""
 
-
-@pytest.fixture(autouse=True)
-def loopback_ice() -> Iterator[None]:
-    use_host_addresses(["127.0.0.1"])
-    yield
-    use_host_addresses([])
+pytestmark = pytest.mark.usefixtures("loopback_ice")
 
 
 async def join(room: StageRoom, user_id: str, tone: ToneTrack) -> ToneClient:
