@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import secrets
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
@@ -225,14 +225,18 @@ class Door:
             if self.attack.active and user is None:
                 self._require_proof_of_work(body, now)
             listeners = self._listeners()
-            key = int.from_bytes(hashlib.blake2b(space_id.encode(), digest_size=4).digest())
-            decision = self.capacity.decide(listeners, self.lag.value_ms, key=key)
+            decision = self.capacity.decide(listeners, self.lag.value_ms)
             room.set_load(listeners, paused=decision.action is not Action.ADMIT)
             _, status = room.join(now, priority=user is not None)
             if decision.action is Action.SHED and isinstance(status, Waiting):
                 # Overloaded: still a place in line (as cheap as a 503, and it keeps
-                # the person's place), polled no sooner than the overload says.
+                # the person's place), polled no sooner than the overload says. The
+                # retry is spread per person (keyed on their token), not per space,
+                # so the shed crowd does not come back in one wave.
                 self.counts["shed"] += 1
+                decision = self.capacity.decide(
+                    listeners, self.lag.value_ms, key=zlib.crc32(status.token.encode())
+                )
                 status = replace(
                     status, retry_after_s=max(status.retry_after_s, decision.retry_after_s)
                 )
