@@ -24,6 +24,8 @@ CHEAP_ARGON2 = {"TOWNHALL_ARGON2_TIME_COST": "1", "TOWNHALL_ARGON2_MEMORY_KIB": 
 LOOPBACK_ICE = {"TOWNHALL_STAGE_ICE_HOST_ADDRESSES": "127.0.0.1"}
 SERVER_START_TIMEOUT_S = 30.0
 
+pytest_plugins = ["pg_server"]  # a real PostgreSQL; `--store postgresql://` runs on it
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -40,8 +42,9 @@ def loopback_ice() -> Iterator[None]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path):
-    return load_settings({**CHEAP_ARGON2, **LOOPBACK_ICE}, data_dir=tmp_path / "data", port=0)
+def settings(tmp_path: Path, store_env: dict[str, str]):
+    env = {**CHEAP_ARGON2, **LOOPBACK_ICE, **store_env}
+    return load_settings(env, data_dir=tmp_path / "data", port=0)
 
 
 @pytest.fixture

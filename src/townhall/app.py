@@ -25,7 +25,7 @@ from townhall.service.spaces import Spaces
 from townhall.stage.ice import use_host_addresses
 from townhall.state.base import State
 from townhall.state.memory import MemoryState
-from townhall.store.sqlite import SqliteStore
+from townhall.store import Store, open_store
 from townhall.web import pages
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def load_secret(settings: Settings) -> bytes:
 @dataclass
 class Services:
     settings: Settings
-    store: SqliteStore
+    store: Store
     state: State
     accounts: Accounts
     spaces: Spaces
@@ -59,7 +59,7 @@ class Services:
 async def open_services(settings: Settings, state: State | None = None) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     use_host_addresses(settings.stage.ice_host_addresses)
-    store = await SqliteStore(settings.database_path).open()
+    store = await open_store(settings.store_url)
     state = state or MemoryState()
     node_id = new_id()
     signer = Signer(load_secret(settings))

@@ -14,7 +14,9 @@ from townhall.config import load_settings
 def _serve(args: argparse.Namespace) -> int:
     from townhall.server import serve
 
-    settings = load_settings(host=args.host, port=args.port, data_dir=args.data_dir)
+    settings = load_settings(
+        host=args.host, port=args.port, data_dir=args.data_dir, store=args.store
+    )
     if args.stream_workers is not None or args.stream_port is not None:
         edge = replace(
             settings.edge,
@@ -51,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default=None, help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (8080)")
     serve.add_argument("--data-dir", type=Path, default=None, help="SQLite and recordings (./var)")
+    serve.add_argument(
+        "--store",
+        default=None,
+        metavar="URL",
+        help="durable store: sqlite:///PATH (default: under the data dir) or "
+        "postgresql://USER@HOST:PORT/DB (env TOWNHALL_STORE)",
+    )
     serve.add_argument(
         "--stream-workers",
         type=int,

@@ -142,10 +142,17 @@ class Settings:
     admin_token: str = ""
     """Bearer token for operator endpoints (attack mode switch); empty disables them."""
     edge: EdgeSettings = field(default_factory=EdgeSettings)
+    store: str = ""
+    """Durable store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB (env
+    TOWNHALL_STORE, flag --store); empty means SQLite at `database_path`."""
 
     @property
     def database_path(self) -> Path:
         return self.data_dir / "townhall.sqlite3"
+
+    @property
+    def store_url(self) -> str:
+        return self.store or f"sqlite:///{self.database_path}"
 
     @property
     def recordings_dir(self) -> Path:

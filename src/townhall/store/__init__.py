@@ -1,6 +1,23 @@
-"""The durable store: accounts, tokens, spaces. SQLite by default."""
+"""The durable store: accounts, tokens, spaces. SQLite by default, PostgreSQL for many nodes."""
 
 from townhall.store.base import Store
+from townhall.store.engine import StoreUrlError, backend_name
+from townhall.store.errors import StoreUnavailable
+from townhall.store.sql import SqlStore
 from townhall.store.sqlite import SqliteStore
 
-__all__ = ["SqliteStore", "Store"]
+
+async def open_store(url: str) -> Store:
+    """The store a URL names (sqlite:///PATH or postgresql://...), migrated and ready."""
+    return await SqlStore(url).open()
+
+
+__all__ = [
+    "SqlStore",
+    "SqliteStore",
+    "Store",
+    "StoreUnavailable",
+    "StoreUrlError",
+    "backend_name",
+    "open_store",
+]

@@ -1,7 +1,9 @@
 """What the control plane needs from durable storage.
 
 Only the control plane talks to the store; the listener path (snapshot,
-stream, HLS) reads memory. A PostgreSQL backend implements the same Protocol.
+stream, HLS) reads memory and shared state. Every backend (SQLite, PostgreSQL)
+implements this Protocol; a call that cannot reach the database raises
+`StoreUnavailable` rather than hanging or leaking a driver error.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ class Store(Protocol):
         """Raises Conflict when the username (case-insensitive) is taken."""
 
     async def credentials(self, username: str) -> tuple[User, str] | None:
-        """The user and their password hash, for sign-in."""
+        """The user and their password hash, for sign-in (username case-insensitive)."""
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
 
@@ -37,7 +39,13 @@ class Store(Protocol):
 
     async def get_space(self, space_id: str) -> Space | None: ...
 
-    async def list_spaces(self, states: Iterable[SpaceState], limit: int) -> list[Space]: ...
+    async def list_spaces(
+        self, states: Iterable[SpaceState], limit: int, offset: int = 0
+    ) -> list[Space]:
+        """Live first (newest start first), then scheduled (soonest first), then ended
+        (most recently ended first)."""
+
+    async def count_spaces_by_host(self, host_id: str, states: Iterable[SpaceState]) -> int: ...
 
     async def add_removal(self, space_id: str, user_id: str) -> None: ...
 

@@ -1,0 +1,75 @@
+"""Numbered schema migrations, applied at start-up, each once, in order.
+
+`schema_migrations` records the numbers applied. Every step is idempotent
+(`checkfirst`, `IF NOT EXISTS`), which is what lets a data dir from the first release, whose
+tables exist but which has no migration table, start at step 1 like a new one.
+On PostgreSQL the whole run holds an advisory lock inside one transaction, so
+nodes starting together migrate once and a failed step leaves nothing half done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.schema import CreateIndex
+
+from townhall.store import schema
+
+MIGRATION_LOCK_KEY = 0x70776E68
+"""pg_advisory_xact_lock key held while migrating ("twnh")."""
+
+
+def _create_version_1_tables(connection: Connection) -> None:
+    """The first release's tables (a no-op where they already exist)."""
+    schema.metadata.create_all(connection, tables=list(schema.VERSION_1_TABLES), checkfirst=True)
+
+
+def _add_lookup_indexes(connection: Connection) -> None:
+    """Case-insensitive usernames on PostgreSQL, and spaces by host. A new database
+    already has them from step 1 (they are part of the tables' metadata)."""
+    for index in (schema.username_lower_index, schema.spaces_by_host_index):
+        connection.execute(CreateIndex(index, if_not_exists=True))
+
+
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
+    _create_version_1_tables,
+    _add_lookup_indexes,
+)
+"""Step N is MIGRATIONS[N - 1]. Append only; never edit a released step."""
+
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def _migrate(connection: Connection) -> list[int]:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    schema.schema_migrations.create(connection, checkfirst=True)
+    done = set(connection.scalars(select(schema.schema_migrations.c.version)))
+    applied = []
+    for version, step in enumerate(MIGRATIONS, start=1):
+        if version in done:
+            continue
+        step(connection)
+        connection.execute(
+            insert(schema.schema_migrations).values(version=version, applied_at=datetime.now(UTC))
+        )
+        applied.append(version)
+    return applied
+
+
+async def migrate(engine: AsyncEngine) -> list[int]:
+    """Brings the database to LATEST_VERSION; returns the step numbers it applied."""
+    async with engine.begin() as connection:
+        return await connection.run_sync(_migrate)
+
+
+async def applied_versions(engine: AsyncEngine) -> list[int]:
+    async with engine.connect() as connection:
+        rows = await connection.scalars(
+            select(schema.schema_migrations.c.version).order_by(schema.schema_migrations.c.version)
+        )
+        return list(rows)
