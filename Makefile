@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA_DIR ?= ./var
 
-.PHONY: run test deps system-deps lint bench clean
+.PHONY: run test test-backends deps system-deps lint bench clean
 
 $(BIN)/townhall: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,9 +25,17 @@ system-deps:
 run: deps
 	$(BIN)/townhall serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
+# The API and end-to-end modules, run once more on the scale-out backends (started by
+# the tests themselves): each test gets a fresh PostgreSQL database.
+BACKEND_SUITE ?= tests/test_api_*.py tests/test_e2e_*.py tests/test_recording.py
+
 test: deps system-deps
 	$(BIN)/ruff check src tests bench
 	scripts/isolated $(BIN)/pytest $(PYTEST_ARGS)
+	$(MAKE) test-backends
+
+test-backends: deps
+	scripts/isolated $(BIN)/pytest -q --store postgresql:// $(BACKEND_SUITE) $(PYTEST_ARGS)
 
 lint: deps
 	$(BIN)/ruff check src tests bench

@@ -27,7 +27,14 @@ import pytest
 
 from conftest import free_port
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+def _pg_bin() -> Path:
+    """Debian's newest installed PostgreSQL (scripts/install-system-deps installs one)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 PG_USER = "postgres"
 PG_START_TIMEOUT_S = 30.0
 PG_STOP_TIMEOUT_S = 15.0

@@ -16,9 +16,10 @@ ADMIN_TOKEN = "operator-secret"
 
 
 @pytest.fixture
-def settings(tmp_path):
+def settings(tmp_path, store_env):
     return load_settings(
         {
+            **store_env,
             "TOWNHALL_ARGON2_TIME_COST": "1",
             "TOWNHALL_ARGON2_MEMORY_KIB": "8192",
             "TOWNHALL_ADMISSION_MAX_ADMISSIONS_PER_S": str(ADMIT_RATE),
@@ -123,9 +124,10 @@ async def test_stats_report_the_vital_signs(client: httpx.AsyncClient) -> None:
 
 class TestRateLimits:
     @pytest.fixture
-    def settings(self, tmp_path):
+    def settings(self, tmp_path, store_env):
         return load_settings(
             {
+                **store_env,
                 "TOWNHALL_ARGON2_TIME_COST": "1",
                 "TOWNHALL_ARGON2_MEMORY_KIB": "8192",
                 "TOWNHALL_ADMISSION_PER_ADDRESS_RATE": "2",

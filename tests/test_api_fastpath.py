@@ -29,9 +29,10 @@ CHEAP = {"TOWNHALL_ARGON2_TIME_COST": "1", "TOWNHALL_ARGON2_MEMORY_KIB": "8192"}
 
 
 @pytest.fixture
-def settings(tmp_path):
+def settings(tmp_path, store_env):
     return load_settings(
         {
+            **store_env,
             **CHEAP,
             "TOWNHALL_ADMISSION_PER_ADDRESS_RATE": "0",
             "TOWNHALL_HTTP_MAX_BODY_BYTES": str(MAX_BODY),
@@ -306,9 +307,10 @@ class TestStreamWorkersAndPublicUrl:
     the public URL's); the fast path remembers it per Host, so Hosts must not mix."""
 
     @pytest.fixture
-    def settings(self, tmp_path):
+    def settings(self, tmp_path, store_env):
         return load_settings(
             {
+                **store_env,
                 **CHEAP,
                 "TOWNHALL_ADMISSION_PER_ADDRESS_RATE": "0",
                 "TOWNHALL_EDGE_STREAM_WORKERS": "2",
@@ -348,9 +350,10 @@ class TestStreamWorkersAndPublicUrl:
 
 class TestWaitingRoom:
     @pytest.fixture
-    def settings(self, tmp_path):
+    def settings(self, tmp_path, store_env):
         return load_settings(
             {
+                **store_env,
                 **CHEAP,
                 "TOWNHALL_ADMISSION_PER_ADDRESS_RATE": "0",
                 "TOWNHALL_ADMISSION_MAX_ADMISSIONS_PER_S": "1",
@@ -377,9 +380,10 @@ class TestWaitingRoom:
 
 class TestRefusalsWithRetryAfter:
     @pytest.fixture
-    def settings(self, tmp_path):
+    def settings(self, tmp_path, store_env):
         return load_settings(
             {
+                **store_env,
                 **CHEAP,
                 "TOWNHALL_ADMISSION_PER_ADDRESS_RATE": "1",
                 "TOWNHALL_ADMISSION_POW_BITS": "8",
