@@ -1,29 +1,39 @@
-"""From a store URL to a SQLAlchemy async engine: the only dialect-aware code.
+"""From a store URL to a runner of Core statements: the only dialect-aware code.
 
-`sqlite:///PATH` runs on aiosqlite with the first release's durability (WAL,
-synchronous=NORMAL, foreign keys on); `postgresql://USER@HOST:PORT/DB` runs on
-asyncpg with short connect and command timeouts, so an unreachable server turns
-into `StoreUnavailable` within seconds instead of a hung request.
+The store's operations are plain synchronous functions over a SQLAlchemy
+`Connection`, written once. A runner executes one of them per call:
+
+- SQLite (`sqlite:///PATH`): a sync engine on one dedicated thread. sqlite3 blocks,
+  so the whole operation runs there in a single hop from the event loop (aiosqlite
+  hops once per DBAPI call, five per query, which measured 5x slower: see
+  bench/store_ops.py); one thread also serializes writers, as SQLite wants. Durability
+  as in the first release: WAL, synchronous=NORMAL, foreign keys on.
+- PostgreSQL (`postgresql://USER@HOST:PORT/DB`): asyncpg through SQLAlchemy's async
+  engine, which drives the same sync function on the event loop (`run_sync`), with
+  short connect and command timeouts so an unreachable server becomes
+  `StoreUnavailable` within seconds instead of a hung request.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
+
+T = TypeVar("T")
 
 SQLITE_SCHEMES = ("sqlite",)
 POSTGRESQL_SCHEMES = ("postgresql", "postgres")
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 """How long a writer waits for another process's lock before failing (sqlite3's timeout)."""
-SQLITE_POOL_SIZE = 1
-"""One connection, as the first release had: SQLite serializes writers anyway, and one
-connection never meets "database is locked" from itself."""
 
 PG_CONNECT_TIMEOUT_S = 3.0
 """A connection attempt to PostgreSQL gives up after this (then 503, not a hang)."""
@@ -33,6 +43,16 @@ PG_POOL_SIZE = 5
 PG_POOL_OVERFLOW = 5
 POOL_TIMEOUT_S = 5.0
 """A request waits this long for a free connection before it is answered 503."""
+PG_PRE_PING = True
+"""Check a pooled connection before use (one round trip), so the first calls after
+PostgreSQL restarts find fresh connections instead of failing on dead ones."""
+
+SINGLE_STATEMENT_CALLS: dict[str, Any] = {
+    "isolation_level": "AUTOCOMMIT",
+    "pool_reset_on_return": None,
+}
+"""Every store call is one statement (upserts included), so it commits by itself: no
+BEGIN, COMMIT or reset ROLLBACK round trips. Migrations open their own transaction."""
 
 
 class StoreUrlError(ValueError):
@@ -49,6 +69,16 @@ def backend_name(url: str) -> str:
     raise StoreUrlError(f"unsupported store URL {url!r}: use sqlite:///PATH or postgresql://...")
 
 
+class Runner(Protocol):
+    """Runs one synchronous Core operation on a connection of its database."""
+
+    dialect: str
+
+    async def run(self, operation: Callable[[Connection], T]) -> T: ...
+
+    async def close(self) -> None: ...
+
+
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
@@ -56,36 +86,61 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_engine(url: URL) -> AsyncEngine:
-    url = url.set(drivername="sqlite+aiosqlite")
-    database = url.database or ":memory:"
-    if database == ":memory:":
-        engine = create_async_engine(url, poolclass=StaticPool)
-    else:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(
+class SqliteRunner:
+    dialect = "sqlite"
+
+    def __init__(self, url: URL) -> None:
+        url = url.set(drivername="sqlite+pysqlite")
+        database = url.database or ":memory:"
+        options: dict[str, Any] = {**SINGLE_STATEMENT_CALLS}
+        if database == ":memory:":
+            options["poolclass"] = StaticPool
+        else:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            options.update(pool_size=1, max_overflow=0)
+        self._engine: Engine = create_engine(
             url,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
-            pool_size=SQLITE_POOL_SIZE,
-            max_overflow=0,
-            pool_timeout=POOL_TIMEOUT_S,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+            **options,
         )
-    event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
-    return engine
+        event.listen(self._engine, "connect", _set_sqlite_pragmas)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+
+    def _call(self, operation: Callable[[Connection], T]) -> T:
+        with self._engine.connect() as connection:
+            return operation(connection)
+
+    async def run(self, operation: Callable[[Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._call, operation)
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._engine.dispose)
+        self._thread.shutdown(wait=True)
 
 
-def _postgresql_engine(url: URL) -> AsyncEngine:
-    return create_async_engine(
-        url.set(drivername="postgresql+asyncpg"),
-        connect_args={"timeout": PG_CONNECT_TIMEOUT_S, "command_timeout": PG_COMMAND_TIMEOUT_S},
-        pool_size=PG_POOL_SIZE,
-        max_overflow=PG_POOL_OVERFLOW,
-        pool_timeout=POOL_TIMEOUT_S,
-        pool_pre_ping=True,
-    )
+class PostgresRunner:
+    dialect = "postgresql"
+
+    def __init__(self, url: URL) -> None:
+        self._engine: AsyncEngine = create_async_engine(
+            url.set(drivername="postgresql+asyncpg"),
+            connect_args={"timeout": PG_CONNECT_TIMEOUT_S, "command_timeout": PG_COMMAND_TIMEOUT_S},
+            pool_size=PG_POOL_SIZE,
+            max_overflow=PG_POOL_OVERFLOW,
+            pool_timeout=POOL_TIMEOUT_S,
+            pool_pre_ping=PG_PRE_PING,
+            **SINGLE_STATEMENT_CALLS,
+        )
+
+    async def run(self, operation: Callable[[Connection], T]) -> T:
+        async with self._engine.connect() as connection:
+            return await connection.run_sync(operation)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
 
 
-def create_engine_for(url: str) -> AsyncEngine:
+def runner_for(url: str) -> Runner:
     if backend_name(url) == "sqlite":
-        return _sqlite_engine(make_url(url))
-    return _postgresql_engine(make_url(url))
+        return SqliteRunner(make_url(url))
+    return PostgresRunner(make_url(url))

@@ -1,10 +1,11 @@
 """Numbered schema migrations, applied at start-up, each once, in order.
 
 `schema_migrations` records the numbers applied. Every step is idempotent
-(`checkfirst`, `IF NOT EXISTS`), which is what lets a data dir from the first release, whose
-tables exist but which has no migration table, start at step 1 like a new one.
-On PostgreSQL the whole run holds an advisory lock inside one transaction, so
-nodes starting together migrate once and a failed step leaves nothing half done.
+(`checkfirst`, `IF NOT EXISTS`), which is what lets a data dir from the first
+release, whose tables exist but which has no migration table, start at step 1
+like a new one. The run is one transaction; on PostgreSQL it also holds an
+advisory lock, so nodes starting together migrate once and a failed step leaves
+nothing half done.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import insert, select, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.schema import CreateIndex
 
 from townhall.store import schema
 
+MIGRATION_ISOLATION = "SERIALIZABLE"
+"""The store's connections autocommit single statements; a migration is one transaction."""
 MIGRATION_LOCK_KEY = 0x70776E68
 """pg_advisory_xact_lock key held while migrating ("twnh")."""
 
@@ -44,32 +46,30 @@ MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
 LATEST_VERSION = len(MIGRATIONS)
 
 
-def _migrate(connection: Connection) -> list[int]:
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-    schema.schema_migrations.create(connection, checkfirst=True)
-    done = set(connection.scalars(select(schema.schema_migrations.c.version)))
-    applied = []
-    for version, step in enumerate(MIGRATIONS, start=1):
-        if version in done:
-            continue
-        step(connection)
-        connection.execute(
-            insert(schema.schema_migrations).values(version=version, applied_at=datetime.now(UTC))
-        )
-        applied.append(version)
-    return applied
-
-
-async def migrate(engine: AsyncEngine) -> list[int]:
+def migrate(connection: Connection) -> list[int]:
     """Brings the database to LATEST_VERSION; returns the step numbers it applied."""
-    async with engine.begin() as connection:
-        return await connection.run_sync(_migrate)
+    connection.execution_options(isolation_level=MIGRATION_ISOLATION)
+    with connection.begin():
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
+        schema.schema_migrations.create(connection, checkfirst=True)
+        done = set(connection.scalars(select(schema.schema_migrations.c.version)))
+        applied = []
+        for version, step in enumerate(MIGRATIONS, start=1):
+            if version in done:
+                continue
+            step(connection)
+            connection.execute(
+                insert(schema.schema_migrations).values(
+                    version=version, applied_at=datetime.now(UTC)
+                )
+            )
+            applied.append(version)
+        return applied
 
 
-async def applied_versions(engine: AsyncEngine) -> list[int]:
-    async with engine.connect() as connection:
-        rows = await connection.scalars(
-            select(schema.schema_migrations.c.version).order_by(schema.schema_migrations.c.version)
-        )
-        return list(rows)
+def applied_versions(connection: Connection) -> list[int]:
+    column = schema.schema_migrations.c.version
+    return list(connection.scalars(select(column).order_by(column)))

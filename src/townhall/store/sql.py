@@ -1,29 +1,32 @@
 """The store on SQLAlchemy Core: one code path for SQLite and PostgreSQL.
 
-Every query is built once from `schema`; the engine (see `engine`) is the only
-place that knows the dialect. Driver failures that mean "the database is not
-there" become `StoreUnavailable`; a taken username becomes `Conflict`.
+Every operation is a synchronous function over a Core `Connection`, built from
+`schema` and written once; `engine` runs it on the right driver. Each call is one
+autocommitted statement (upserts are INSERT ... ON CONFLICT, the same SQL on both
+databases). Driver failures that mean "the database is not there" become
+`StoreUnavailable`; a taken username becomes `Conflict`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Row, and_, case, delete, func, insert, literal, select, update
+from sqlalchemy import Row, Table, and_, case, delete, func, literal, select, update
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from townhall.domain.errors import Conflict
 from townhall.domain.spaces import Space, SpaceState, SpeakPolicy, User
 from townhall.store import migrations
-from townhall.store.engine import create_engine_for
+from townhall.store.engine import runner_for
 from townhall.store.errors import StoreUnavailable
 from townhall.store.schema import removals, spaces, tokens, users
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +37,9 @@ UNREACHABLE = (
     OSError,
     TimeoutError,
 )
-"""What drivers raise when the database is down, restarting or too slow to answer."""
+"""What drivers raise when the database is down, restarting, locked or too slow."""
 
-_SPACE_COLUMNS = (
+_SPACES_WITH_HOST = select(
     spaces.c.id,
     spaces.c.title,
     spaces.c.state,
@@ -49,10 +52,7 @@ _SPACE_COLUMNS = (
     spaces.c.recording_seconds,
     users.c.id.label("host_id"),
     users.c.username.label("host_username"),
-)
-_SPACES_WITH_HOST = select(*_SPACE_COLUMNS).select_from(
-    spaces.join(users, users.c.id == spaces.c.host_id)
-)
+).select_from(spaces.join(users, users.c.id == spaces.c.host_id))
 
 _STATE_RANK = case(
     (spaces.c.state == SpaceState.LIVE.value, 0),
@@ -72,6 +72,10 @@ LISTING_ORDER = (
     spaces.c.id,
 )
 """Live by newest start, scheduled by soonest start, ended by most recent end."""
+
+_USER_BY_TOKEN = select(users.c.id, users.c.username).select_from(
+    tokens.join(users, users.c.id == tokens.c.user_id)
+)
 
 
 def _space(row: Row[Any]) -> Space:
@@ -104,57 +108,46 @@ def _space_fields(space: Space) -> dict[str, Any]:
     }
 
 
+def _user(row: Row[Any] | None) -> User | None:
+    return User(row.id, row.username) if row else None
+
+
 class SqlStore:
     """Open with `await SqlStore(url).open()`, which also migrates the schema."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._engine: AsyncEngine = create_engine_for(url)
-
-    @property
-    def dialect(self) -> str:
-        return self._engine.dialect.name
+        self._runner = runner_for(url)
+        self.dialect = self._runner.dialect
+        self._insert: Callable[[Table], sqlite.Insert | postgresql.Insert] = (
+            postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        )
+        """The dialect's INSERT, for ON CONFLICT: the SQL is the same on both."""
 
     async def open(self) -> SqlStore:
         """Migrates first: a node must not serve on a schema it does not know."""
-        await migrations.migrate(self._engine)
+        await self._runner.run(migrations.migrate)
         return self
 
     async def schema_versions(self) -> list[int]:
         """The migration steps applied to this database, in order."""
-        return await migrations.applied_versions(self._engine)
+        return await self._run(migrations.applied_versions)
 
-    @contextlib.asynccontextmanager
-    async def _unavailable_as_domain_error(self) -> AsyncIterator[None]:
+    async def _run(self, operation: Callable[[Connection], T]) -> T:
         try:
-            yield
+            return await self._runner.run(operation)
         except UNREACHABLE as error:
             log.warning("store unavailable (%s): %s", self.dialect, error)
             raise StoreUnavailable() from error
 
-    @contextlib.asynccontextmanager
-    async def _reading(self) -> AsyncIterator[AsyncConnection]:
-        async with self._unavailable_as_domain_error(), self._engine.connect() as connection:
-            yield connection
-
-    @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[AsyncConnection]:
-        async with self._unavailable_as_domain_error(), self._engine.begin() as connection:
-            yield connection
-
     # -- accounts --------------------------------------------------------------
 
     async def create_user(self, user_id: str, username: str, password_hash: str) -> User:
+        statement = users.insert().values(
+            id=user_id, username=username, password_hash=password_hash, created_at=datetime.now(UTC)
+        )
         try:
-            async with self._writing() as db:
-                await db.execute(
-                    insert(users).values(
-                        id=user_id,
-                        username=username,
-                        password_hash=password_hash,
-                        created_at=datetime.now(UTC),
-                    )
-                )
+            await self._run(lambda db: db.execute(statement))
         except sa_exc.IntegrityError:
             raise Conflict("that username is taken", code="username_taken") from None
         return User(user_id, username)
@@ -163,83 +156,62 @@ class SqlStore:
         query = select(users.c.id, users.c.username, users.c.password_hash).where(
             func.lower(users.c.username) == func.lower(literal(username))
         )
-        async with self._reading() as db:
-            row = (await db.execute(query)).first()
+        row = await self._run(lambda db: db.execute(query).first())
         return (User(row.id, row.username), row.password_hash) if row else None
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
-        async with self._writing() as db:
-            await db.execute(
-                update(users).where(users.c.id == user_id).values(password_hash=password_hash)
-            )
+        statement = update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+        await self._run(lambda db: db.execute(statement))
 
     async def get_user(self, user_id: str) -> User | None:
-        async with self._reading() as db:
-            row = (
-                await db.execute(select(users.c.id, users.c.username).where(users.c.id == user_id))
-            ).first()
-        return User(row.id, row.username) if row else None
+        query = select(users.c.id, users.c.username).where(users.c.id == user_id)
+        return _user(await self._run(lambda db: db.execute(query).first()))
 
     async def create_token(
         self, token_hash: str, user_id: str, kind: str, expires_at: datetime
     ) -> None:
-        async with self._writing() as db:
-            await db.execute(
-                insert(tokens).values(
-                    token_hash=token_hash, user_id=user_id, kind=kind, expires_at=expires_at
-                )
-            )
+        statement = tokens.insert().values(
+            token_hash=token_hash, user_id=user_id, kind=kind, expires_at=expires_at
+        )
+        await self._run(lambda db: db.execute(statement))
 
     async def user_for_token(self, token_hash: str, now: datetime) -> User | None:
-        query = (
-            select(users.c.id, users.c.username)
-            .select_from(tokens.join(users, users.c.id == tokens.c.user_id))
-            .where(and_(tokens.c.token_hash == token_hash, tokens.c.expires_at > now))
+        query = _USER_BY_TOKEN.where(
+            and_(tokens.c.token_hash == token_hash, tokens.c.expires_at > now)
         )
-        async with self._reading() as db:
-            row = (await db.execute(query)).first()
-        return User(row.id, row.username) if row else None
+        return _user(await self._run(lambda db: db.execute(query).first()))
 
     async def delete_token(self, token_hash: str) -> None:
-        async with self._writing() as db:
-            await db.execute(delete(tokens).where(tokens.c.token_hash == token_hash))
+        statement = delete(tokens).where(tokens.c.token_hash == token_hash)
+        await self._run(lambda db: db.execute(statement))
 
     # -- spaces ------------------------------------------------------------------
 
     async def save_space(self, space: Space) -> None:
-        """An update first, an insert when there was nothing to update: the same two
-        statements on every dialect (no dialect-specific upsert)."""
-        async with self._writing() as db:
-            await db.run_sync(self._save_space, space)
-
-    @staticmethod
-    def _save_space(db: Connection, space: Space) -> None:
+        """One upsert, so concurrent saves from two nodes cannot collide."""
         fields = _space_fields(space)
-        updated = db.execute(update(spaces).where(spaces.c.id == space.id).values(**fields))
-        if updated.rowcount == 0:
-            db.execute(
-                insert(spaces).values(
-                    id=space.id, host_id=space.host.id, created_at=space.created_at, **fields
-                )
-            )
+        statement = (
+            self._insert(spaces)
+            .values(id=space.id, host_id=space.host.id, created_at=space.created_at, **fields)
+            .on_conflict_do_update(index_elements=[spaces.c.id], set_=fields)
+        )
+        await self._run(lambda db: db.execute(statement))
 
     async def get_space(self, space_id: str) -> Space | None:
-        async with self._reading() as db:
-            row = (await db.execute(_SPACES_WITH_HOST.where(spaces.c.id == space_id))).first()
+        query = _SPACES_WITH_HOST.where(spaces.c.id == space_id)
+        row = await self._run(lambda db: db.execute(query).first())
         return _space(row) if row else None
 
     async def list_spaces(
         self, states: Iterable[SpaceState], limit: int, offset: int = 0
     ) -> list[Space]:
-        wanted = [state.value for state in states]
         query = (
-            _SPACES_WITH_HOST.where(spaces.c.state.in_(wanted))
+            _SPACES_WITH_HOST.where(spaces.c.state.in_([state.value for state in states]))
             .order_by(*LISTING_ORDER)
             .limit(max(0, limit))
             .offset(max(0, offset))
         )
-        async with self._reading() as db:
-            rows = (await db.execute(query)).all()
+        rows = await self._run(lambda db: db.execute(query).all())
         return [_space(row) for row in rows]
 
     async def count_spaces_by_host(self, host_id: str, states: Iterable[SpaceState]) -> int:
@@ -248,25 +220,21 @@ class SqlStore:
             .select_from(spaces)
             .where(spaces.c.host_id == host_id, spaces.c.state.in_([s.value for s in states]))
         )
-        async with self._reading() as db:
-            return int((await db.execute(query)).scalar_one())
+        return int(await self._run(lambda db: db.execute(query).scalar_one()))
 
     async def add_removal(self, space_id: str, user_id: str) -> None:
         """Idempotent: a second removal of the same person (even a concurrent one from
         another node) changes nothing."""
-        try:
-            async with self._writing() as db:
-                await db.execute(insert(removals).values(space_id=space_id, user_id=user_id))
-        except sa_exc.IntegrityError:
-            if user_id not in await self.removals(space_id):
-                raise
+        statement = (
+            self._insert(removals)
+            .values(space_id=space_id, user_id=user_id)
+            .on_conflict_do_nothing(index_elements=[removals.c.space_id, removals.c.user_id])
+        )
+        await self._run(lambda db: db.execute(statement))
 
     async def removals(self, space_id: str) -> set[str]:
-        async with self._reading() as db:
-            rows = await db.scalars(
-                select(removals.c.user_id).where(removals.c.space_id == space_id)
-            )
-            return set(rows)
+        query = select(removals.c.user_id).where(removals.c.space_id == space_id)
+        return set(await self._run(lambda db: db.scalars(query).all()))
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        await self._runner.close()
