@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, Table, and_, case, delete, func, literal, select, update
+from sqlalchemy import Table, bindparam, case, delete, func, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -73,12 +73,49 @@ LISTING_ORDER = (
 )
 """Live by newest start, scheduled by soonest start, ended by most recent end."""
 
-_USER_BY_TOKEN = select(users.c.id, users.c.username).select_from(
-    tokens.join(users, users.c.id == tokens.c.user_id)
+_USER_COLUMNS = (users.c.id, users.c.username)
+_GET_USER = select(*_USER_COLUMNS).where(users.c.id == bindparam("user_id"))
+_CREDENTIALS = select(*_USER_COLUMNS, users.c.password_hash).where(
+    func.lower(users.c.username) == func.lower(bindparam("username"))
 )
+_USER_FOR_TOKEN = (
+    select(*_USER_COLUMNS)
+    .select_from(tokens.join(users, users.c.id == tokens.c.user_id))
+    .where(tokens.c.token_hash == bindparam("token_hash"), tokens.c.expires_at > bindparam("now"))
+)
+_GET_SPACE = _SPACES_WITH_HOST.where(spaces.c.id == bindparam("space_id"))
+_REMOVALS = select(removals.c.user_id).where(removals.c.space_id == bindparam("space_id"))
+"""Statements built once with bound parameters: SQLAlchemy then reuses their cache
+key and compiled form instead of building a new statement on every call."""
+
+_SPACE_FIELDS = (
+    "title",
+    "state",
+    "scheduled_for",
+    "started_at",
+    "ended_at",
+    "record",
+    "speak_policy",
+    "recording_seconds",
+)
+"""What saving a space again may change (id, host and created_at are fixed at insert)."""
 
 
-def _space(row: Row[Any]) -> Space:
+def _upserts(insert: Callable[[Table], sqlite.Insert | postgresql.Insert]) -> tuple[Any, Any]:
+    """INSERT ... ON CONFLICT for spaces (update) and removals (nothing): the same SQL on
+    SQLite and PostgreSQL, though each dialect has its own construct for it."""
+    save = insert(spaces)
+    save_space = save.on_conflict_do_update(
+        index_elements=[spaces.c.id], set_={name: save.excluded[name] for name in _SPACE_FIELDS}
+    )
+    add_removal = insert(removals).on_conflict_do_nothing(
+        index_elements=[removals.c.space_id, removals.c.user_id]
+    )
+    return save_space, add_removal
+
+
+def _space(row: Any) -> Space:
+    """`row` is a Row of _SPACES_WITH_HOST (Row's type parameters differ across SQLAlchemy 2.x)."""
     return Space(
         id=row.id,
         title=row.title,
@@ -94,9 +131,11 @@ def _space(row: Row[Any]) -> Space:
     )
 
 
-def _space_fields(space: Space) -> dict[str, Any]:
-    """Everything an update may change (id, host and created_at are fixed at insert)."""
+def _space_row(space: Space) -> dict[str, Any]:
     return {
+        "id": space.id,
+        "host_id": space.host.id,
+        "created_at": space.created_at,
         "title": space.title,
         "state": space.state.value,
         "scheduled_for": space.scheduled_for,
@@ -108,7 +147,7 @@ def _space_fields(space: Space) -> dict[str, Any]:
     }
 
 
-def _user(row: Row[Any] | None) -> User | None:
+def _user(row: Any) -> User | None:
     return User(row.id, row.username) if row else None
 
 
@@ -119,10 +158,9 @@ class SqlStore:
         self.url = url
         self._runner = runner_for(url)
         self.dialect = self._runner.dialect
-        self._insert: Callable[[Table], sqlite.Insert | postgresql.Insert] = (
+        self._save_space, self._add_removal = _upserts(
             postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         )
-        """The dialect's INSERT, for ON CONFLICT: the SQL is the same on both."""
 
     async def open(self) -> SqlStore:
         """Migrates first: a node must not serve on a schema it does not know."""
@@ -143,20 +181,21 @@ class SqlStore:
     # -- accounts --------------------------------------------------------------
 
     async def create_user(self, user_id: str, username: str, password_hash: str) -> User:
-        statement = users.insert().values(
-            id=user_id, username=username, password_hash=password_hash, created_at=datetime.now(UTC)
-        )
+        row = {
+            "id": user_id,
+            "username": username,
+            "password_hash": password_hash,
+            "created_at": datetime.now(UTC),
+        }
         try:
-            await self._run(lambda db: db.execute(statement))
+            await self._run(lambda db: db.execute(users.insert(), row))
         except sa_exc.IntegrityError:
             raise Conflict("that username is taken", code="username_taken") from None
         return User(user_id, username)
 
     async def credentials(self, username: str) -> tuple[User, str] | None:
-        query = select(users.c.id, users.c.username, users.c.password_hash).where(
-            func.lower(users.c.username) == func.lower(literal(username))
-        )
-        row = await self._run(lambda db: db.execute(query).first())
+        params = {"username": username}
+        row = await self._run(lambda db: db.execute(_CREDENTIALS, params).first())
         return (User(row.id, row.username), row.password_hash) if row else None
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
@@ -164,22 +203,18 @@ class SqlStore:
         await self._run(lambda db: db.execute(statement))
 
     async def get_user(self, user_id: str) -> User | None:
-        query = select(users.c.id, users.c.username).where(users.c.id == user_id)
-        return _user(await self._run(lambda db: db.execute(query).first()))
+        params = {"user_id": user_id}
+        return _user(await self._run(lambda db: db.execute(_GET_USER, params).first()))
 
     async def create_token(
         self, token_hash: str, user_id: str, kind: str, expires_at: datetime
     ) -> None:
-        statement = tokens.insert().values(
-            token_hash=token_hash, user_id=user_id, kind=kind, expires_at=expires_at
-        )
-        await self._run(lambda db: db.execute(statement))
+        row = {"token_hash": token_hash, "user_id": user_id, "kind": kind, "expires_at": expires_at}
+        await self._run(lambda db: db.execute(tokens.insert(), row))
 
     async def user_for_token(self, token_hash: str, now: datetime) -> User | None:
-        query = _USER_BY_TOKEN.where(
-            and_(tokens.c.token_hash == token_hash, tokens.c.expires_at > now)
-        )
-        return _user(await self._run(lambda db: db.execute(query).first()))
+        params = {"token_hash": token_hash, "now": now}
+        return _user(await self._run(lambda db: db.execute(_USER_FOR_TOKEN, params).first()))
 
     async def delete_token(self, token_hash: str) -> None:
         statement = delete(tokens).where(tokens.c.token_hash == token_hash)
@@ -189,17 +224,12 @@ class SqlStore:
 
     async def save_space(self, space: Space) -> None:
         """One upsert, so concurrent saves from two nodes cannot collide."""
-        fields = _space_fields(space)
-        statement = (
-            self._insert(spaces)
-            .values(id=space.id, host_id=space.host.id, created_at=space.created_at, **fields)
-            .on_conflict_do_update(index_elements=[spaces.c.id], set_=fields)
-        )
-        await self._run(lambda db: db.execute(statement))
+        row = _space_row(space)
+        await self._run(lambda db: db.execute(self._save_space, row))
 
     async def get_space(self, space_id: str) -> Space | None:
-        query = _SPACES_WITH_HOST.where(spaces.c.id == space_id)
-        row = await self._run(lambda db: db.execute(query).first())
+        params = {"space_id": space_id}
+        row = await self._run(lambda db: db.execute(_GET_SPACE, params).first())
         return _space(row) if row else None
 
     async def list_spaces(
@@ -225,16 +255,12 @@ class SqlStore:
     async def add_removal(self, space_id: str, user_id: str) -> None:
         """Idempotent: a second removal of the same person (even a concurrent one from
         another node) changes nothing."""
-        statement = (
-            self._insert(removals)
-            .values(space_id=space_id, user_id=user_id)
-            .on_conflict_do_nothing(index_elements=[removals.c.space_id, removals.c.user_id])
-        )
-        await self._run(lambda db: db.execute(statement))
+        row = {"space_id": space_id, "user_id": user_id}
+        await self._run(lambda db: db.execute(self._add_removal, row))
 
     async def removals(self, space_id: str) -> set[str]:
-        query = select(removals.c.user_id).where(removals.c.space_id == space_id)
-        return set(await self._run(lambda db: db.scalars(query).all()))
+        params = {"space_id": space_id}
+        return set(await self._run(lambda db: db.scalars(_REMOVALS, params).all()))
 
     async def close(self) -> None:
         await self._runner.close()
