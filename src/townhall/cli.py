@@ -72,5 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("loadtest", help="flash-crowd rehearsal (townhall loadtest --help)")
     args = parser.parse_args(argv)
     if args.command == "serve":
+        if args.store is not None:
+            from townhall.store.engine import StoreUrlError, backend_name
+
+            try:
+                backend_name(args.store)
+            except StoreUrlError as error:
+                parser.error(str(error))
         return _serve(args)
     return 2
