@@ -6,6 +6,7 @@ so no test sees another's rows.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -192,3 +193,16 @@ def test_a_store_url_names_its_backend() -> None:
     assert backend_name("postgresql+asyncpg://db/townhall") == "postgresql"
     with pytest.raises(StoreUrlError, match="sqlite:///PATH or postgresql://"):
         backend_name("mysql://db/townhall")
+
+
+async def test_nodes_starting_together_migrate_once(store_url: str) -> None:
+    """Stores open one empty database at the same moment (nodes starting together)."""
+    opened = await asyncio.gather(*(SqlStore(store_url).open() for _ in range(3)))
+    try:
+        for store in opened:
+            assert await store.schema_versions() == list(range(1, LATEST_VERSION + 1))
+        await opened[0].create_user("u1", "alice", "h")
+        assert await opened[1].get_user("u1") == User("u1", "alice")
+    finally:
+        for store in opened:
+            await store.close()

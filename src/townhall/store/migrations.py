@@ -19,8 +19,6 @@ from sqlalchemy.schema import CreateIndex
 
 from townhall.store import schema
 
-MIGRATION_ISOLATION = "SERIALIZABLE"
-"""The store's connections autocommit single statements; a migration is one transaction."""
 MIGRATION_LOCK_KEY = 0x70776E68
 """pg_advisory_xact_lock key held while migrating ("twnh")."""
 
@@ -48,7 +46,10 @@ LATEST_VERSION = len(MIGRATIONS)
 
 def migrate(connection: Connection) -> list[int]:
     """Brings the database to LATEST_VERSION; returns the step numbers it applied."""
-    connection.execution_options(isolation_level=MIGRATION_ISOLATION)
+    # The store's connections autocommit single statements; a migration is one transaction
+    # at the database's own default level (READ COMMITTED on PostgreSQL, so a node that
+    # waited for the lock sees the tables the first one committed).
+    connection.execution_options(isolation_level=connection.dialect.default_isolation_level)
     with connection.begin():
         if connection.dialect.name == "postgresql":
             connection.execute(
