@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import RunningServer, start_server, stop_server
+from conftest import RunningServer, free_port, start_server, stop_server
 from pg_server import PostgresServer, start_postgres
 from townhall.store import SqlStore, StoreUnavailable
 from townhall.store.engine import PG_CONNECT_TIMEOUT_S
@@ -128,3 +128,11 @@ async def test_the_store_raises_store_unavailable_not_a_driver_error(
         assert time.monotonic() - began < WRITE_ANSWER_BOUND_S
     finally:
         await store.close()
+
+
+async def test_opening_an_unreachable_store_says_where_without_the_password() -> None:
+    url = f"postgresql://townhall:s3cret@127.0.0.1:{free_port()}/townhall"
+    with pytest.raises(StoreUnavailable) as refused:
+        await SqlStore(url).open()
+    assert "cannot reach the store at postgresql://townhall:***@127.0.0.1" in refused.value.message
+    assert "s3cret" not in refused.value.message

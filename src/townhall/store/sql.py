@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Table, bindparam, case, delete, func, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
 from townhall.domain.errors import Conflict
 from townhall.domain.spaces import Space, SpaceState, SpeakPolicy, User
@@ -163,8 +163,14 @@ class SqlStore:
         )
 
     async def open(self) -> SqlStore:
-        """Migrates first: a node must not serve on a schema it does not know."""
-        await self._runner.run(migrations.migrate)
+        """Migrates first: a node must not serve on a schema it does not know. A store
+        that cannot be reached stops the start with one clear line (password hidden)."""
+        try:
+            await self._runner.run(migrations.migrate)
+        except UNREACHABLE as error:
+            await self._runner.close()
+            where = make_url(self.url).render_as_string(hide_password=True)
+            raise StoreUnavailable(f"cannot reach the store at {where}: {error}") from error
         return self
 
     async def schema_versions(self) -> list[int]:
