@@ -23,6 +23,8 @@ from townhall.store.engine import PG_CONNECT_TIMEOUT_S
 WRITE_ANSWER_BOUND_S = 2 * PG_CONNECT_TIMEOUT_S + 5
 """A write with PostgreSQL down must be answered well before this (a hang fails)."""
 RECOVERY_BOUND_S = 15.0
+STREAM_CHUNKS = 5
+"""Live chunks a listener who was streaming before the outage must still receive."""
 
 
 @pytest.fixture(scope="module")
@@ -77,28 +79,42 @@ def _assert_store_unavailable(response: httpx.Response) -> None:
 def test_writes_answer_503_while_postgresql_is_down_and_listeners_carry_on(
     node: RunningServer, own_postgres: PostgresServer
 ) -> None:
-    with httpx.Client(base_url=node.url, timeout=WRITE_ANSWER_BOUND_S) as http:
+    with (
+        httpx.Client(base_url=node.url, timeout=WRITE_ANSWER_BOUND_S) as http,
+        httpx.Client(base_url=node.url, timeout=WRITE_ANSWER_BOUND_S) as listener,
+    ):
         host = _sign_up(http, "host")
         space = http.post("/api/spaces", json={"title": "Outage"}, headers=host).json()
         started = http.post(f"/api/spaces/{space['id']}/start", headers=host)
         assert started.status_code == 200, started.text
         assert http.get(f"/api/spaces/{space['id']}").status_code == 200
+        ticket = http.post(f"/api/spaces/{space['id']}/join", json={}).json()
 
-        own_postgres.stop()
+        with listener.stream("GET", ticket["live_url"]) as stream:
+            assert stream.status_code == 200
+            audio = stream.iter_bytes()
+            next(audio)
 
-        began = time.monotonic()
-        _assert_store_unavailable(
-            http.post("/api/users", json={"username": "late", "password": "correct horse"})
-        )
-        _assert_store_unavailable(http.post("/api/spaces", json={"title": "Another"}, headers=host))
-        assert time.monotonic() - began < WRITE_ANSWER_BOUND_S
+            own_postgres.stop()
 
-        snapshot = http.get(f"/api/spaces/{space['id']}")
-        assert snapshot.status_code == 200, snapshot.text
-        assert snapshot.json()["state"] == "live"
-        joined = http.post(f"/api/spaces/{space['id']}/join", json={})
-        assert joined.status_code == 200, joined.text
-        assert "ticket" in joined.json(), joined.text
+            began = time.monotonic()
+            _assert_store_unavailable(
+                http.post("/api/users", json={"username": "late", "password": "correct horse"})
+            )
+            _assert_store_unavailable(
+                http.post("/api/spaces", json={"title": "Another"}, headers=host)
+            )
+            assert time.monotonic() - began < WRITE_ANSWER_BOUND_S
+
+            snapshot = http.get(f"/api/spaces/{space['id']}")
+            assert snapshot.status_code == 200, snapshot.text
+            assert snapshot.json()["state"] == "live"
+            joined = http.post(f"/api/spaces/{space['id']}/join", json={})
+            assert joined.status_code == 200, joined.text
+            assert "ticket" in joined.json(), joined.text
+
+            streamed_during_outage = sum(len(next(audio)) for _ in range(STREAM_CHUNKS))
+            assert streamed_during_outage > 0
 
         own_postgres.restart()
         deadline = time.monotonic() + RECOVERY_BOUND_S
