@@ -206,3 +206,31 @@ async def test_nodes_starting_together_migrate_once(store_url: str) -> None:
     finally:
         for store in opened:
             await store.close()
+
+
+async def test_both_backends_give_back_identical_records(tmp_path: Path, postgres_url: str) -> None:
+    """The same space read from SQLite and from PostgreSQL: equal, same tzinfo, same repr."""
+    local = timezone(timedelta(hours=-5, minutes=-30))
+    space = Space(
+        id="s1",
+        title="Both",
+        host=User("id-host", "host"),
+        state=SpaceState.ENDED,
+        created_at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=local),
+        started_at=datetime(2026, 1, 2, 4, 0, tzinfo=UTC),
+        ended_at=datetime(2026, 1, 2, 5, 0, 0, 999999, tzinfo=UTC),
+        record=True,
+        recording_seconds=3600.125,
+    )
+    found = []
+    for url in (f"sqlite:///{tmp_path / 'both.sqlite3'}", postgres_url):
+        store = await open_store(url)
+        try:
+            await store.create_user("id-host", "host", "h")
+            await store.save_space(space)
+            found.append(await store.get_space("s1"))
+        finally:
+            await store.close()
+    on_sqlite, on_postgresql = found
+    assert on_sqlite == on_postgresql == space
+    assert repr(on_sqlite) == repr(on_postgresql)
