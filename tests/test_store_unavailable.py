@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ import pytest
 
 from conftest import RunningServer, free_port, start_server, stop_server
 from pg_server import PostgresServer, start_postgres
+from townhall.domain.spaces import User
 from townhall.store import SqlStore, StoreUnavailable
 from townhall.store.engine import PG_CONNECT_TIMEOUT_S
 
@@ -152,3 +154,36 @@ async def test_opening_an_unreachable_store_says_where_without_the_password() ->
         await SqlStore(url).open()
     assert "cannot reach the store at postgresql://townhall:***@127.0.0.1" in refused.value.message
     assert "s3cret" not in refused.value.message
+
+
+async def test_a_restart_while_idle_costs_no_call(
+    database_url: str, own_postgres: PostgresServer
+) -> None:
+    """Pooled connections die with the server; the first calls after it is back still
+    succeed (the dead pool is dropped and the call retried once on a fresh connection)."""
+    store = await SqlStore(database_url).open()
+    try:
+        user = await store.create_user("u1", "alice", "h")
+        assert await store.get_user("u1") == user
+        own_postgres.stop()
+        own_postgres.restart()
+        assert await store.get_user("u1") == user
+        await store.create_token("digest", "u1", "session", datetime.now(UTC) + timedelta(days=1))
+        assert await store.user_for_token("digest", datetime.now(UTC)) == user
+    finally:
+        await store.close()
+
+
+async def test_a_write_that_cannot_be_retried_is_store_unavailable_on_a_dead_connection(
+    database_url: str, own_postgres: PostgresServer
+) -> None:
+    store = await SqlStore(database_url).open()
+    try:
+        await store.create_user("u1", "alice", "h")
+        own_postgres.stop()
+        own_postgres.restart()
+        with pytest.raises(StoreUnavailable):
+            await store.create_user("u2", "bob", "h")
+        assert await store.create_user("u2", "bob", "h") == User("u2", "bob")
+    finally:
+        await store.close()

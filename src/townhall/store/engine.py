@@ -43,9 +43,10 @@ PG_POOL_SIZE = 5
 PG_POOL_OVERFLOW = 5
 POOL_TIMEOUT_S = 5.0
 """A request waits this long for a free connection before it is answered 503."""
-PG_PRE_PING = True
-"""Check a pooled connection before use (one round trip), so the first calls after
-PostgreSQL restarts find fresh connections instead of failing on dead ones."""
+PG_PRE_PING = False
+"""No check of a pooled connection before each use: it costs a round trip per call
+(measured: half the calls per second). A connection found dead instead invalidates the
+pool and the call is retried once on a fresh one (SqlStore._run)."""
 
 SINGLE_STATEMENT_CALLS: dict[str, Any] = {
     "isolation_level": "AUTOCOMMIT",

@@ -39,6 +39,12 @@ UNREACHABLE = (
 )
 """What drivers raise when the database is down, restarting, locked or too slow."""
 
+
+def _connection_died(error: Exception) -> bool:
+    """A driver error on a connection the server closed (SQLAlchemy then drops the pool)."""
+    return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
+
+
 _SPACES_WITH_HOST = select(
     spaces.c.id,
     spaces.c.title,
@@ -101,9 +107,12 @@ _SPACE_FIELDS = (
 """What saving a space again may change (id, host and created_at are fixed at insert)."""
 
 
-def _upserts(insert: Callable[[Table], sqlite.Insert | postgresql.Insert]) -> tuple[Any, Any]:
-    """INSERT ... ON CONFLICT for spaces (update) and removals (nothing): the same SQL on
-    SQLite and PostgreSQL, though each dialect has its own construct for it."""
+def _upserts(
+    insert: Callable[[Table], sqlite.Insert | postgresql.Insert],
+) -> tuple[Any, Any, Any]:
+    """INSERT ... ON CONFLICT for spaces (update), removals and tokens (nothing): the same
+    SQL on SQLite and PostgreSQL, though each dialect has its own construct for it. All
+    three can be retried safely (a token hash is 256 random bits: a conflict is a retry)."""
     save = insert(spaces)
     save_space = save.on_conflict_do_update(
         index_elements=[spaces.c.id], set_={name: save.excluded[name] for name in _SPACE_FIELDS}
@@ -111,7 +120,8 @@ def _upserts(insert: Callable[[Table], sqlite.Insert | postgresql.Insert]) -> tu
     add_removal = insert(removals).on_conflict_do_nothing(
         index_elements=[removals.c.space_id, removals.c.user_id]
     )
-    return save_space, add_removal
+    insert_token = insert(tokens).on_conflict_do_nothing(index_elements=[tokens.c.token_hash])
+    return save_space, add_removal, insert_token
 
 
 def _space(row: Any) -> Space:
@@ -158,7 +168,7 @@ class SqlStore:
         self.url = url
         self._runner = runner_for(url)
         self.dialect = self._runner.dialect
-        self._save_space, self._add_removal = _upserts(
+        self._save_space, self._add_removal, self._insert_token = _upserts(
             postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         )
 
@@ -177,12 +187,23 @@ class SqlStore:
         """The migration steps applied to this database, in order."""
         return await self._run(migrations.applied_versions)
 
-    async def _run(self, operation: Callable[[Connection], T]) -> T:
+    async def _run(self, operation: Callable[[Connection], T], *, idempotent: bool = True) -> T:
+        """Runs one operation. A pooled connection that died (the database restarted)
+        is dropped with the rest of the pool and an idempotent operation is tried once
+        more on a fresh one; what still cannot reach the database is StoreUnavailable."""
         try:
             return await self._runner.run(operation)
-        except UNREACHABLE as error:
-            log.warning("store unavailable (%s): %s", self.dialect, error)
-            raise StoreUnavailable() from error
+        except Exception as error:
+            failure = error
+        if idempotent and _connection_died(failure):
+            try:
+                return await self._runner.run(operation)
+            except Exception as error:
+                failure = error
+        if isinstance(failure, UNREACHABLE) or _connection_died(failure):
+            log.warning("store unavailable (%s): %s", self.dialect, failure)
+            raise StoreUnavailable() from failure
+        raise failure
 
     # -- accounts --------------------------------------------------------------
 
@@ -194,7 +215,7 @@ class SqlStore:
             "created_at": datetime.now(UTC),
         }
         try:
-            await self._run(lambda db: db.execute(users.insert(), row))
+            await self._run(lambda db: db.execute(users.insert(), row), idempotent=False)
         except sa_exc.IntegrityError:
             raise Conflict("that username is taken", code="username_taken") from None
         return User(user_id, username)
@@ -216,7 +237,7 @@ class SqlStore:
         self, token_hash: str, user_id: str, kind: str, expires_at: datetime
     ) -> None:
         row = {"token_hash": token_hash, "user_id": user_id, "kind": kind, "expires_at": expires_at}
-        await self._run(lambda db: db.execute(tokens.insert(), row))
+        await self._run(lambda db: db.execute(self._insert_token, row))
 
     async def user_for_token(self, token_hash: str, now: datetime) -> User | None:
         params = {"token_hash": token_hash, "now": now}
