@@ -87,14 +87,6 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _begin_immediately(connection: Connection) -> None:
-    """A transaction that is asked for (migrations) takes SQLite's write lock at once and
-    holds DDL too: the sqlite3 module alone would begin only before INSERT/UPDATE/DELETE,
-    leaving CREATE statements outside it. Autocommitted calls begin nothing."""
-    if connection.connection.dbapi_connection.isolation_level is not None:  # type: ignore[union-attr]
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
 class SqliteRunner:
     dialect = "sqlite"
 
@@ -113,7 +105,6 @@ class SqliteRunner:
             **options,
         )
         event.listen(self._engine, "connect", _set_sqlite_pragmas)
-        event.listen(self._engine, "begin", _begin_immediately)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
 
     def _call(self, operation: Callable[[Connection], T]) -> T:

@@ -3,9 +3,9 @@
 `schema_migrations` records the numbers applied. Every step is idempotent
 (`checkfirst`, `IF NOT EXISTS`), which is what lets a data dir from the first
 release, whose tables exist but which has no migration table, start at step 1
-like a new one. The run is one transaction; on PostgreSQL it also holds an
-advisory lock, so nodes starting together migrate once and a failed step leaves
-nothing half done.
+like a new one. The run is one transaction that first takes a lock (see
+`_take_migration_lock`), so nodes starting together migrate once and a failed step
+leaves nothing half done.
 """
 
 from __future__ import annotations
@@ -44,6 +44,18 @@ MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
 LATEST_VERSION = len(MIGRATIONS)
 
 
+def _take_migration_lock(connection: Connection) -> None:
+    """Held until the migration commits, so concurrent starts migrate one at a time.
+
+    SQLite: BEGIN IMMEDIATE takes the write lock now, and puts the DDL inside the
+    transaction (the sqlite3 module alone begins only before INSERT/UPDATE/DELETE).
+    PostgreSQL: a transaction-scoped advisory lock."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    elif connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+
+
 def migrate(connection: Connection) -> list[int]:
     """Brings the database to LATEST_VERSION; returns the step numbers it applied."""
     # The store's connections autocommit single statements; a migration is one transaction
@@ -51,10 +63,7 @@ def migrate(connection: Connection) -> list[int]:
     # waited for the lock sees the tables the first one committed).
     connection.execution_options(isolation_level=connection.dialect.default_isolation_level)
     with connection.begin():
-        if connection.dialect.name == "postgresql":
-            connection.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-            )
+        _take_migration_lock(connection)
         schema.schema_migrations.create(connection, checkfirst=True)
         done = set(connection.scalars(select(schema.schema_migrations.c.version)))
         applied = []
