@@ -7,12 +7,15 @@ so no test sees another's rows.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from townhall.domain.errors import Conflict
 from townhall.domain.spaces import Space, SpaceState, SpeakPolicy, User
@@ -234,3 +237,32 @@ async def test_both_backends_give_back_identical_records(tmp_path: Path, postgre
     on_sqlite, on_postgresql = found
     assert on_sqlite == on_postgresql == space
     assert repr(on_sqlite) == repr(on_postgresql)
+
+
+AWARE_MOMENTS = st.datetimes(
+    min_value=datetime(1970, 1, 2),
+    max_value=datetime(2200, 1, 1),
+    timezones=st.timezones(),
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(moment=AWARE_MOMENTS)
+async def test_any_aware_moment_comes_back_equal_in_utc(store: SqlStore, moment: datetime) -> None:
+    host = User("id-host", "host")
+    if await store.get_user(host.id) is None:
+        await store.create_user(host.id, host.username, "h")
+    space_id = secrets.token_hex(8)  # one database serves every example
+    space = Space(
+        space_id, "t", host, SpaceState.SCHEDULED, created_at=moment, scheduled_for=moment
+    )
+    await store.save_space(space)
+    found = await store.get_space(space_id)
+    assert found is not None
+    # The same instant in UTC. (Compared in UTC: Python never finds a moment inside a
+    # repeated hour, fold=1, equal to one in another zone; hypothesis finds such moments.)
+    instant = moment.astimezone(UTC)
+    assert found.created_at == found.scheduled_for == instant
+    assert found.created_at.tzinfo is UTC
