@@ -18,7 +18,8 @@ import pytest
 
 from conftest import RunningServer, free_port, start_server, stop_server
 from pg_server import PostgresServer, start_postgres
-from townhall.domain.spaces import User
+from townhall.domain.spaces import Space, SpaceState, User
+from townhall.service.ids import new_id
 from townhall.store import SqlStore, StoreUnavailable
 from townhall.store.engine import PG_CONNECT_TIMEOUT_S
 
@@ -187,3 +188,21 @@ async def test_a_write_that_cannot_be_retried_is_store_unavailable_on_a_dead_con
         assert await store.create_user("u2", "bob", "h") == User("u2", "bob")
     finally:
         await store.close()
+
+
+async def test_a_space_this_node_never_loaded_is_503_not_500_during_the_outage(
+    node: RunningServer, database_url: str, own_postgres: PostgresServer
+) -> None:
+    """Another node created it; this one must ask the store, which is down."""
+    other_node = await SqlStore(database_url).open()
+    try:
+        host = await other_node.create_user(new_id(), "elsewhere", "h")
+        space = Space(new_id(), "Made elsewhere", host, SpaceState.LIVE, datetime.now(UTC))
+        await other_node.save_space(space)
+    finally:
+        await other_node.close()
+    own_postgres.stop()
+    async with httpx.AsyncClient(base_url=node.url, timeout=WRITE_ANSWER_BOUND_S) as http:
+        _assert_store_unavailable(await http.get(f"/api/spaces/{space.id}"))
+        _assert_store_unavailable(await http.post(f"/api/spaces/{space.id}/join", json={}))
+    assert "Traceback" not in node.log()
