@@ -194,7 +194,8 @@ class SqliteStore:
 
     async def get_space(self, space_id: str) -> Space | None:
         rows = await self._query(
-            f"SELECT {SPACE_COLUMNS} FROM spaces s JOIN users u ON u.id = s.host_id WHERE s.id = ?",
+            f"SELECT {SPACE_COLUMNS} FROM spaces s JOIN users u ON u.id = s.host_id "
+            "WHERE s.id = ?",
             space_id,
         )
         return _space(rows[0]) if rows else None
