@@ -23,9 +23,14 @@ class HttpLimits:
     """A request's headers must arrive within this (slowloris sends them a byte at a time)."""
     body_timeout_s: float = 20.0
     """A request's body must arrive within this after its headers."""
-    max_connections_per_address: int = 0
-    """Open connections one client address may hold in normal mode; 0 disables.
-    Attack mode applies its own, tighter cap (see townhall.admission.attack_mode)."""
+    max_header_bytes: int = 16 * 1024
+    """A request line and headers larger than this are refused with 431 before they are
+    held: a browser's head with cookies is 1-4 KiB (nginx allows 8 KiB per line)."""
+    max_connections_per_address: int = 32
+    """Open connections one client address may hold in normal mode (a household or an
+    office behind one NAT fits); 0 disables. Attack mode applies its own, tighter cap
+    (see townhall.admission.attack_mode). Trusted proxies are exempt: they carry many
+    clients, and cap connections per client themselves (deploy/nginx)."""
 
 
 @dataclass(frozen=True)

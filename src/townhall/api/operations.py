@@ -24,6 +24,7 @@ async def stats(request: Request) -> Response:
     body = door.stats()
     body["cut_slow_headers"] = guard.cut_slow_headers
     body["cut_slow_bodies"] = guard.cut_slow_bodies
+    body["refused_large_heads"] = guard.refused_large_heads
     body["refused_connections"] = guard.caps.refused
     body["fanout"] = {
         room.space_id: asdict(room.program.live.stats) for room in request.app.state.spaces.rooms
