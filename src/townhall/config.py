@@ -26,6 +26,14 @@ class HttpLimits:
     max_header_bytes: int = 16 * 1024
     """A request line and headers larger than this are refused with 431 before they are
     held: a browser's head with cookies is 1-4 KiB (nginx allows 8 KiB per line)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """CIDR networks of the proxies in front of this server (nginx, a load balancer):
+    from them, the client's address and scheme are read from `forwarded_header`
+    (townhall.forwarded). Empty: nobody's forwarding headers are believed."""
+    forwarded_header: str = "x-forwarded-for"
+    """Which header the trusted proxies set: "x-forwarded-for" (with X-Forwarded-Proto)
+    or "forwarded" (RFC 7239). Only that one is read: a proxy passes the other through
+    from the client untouched."""
     max_connections_per_address: int = 32
     """Open connections one client address may hold in normal mode (a household or an
     office behind one NAT fits); 0 disables. Attack mode applies its own, tighter cap

@@ -3,12 +3,15 @@
 uvicorn keeps the connection's transport to itself, has no deadline for a
 request that arrives slowly and no limit on the size of a request head (its
 httptools parser holds an unfinished header in memory however long it grows),
-so our protocol subclass adds four things:
+so our protocol subclass adds five things:
 - the transport in the scope's extensions (the ASGI way to offer server
   extras), for the live stream's shared-buffer fan-out (api/live.py);
 - header and body deadlines, so slowloris connections are cut;
 - a cap on the request head's size (431), checked before the parser sees the bytes;
-- a cap on open connections per client address, refused before any parsing.
+- a cap on open connections per client address, refused before any parsing;
+- behind trusted proxies, the forwarded client address and scheme in the scope
+  (townhall.forwarded), once per request, for everything above to read. Trusted
+  proxies are exempt from the connection cap: each carries many clients.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from townhall.admission.attack_mode import AttackMode
 from townhall.admission.connection_caps import ConnectionCaps
 from townhall.api.live import TRANSPORT_EXTENSION
 from townhall.config import Settings
+from townhall.forwarded import TrustedProxies
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,7 @@ class ConnectionGuard:
     caps: ConnectionCaps = field(default_factory=lambda: ConnectionCaps(0))
     max_header_bytes: int = 0
     """0 disables the cap on a request head's size."""
+    trusted: TrustedProxies = field(default_factory=TrustedProxies)
     cut_slow_headers: int = 0
     cut_slow_bodies: int = 0
     refused_large_heads: int = 0
@@ -84,6 +89,7 @@ class ConnectionGuard:
             http.body_timeout_s,
             ConnectionCaps(http.max_connections_per_address),
             http.max_header_bytes,
+            TrustedProxies(http.trusted_proxies, http.forwarded_header),
         )
 
 
@@ -96,11 +102,13 @@ class GuardedProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._address = (self.client or ("?", 0))[0]
-        self._counted = self.guard.caps.acquire(self._address)
-        if not self._counted:
+        self._behind_proxy = self.guard.trusted.trusts(self._address)
+        self._counted = False
+        if not self._behind_proxy and not self.guard.caps.acquire(self._address):
             transport.write(TOO_MANY_CONNECTIONS)
             transport.close()
             return
+        self._counted = not self._behind_proxy
         self._arm(self.guard.header_timeout_s, "headers")
 
     def data_received(self, data: bytes) -> None:
@@ -131,7 +139,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._counted:
             self.guard.caps.release(self._address)
             self._counted = False
-            self._disarm()
+        self._disarm()
         super().connection_lost(exc)
 
     def _arm(self, seconds: float, what: str) -> None:
@@ -163,6 +171,10 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._arm(self.guard.body_timeout_s, "body")
+        if self._behind_proxy:
+            origin = self.guard.trusted.resolve(self._address, self.scheme or "http", self.headers)
+            self.scope["client"] = (origin.address, 0)
+            self.scope["scheme"] = origin.scheme
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

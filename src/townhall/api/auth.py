@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from townhall.domain.errors import Forbidden, Unauthorized
 from townhall.domain.spaces import User
+from townhall.forwarded import client_origin
 from townhall.service.accounts import Accounts
 
 SESSION_COOKIE = "th_session"
@@ -20,8 +21,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def client_address(request: Request) -> str:
-    """The peer address; rate limits key on it (behind a proxy, configure the proxy's)."""
-    return request.client.host if request.client else ""
+    """The client's address, behind trusted proxies the forwarded one: rate limits key
+    on it (townhall.forwarded)."""
+    return client_origin(request.scope).address
 
 
 def presented_token(request: Request) -> tuple[str | None, bool]:
