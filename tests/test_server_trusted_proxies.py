@@ -4,10 +4,14 @@ a peer that is not a trusted proxy cannot choose its address by header."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import httpx
 import pytest
 
-from conftest import RunningServer, start_server, stop_server
+from conftest import RunningServer, free_port, start_server, stop_server
 
 PROXY = "127.0.0.1"
 UNTRUSTED = "127.0.0.2"
@@ -77,3 +81,36 @@ def test_session_cookie_is_secure_when_the_browser_used_https(behind_proxy) -> N
     with _client(ANOTHER_UNTRUSTED) as direct:
         assert "secure" not in _session_cookie(direct, behind_proxy.url, https).lower()
     assert "Traceback" not in behind_proxy.log()
+
+
+def test_the_command_line_flag(tmp_path) -> None:
+    """`townhall serve --trusted-proxies CIDR,...` does what the variable does."""
+    running = start_server(
+        tmp_path, args=("--trusted-proxies", f"10.9.0.0/16,{PROXY}/32"),
+        TOWNHALL_ADMISSION_PER_ADDRESS_RATE="1",
+    )
+    try:
+        with _client(PROXY) as proxy:
+            assert _writes_until_limited(proxy, running.url, "203.0.113.1") >= BURST
+            assert _writes_until_limited(proxy, running.url, "203.0.113.2") >= BURST
+    finally:
+        stop_server(running)
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "said"),
+    [
+        (("--trusted-proxies", "10.0.0.0/33"), {}, "not a CIDR network: '10.0.0.0/33'"),
+        ((), {"TOWNHALL_HTTP_TRUSTED_PROXIES": "nginx"}, "not a CIDR network: 'nginx'"),
+        ((), {"TOWNHALL_HTTP_FORWARDED_HEADER": "x-real-ip"}, "forwarded header must be"),
+        ((), {"TOWNHALL_ADMIN_TOKEN": "operator-secret"}, "at least 32 characters"),
+    ],
+)
+def test_bad_settings_stop_the_start_with_a_clear_word(tmp_path, flags, env, said) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "townhall", "serve", "--port", str(free_port()),
+         "--data-dir", str(tmp_path), *flags],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    assert said in done.stderr and "Traceback" not in done.stderr, done.stderr

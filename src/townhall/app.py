@@ -107,6 +107,7 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         for name in ("settings", "store", "state", "accounts", "spaces", "signer", "door"):
             setattr(app.state, name, getattr(services, name))
         app.state.guard = guard or ConnectionGuard.from_settings(settings)
+        app.state.operator_gate = operations.OperatorGate(settings.admin_token)
         services.door.on_mode_change = app.state.guard.apply_attack_mode(
             settings, services.door.attack
         )

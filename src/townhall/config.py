@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 MIB = 1024 * 1024
+ADMIN_TOKEN_MIN_CHARS = 32
+"""An operator token shorter than this could be guessed; the server will not start with one."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,9 @@ class Settings:
     stage: StageSettings = field(default_factory=StageSettings)
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)
     admin_token: str = ""
-    """Bearer token for operator endpoints (attack mode switch); empty disables them."""
+    """Bearer token for operator endpoints (attack mode switch), at least
+    ADMIN_TOKEN_MIN_CHARS long (`python -c 'import secrets; print(secrets.token_hex(32))'`);
+    empty disables them."""
     edge: EdgeSettings = field(default_factory=EdgeSettings)
 
     @property
