@@ -112,3 +112,42 @@ def test_default_per_address_connection_cap(defaults: RunningServer) -> None:
     time.sleep(0.3)
     assert httpx.get(defaults.url + "/api/spaces", timeout=5).status_code == 200
     assert "Traceback" not in defaults.log()
+
+
+@pytest.fixture(scope="module")
+def stream_worker(tmp_path_factory) -> tuple[int, int]:
+    """A server with one stream worker: the worker's port and pid."""
+    running = start_server(tmp_path_factory.mktemp("worker"), args=("--stream-workers", "1"))
+    port = running.port + 1
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            pid = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["pid"]
+            break
+        except httpx.ConnectError:
+            assert time.monotonic() < deadline, "the stream worker never answered"
+            time.sleep(0.1)
+    yield port, pid
+    stop_server(running)
+
+
+def test_the_stream_port_caps_heads_too(stream_worker: tuple[int, int]) -> None:
+    port, pid = stream_worker
+    before = _peak_rss_bytes(pid)
+    big = b"GET /live/x.aac HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (8 * MIB) + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        _send_until_closed(sock, big)
+        answer = _answer(sock)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    unfinished = b"GET /live/x.aac HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (50 * MIB)
+    socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(4) as senders:
+            taken = list(senders.map(lambda sock: _send_until_closed(sock, unfinished), socks))
+    finally:
+        for sock in socks:
+            sock.close()
+    grown = _peak_rss_bytes(pid) - before
+    print(f"\nstream worker: 4 unfinished 50 MiB headers, peak RSS grew {grown / MIB:.1f} MiB")
+    assert grown < 16 * MIB and all(t < 50 * MIB for t in taken)
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["pid"] == pid
