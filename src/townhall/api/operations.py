@@ -55,6 +55,7 @@ class OperatorGate:
 
     def __init__(self, token: str) -> None:
         self._token = token.encode()
+        self._too_short = 0 < len(token) < ADMIN_TOKEN_MIN_CHARS
         self._wrong = KeyedBuckets(
             self.WRONG_TOKENS_PER_S, self.WRONG_TOKENS_BURST, self.MAX_ADDRESSES
         )
@@ -63,7 +64,7 @@ class OperatorGate:
         """Raises unless `authorization` is "Bearer <the admin token>"."""
         if not self._token:
             raise Forbidden("operator endpoints are off: set TOWNHALL_ADMIN_TOKEN", code="no_admin")
-        if len(self._token) < ADMIN_TOKEN_MIN_CHARS:
+        if self._too_short:
             raise Forbidden(
                 f"operator endpoints are off: TOWNHALL_ADMIN_TOKEN must be at least "
                 f"{ADMIN_TOKEN_MIN_CHARS} characters",
