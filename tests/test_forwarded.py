@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from townhall.forwarded import FORWARDED, ClientOrigin, TrustedProxies, client_origin
 
@@ -104,3 +106,24 @@ def test_client_origin_of_a_scope() -> None:
     scope = {"client": (CLIENT, 1234), "scheme": "https"}
     assert client_origin(scope) == ClientOrigin(CLIENT, "https")
     assert client_origin({"client": None, "scheme": "http"}) == ClientOrigin("", "http")
+
+
+TRUSTED_POOL = ["10.0.0.1", "10.0.0.2", "::1"]
+UNTRUSTED_POOL = ["203.0.113.1", "203.0.113.2", "2001:db8::7", "198.51.100.9"]
+
+
+@given(
+    peer=st.sampled_from(TRUSTED_POOL + UNTRUSTED_POOL),
+    chain=st.lists(st.sampled_from(TRUSTED_POOL + UNTRUSTED_POOL), max_size=6),
+)
+def test_the_resolved_client_is_the_nearest_untrusted_hop(peer: str, chain: list[str]) -> None:
+    """Whatever the chain: the answer is the first hop, counting from us, that is not
+    a trusted proxy (all hops between it and us are), or the farthest if all are."""
+    trusted = TrustedProxies(["10.0.0.0/24", "::1/128"])
+    said = headers(x_forwarded_for=", ".join(chain)) if chain else []
+    address = trusted.resolve(peer, "http", said).address
+    if not trusted.trusts(peer):
+        assert address == peer
+        return
+    path = [peer, *reversed(chain)]  # nearest first
+    assert address == next((hop for hop in path if not trusted.trusts(hop)), path[-1])
