@@ -73,7 +73,11 @@ class RunningServer:
         self.process.wait(timeout=10)
 
 
-def start_server(data_dir: Path, port: int | None = None, **env: str) -> RunningServer:
+def start_server(
+    data_dir: Path, port: int | None = None, args: tuple[str, ...] = (), **env: str
+) -> RunningServer:
+    """`townhall serve` on 127.0.0.1 with `args` added to its command line (flags such
+    as --stream-workers) and `env` to its environment."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"server-{port}.log"
@@ -91,6 +95,7 @@ def start_server(data_dir: Path, port: int | None = None, **env: str) -> Running
                 str(port),
                 "--data-dir",
                 str(data_dir),
+                *args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -12,7 +12,7 @@ from townhall.admission.proof_of_work import solve
 from townhall.config import load_settings
 
 ADMIT_RATE = 5.0
-ADMIN_TOKEN = "operator-secret"
+ADMIN_TOKEN = "operator-secret-" + "x" * 32  # at least 32 characters
 
 
 @pytest.fixture

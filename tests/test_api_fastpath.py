@@ -197,7 +197,10 @@ async def test_signed_in_join_by_bearer_and_by_cookie(pair: Pair) -> None:
     session = await pair.starlette.post(
         "/api/sessions", json={"username": "ann", "password": "correct horse"}
     )
-    cookie = {"Cookie": f"theme=dark; th_session={session.cookies['th_session']}"}
+    cookie = {
+        "Cookie": f"theme=dark; th_session={session.cookies['th_session']}",
+        "Content-Type": "application/json",  # a cookie's unsafe request must say JSON (CSRF)
+    }
     pair.starlette.cookies.clear()
     fast, reference = await pair.both("POST", join, headers=cookie)
     _same_but_fresh(fast, reference)

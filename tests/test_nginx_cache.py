@@ -8,21 +8,42 @@ segments once, and the live stream passes through unbuffered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import socket
 import string
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import free_port
+from conftest import RunningServer, free_port, start_server, stop_server
 
 TEMPLATE = Path(__file__).parents[1] / "deploy" / "nginx" / "townhall.conf.template"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="needs Debian's nginx")
+PER_ADDRESS_RATE = 1
+"""Writes per second per client address at the origin (burst 5x)."""
+MAX_CONNECTIONS_PER_CLIENT = 32
+"""The template's limit_conn, the origin's own default cap."""
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[RunningServer]:
+    """The origin, told that nginx (on loopback here) is its trusted proxy."""
+    running = start_server(
+        tmp_path / "origin",
+        TOWNHALL_HTTP_TRUSTED_PROXIES="127.0.0.1/32",
+        TOWNHALL_ADMISSION_PER_ADDRESS_RATE=str(PER_ADDRESS_RATE),
+    )
+    try:
+        yield running
+    finally:
+        stop_server(running)
 
 
 @pytest.fixture
@@ -67,7 +88,9 @@ async def test_the_crowd_stops_at_the_edge(server, edge) -> None:
     await asyncio.sleep(2.5)  # the first HLS segments
 
     async with httpx.AsyncClient(
-        base_url=edge, timeout=10, limits=httpx.Limits(max_connections=50)
+        base_url=edge,
+        timeout=10,
+        limits=httpx.Limits(max_connections=MAX_CONNECTIONS_PER_CLIENT - 2),
     ) as crowd:
         snapshots = await asyncio.gather(
             *[crowd.get(f"/api/spaces/{space['id']}") for _ in range(300)]
@@ -93,3 +116,58 @@ async def test_the_crowd_stops_at_the_edge(server, edge) -> None:
     assert first.status_code == 200 and again.headers["x-cache-status"] == "HIT"
     assert again.content == first.content
     assert live_status == 401, "the live stream passes through to the origin's ticket check"
+
+
+def _writes_until_limited(http: httpx.Client, headers: dict[str, str] | None = None) -> int:
+    """Writes (a bad sign-up, refused after the origin's per-address check) until a 429."""
+    burst = PER_ADDRESS_RATE * 5
+    for n in range(burst * 3):
+        answer = http.post("/api/users", json={}, headers=headers)
+        if answer.status_code == 429:
+            return n
+        assert answer.status_code in (400, 422), answer.text
+    return burst * 3
+
+
+def test_behind_nginx_each_listener_has_its_own_bucket(server, edge) -> None:
+    """The origin trusts nginx's X-Forwarded-For: per-address limits key on the listener,
+    not on nginx, and what a listener writes in X-Forwarded-For itself is not believed."""
+    burst = PER_ADDRESS_RATE * 5
+
+    def listener(address: str) -> httpx.Client:
+        transport = httpx.HTTPTransport(local_address=address)
+        return httpx.Client(base_url=edge, transport=transport, timeout=10)
+
+    with listener("127.0.0.3") as first, listener("127.0.0.4") as second:
+        assert _writes_until_limited(first) >= burst
+        assert _writes_until_limited(second) >= burst, "one bucket for the whole audience"
+        spoof = {"x-forwarded-for": "198.51.100.1"}
+        assert _writes_until_limited(first, spoof) <= 1, "a listener chose its own address"
+    assert "Traceback" not in server.log()
+
+
+def test_nginx_caps_connections_per_listener(server, edge) -> None:
+    """The origin exempts its trusted proxy from its per-address connection cap, so the
+    proxy must cap each listener itself (nginx counts connections with a request in
+    progress: here, requests whose body never comes)."""
+    port = int(edge.rsplit(":", 1)[1])
+    extra = 4
+    held = [
+        socket.create_connection(("127.0.0.1", port))
+        for _ in range(MAX_CONNECTIONS_PER_CLIENT + extra)
+    ]
+    try:
+        for sock in held:
+            sock.sendall(b"POST /api/users HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+        time.sleep(0.5)
+        refused = 0
+        for sock in held:
+            sock.settimeout(0.2)
+            with contextlib.suppress(TimeoutError):
+                refused += sock.recv(64).startswith(b"HTTP/1.1 503")
+    finally:
+        for sock in held:
+            sock.close()
+    assert refused == extra
+    with httpx.Client(base_url=edge, timeout=10) as after:
+        assert after.get("/api/health").status_code == 200

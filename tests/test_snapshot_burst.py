@@ -10,13 +10,18 @@ import pytest
 
 REQUESTS = 5_000
 CONNECTIONS = 100
+SOURCES = 20
+"""Loopback addresses the connections come from (5 each): a crowd is many addresses,
+and one address may hold only so many connections (TOWNHALL_HTTP_MAX_CONNECTIONS_PER_ADDRESS)."""
 pytestmark = pytest.mark.slow
 
 
-async def _hammer(port: int, path: str, count: int, statuses: list[int], etag: str) -> None:
-    """One keep-alive connection sending `count` GETs back to back, half of them
-    conditional (what a polling page sends)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _hammer(
+    port: int, path: str, count: int, statuses: list[int], etag: str, source: str
+) -> None:
+    """One keep-alive connection from `source` sending `count` GETs back to back, half
+    of them conditional (what a polling page sends)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
     try:
         for i in range(count):
             conditional = f"If-None-Match: {etag}\r\n" if i % 2 else ""
@@ -49,9 +54,14 @@ async def test_snapshot_burst_returns_no_error(server) -> None:
     await asyncio.gather(
         *[
             _hammer(
-                server.port, f"/api/spaces/{space['id']}", REQUESTS // CONNECTIONS, statuses, etag
+                server.port,
+                f"/api/spaces/{space['id']}",
+                REQUESTS // CONNECTIONS,
+                statuses,
+                etag,
+                source=f"127.0.0.{10 + n % SOURCES}",
             )
-            for _ in range(CONNECTIONS)
+            for n in range(CONNECTIONS)
         ]
     )
     elapsed = time.perf_counter() - started

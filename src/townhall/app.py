@@ -17,6 +17,7 @@ from townhall.api.errors import EXCEPTION_HANDLERS
 from townhall.api.fastpath import ListenerFastPath
 from townhall.api.live import LiveStream, RelayProgram, report_listeners
 from townhall.config import Settings
+from townhall.private_files import create_private_file, make_private_dir
 from townhall.server import ConnectionGuard
 from townhall.service.accounts import Accounts
 from townhall.service.door import Door
@@ -34,14 +35,19 @@ SECRET_FILE = "secret.key"
 
 
 def load_secret(settings: Settings) -> bytes:
-    """The ticket key: configured, or generated once and kept beside the data."""
+    """The ticket key: configured, or generated once and kept beside the data, 0600
+    from its creation (townhall.private_files)."""
     if settings.secret:
         return settings.secret.encode()
     path = settings.data_dir / SECRET_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+    make_private_dir(path.parent)
+    try:
+        fd = create_private_file(path)
+    except FileExistsError:
+        pass
+    else:
+        with open(fd, "w") as new_key:
+            new_key.write(secrets.token_hex(32))
     return path.read_text().strip().encode()
 
 
@@ -57,7 +63,7 @@ class Services:
 
 
 async def open_services(settings: Settings, state: State | None = None) -> Services:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(settings.data_dir)
     use_host_addresses(settings.stage.ice_host_addresses)
     store = await open_store(settings.store_url)
     state = state or MemoryState()
@@ -101,6 +107,7 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         for name in ("settings", "store", "state", "accounts", "spaces", "signer", "door"):
             setattr(app.state, name, getattr(services, name))
         app.state.guard = guard or ConnectionGuard.from_settings(settings)
+        app.state.operator_gate = operations.OperatorGate(settings.admin_token)
         services.door.on_mode_change = app.state.guard.apply_attack_mode(
             settings, services.door.attack
         )

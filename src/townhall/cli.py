@@ -8,7 +8,22 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from townhall.config import load_settings
+from townhall.config import ADMIN_TOKEN_MIN_CHARS, Settings, load_settings
+from townhall.forwarded import TrustedProxies
+
+
+def _refusal(settings: Settings) -> str | None:
+    """Why the server must not start with these settings, in words for the operator."""
+    if settings.admin_token and len(settings.admin_token) < ADMIN_TOKEN_MIN_CHARS:
+        return (
+            f"TOWNHALL_ADMIN_TOKEN must be at least {ADMIN_TOKEN_MIN_CHARS} characters "
+            "(python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    try:
+        TrustedProxies(settings.http.trusted_proxies, settings.http.forwarded_header)
+    except ValueError as bad:
+        return f"--trusted-proxies / TOWNHALL_HTTP_TRUSTED_PROXIES: {bad}"
+    return None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -17,6 +32,9 @@ def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(
         host=args.host, port=args.port, data_dir=args.data_dir, store=args.store
     )
+    if args.trusted_proxies is not None:
+        proxies = tuple(part.strip() for part in args.trusted_proxies.split(",") if part.strip())
+        settings = replace(settings, http=replace(settings.http, trusted_proxies=proxies))
     if args.stream_workers is not None or args.stream_port is not None:
         edge = replace(
             settings.edge,
@@ -26,6 +44,10 @@ def _serve(args: argparse.Namespace) -> int:
             stream_port=settings.edge.stream_port if args.stream_port is None else args.stream_port,
         )
         settings = replace(settings, edge=edge)
+    refusal = _refusal(settings)
+    if refusal is not None:
+        print(f"townhall: {refusal}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -68,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument(
         "--stream-port", type=int, default=None, help="the stream workers' port (port + 1)"
+    )
+    serve.add_argument(
+        "--trusted-proxies",
+        default=None,
+        metavar="CIDR[,CIDR...]",
+        help="proxies whose X-Forwarded-For/-Proto name the client (none)",
     )
     commands.add_parser("loadtest", help="flash-crowd rehearsal (townhall loadtest --help)")
     args = parser.parse_args(argv)

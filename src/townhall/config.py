@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 MIB = 1024 * 1024
+ADMIN_TOKEN_MIN_CHARS = 32
+"""An operator token shorter than this could be guessed; the server will not start with one."""
 
 
 @dataclass(frozen=True)
@@ -23,9 +25,22 @@ class HttpLimits:
     """A request's headers must arrive within this (slowloris sends them a byte at a time)."""
     body_timeout_s: float = 20.0
     """A request's body must arrive within this after its headers."""
-    max_connections_per_address: int = 0
-    """Open connections one client address may hold in normal mode; 0 disables.
-    Attack mode applies its own, tighter cap (see townhall.admission.attack_mode)."""
+    max_header_bytes: int = 16 * 1024
+    """A request line and headers larger than this are refused with 431 before they are
+    held: a browser's head with cookies is 1-4 KiB (nginx allows 8 KiB per line)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """CIDR networks of the proxies in front of this server (nginx, a load balancer):
+    from them, the client's address and scheme are read from `forwarded_header`
+    (townhall.forwarded). Empty: nobody's forwarding headers are believed."""
+    forwarded_header: str = "x-forwarded-for"
+    """Which header the trusted proxies set: "x-forwarded-for" (with X-Forwarded-Proto)
+    or "forwarded" (RFC 7239). Only that one is read: a proxy passes the other through
+    from the client untouched."""
+    max_connections_per_address: int = 32
+    """Open connections one client address may hold in normal mode (a household or an
+    office behind one NAT fits); 0 disables. Attack mode applies its own, tighter cap
+    (see townhall.admission.attack_mode). Trusted proxies are exempt: they carry many
+    clients, and cap connections per client themselves (deploy/nginx)."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +155,9 @@ class Settings:
     stage: StageSettings = field(default_factory=StageSettings)
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)
     admin_token: str = ""
-    """Bearer token for operator endpoints (attack mode switch); empty disables them."""
+    """Bearer token for operator endpoints (attack mode switch), at least
+    ADMIN_TOKEN_MIN_CHARS long (`python -c 'import secrets; print(secrets.token_hex(32))'`);
+    empty disables them."""
     edge: EdgeSettings = field(default_factory=EdgeSettings)
     store: str = ""
     """Durable store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB (env

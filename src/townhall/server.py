@@ -1,11 +1,17 @@
 """Runs the ASGI app on uvicorn, with what a public server needs below HTTP.
 
-uvicorn keeps the connection's transport to itself and has no deadline for a
-request that arrives slowly, so our protocol subclass adds three things:
+uvicorn keeps the connection's transport to itself, has no deadline for a
+request that arrives slowly and no limit on the size of a request head (its
+httptools parser holds an unfinished header in memory however long it grows),
+so our protocol subclass adds five things:
 - the transport in the scope's extensions (the ASGI way to offer server
   extras), for the live stream's shared-buffer fan-out (api/live.py);
 - header and body deadlines, so slowloris connections are cut;
-- a cap on open connections per client address, refused before any parsing.
+- a cap on the request head's size (431), checked before the parser sees the bytes;
+- a cap on open connections per client address, refused before any parsing;
+- behind trusted proxies, the forwarded client address and scheme in the scope
+  (townhall.forwarded), once per request, for everything above to read. Trusted
+  proxies are exempt from the connection cap: each carries many clients.
 """
 
 from __future__ import annotations
@@ -24,22 +30,29 @@ from townhall.admission.attack_mode import AttackMode
 from townhall.admission.connection_caps import ConnectionCaps
 from townhall.api.live import TRANSPORT_EXTENSION
 from townhall.config import Settings
+from townhall.forwarded import TrustedProxies
 
 log = logging.getLogger(__name__)
 
 
-def _raw_error(status: str, code: str, message: str, retry_after_s: int) -> bytes:
+def _raw_error(status: str, code: str, message: str, retry_after_s: int | None = None) -> bytes:
+    """A whole error response, for refusals made below the ASGI app."""
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    retry = f"Retry-After: {retry_after_s}\r\n" if retry_after_s is not None else ""
     head = (
-        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-        f"Retry-After: {retry_after_s}\r\nConnection: close\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{retry}"
+        f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 
 
 TOO_MANY_CONNECTIONS = _raw_error(
     "503 Service Unavailable", "too_many_connections", "too many open connections from you", 10
+)
+HEADER_TOO_LARGE = _raw_error(
+    "431 Request Header Fields Too Large",
+    "header_too_large",
+    "the request line and headers are too large",
 )
 
 
@@ -50,8 +63,12 @@ class ConnectionGuard:
     header_timeout_s: float
     body_timeout_s: float
     caps: ConnectionCaps = field(default_factory=lambda: ConnectionCaps(0))
+    max_header_bytes: int = 0
+    """0 disables the cap on a request head's size."""
+    trusted: TrustedProxies = field(default_factory=TrustedProxies)
     cut_slow_headers: int = 0
     cut_slow_bodies: int = 0
+    refused_large_heads: int = 0
 
     def apply_attack_mode(self, settings: Settings, attack: AttackMode) -> Callable[[bool], None]:
         """The callback that tightens the per-address cap while attack mode is on."""
@@ -71,6 +88,8 @@ class ConnectionGuard:
             http.header_timeout_s,
             http.body_timeout_s,
             ConnectionCaps(http.max_connections_per_address),
+            http.max_header_bytes,
+            TrustedProxies(http.trusted_proxies, http.forwarded_header),
         )
 
 
@@ -79,20 +98,48 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._in_head = True
+        self._head_bytes = 0
         self._address = (self.client or ("?", 0))[0]
-        self._counted = self.guard.caps.acquire(self._address)
-        if not self._counted:
+        self._behind_proxy = self.guard.trusted.trusts(self._address)
+        self._counted = False
+        if not self._behind_proxy and not self.guard.caps.acquire(self._address):
             transport.write(TOO_MANY_CONNECTIONS)
             transport.close()
             return
-        self._deadline: asyncio.TimerHandle | None = None
+        self._counted = not self._behind_proxy
         self._arm(self.guard.header_timeout_s, "headers")
+
+    def data_received(self, data: bytes) -> None:
+        """Feeds the parser at most the head cap's worth of an unfinished head.
+
+        Whatever follows the head in the same read (a body, a pipelined request) is
+        fed unchecked; a pipelined head is then counted from its next read on, so a
+        connection never makes the parser hold more than the cap plus one read."""
+        cap = self.guard.max_header_bytes
+        if not (cap and self._in_head):
+            super().data_received(data)
+            return
+        room = cap - self._head_bytes
+        if len(data) <= room:
+            self._head_bytes += len(data)
+            super().data_received(data)
+            return
+        super().data_received(data[:room])
+        if self._in_head and not self.transport.is_closing():
+            self.guard.refused_large_heads += 1
+            self._disarm()
+            self.transport.write(HEADER_TOO_LARGE)
+            self.transport.close()
+        elif not self.transport.is_closing():
+            super().data_received(data[room:])
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._counted:
             self.guard.caps.release(self._address)
             self._counted = False
-            self._disarm()
+        self._disarm()
         super().connection_lost(exc)
 
     def _arm(self, seconds: float, what: str) -> None:
@@ -122,11 +169,18 @@ class GuardedProtocol(HttpToolsProtocol):
             self._arm(self.guard.header_timeout_s, "headers")
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         self._arm(self.guard.body_timeout_s, "body")
+        if self._behind_proxy:
+            origin = self.guard.trusted.resolve(self._address, self.scheme or "http", self.headers)
+            self.scope["client"] = (origin.address, 0)
+            self.scope["scheme"] = origin.scheme
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._disarm()
+        self._in_head = True
+        self._head_bytes = 0
         super().on_message_complete()
 
 

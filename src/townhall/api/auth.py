@@ -1,8 +1,12 @@
 """Who is calling: a bearer token (scripts) or a session cookie (browsers).
 
 Cookie-authenticated requests that change something must come from our own
-pages: SameSite=Lax stops most cross-site sends, and a present Origin header
-must name this host, which stops the rest.
+pages (cross-site request forgery): SameSite=Lax stops most cross-site sends;
+an Origin header, when the browser sends one, must name this host (not another
+site, not "null", which sandboxed frames and data: pages send); and the body must
+be declared JSON, which a cross-site form cannot do and a cross-site fetch cannot
+do without a CORS preflight we never answer. Our pages send both (web/static/api.js).
+A bearer token is held by a script, not sent by a browser on its own: no checks.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
+from townhall.api.errors import RequestError
 from townhall.domain.errors import Forbidden, Unauthorized
 from townhall.domain.spaces import User
+from townhall.forwarded import client_origin
 from townhall.service.accounts import Accounts
 
 SESSION_COOKIE = "th_session"
@@ -20,8 +26,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def client_address(request: Request) -> str:
-    """The peer address; rate limits key on it (behind a proxy, configure the proxy's)."""
-    return request.client.host if request.client else ""
+    """The client's address, behind trusted proxies the forwarded one: rate limits key
+    on it (townhall.forwarded)."""
+    return client_origin(request.scope).address
 
 
 def presented_token(request: Request) -> tuple[str | None, bool]:
@@ -35,10 +42,24 @@ def presented_token(request: Request) -> tuple[str | None, bool]:
     return request.cookies.get(SESSION_COOKIE), True
 
 
-def _check_origin(request: Request) -> None:
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.partition(";")[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def _check_same_site(request: Request) -> None:
+    """Refuses a cookie-authenticated unsafe request that a foreign page could make."""
     origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+    if origin is not None and (
+        origin.strip().lower() == "null" or urlsplit(origin).netloc != request.headers.get("host")
+    ):
         raise Forbidden("cross-site requests are not accepted", code="bad_origin")
+    if not _is_json(request.headers.get("content-type", "")):
+        raise RequestError(
+            415, "json_required", "send this request with Content-Type: application/json"
+        )
 
 
 async def optional_user(request: Request) -> User | None:
@@ -52,7 +73,7 @@ async def optional_user(request: Request) -> User | None:
             return None  # a stale cookie is just a signed-out browser
         raise Unauthorized("the token is invalid or expired", code="bad_token")
     if from_cookie and request.method not in SAFE_METHODS:
-        _check_origin(request)
+        _check_same_site(request)
     return user
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from townhall.api.errors import RequestError
 
@@ -26,13 +26,16 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             )
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise RequestError(
-                413, "body_too_large", f"request body is larger than {max_bytes} bytes"
-            )
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise RequestError(
+                    413, "body_too_large", f"request body is larger than {max_bytes} bytes"
+                )
+            chunks.append(chunk)
+    except ClientDisconnect:  # hung up (or was cut as too slow): nobody to answer, no bug
+        raise RequestError(400, "client_gone", "the client left before its body arrived") from None
     return b"".join(chunks)
 
 

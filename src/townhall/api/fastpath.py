@@ -40,6 +40,7 @@ from townhall.api.spaces import SNAPSHOT_CACHE_CONTROL
 from townhall.audience.snapshot import Snapshot
 from townhall.config import Settings
 from townhall.domain.errors import DomainError
+from townhall.forwarded import client_origin
 
 __all__ = ["ListenerFastPath"]
 
@@ -223,8 +224,7 @@ class ListenerFastPath:
         state = self.app.state
         spaces = state.spaces
         door = state.door
-        client = scope.get("client")
-        door.check_address(client[0] if client else "")
+        door.check_address(client_origin(scope).address)
         space = await spaces.record(space_id)
         space.require_live("join")
         user = None

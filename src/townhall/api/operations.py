@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import hmac
+import math
+import time
 from dataclasses import asdict
+from typing import Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from townhall.admission.token_bucket import KeyedBuckets
+from townhall.api.auth import client_address
 from townhall.api.bodies import read_json
 from townhall.api.errors import RequestError
+from townhall.config import ADMIN_TOKEN_MIN_CHARS
 from townhall.domain.errors import Forbidden, Invalid, Unauthorized
-from townhall.service.door import Door
+from townhall.service.door import Door, Refused
 
 ATTACK_MODES = {"on": True, "off": False, "auto": None}
 
@@ -24,6 +30,7 @@ async def stats(request: Request) -> Response:
     body = door.stats()
     body["cut_slow_headers"] = guard.cut_slow_headers
     body["cut_slow_bodies"] = guard.cut_slow_bodies
+    body["refused_large_heads"] = guard.refused_large_heads
     body["refused_connections"] = guard.caps.refused
     body["fanout"] = {
         room.space_id: asdict(room.program.live.stats) for room in request.app.state.spaces.rooms
@@ -31,20 +38,59 @@ async def stats(request: Request) -> Response:
     return JSONResponse(body, headers={"cache-control": "no-store"})
 
 
-def _require_operator(request: Request) -> None:
-    expected = request.app.state.settings.admin_token
-    if not expected:
-        raise Forbidden("operator endpoints are off: set TOWNHALL_ADMIN_TOKEN", code="no_admin")
-    presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if not presented:
-        raise Unauthorized("send the operator token as a Bearer token", code="sign_in_required")
-    if not hmac.compare_digest(presented.encode(), expected.encode()):
-        raise Forbidden("that is not the operator token", code="forbidden")
+class OperatorGate:
+    """Who may use the operator endpoints: the bearer of the admin token.
+
+    The token is compared in constant time and must be long enough not to be guessed
+    (ADMIN_TOKEN_MIN_CHARS; a shorter one turns the endpoints off rather than leave
+    them guessable); an address that sends wrong tokens is refused for a while after
+    WRONG_TOKENS_BURST of them, whatever it sends next, so guessing cannot be fast
+    even from many connections."""
+
+    WRONG_TOKENS_BURST: Final = 5
+    WRONG_TOKENS_PER_S: Final = 1 / 60
+    """After the burst, one more guess a minute per address."""
+    MAX_ADDRESSES: Final = 10_000
+    """Addresses whose wrong guesses are remembered (an LRU: bounded however many guess)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+        self._too_short = 0 < len(token) < ADMIN_TOKEN_MIN_CHARS
+        self._wrong = KeyedBuckets(
+            self.WRONG_TOKENS_PER_S, self.WRONG_TOKENS_BURST, self.MAX_ADDRESSES
+        )
+
+    def check(self, authorization: str, address: str) -> None:
+        """Raises unless `authorization` is "Bearer <the admin token>"."""
+        if not self._token:
+            raise Forbidden("operator endpoints are off: set TOWNHALL_ADMIN_TOKEN", code="no_admin")
+        if self._too_short:
+            raise Forbidden(
+                f"operator endpoints are off: TOWNHALL_ADMIN_TOKEN must be at least "
+                f"{ADMIN_TOKEN_MIN_CHARS} characters",
+                code="admin_token_too_short",
+            )
+        scheme, _, presented = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            raise Unauthorized("send the operator token as a Bearer token", code="sign_in_required")
+        now = time.monotonic()
+        wait_s = self._wrong.wait_s(address, now)
+        if wait_s > 0:
+            raise Refused(
+                429,
+                "too_many_attempts",
+                "too many wrong operator tokens from your address; wait",
+                retry_after_s=math.ceil(wait_s),
+            )
+        if not hmac.compare_digest(presented.strip().encode(), self._token):
+            self._wrong.take(address, now)
+            raise Forbidden("that is not the operator token", code="forbidden")
 
 
 async def set_attack_mode(request: Request) -> Response:
     """POST /api/admin/attack-mode {"mode": "on" | "off" | "auto"}."""
-    _require_operator(request)
+    gate: OperatorGate = request.app.state.operator_gate
+    gate.check(request.headers.get("authorization", ""), client_address(request))
     body = await read_json(request, request.app.state.settings.http.max_body_bytes)
     mode = body.get("mode")
     if mode not in ATTACK_MODES:

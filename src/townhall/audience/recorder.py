@@ -25,6 +25,7 @@ from pathlib import Path
 import av
 
 from townhall.audience.fmp4 import playable_prefix
+from townhall.private_files import create_private_file, ensure_private_file, make_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,9 @@ class Recorder:
     """Appends the init segment and each fragment to ``path`` (created, never clobbered)."""
 
     def __init__(self, path: Path, *, fsync_interval_s: float = DEFAULT_FSYNC_INTERVAL_S) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         self.path = path
-        self._file: io.BufferedWriter | None = open(path, "xb")  # noqa: SIM115 (lives long)
+        self._file: io.BufferedWriter | None = open(create_private_file(path), "wb")  # noqa: SIM115 (lives long)
         self._fsync_interval_s = fsync_interval_s
         self._last_fsync = time.monotonic()
         self._fsync_pool: ThreadPoolExecutor | None = None
@@ -203,6 +204,8 @@ def finalize_recording(partial: Path, final: Path) -> float:
             raise EmptyRecording(f"{partial} has no whole fragment")
         start = end = first.dts
         time_base = first.time_base
+        tmp.unlink(missing_ok=True)
+        ensure_private_file(tmp)  # FFmpeg opens it with the umask's mode otherwise
         with av.open(str(tmp), "w", format="ipod", options={"movflags": "+faststart"}) as dst:
             target = dst.add_stream_from_template(source)
             for packet in itertools.chain((first,), packets):

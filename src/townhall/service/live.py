@@ -18,6 +18,7 @@ from townhall.audience.program import ProgramOutput
 from townhall.audience.recorder import finalize_recording
 from townhall.config import Settings
 from townhall.domain.stage import Stage
+from townhall.private_files import make_private_dir
 from townhall.stage.room import StageRoom
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class LiveRooms:
             return self._rooms[space_id]
         recording = None
         if record:
-            self._settings.recordings_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self._settings.recordings_dir)
             recording = partial_recording_path(self._settings.recordings_dir, space_id)
         program = ProgramOutput(self._settings.audio, recording_path=recording)
         program.live.on_count_change = lambda _count: self._on_change(space_id)

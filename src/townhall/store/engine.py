@@ -27,6 +27,8 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from townhall.private_files import ensure_private_file, make_private_dir
+
 T = TypeVar("T")
 
 SQLITE_SCHEMES = ("sqlite",)
@@ -97,7 +99,8 @@ class SqliteRunner:
         if database == ":memory:":
             options["poolclass"] = StaticPool
         else:
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(Path(database).parent)
+            ensure_private_file(Path(database))
             options.update(pool_size=1, max_overflow=0)
         self._engine: Engine = create_engine(
             url,
@@ -145,3 +148,4 @@ def runner_for(url: str) -> Runner:
     if backend_name(url) == "sqlite":
         return SqliteRunner(make_url(url))
     return PostgresRunner(make_url(url))
+

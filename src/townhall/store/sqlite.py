@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from townhall.domain.errors import Conflict
 from townhall.domain.spaces import Space, SpaceState, SpeakPolicy, User
+from townhall.private_files import ensure_private_file, make_private_dir
 
 T = TypeVar("T")
 
@@ -99,7 +100,8 @@ class SqliteStore:
 
     def _connect(self) -> None:
         if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(Path(self._path).parent)
+            ensure_private_file(Path(self._path))
         db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
