@@ -7,7 +7,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from townhall.api.auth import SESSION_COOKIE, client_address, presented_token, require_user
-from townhall.api.bodies import read_json
+from townhall.api.bodies import read_model
+from townhall.api.models import Credentials
 from townhall.service.accounts import Accounts, TokenKind
 
 
@@ -22,24 +23,28 @@ def _admit_body_cap(request: Request) -> int:
     return request.app.state.settings.http.max_body_bytes
 
 
+async def _credentials(request: Request) -> Credentials:
+    return await read_model(request, Credentials, _admit_body_cap(request))
+
+
 async def sign_up(request: Request) -> Response:
-    body = await read_json(request, _admit_body_cap(request))
-    user = await _accounts(request).sign_up(body.get("username"), body.get("password"))
+    body = await _credentials(request)
+    user = await _accounts(request).sign_up(body.username, body.password)
     return JSONResponse(user.to_json(), status_code=201)
 
 
 async def create_token(request: Request) -> Response:
-    body = await read_json(request, _admit_body_cap(request))
+    body = await _credentials(request)
     accounts = _accounts(request)
-    user = await accounts.check_credentials(body.get("username"), body.get("password"))
+    user = await accounts.check_credentials(body.username, body.password)
     token = await accounts.issue_token(user, TokenKind.API)
     return JSONResponse({"token": token}, status_code=201)
 
 
 async def sign_in(request: Request) -> Response:
-    body = await read_json(request, _admit_body_cap(request))
+    body = await _credentials(request)
     accounts = _accounts(request)
-    user = await accounts.check_credentials(body.get("username"), body.get("password"))
+    user = await accounts.check_credentials(body.username, body.password)
     token = await accounts.issue_token(user, TokenKind.SESSION)
     response = JSONResponse({"user": user.to_json()}, status_code=201)
     response.set_cookie(

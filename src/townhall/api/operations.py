@@ -9,9 +9,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from townhall.api.bodies import read_json
+from townhall.api.bodies import read_model
 from townhall.api.errors import RequestError
-from townhall.domain.errors import Forbidden, Invalid, Unauthorized
+from townhall.api.models import AttackModeChange
+from townhall.domain.errors import Forbidden, Unauthorized
 from townhall.service.door import Door
 
 ATTACK_MODES = {"on": True, "off": False, "auto": None}
@@ -45,12 +46,10 @@ def _require_operator(request: Request) -> None:
 async def set_attack_mode(request: Request) -> Response:
     """POST /api/admin/attack-mode {"mode": "on" | "off" | "auto"}."""
     _require_operator(request)
-    body = await read_json(request, request.app.state.settings.http.max_body_bytes)
-    mode = body.get("mode")
-    if mode not in ATTACK_MODES:
-        raise Invalid('mode must be "on", "off" or "auto"', code="invalid_mode")
+    max_bytes = request.app.state.settings.http.max_body_bytes
+    body = await read_model(request, AttackModeChange, max_bytes)
     door: Door = request.app.state.door
-    door.force_attack_mode(ATTACK_MODES[mode])
+    door.force_attack_mode(ATTACK_MODES[body.mode])
     return JSONResponse({"attack_mode": door.attack.active, "forced": door.attack.forced})
 
 

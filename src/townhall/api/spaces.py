@@ -7,31 +7,41 @@ the crowd.
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from townhall.api.auth import client_address, require_user
-from townhall.api.bodies import read_json
-from townhall.api.errors import RequestError
+from townhall.api.bodies import Body, read_model
+from townhall.api.models import (
+    MAX_SDP_BYTES,
+    NewSpace,
+    Reaction,
+    StageChange,
+    StageOffer,
+    UserChoice,
+)
+from townhall.api.paths import space_id, user_id
 from townhall.audience.snapshot import Snapshot
 from townhall.domain.reactions import ALLOWED_REACTIONS
 from townhall.service.spaces import Spaces, UserRef
 
+NOT_ON_STAGE = "not_on_stage"
+NO_REQUEST = "no_request"
+"""The domain's codes (domain/stage.py) for a user id that names nobody on the stage."""
 SNAPSHOT_CACHE_CONTROL = "public, max-age=1, stale-while-revalidate=5"
-MAX_SDP_BYTES = 32 * 1024
 
 
 def _spaces(request: Request) -> Spaces:
     return request.app.state.spaces
 
 
-async def _body(request: Request, optional: bool = False) -> dict[str, Any]:
-    return await read_json(
-        request, request.app.state.settings.http.max_body_bytes, optional=optional
-    )
+async def _body(request: Request, model: type[Body]) -> Body:
+    return await read_model(request, model, request.app.state.settings.http.max_body_bytes)
+
+
+def _target(body: UserChoice) -> UserRef:
+    return UserRef(body.user_id, body.username)
 
 
 def snapshot_response(request: Request, snapshot: Snapshot, status: int = 200) -> Response:
@@ -62,112 +72,110 @@ async def list_spaces(request: Request) -> Response:
 
 async def create_space(request: Request) -> Response:
     user = await require_user(request)
-    body = await _body(request)
+    body = await _body(request, NewSpace)
     snapshot = await _spaces(request).create(
         user,
-        body.get("title"),
-        scheduled_for=body.get("scheduled_for"),
-        record=body.get("record", False),
-        speak_policy=body.get("speak_policy"),
+        body.title,
+        scheduled_for=body.scheduled_for,
+        record=body.record,
+        speak_policy=body.speak_policy,
     )
     return _private(snapshot, status=201)
 
 
 async def get_space(request: Request) -> Response:
-    snapshot = await _spaces(request).snapshot(request.path_params["space_id"])
+    snapshot = await _spaces(request).snapshot(space_id(request))
     return snapshot_response(request, snapshot)
 
 
 async def start_space(request: Request) -> Response:
     user = await require_user(request)
-    snapshot = await _spaces(request).go_live(user, request.path_params["space_id"])
+    snapshot = await _spaces(request).go_live(user, space_id(request))
     return _private(snapshot)
 
 
 async def end_space(request: Request) -> Response:
     user = await require_user(request)
-    snapshot = await _spaces(request).end(user, request.path_params["space_id"])
+    snapshot = await _spaces(request).end(user, space_id(request))
     return _private(snapshot)
 
 
 async def my_status(request: Request) -> Response:
     user = await require_user(request)
-    status = await _spaces(request).my_status(user, request.path_params["space_id"])
+    status = await _spaces(request).my_status(user, space_id(request))
     return JSONResponse(status, headers={"cache-control": "no-store"})
 
 
 async def list_requests(request: Request) -> Response:
     user = await require_user(request)
-    found = await _spaces(request).requests(user, request.path_params["space_id"])
+    found = await _spaces(request).requests(user, space_id(request))
     return JSONResponse({"requests": found}, headers={"cache-control": "no-store"})
 
 
 async def request_to_speak(request: Request) -> Response:
     request.app.state.door.check_address(client_address(request))
     user = await require_user(request)
-    await _spaces(request).request_to_speak(user, request.path_params["space_id"])
+    await _spaces(request).request_to_speak(user, space_id(request))
     return JSONResponse({"requested": True}, status_code=202)
 
 
 async def drop_request(request: Request) -> Response:
     user = await require_user(request)
-    params = request.path_params
-    await _spaces(request).drop_request(user, params["space_id"], params["user_id"])
+    await _spaces(request).drop_request(user, space_id(request), user_id(request, NO_REQUEST))
     return Response(status_code=204)
 
 
 async def invite(request: Request) -> Response:
     user = await require_user(request)
-    body = await _body(request)
-    invited = await _spaces(request).invite(
-        user, request.path_params["space_id"], UserRef.from_body(body)
-    )
+    body = await _body(request, UserChoice)
+    invited = await _spaces(request).invite(user, space_id(request), _target(body))
     return JSONResponse({"invited": invited.to_json()}, status_code=201)
 
 
 async def put_on_stage(request: Request) -> Response:
     user = await require_user(request)
-    body = await _body(request)
+    body = await _body(request, StageChange)
     snapshot = await _spaces(request).put_on_stage(
-        user, request.path_params["space_id"], UserRef.from_body(body), body.get("role")
+        user, space_id(request), _target(body), body.role
     )
     return _private(snapshot)
 
 
 async def take_off_stage(request: Request) -> Response:
     user = await require_user(request)
-    params = request.path_params
-    snapshot = await _spaces(request).take_off_stage(user, params["space_id"], params["user_id"])
+    snapshot = await _spaces(request).take_off_stage(
+        user, space_id(request), user_id(request, NOT_ON_STAGE)
+    )
     return _private(snapshot)
 
 
 async def mute(request: Request) -> Response:
     user = await require_user(request)
-    params = request.path_params
-    snapshot = await _spaces(request).set_muted(user, params["space_id"], params["user_id"], True)
+    snapshot = await _spaces(request).set_muted(
+        user, space_id(request), user_id(request, NOT_ON_STAGE), True
+    )
     return _private(snapshot)
 
 
 async def unmute(request: Request) -> Response:
     user = await require_user(request)
-    params = request.path_params
-    snapshot = await _spaces(request).set_muted(user, params["space_id"], params["user_id"], False)
+    snapshot = await _spaces(request).set_muted(
+        user, space_id(request), user_id(request, NOT_ON_STAGE), False
+    )
     return _private(snapshot)
 
 
 async def remove_from_space(request: Request) -> Response:
     user = await require_user(request)
-    body = await _body(request)
-    snapshot = await _spaces(request).remove_from_space(
-        user, request.path_params["space_id"], UserRef.from_body(body)
-    )
+    body = await _body(request, UserChoice)
+    snapshot = await _spaces(request).remove_from_space(user, space_id(request), _target(body))
     return _private(snapshot)
 
 
 async def react(request: Request) -> Response:
     request.app.state.door.check_address(client_address(request))
-    body = await _body(request)
-    await _spaces(request).react(request.path_params["space_id"], body.get("emoji"))
+    body = await _body(request, Reaction)
+    await _spaces(request).react(space_id(request), body.emoji)
     return JSONResponse({"accepted": True}, status_code=202)
 
 
@@ -179,13 +187,8 @@ async def allowed_reactions(request: Request) -> Response:
 
 async def stage_offer(request: Request) -> Response:
     user = await require_user(request)
-    body = await read_json(request, MAX_SDP_BYTES)
-    if body.get("type") != "offer":
-        raise RequestError(422, "bad_sdp", 'type must be "offer"')
-    sdp = body.get("sdp")
-    if not isinstance(sdp, str) or not sdp.strip():
-        raise RequestError(422, "bad_sdp", "sdp must be a non-empty string")
-    answer = await _spaces(request).connect_speaker(user, request.path_params["space_id"], sdp)
+    body = await read_model(request, StageOffer, MAX_SDP_BYTES)
+    answer = await _spaces(request).connect_speaker(user, space_id(request), body.sdp)
     return JSONResponse({"type": "answer", "sdp": answer}, headers={"cache-control": "no-store"})
 
 
