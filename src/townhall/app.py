@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from townhall import __version__
 from townhall.admission.signing import Signer
 from townhall.api import accounts, listening, operations, spaces
+from townhall.api.contract import openapi_route
 from townhall.api.errors import EXCEPTION_HANDLERS
 from townhall.api.fastpath import ListenerFastPath
 from townhall.api.live import LiveStream, RelayProgram, report_listeners
@@ -31,6 +33,8 @@ from townhall.web import pages
 log = logging.getLogger(__name__)
 
 SECRET_FILE = "secret.key"
+JSON_API = [*accounts.OPERATIONS, *spaces.OPERATIONS, *listening.OPERATIONS, *operations.OPERATIONS]
+"""Every operation of the JSON API, as GET /openapi.json publishes it."""
 
 
 def load_secret(settings: Settings) -> bytes:
@@ -116,6 +120,7 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         *accounts.routes,
         *spaces.routes,
         *operations.routes,
+        openapi_route(JSON_API, __version__),
         Route("/internal/program/{space_id}.aac", RelayProgram(), methods=["GET"]),
         Route("/internal/listeners", report_listeners, methods=["POST"]),
         *pages.routes,

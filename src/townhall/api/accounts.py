@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from townhall.api.auth import SESSION_COOKIE, client_address, presented_token, require_user
 from townhall.api.bodies import read_model
-from townhall.api.models import Credentials
+from townhall.api.contract import Auth, Operation, routes_of
+from townhall.api.models import Credentials, SessionOut, TokenOut, UserOut
 from townhall.service.accounts import Accounts, TokenKind
 
 
@@ -73,10 +73,22 @@ async def me(request: Request) -> Response:
     return JSONResponse(user.to_json())
 
 
-routes = [
-    Route("/api/users", sign_up, methods=["POST"]),
-    Route("/api/tokens", create_token, methods=["POST"]),
-    Route("/api/sessions", sign_in, methods=["POST"]),
-    Route("/api/sessions", sign_out, methods=["DELETE"]),
-    Route("/api/me", me, methods=["GET"]),
-]
+OPERATIONS = [
+    Operation(
+        "POST", "/api/users", sign_up, "Sign up", UserOut, 201, Credentials, refusals=(409, 429)
+    ),
+    Operation(
+        "POST", "/api/tokens", create_token, "An API token for scripts (Bearer)", TokenOut, 201,
+        Credentials, refusals=(401, 429, 503),
+    ),
+    Operation(
+        "POST", "/api/sessions", sign_in, "Browser sign-in: sets the session cookie",
+        SessionOut, 201, Credentials, refusals=(401, 429, 503),
+    ),
+    Operation(
+        "DELETE", "/api/sessions", sign_out, "Sign out (revokes the token or cookie)",
+        status=204, auth=Auth.OPTIONAL,
+    ),
+    Operation("GET", "/api/me", me, "The signed-in user", UserOut, auth=Auth.USER),
+]  # fmt: skip
+routes = routes_of(OPERATIONS)

@@ -16,7 +16,8 @@ from starlette.routing import Route
 
 from townhall.api.auth import client_address, optional_user
 from townhall.api.bodies import read_model
-from townhall.api.models import JoinRequest
+from townhall.api.contract import Auth, Operation, routes_of
+from townhall.api.models import JoinAnswer, JoinRequest
 from townhall.api.paths import space_id as path_space_id
 from townhall.config import Settings
 from townhall.domain.errors import Forbidden, NotFound
@@ -143,9 +144,19 @@ async def recording(request: Request) -> Response:
     )
 
 
+OPERATIONS = [
+    Operation(
+        "POST", "/api/spaces/{space_id}/join", join,
+        "A ticket for the live stream, or a place in line", JoinAnswer, body=JoinRequest,
+        body_required=False, auth=Auth.OPTIONAL, refusals=(403, 409, 429, 503),
+    ),
+    Operation(
+        "GET", "/api/spaces/{space_id}/recording", recording,
+        "The recorded audio, after the end", media_type="audio/mp4",
+    ),
+]  # fmt: skip
 routes = [
-    Route("/api/spaces/{space_id}/join", join, methods=["POST"]),
-    Route("/api/spaces/{space_id}/recording", recording, methods=["GET", "HEAD"]),
+    *routes_of(OPERATIONS),
     Route("/hls/{space_id}/index.m3u8", hls_playlist, methods=["GET", "HEAD"]),
     Route("/hls/{space_id}/{name}", hls_file, methods=["GET", "HEAD"]),
 ]

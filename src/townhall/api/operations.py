@@ -7,11 +7,11 @@ from dataclasses import asdict
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from townhall.api.bodies import read_model
+from townhall.api.contract import Auth, Operation, routes_of
 from townhall.api.errors import RequestError
-from townhall.api.models import AttackModeChange
+from townhall.api.models import AttackModeChange, AttackModeState, Health, Stats
 from townhall.domain.errors import Forbidden, Unauthorized
 from townhall.service.door import Door
 
@@ -59,8 +59,12 @@ async def health(request: Request) -> Response:
     return JSONResponse({"ok": True}, headers={"cache-control": "no-store"})
 
 
-routes = [
-    Route("/api/stats", stats, methods=["GET"]),
-    Route("/api/health", health, methods=["GET"]),
-    Route("/api/admin/attack-mode", set_attack_mode, methods=["POST"]),
-]
+OPERATIONS = [
+    Operation("GET", "/api/stats", stats, "The node's vital signs", Stats),
+    Operation("GET", "/api/health", health, "Up and serving", Health, refusals=(503,)),
+    Operation(
+        "POST", "/api/admin/attack-mode", set_attack_mode, "Force attack mode on, off or auto",
+        AttackModeState, body=AttackModeChange, auth=Auth.OPERATOR,
+    ),
+]  # fmt: skip
+routes = routes_of(OPERATIONS)

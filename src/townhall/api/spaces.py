@@ -9,18 +9,27 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from townhall.api.auth import client_address, require_user
 from townhall.api.bodies import Body, read_model
+from townhall.api.contract import Auth, Operation, routes_of
 from townhall.api.models import (
     MAX_SDP_BYTES,
+    Accepted,
+    AllowedReactions,
+    Invited,
+    MyStatus,
     NewSpace,
     Reaction,
+    Requested,
+    SpaceListing,
+    SpeakRequests,
+    StageAnswer,
     StageChange,
     StageOffer,
     UserChoice,
 )
+from townhall.api.models import Snapshot as SnapshotOut
 from townhall.api.paths import space_id, user_id
 from townhall.audience.snapshot import Snapshot
 from townhall.domain.reactions import ALLOWED_REACTIONS
@@ -193,24 +202,47 @@ async def stage_offer(request: Request) -> Response:
 
 
 SPACE = "/api/spaces/{space_id}"
+SEAT = f"{SPACE}/stage/{{user_id}}"
+USER = Auth.USER
 
-routes = [
-    Route("/api/spaces", list_spaces, methods=["GET"]),
-    Route("/api/spaces", create_space, methods=["POST"]),
-    Route("/api/reactions", allowed_reactions, methods=["GET"]),
-    Route(SPACE, get_space, methods=["GET"]),
-    Route(f"{SPACE}/start", start_space, methods=["POST"]),
-    Route(f"{SPACE}/end", end_space, methods=["POST"]),
-    Route(f"{SPACE}/me", my_status, methods=["GET"]),
-    Route(f"{SPACE}/requests", list_requests, methods=["GET"]),
-    Route(f"{SPACE}/speak-requests", request_to_speak, methods=["POST"]),
-    Route(f"{SPACE}/speak-requests/{{user_id}}", drop_request, methods=["DELETE"]),
-    Route(f"{SPACE}/invitations", invite, methods=["POST"]),
-    Route(f"{SPACE}/stage/offer", stage_offer, methods=["POST"]),
-    Route(f"{SPACE}/stage", put_on_stage, methods=["POST"]),
-    Route(f"{SPACE}/stage/{{user_id}}", take_off_stage, methods=["DELETE"]),
-    Route(f"{SPACE}/stage/{{user_id}}/mute", mute, methods=["POST"]),
-    Route(f"{SPACE}/stage/{{user_id}}/unmute", unmute, methods=["POST"]),
-    Route(f"{SPACE}/removals", remove_from_space, methods=["POST"]),
-    Route(f"{SPACE}/reactions", react, methods=["POST"]),
-]
+OPERATIONS = [
+    Operation("GET", "/api/spaces", list_spaces, "Live and upcoming spaces", SpaceListing),
+    Operation(
+        "POST", "/api/spaces", create_space, "Create a space (scheduled or ready to start)",
+        SnapshotOut, 201, NewSpace, auth=USER, refusals=(409, 429),
+    ),
+    Operation("GET", "/api/reactions", allowed_reactions, "The emoji one can send",
+              AllowedReactions),
+    Operation("GET", SPACE, get_space, "A space's snapshot (ETag; 304)", SnapshotOut,
+              refusals=(304,)),
+    Operation("POST", f"{SPACE}/start", start_space, "Go live (host)", SnapshotOut, auth=USER,
+              refusals=(409,)),
+    Operation("POST", f"{SPACE}/end", end_space, "End the space (host)", SnapshotOut, auth=USER,
+              refusals=(409,)),
+    Operation("GET", f"{SPACE}/me", my_status, "The caller's role in the space", MyStatus,
+              auth=USER),
+    Operation("GET", f"{SPACE}/requests", list_requests, "Requests to speak (host, co-host)",
+              SpeakRequests, auth=USER, refusals=(409,)),
+    Operation("POST", f"{SPACE}/speak-requests", request_to_speak, "Ask to speak", Requested,
+              202, auth=USER, refusals=(409, 429)),
+    Operation("DELETE", f"{SPACE}/speak-requests/{{user_id}}", drop_request,
+              "Decline or withdraw a request to speak", status=204, auth=USER, refusals=(409,)),
+    Operation("POST", f"{SPACE}/invitations", invite, "Invite someone to speak", Invited, 201,
+              UserChoice, auth=USER, refusals=(409,)),
+    Operation("POST", f"{SPACE}/stage/offer", stage_offer,
+              "WebRTC offer from someone on stage; the answer carries their mix-minus",
+              StageAnswer, body=StageOffer, auth=USER, refusals=(409,)),
+    Operation("POST", f"{SPACE}/stage", put_on_stage, "Put someone on stage (host, co-host)",
+              SnapshotOut, body=StageChange, auth=USER, refusals=(409,)),
+    Operation("DELETE", SEAT, take_off_stage, "Take someone off stage", SnapshotOut,
+              auth=USER, refusals=(409,)),
+    Operation("POST", f"{SEAT}/mute", mute, "Mute someone on stage", SnapshotOut, auth=USER,
+              refusals=(409,)),
+    Operation("POST", f"{SEAT}/unmute", unmute, "Unmute oneself", SnapshotOut, auth=USER,
+              refusals=(409,)),
+    Operation("POST", f"{SPACE}/removals", remove_from_space, "Remove someone from the space",
+              SnapshotOut, body=UserChoice, auth=USER, refusals=(409,)),
+    Operation("POST", f"{SPACE}/reactions", react, "Send a reaction", Accepted, 202, Reaction,
+              refusals=(409, 429)),
+]  # fmt: skip
+routes = routes_of(OPERATIONS)
