@@ -20,9 +20,10 @@ from townhall.api.fastpath import ListenerFastPath
 from townhall.api.live import LiveStream, RelayProgram, report_listeners
 from townhall.config import Settings
 from townhall.server import ConnectionGuard
-from townhall.service.accounts import Accounts
+from townhall.service.accounts import Accounts, password_limits
 from townhall.service.door import Door
 from townhall.service.ids import new_id
+from townhall.service.passwords import Passwords
 from townhall.service.spaces import Spaces
 from townhall.stage.ice import use_host_addresses
 from townhall.state.base import State
@@ -76,7 +77,7 @@ async def open_services(settings: Settings, state: State | None = None) -> Servi
         settings=settings,
         store=store,
         state=state,
-        accounts=Accounts(store, settings),
+        accounts=Accounts(store, settings, Passwords(password_limits(settings))),
         spaces=spaces_service,
         signer=signer,
         door=door,
@@ -84,6 +85,7 @@ async def open_services(settings: Settings, state: State | None = None) -> Servi
 
 
 async def close_services(services: Services) -> None:
+    services.accounts.close()
     await services.door.stop()
     await services.spaces.stop()
     await services.state.close()

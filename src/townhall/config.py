@@ -135,6 +135,12 @@ class Settings:
     session_ttl_days: int = 30
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65_536
+    argon2_parallelism: int = 1
+    """Lanes (threads) per hash: 1 keeps one hash on one core (service/passwords.py)."""
+    argon2_max_in_flight: int = 1
+    """Hashes computed at once, so password guessing can take at most this many cores."""
+    argon2_max_waiting: int = 32
+    """Hashes that may wait for a slot; past it sign-ins get 503 + Retry-After."""
     http: HttpLimits = field(default_factory=HttpLimits)
     audio: AudioSettings = field(default_factory=AudioSettings)
     stage: StageSettings = field(default_factory=StageSettings)

@@ -19,6 +19,7 @@ from townhall.domain.errors import (
     Invalid,
     NotFound,
     Unauthorized,
+    Unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ STATUS_BY_KIND: dict[type[DomainError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     Conflict: 409,
+    Unavailable: 503,
 }
 
 HTTP_CODES = {
