@@ -7,6 +7,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -25,6 +26,7 @@ from townhall.service.door import Door
 from townhall.service.ids import new_id
 from townhall.service.passwords import Passwords
 from townhall.service.spaces import Spaces
+from townhall.service.write_limits import WriteLimiter
 from townhall.stage.ice import use_host_addresses
 from townhall.state.base import State
 from townhall.state.memory import MemoryState
@@ -59,6 +61,7 @@ class Services:
     spaces: Spaces
     signer: Signer
     door: Door
+    write_limits: WriteLimiter
 
 
 async def open_services(settings: Settings, state: State | None = None) -> Services:
@@ -81,6 +84,7 @@ async def open_services(settings: Settings, state: State | None = None) -> Servi
         spaces=spaces_service,
         signer=signer,
         door=door,
+        write_limits=WriteLimiter(settings.limits),
     )
 
 
@@ -104,8 +108,8 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await open_services(settings)
-        for name in ("settings", "store", "state", "accounts", "spaces", "signer", "door"):
-            setattr(app.state, name, getattr(services, name))
+        for service in dataclass_fields(Services):  # every service, for the routes
+            setattr(app.state, service.name, getattr(services, service.name))
         app.state.guard = guard or ConnectionGuard.from_settings(settings)
         services.door.on_mode_change = app.state.guard.apply_attack_mode(
             settings, services.door.attack

@@ -10,6 +10,7 @@ from townhall.api.bodies import read_model
 from townhall.api.contract import Auth, Operation, routes_of
 from townhall.api.models import Credentials, SessionOut, TokenOut, UserOut
 from townhall.service.accounts import Accounts, TokenKind
+from townhall.service.write_limits import WriteLimiter
 
 
 def _accounts(request: Request) -> Accounts:
@@ -27,14 +28,20 @@ async def _credentials(request: Request) -> Credentials:
     return await read_model(request, Credentials, _admit_body_cap(request))
 
 
+def _write_limits(request: Request) -> WriteLimiter:
+    return request.app.state.write_limits
+
+
 async def sign_up(request: Request) -> Response:
     body = await _credentials(request)
+    _write_limits(request).sign_up(client_address(request))
     user = await _accounts(request).sign_up(body.username, body.password)
     return JSONResponse(user.to_json(), status_code=201)
 
 
 async def create_token(request: Request) -> Response:
     body = await _credentials(request)
+    _write_limits(request).sign_in(client_address(request), body.username)
     accounts = _accounts(request)
     user = await accounts.check_credentials(body.username, body.password)
     token = await accounts.issue_token(user, TokenKind.API)
@@ -43,6 +50,7 @@ async def create_token(request: Request) -> Response:
 
 async def sign_in(request: Request) -> Response:
     body = await _credentials(request)
+    _write_limits(request).sign_in(client_address(request), body.username)
     accounts = _accounts(request)
     user = await accounts.check_credentials(body.username, body.password)
     token = await accounts.issue_token(user, TokenKind.SESSION)

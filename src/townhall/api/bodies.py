@@ -95,6 +95,14 @@ def parse_json_object(body: bytes, *, optional: bool = False) -> dict[str, Any]:
         raise _not_json(error.errors(include_url=False, include_input=False)[0]) from None
 
 
+def parse_query(model: type[Body], request: Request) -> Body:
+    """The query string as `model` (the last value of a repeated name counts)."""
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as error:
+        raise validation_refusal(model, error) from None
+
+
 async def read_model(
     request: Request, model: type[Body], max_bytes: int, *, optional: bool = False
 ) -> Body:

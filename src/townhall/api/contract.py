@@ -74,8 +74,8 @@ class Operation:
     refusals: tuple[int, ...] = ()
     """Statuses this operation may refuse with, beyond the ones its shape implies."""
     media_type: str = "application/json"
-    query: tuple[tuple[str, dict[str, Any], str], ...] = ()
-    """Query parameters: (name, JSON Schema, description)."""
+    query: type[BaseModel] | None = None
+    """The query string's model, if it reads one."""
     tags: tuple[str, ...] = field(default=())
 
     @property
@@ -127,11 +127,14 @@ def _parameters(operation: Operation) -> list[dict[str, Any]]:
                 "description": ID_PARAMETERS.get(name, name),
             }
         )
-    for name, schema, description in operation.query:
-        parameters.append(
-            {"name": name, "in": "query", "required": False, "schema": schema,
-             "description": description}
-        )  # fmt: skip
+    if operation.query is not None:
+        schema = operation.query.model_json_schema()
+        required = set(schema.get("required", ()))
+        for name, field_schema in schema["properties"].items():
+            parameters.append(
+                {"name": name, "in": "query", "required": name in required,
+                 "schema": field_schema}
+            )  # fmt: skip
     return parameters
 
 

@@ -18,6 +18,7 @@ from townhall.domain.errors import (
     Forbidden,
     Invalid,
     NotFound,
+    TooManyRequests,
     Unauthorized,
     Unavailable,
 )
@@ -31,6 +32,7 @@ STATUS_BY_KIND: dict[type[DomainError], int] = {
     Forbidden: 403,
     Conflict: 409,
     Unavailable: 503,
+    TooManyRequests: 429,
 }
 
 HTTP_CODES = {

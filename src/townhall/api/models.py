@@ -29,6 +29,8 @@ ID_PATTERN = f"^[{ID_ALPHABET}]{{{ID_LENGTH}}}$"
 MAX_TIMESTAMP_LENGTH = 64
 MAX_TOKEN_LENGTH = 2_048
 """Queue tokens and proof-of-work strings are a few hundred bytes; more is not ours."""
+MAX_LISTING_OFFSET = 10_000
+"""Deeper pages are a scrape, not a person browsing."""
 MAX_SDP_BYTES = 32 * 1024
 """An SDP offer is ~10 KB with every codec listed; the offer route's body cap."""
 
@@ -109,6 +111,20 @@ class AttackModeChange(RequestBody):
     mode: Literal["on", "off", "auto"]
 
 
+class QueryParameters(RequestBody):
+    """Base of query strings: every value arrives as text, so "10" may be 10."""
+
+    model_config = ConfigDict(strict=False)
+
+
+class ListingQuery(QueryParameters):
+    """`GET /api/spaces` query: one page size, an offset for each list."""
+
+    limit: int = Field(default=50, ge=1, le=100, description="Spaces per list")
+    live_offset: int = Field(default=0, ge=0, le=MAX_LISTING_OFFSET)
+    upcoming_offset: int = Field(default=0, ge=0, le=MAX_LISTING_OFFSET)
+
+
 # -- responses -----------------------------------------------------------------------
 
 
@@ -164,8 +180,13 @@ class Snapshot(ResponseBody):
 
 
 class SpaceListing(ResponseBody):
+    """Live spaces (newest start first) and upcoming ones (soonest first), each paged;
+    `next_*_offset` is where the next page starts, null on the last one."""
+
     live: list[Snapshot]
     upcoming: list[Snapshot]
+    next_live_offset: int | None = None
+    next_upcoming_offset: int | None = None
 
 
 class MyStatus(ResponseBody):

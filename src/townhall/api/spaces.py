@@ -10,14 +10,15 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from townhall.api.auth import client_address, require_user
-from townhall.api.bodies import Body, read_model
+from townhall.api.auth import client_address, optional_user, require_user
+from townhall.api.bodies import Body, parse_query, read_model
 from townhall.api.contract import Auth, Operation, routes_of
 from townhall.api.models import (
     MAX_SDP_BYTES,
     Accepted,
     AllowedReactions,
     Invited,
+    ListingQuery,
     MyStatus,
     NewSpace,
     Reaction,
@@ -73,15 +74,19 @@ def _private(snapshot: Snapshot, status: int = 200) -> Response:
 
 
 async def list_spaces(request: Request) -> Response:
-    body = await _spaces(request).listing()
+    page = parse_query(ListingQuery, request)
+    body = await _spaces(request).listing(page.limit, page.live_offset, page.upcoming_offset)
     return Response(
         body, media_type="application/json", headers={"cache-control": "public, max-age=1"}
     )
 
 
 async def create_space(request: Request) -> Response:
+    address = client_address(request)
+    request.app.state.door.check_address(address)
     user = await require_user(request)
     body = await _body(request, NewSpace)
+    request.app.state.write_limits.create_space(address, user.id)
     snapshot = await _spaces(request).create(
         user,
         body.title,
@@ -182,8 +187,11 @@ async def remove_from_space(request: Request) -> Response:
 
 
 async def react(request: Request) -> Response:
-    request.app.state.door.check_address(client_address(request))
+    address = client_address(request)
+    request.app.state.door.check_address(address)
+    user = await optional_user(request)
     body = await _body(request, Reaction)
+    request.app.state.write_limits.react(address, user.id if user else None)
     await _spaces(request).react(space_id(request), body.emoji)
     return JSONResponse({"accepted": True}, status_code=202)
 
@@ -206,7 +214,8 @@ SEAT = f"{SPACE}/stage/{{user_id}}"
 USER = Auth.USER
 
 OPERATIONS = [
-    Operation("GET", "/api/spaces", list_spaces, "Live and upcoming spaces", SpaceListing),
+    Operation("GET", "/api/spaces", list_spaces, "Live and upcoming spaces, paged",
+              SpaceListing, query=ListingQuery, refusals=(422,)),
     Operation(
         "POST", "/api/spaces", create_space, "Create a space (scheduled or ready to start)",
         SnapshotOut, 201, NewSpace, auth=USER, refusals=(409, 429),
@@ -243,6 +252,6 @@ OPERATIONS = [
     Operation("POST", f"{SPACE}/removals", remove_from_space, "Remove someone from the space",
               SnapshotOut, body=UserChoice, auth=USER, refusals=(409,)),
     Operation("POST", f"{SPACE}/reactions", react, "Send a reaction", Accepted, 202, Reaction,
-              refusals=(409, 429)),
+              auth=Auth.OPTIONAL, refusals=(409, 429)),
 ]  # fmt: skip
 routes = routes_of(OPERATIONS)

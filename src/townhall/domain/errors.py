@@ -55,3 +55,13 @@ class Unavailable(DomainError):
     def __init__(self, message: str, retry_after_s: float, code: str | None = None) -> None:
         super().__init__(message, code)
         self.retry_after_s = retry_after_s
+
+
+class TooManyRequests(DomainError):
+    """The caller has used up an allowance; `retry_after_s` says when there is more."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
