@@ -139,25 +139,31 @@ def _account(http: httpx.Client, username: str) -> tuple[str, str]:
 
 @pytest.mark.slow
 def test_schemathesis_finds_nothing(contract_server: RunningServer, tmp_path: Path) -> None:
-    anonymous = _schemathesis(contract_server, tmp_path, "anonymous", "")
     with httpx.Client(base_url=contract_server.url, timeout=10) as http:
         _, token = _account(http, "contract_host")
         guest_id, _ = _account(http, "contract_guest")
         auth = {"authorization": f"Bearer {token}"}
         space = http.post("/api/spaces", json={"title": "contract"}, headers=auth).json()
         assert http.post(f"/api/spaces/{space['id']}/start", headers=auth).status_code == 200
-    config = (
-        f'headers = {{ Authorization = "Bearer {token}" }}\n'
-        f'[parameters]\nspace_id = "{space["id"]}"\nuser_id = "{guest_id}"\n'
-    )
+    parameters = f'[parameters]\nspace_id = "{space["id"]}"\nuser_id = "{guest_id}"\n'
+    anonymous = _schemathesis(contract_server, tmp_path, "anonymous", parameters)
     signed_in = _schemathesis(
         contract_server,
         tmp_path,
         "signed-in",
-        config,
+        f'headers = {{ Authorization = "Bearer {token}" }}\n{parameters}',
         "--exclude-operation-id",
         "sign_out",  # it would revoke the very token the run signs in with
     )
+    operator = _schemathesis(
+        contract_server,
+        tmp_path,
+        "operator",
+        f'headers = {{ Authorization = "Bearer {OPERATOR_TOKEN}" }}\n',
+        "--include-operation-id",
+        "set_attack_mode",
+    )
+    assert operator["operations"]["tested"] == 1 and not operator["failures"]
     for result in (anonymous, signed_in):
         assert result["operations"]["tested"] == result["operations"]["selected"] > 20
         assert result["test_cases"]["with_failures"] == 0 and not result["failures"]

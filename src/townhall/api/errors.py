@@ -88,7 +88,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
         message = f"no such page or endpoint: {request.url.path}"
     if exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
-    return error_response(exc.status_code, code, message, headers=exc.headers)
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, message, headers=headers)
 
 
 async def client_gone(request: Request, exc: Exception) -> Response:
