@@ -42,6 +42,19 @@ BODIES: Final[dict[str, bytes]] = {
     "nan": b'{"title": NaN}',
     "utf-16": '{"title": "x"}'.encode("utf-16"),
 }
+FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "/api/users": ("username", "password"),
+    "/api/tokens": ("username", "password"),
+    "/api/spaces": ("title", "scheduled_for", "record", "speak_policy"),
+    "/api/spaces/{id}/join": ("token", "pow"),
+    "/api/spaces/{id}/reactions": ("emoji",),
+    "/api/spaces/{id}/stage": ("user_id", "username", "role"),
+    "/api/spaces/{id}/stage/offer": ("type", "sdp"),
+}
+WRONG_VALUES: Final = [
+    None, 0, -1, 10**30, 1.5e308, True, [], {}, "", "\x00", "x" * 20_000,
+    "9999-99-99T99:99", "0001-01-01T00:00:00+23:59", {"challenge": 1, "solution": []},
+]  # fmt: skip
 TARGETS: Final = [
     "/api/users",
     "/api/tokens",
@@ -109,6 +122,15 @@ async def probe(url: str, port: int) -> Counter[str]:
                 if status[0] in "5c":
                     print(f"{status}: {name} on {target}")
             await _drop_mid_body(port, path)
+        for target, names in FIELDS.items():
+            path = target.replace("{id}", space["id"])
+            for name in names:
+                for value in WRONG_VALUES:
+                    body = {"title": "t", "username": "u_x", "password": "pw-pw-pw", name: value}
+                    status = await _send(http, "POST", path, json=body, headers=auth)
+                    statuses[status] += 1
+                    if status[0] in "5c":
+                        print(f"{status}: {name}={str(value)[:30]!r} on {target}")
         for bad in BAD_IDS:
             for suffix in ("", "/start", "/end", "/join", "/me", "/reactions"):
                 method = "GET" if suffix in ("", "/me") else "POST"
