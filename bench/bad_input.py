@@ -81,7 +81,7 @@ async def _drop_mid_body(port: int, path: str) -> None:
     _, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
         f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-        f"content-length: 1000\r\n\r\n{{\"title\": ".encode()
+        f'content-length: 1000\r\n\r\n{{"title": '.encode()
     )
     await writer.drain()
     await asyncio.sleep(0.05)
@@ -143,6 +143,33 @@ async def probe(url: str, port: int) -> Counter[str]:
     return statuses
 
 
+LONG_IDS: Final = 500
+"""Distinct 60 KB ids sent to /start: what a server keeps per made-up id shows in RSS."""
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def long_ids(url: str, pid: int) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=30.0) as http:
+        account = {"username": "long_ids", "password": "prober-password"}
+        await http.post("/api/users", json=account)
+        token = (await http.post("/api/tokens", json=account)).json()["token"]
+        auth = {"authorization": f"Bearer {token}"}
+        for n in range(20):  # warm up allocators and caches before the baseline
+            await http.post(f"/api/spaces/w{n}{'x' * 60_000}/start", headers=auth)
+        before = _rss_kib(pid)
+        for n in range(LONG_IDS):
+            await http.post(f"/api/spaces/{n}{'x' * 60_000}/start", headers=auth)
+        grown = _rss_kib(pid) - before
+    print(f"{LONG_IDS} distinct 60 KB ids on /start: RSS grew {grown} KiB "
+          f"({grown / LONG_IDS:.1f} KiB per request)")  # fmt: skip
+
+
 def main() -> None:
     port = _free_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,6 +189,7 @@ def main() -> None:
                         break
                 time.sleep(0.2)
             statuses = asyncio.run(probe(url, port))
+            asyncio.run(long_ids(url, server.pid))
             time.sleep(0.5)
         finally:
             server.send_signal(signal.SIGTERM)

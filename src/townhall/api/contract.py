@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from http import HTTPStatus
 from typing import Any
@@ -76,7 +76,6 @@ class Operation:
     media_type: str = "application/json"
     query: type[BaseModel] | None = None
     """The query string's model, if it reads one."""
-    tags: tuple[str, ...] = field(default=())
 
     @property
     def route(self) -> Route:
@@ -162,8 +161,6 @@ def _operation(operation: Operation) -> dict[str, Any]:
         "summary": operation.summary,
         "responses": _responses(operation),
     }
-    if operation.tags:
-        document["tags"] = list(operation.tags)
     if parameters := _parameters(operation):
         document["parameters"] = parameters
     if operation.body is not None:

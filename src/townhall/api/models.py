@@ -74,7 +74,7 @@ class NewSpace(RequestBody):
 class UserChoice(RequestBody):
     """Who an action is about: `user_id`, or `username` for people typing a name."""
 
-    user_id: str | None = Field(default=None, max_length=64)
+    user_id: str | None = Field(default=None, pattern=ID_PATTERN)
     username: str | None = Field(default=None, max_length=64)
 
 
