@@ -7,22 +7,27 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from townhall import __version__
 from townhall.admission.signing import Signer
 from townhall.api import accounts, listening, operations, spaces
+from townhall.api.contract import openapi_route
 from townhall.api.errors import EXCEPTION_HANDLERS
 from townhall.api.fastpath import ListenerFastPath
 from townhall.api.live import LiveStream, RelayProgram, report_listeners
 from townhall.config import Settings
 from townhall.private_files import create_private_file, make_private_dir
 from townhall.server import ConnectionGuard
-from townhall.service.accounts import Accounts
+from townhall.service.accounts import Accounts, password_limits
 from townhall.service.door import Door
 from townhall.service.ids import new_id
+from townhall.service.passwords import Passwords
 from townhall.service.spaces import Spaces
+from townhall.service.write_limits import WriteLimiter
 from townhall.stage.ice import use_host_addresses
 from townhall.state.base import State
 from townhall.state.memory import MemoryState
@@ -32,6 +37,8 @@ from townhall.web import pages
 log = logging.getLogger(__name__)
 
 SECRET_FILE = "secret.key"
+JSON_API = [*accounts.OPERATIONS, *spaces.OPERATIONS, *listening.OPERATIONS, *operations.OPERATIONS]
+"""Every operation of the JSON API, as GET /openapi.json publishes it."""
 
 
 def load_secret(settings: Settings) -> bytes:
@@ -60,6 +67,7 @@ class Services:
     spaces: Spaces
     signer: Signer
     door: Door
+    write_limits: WriteLimiter
 
 
 async def open_services(settings: Settings, state: State | None = None) -> Services:
@@ -78,14 +86,16 @@ async def open_services(settings: Settings, state: State | None = None) -> Servi
         settings=settings,
         store=store,
         state=state,
-        accounts=Accounts(store, settings),
+        accounts=Accounts(store, settings, Passwords(password_limits(settings))),
         spaces=spaces_service,
         signer=signer,
         door=door,
+        write_limits=WriteLimiter(settings.limits),
     )
 
 
 async def close_services(services: Services) -> None:
+    services.accounts.close()
     await services.door.stop()
     await services.spaces.stop()
     await services.state.close()
@@ -104,8 +114,8 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await open_services(settings)
-        for name in ("settings", "store", "state", "accounts", "spaces", "signer", "door"):
-            setattr(app.state, name, getattr(services, name))
+        for service in dataclass_fields(Services):  # every service, for the routes
+            setattr(app.state, service.name, getattr(services, service.name))
         app.state.guard = guard or ConnectionGuard.from_settings(settings)
         app.state.operator_gate = operations.OperatorGate(settings.admin_token)
         services.door.on_mode_change = app.state.guard.apply_attack_mode(
@@ -123,6 +133,7 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         *accounts.routes,
         *spaces.routes,
         *operations.routes,
+        openapi_route(JSON_API, __version__),
         Route("/internal/program/{space_id}.aac", RelayProgram(), methods=["GET"]),
         Route("/internal/listeners", report_listeners, methods=["POST"]),
         *pages.routes,

@@ -111,6 +111,26 @@ class EdgeSettings:
 
 
 @dataclass(frozen=True)
+class WriteLimits:
+    """Per-account and per-address allowances for the writes a spammer would repeat
+    (service/write_limits.py). Each is "N per window": a burst of N, refilled over the
+    window; 0 disables that limit."""
+
+    sign_ups_per_address_per_hour: int = 20
+    sign_ins_per_address_per_minute: int = 30
+    """Token and session requests from one address (password guessing, spread out)."""
+    sign_ins_per_account_per_minute: int = 10
+    """Token and session requests naming one username, from anywhere."""
+    spaces_per_account_per_hour: int = 30
+    spaces_per_address_per_hour: int = 60
+    reactions_per_address_per_minute: int = 120
+    reactions_per_account_per_minute: int = 60
+    open_spaces_per_host: int = 20
+    """Live plus scheduled spaces one host may have at once, so one account cannot fill
+    the listing."""
+
+
+@dataclass(frozen=True)
 class AdmissionSettings:
     """The node's capacity and its door policy (see townhall.admission)."""
 
@@ -150,7 +170,14 @@ class Settings:
     session_ttl_days: int = 30
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65_536
+    argon2_parallelism: int = 1
+    """Lanes (threads) per hash: 1 keeps one hash on one core (service/passwords.py)."""
+    argon2_max_in_flight: int = 1
+    """Hashes computed at once, so password guessing can take at most this many cores."""
+    argon2_max_waiting: int = 32
+    """Hashes that may wait for a slot; past it sign-ins get 503 + Retry-After."""
     http: HttpLimits = field(default_factory=HttpLimits)
+    limits: WriteLimits = field(default_factory=WriteLimits)
     audio: AudioSettings = field(default_factory=AudioSettings)
     stage: StageSettings = field(default_factory=StageSettings)
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)

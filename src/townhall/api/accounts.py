@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from townhall.api.auth import SESSION_COOKIE, client_address, presented_token, require_user
-from townhall.api.bodies import read_json
+from townhall.api.bodies import read_model
+from townhall.api.contract import Auth, Operation, routes_of
+from townhall.api.models import Credentials, SessionOut, TokenOut, UserOut
 from townhall.service.accounts import Accounts, TokenKind
+from townhall.service.write_limits import WriteLimiter
 
 
 def _accounts(request: Request) -> Accounts:
@@ -22,24 +24,35 @@ def _admit_body_cap(request: Request) -> int:
     return request.app.state.settings.http.max_body_bytes
 
 
+async def _credentials(request: Request) -> Credentials:
+    return await read_model(request, Credentials, _admit_body_cap(request))
+
+
+def _write_limits(request: Request) -> WriteLimiter:
+    return request.app.state.write_limits
+
+
 async def sign_up(request: Request) -> Response:
-    body = await read_json(request, _admit_body_cap(request))
-    user = await _accounts(request).sign_up(body.get("username"), body.get("password"))
+    body = await _credentials(request)
+    _write_limits(request).sign_up(client_address(request))
+    user = await _accounts(request).sign_up(body.username, body.password)
     return JSONResponse(user.to_json(), status_code=201)
 
 
 async def create_token(request: Request) -> Response:
-    body = await read_json(request, _admit_body_cap(request))
+    body = await _credentials(request)
+    _write_limits(request).sign_in(client_address(request), body.username)
     accounts = _accounts(request)
-    user = await accounts.check_credentials(body.get("username"), body.get("password"))
+    user = await accounts.check_credentials(body.username, body.password)
     token = await accounts.issue_token(user, TokenKind.API)
     return JSONResponse({"token": token}, status_code=201)
 
 
 async def sign_in(request: Request) -> Response:
-    body = await read_json(request, _admit_body_cap(request))
+    body = await _credentials(request)
+    _write_limits(request).sign_in(client_address(request), body.username)
     accounts = _accounts(request)
-    user = await accounts.check_credentials(body.get("username"), body.get("password"))
+    user = await accounts.check_credentials(body.username, body.password)
     token = await accounts.issue_token(user, TokenKind.SESSION)
     response = JSONResponse({"user": user.to_json()}, status_code=201)
     response.set_cookie(
@@ -68,10 +81,22 @@ async def me(request: Request) -> Response:
     return JSONResponse(user.to_json())
 
 
-routes = [
-    Route("/api/users", sign_up, methods=["POST"]),
-    Route("/api/tokens", create_token, methods=["POST"]),
-    Route("/api/sessions", sign_in, methods=["POST"]),
-    Route("/api/sessions", sign_out, methods=["DELETE"]),
-    Route("/api/me", me, methods=["GET"]),
-]
+OPERATIONS = [
+    Operation(
+        "POST", "/api/users", sign_up, "Sign up", UserOut, 201, Credentials, refusals=(409, 429)
+    ),
+    Operation(
+        "POST", "/api/tokens", create_token, "An API token for scripts (Bearer)", TokenOut, 201,
+        Credentials, refusals=(401, 429, 503),
+    ),
+    Operation(
+        "POST", "/api/sessions", sign_in, "Browser sign-in: sets the session cookie",
+        SessionOut, 201, Credentials, refusals=(401, 429, 503),
+    ),
+    Operation(
+        "DELETE", "/api/sessions", sign_out, "Sign out (revokes the token or cookie)",
+        status=204, auth=Auth.OPTIONAL,
+    ),
+    Operation("GET", "/api/me", me, "The signed-in user", UserOut, auth=Auth.USER),
+]  # fmt: skip
+routes = routes_of(OPERATIONS)

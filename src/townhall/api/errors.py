@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from townhall.domain.errors import (
@@ -18,9 +18,10 @@ from townhall.domain.errors import (
     Forbidden,
     Invalid,
     NotFound,
+    TooManyRequests,
     Unauthorized,
+    Unavailable,
 )
-from townhall.store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ STATUS_BY_KIND: dict[type[DomainError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     Conflict: 409,
-    StoreUnavailable: 503,
+    Unavailable: 503,
+    TooManyRequests: 429,
 }
 
 HTTP_CODES = {
@@ -86,7 +88,14 @@ async def http_error(request: Request, exc: Exception) -> Response:
         message = f"no such page or endpoint: {request.url.path}"
     if exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
-    return error_response(exc.status_code, code, message, headers=exc.headers)
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, message, headers=headers)
+
+
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up before its body arrived: nobody will read an answer, and it
+    is not our bug, so no log line (uvicorn drops the response on the closed socket)."""
+    return error_response(400, "client_gone", "the request body did not arrive")
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
@@ -97,5 +106,6 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     DomainError: domain_error,
     HTTPException: http_error,
+    ClientDisconnect: client_gone,
     Exception: unexpected_error,
 }

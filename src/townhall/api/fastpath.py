@@ -33,9 +33,11 @@ from starlette.routing import Router
 from starlette.types import Message, Receive, Scope, Send
 
 from townhall.api.auth import optional_user
-from townhall.api.bodies import parse_json_object
+from townhall.api.bodies import parse_model
 from townhall.api.errors import RequestError, domain_error, unexpected_error
-from townhall.api.listening import add_stream_urls, live_base, refuse_if_removed
+from townhall.api.listening import add_stream_urls, join_fields, live_base, refuse_if_removed
+from townhall.api.models import JoinRequest
+from townhall.api.paths import check_space_id
 from townhall.api.spaces import SNAPSHOT_CACHE_CONTROL
 from townhall.audience.snapshot import Snapshot
 from townhall.config import Settings
@@ -137,8 +139,10 @@ async def _read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes:
 
 
 async def _read_optional_json(scope: Scope, receive: Receive, max_bytes: int) -> dict[str, Any]:
-    """api/bodies.py `read_json(..., optional=True)`: an empty body means `{}`."""
-    return parse_json_object(await _read_body(scope, receive, max_bytes), optional=True)
+    """api/listening.py's join body: a JoinRequest (an empty body means `{}`), as the
+    fields the door reads."""
+    body = parse_model(JoinRequest, await _read_body(scope, receive, max_bytes), optional=True)
+    return join_fields(body)
 
 
 class ListenerFastPath:
@@ -207,7 +211,7 @@ class ListenerFastPath:
     # -- GET /api/spaces/{id} (api/spaces.py get_space, snapshot_response) -------------
 
     async def _snapshot(self, scope: Scope, space_id: str) -> Answer:
-        snapshot = await self.app.state.spaces.snapshot(space_id)
+        snapshot = await self.app.state.spaces.snapshot(check_space_id(space_id))
         encoded = self._snapshots.get(space_id)
         if encoded is None or encoded.snapshot is not snapshot:
             if len(self._snapshots) >= MAX_ENCODED_SNAPSHOTS:
@@ -225,6 +229,7 @@ class ListenerFastPath:
         spaces = state.spaces
         door = state.door
         door.check_address(client_origin(scope).address)
+        check_space_id(space_id)
         space = await spaces.record(space_id)
         space.require_live("join")
         user = None

@@ -15,7 +15,10 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from townhall.api.auth import client_address, optional_user
-from townhall.api.bodies import read_json
+from townhall.api.bodies import read_model
+from townhall.api.contract import Auth, Operation, routes_of
+from townhall.api.models import JoinAnswer, JoinRequest
+from townhall.api.paths import space_id as path_space_id
 from townhall.config import Settings
 from townhall.domain.errors import Forbidden, NotFound
 from townhall.domain.spaces import User
@@ -33,19 +36,24 @@ def _spaces(request: Request) -> Spaces:
 
 async def join(request: Request) -> Response:
     """A ticket for the live stream, or a place in line (API.md); never a wait on I/O."""
-    space_id = request.path_params["space_id"]
     spaces = _spaces(request)
     door: Door = request.app.state.door
     door.check_address(client_address(request))
+    space_id = path_space_id(request)
     space = await spaces.record(space_id)
     space.require_live("join")
     user = await optional_user(request)
     await refuse_if_removed(spaces, space_id, user)
     settings = request.app.state.settings
-    body = await read_json(request, settings.http.max_body_bytes, optional=True)
-    answer = door.join(space_id, user, body)
+    body = await read_model(request, JoinRequest, settings.http.max_body_bytes, optional=True)
+    answer = door.join(space_id, user, join_fields(body))
     add_stream_urls(answer, space_id, settings, live_base(request, settings))
     return JSONResponse(answer, headers={"cache-control": "no-store"})
+
+
+def join_fields(body: JoinRequest) -> dict[str, Any]:
+    """The join body as the door reads it: only the fields that were sent."""
+    return body.model_dump(exclude_none=True)
 
 
 async def refuse_if_removed(spaces: Spaces, space_id: str, user: User | None) -> None:
@@ -82,7 +90,7 @@ def live_base(request: Request, settings: Settings) -> str:
 
 
 def _room_hls(request: Request):  # type: ignore[no-untyped-def]
-    room = _spaces(request).rooms.get(request.path_params["space_id"])
+    room = _spaces(request).rooms.get(path_space_id(request))
     if room is None:
         raise NotFound("this space is not live on this server", code="not_live")
     return room.program.hls
@@ -122,7 +130,7 @@ async def hls_file(request: Request) -> Response:
 
 async def recording(request: Request) -> Response:
     spaces = _spaces(request)
-    space_id = request.path_params["space_id"]
+    space_id = path_space_id(request)
     path = await spaces.recording_path(space_id)
     space = await spaces.record(space_id)
     safe_title = re.sub(r"[^A-Za-z0-9 _-]+", "", space.title).strip() or space_id
@@ -136,9 +144,19 @@ async def recording(request: Request) -> Response:
     )
 
 
+OPERATIONS = [
+    Operation(
+        "POST", "/api/spaces/{space_id}/join", join,
+        "A ticket for the live stream, or a place in line", JoinAnswer, body=JoinRequest,
+        body_required=False, auth=Auth.OPTIONAL, refusals=(403, 409, 429, 503),
+    ),
+    Operation(
+        "GET", "/api/spaces/{space_id}/recording", recording,
+        "The recorded audio, after the end", media_type="audio/mp4",
+    ),
+]  # fmt: skip
 routes = [
-    Route("/api/spaces/{space_id}/join", join, methods=["POST"]),
-    Route("/api/spaces/{space_id}/recording", recording, methods=["GET", "HEAD"]),
+    *routes_of(OPERATIONS),
     Route("/hls/{space_id}/index.m3u8", hls_playlist, methods=["GET", "HEAD"]),
     Route("/hls/{space_id}/{name}", hls_file, methods=["GET", "HEAD"]),
 ]

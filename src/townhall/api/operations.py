@@ -10,15 +10,16 @@ from typing import Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from townhall.admission.token_bucket import KeyedBuckets
 from townhall.api.auth import client_address
-from townhall.api.bodies import read_json
+from townhall.api.bodies import read_model
+from townhall.api.contract import Auth, Operation, routes_of
 from townhall.api.errors import RequestError
+from townhall.api.models import AttackModeChange, AttackModeState, Health, Stats
 from townhall.config import ADMIN_TOKEN_MIN_CHARS
-from townhall.domain.errors import Forbidden, Invalid, Unauthorized
-from townhall.service.door import Door, Refused
+from townhall.domain.errors import Forbidden, TooManyRequests, Unauthorized
+from townhall.service.door import Door
 
 ATTACK_MODES = {"on": True, "off": False, "auto": None}
 
@@ -76,11 +77,10 @@ class OperatorGate:
         now = time.monotonic()
         wait_s = self._wrong.wait_s(address, now)
         if wait_s > 0:
-            raise Refused(
-                429,
-                "too_many_attempts",
+            raise TooManyRequests(
                 "too many wrong operator tokens from your address; wait",
                 retry_after_s=math.ceil(wait_s),
+                code="too_many_attempts",
             )
         if not hmac.compare_digest(presented.strip().encode(), self._token):
             self._wrong.take(address, now)
@@ -91,12 +91,10 @@ async def set_attack_mode(request: Request) -> Response:
     """POST /api/admin/attack-mode {"mode": "on" | "off" | "auto"}."""
     gate: OperatorGate = request.app.state.operator_gate
     gate.check(request.headers.get("authorization", ""), client_address(request))
-    body = await read_json(request, request.app.state.settings.http.max_body_bytes)
-    mode = body.get("mode")
-    if mode not in ATTACK_MODES:
-        raise Invalid('mode must be "on", "off" or "auto"', code="invalid_mode")
+    max_bytes = request.app.state.settings.http.max_body_bytes
+    body = await read_model(request, AttackModeChange, max_bytes)
     door: Door = request.app.state.door
-    door.force_attack_mode(ATTACK_MODES[mode])
+    door.force_attack_mode(ATTACK_MODES[body.mode])
     return JSONResponse({"attack_mode": door.attack.active, "forced": door.attack.forced})
 
 
@@ -106,8 +104,12 @@ async def health(request: Request) -> Response:
     return JSONResponse({"ok": True}, headers={"cache-control": "no-store"})
 
 
-routes = [
-    Route("/api/stats", stats, methods=["GET"]),
-    Route("/api/health", health, methods=["GET"]),
-    Route("/api/admin/attack-mode", set_attack_mode, methods=["POST"]),
-]
+OPERATIONS = [
+    Operation("GET", "/api/stats", stats, "The node's vital signs", Stats),
+    Operation("GET", "/api/health", health, "Up and serving", Health, refusals=(503,)),
+    Operation(
+        "POST", "/api/admin/attack-mode", set_attack_mode, "Force attack mode on, off or auto",
+        AttackModeState, body=AttackModeChange, auth=Auth.OPERATOR,
+    ),
+]  # fmt: skip
+routes = routes_of(OPERATIONS)

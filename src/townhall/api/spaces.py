@@ -7,31 +7,51 @@ the crowd.
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from townhall.api.auth import client_address, require_user
-from townhall.api.bodies import read_json
-from townhall.api.errors import RequestError
+from townhall.api.auth import client_address, optional_user, require_user
+from townhall.api.bodies import Body, parse_query, read_model
+from townhall.api.contract import Auth, Operation, routes_of
+from townhall.api.models import (
+    MAX_SDP_BYTES,
+    Accepted,
+    AllowedReactions,
+    Invited,
+    ListingQuery,
+    MyStatus,
+    NewSpace,
+    Reaction,
+    Requested,
+    SpaceListing,
+    SpeakRequests,
+    StageAnswer,
+    StageChange,
+    StageOffer,
+    UserChoice,
+)
+from townhall.api.models import Snapshot as SnapshotOut
+from townhall.api.paths import space_id, user_id
 from townhall.audience.snapshot import Snapshot
 from townhall.domain.reactions import ALLOWED_REACTIONS
 from townhall.service.spaces import Spaces, UserRef
 
+NOT_ON_STAGE = "not_on_stage"
+NO_REQUEST = "no_request"
+"""The domain's codes (domain/stage.py) for a user id that names nobody on the stage."""
 SNAPSHOT_CACHE_CONTROL = "public, max-age=1, stale-while-revalidate=5"
-MAX_SDP_BYTES = 32 * 1024
 
 
 def _spaces(request: Request) -> Spaces:
     return request.app.state.spaces
 
 
-async def _body(request: Request, optional: bool = False) -> dict[str, Any]:
-    return await read_json(
-        request, request.app.state.settings.http.max_body_bytes, optional=optional
-    )
+async def _body(request: Request, model: type[Body]) -> Body:
+    return await read_model(request, model, request.app.state.settings.http.max_body_bytes)
+
+
+def _target(body: UserChoice) -> UserRef:
+    return UserRef(body.user_id, body.username)
 
 
 def snapshot_response(request: Request, snapshot: Snapshot, status: int = 200) -> Response:
@@ -54,120 +74,125 @@ def _private(snapshot: Snapshot, status: int = 200) -> Response:
 
 
 async def list_spaces(request: Request) -> Response:
-    body = await _spaces(request).listing()
+    page = parse_query(ListingQuery, request)
+    body = await _spaces(request).listing(page.limit, page.live_offset, page.upcoming_offset)
     return Response(
         body, media_type="application/json", headers={"cache-control": "public, max-age=1"}
     )
 
 
 async def create_space(request: Request) -> Response:
+    address = client_address(request)
+    request.app.state.door.check_address(address)
     user = await require_user(request)
-    body = await _body(request)
+    body = await _body(request, NewSpace)
+    request.app.state.write_limits.create_space(address, user.id)
     snapshot = await _spaces(request).create(
         user,
-        body.get("title"),
-        scheduled_for=body.get("scheduled_for"),
-        record=body.get("record", False),
-        speak_policy=body.get("speak_policy"),
+        body.title,
+        scheduled_for=body.scheduled_for,
+        record=body.record,
+        speak_policy=body.speak_policy,
     )
     return _private(snapshot, status=201)
 
 
 async def get_space(request: Request) -> Response:
-    snapshot = await _spaces(request).snapshot(request.path_params["space_id"])
+    snapshot = await _spaces(request).snapshot(space_id(request))
     return snapshot_response(request, snapshot)
 
 
 async def start_space(request: Request) -> Response:
     user = await require_user(request)
-    snapshot = await _spaces(request).go_live(user, request.path_params["space_id"])
+    snapshot = await _spaces(request).go_live(user, space_id(request))
     return _private(snapshot)
 
 
 async def end_space(request: Request) -> Response:
     user = await require_user(request)
-    snapshot = await _spaces(request).end(user, request.path_params["space_id"])
+    snapshot = await _spaces(request).end(user, space_id(request))
     return _private(snapshot)
 
 
 async def my_status(request: Request) -> Response:
     user = await require_user(request)
-    status = await _spaces(request).my_status(user, request.path_params["space_id"])
+    status = await _spaces(request).my_status(user, space_id(request))
     return JSONResponse(status, headers={"cache-control": "no-store"})
 
 
 async def list_requests(request: Request) -> Response:
     user = await require_user(request)
-    found = await _spaces(request).requests(user, request.path_params["space_id"])
+    found = await _spaces(request).requests(user, space_id(request))
     return JSONResponse({"requests": found}, headers={"cache-control": "no-store"})
 
 
 async def request_to_speak(request: Request) -> Response:
     request.app.state.door.check_address(client_address(request))
     user = await require_user(request)
-    await _spaces(request).request_to_speak(user, request.path_params["space_id"])
+    await _spaces(request).request_to_speak(user, space_id(request))
     return JSONResponse({"requested": True}, status_code=202)
 
 
 async def drop_request(request: Request) -> Response:
     user = await require_user(request)
-    params = request.path_params
-    await _spaces(request).drop_request(user, params["space_id"], params["user_id"])
+    await _spaces(request).drop_request(user, space_id(request), user_id(request, NO_REQUEST))
     return Response(status_code=204)
 
 
 async def invite(request: Request) -> Response:
     user = await require_user(request)
-    body = await _body(request)
-    invited = await _spaces(request).invite(
-        user, request.path_params["space_id"], UserRef.from_body(body)
-    )
+    body = await _body(request, UserChoice)
+    invited = await _spaces(request).invite(user, space_id(request), _target(body))
     return JSONResponse({"invited": invited.to_json()}, status_code=201)
 
 
 async def put_on_stage(request: Request) -> Response:
     user = await require_user(request)
-    body = await _body(request)
+    body = await _body(request, StageChange)
     snapshot = await _spaces(request).put_on_stage(
-        user, request.path_params["space_id"], UserRef.from_body(body), body.get("role")
+        user, space_id(request), _target(body), body.role
     )
     return _private(snapshot)
 
 
 async def take_off_stage(request: Request) -> Response:
     user = await require_user(request)
-    params = request.path_params
-    snapshot = await _spaces(request).take_off_stage(user, params["space_id"], params["user_id"])
+    snapshot = await _spaces(request).take_off_stage(
+        user, space_id(request), user_id(request, NOT_ON_STAGE)
+    )
     return _private(snapshot)
 
 
 async def mute(request: Request) -> Response:
     user = await require_user(request)
-    params = request.path_params
-    snapshot = await _spaces(request).set_muted(user, params["space_id"], params["user_id"], True)
+    snapshot = await _spaces(request).set_muted(
+        user, space_id(request), user_id(request, NOT_ON_STAGE), True
+    )
     return _private(snapshot)
 
 
 async def unmute(request: Request) -> Response:
     user = await require_user(request)
-    params = request.path_params
-    snapshot = await _spaces(request).set_muted(user, params["space_id"], params["user_id"], False)
+    snapshot = await _spaces(request).set_muted(
+        user, space_id(request), user_id(request, NOT_ON_STAGE), False
+    )
     return _private(snapshot)
 
 
 async def remove_from_space(request: Request) -> Response:
     user = await require_user(request)
-    body = await _body(request)
-    snapshot = await _spaces(request).remove_from_space(
-        user, request.path_params["space_id"], UserRef.from_body(body)
-    )
+    body = await _body(request, UserChoice)
+    snapshot = await _spaces(request).remove_from_space(user, space_id(request), _target(body))
     return _private(snapshot)
 
 
 async def react(request: Request) -> Response:
-    request.app.state.door.check_address(client_address(request))
-    body = await _body(request)
-    await _spaces(request).react(request.path_params["space_id"], body.get("emoji"))
+    address = client_address(request)
+    request.app.state.door.check_address(address)
+    user = await optional_user(request)
+    body = await _body(request, Reaction)
+    request.app.state.write_limits.react(address, user.id if user else None)
+    await _spaces(request).react(space_id(request), body.emoji)
     return JSONResponse({"accepted": True}, status_code=202)
 
 
@@ -179,35 +204,54 @@ async def allowed_reactions(request: Request) -> Response:
 
 async def stage_offer(request: Request) -> Response:
     user = await require_user(request)
-    body = await read_json(request, MAX_SDP_BYTES)
-    if body.get("type") != "offer":
-        raise RequestError(422, "bad_sdp", 'type must be "offer"')
-    sdp = body.get("sdp")
-    if not isinstance(sdp, str) or not sdp.strip():
-        raise RequestError(422, "bad_sdp", "sdp must be a non-empty string")
-    answer = await _spaces(request).connect_speaker(user, request.path_params["space_id"], sdp)
+    body = await read_model(request, StageOffer, MAX_SDP_BYTES)
+    answer = await _spaces(request).connect_speaker(user, space_id(request), body.sdp)
     return JSONResponse({"type": "answer", "sdp": answer}, headers={"cache-control": "no-store"})
 
 
 SPACE = "/api/spaces/{space_id}"
+SEAT = f"{SPACE}/stage/{{user_id}}"
+USER = Auth.USER
 
-routes = [
-    Route("/api/spaces", list_spaces, methods=["GET"]),
-    Route("/api/spaces", create_space, methods=["POST"]),
-    Route("/api/reactions", allowed_reactions, methods=["GET"]),
-    Route(SPACE, get_space, methods=["GET"]),
-    Route(f"{SPACE}/start", start_space, methods=["POST"]),
-    Route(f"{SPACE}/end", end_space, methods=["POST"]),
-    Route(f"{SPACE}/me", my_status, methods=["GET"]),
-    Route(f"{SPACE}/requests", list_requests, methods=["GET"]),
-    Route(f"{SPACE}/speak-requests", request_to_speak, methods=["POST"]),
-    Route(f"{SPACE}/speak-requests/{{user_id}}", drop_request, methods=["DELETE"]),
-    Route(f"{SPACE}/invitations", invite, methods=["POST"]),
-    Route(f"{SPACE}/stage/offer", stage_offer, methods=["POST"]),
-    Route(f"{SPACE}/stage", put_on_stage, methods=["POST"]),
-    Route(f"{SPACE}/stage/{{user_id}}", take_off_stage, methods=["DELETE"]),
-    Route(f"{SPACE}/stage/{{user_id}}/mute", mute, methods=["POST"]),
-    Route(f"{SPACE}/stage/{{user_id}}/unmute", unmute, methods=["POST"]),
-    Route(f"{SPACE}/removals", remove_from_space, methods=["POST"]),
-    Route(f"{SPACE}/reactions", react, methods=["POST"]),
-]
+OPERATIONS = [
+    Operation("GET", "/api/spaces", list_spaces, "Live and upcoming spaces, paged",
+              SpaceListing, query=ListingQuery, refusals=(422,)),
+    Operation(
+        "POST", "/api/spaces", create_space, "Create a space (scheduled or ready to start)",
+        SnapshotOut, 201, NewSpace, auth=USER, refusals=(409, 429),
+    ),
+    Operation("GET", "/api/reactions", allowed_reactions, "The emoji one can send",
+              AllowedReactions),
+    Operation("GET", SPACE, get_space, "A space's snapshot (ETag; 304)", SnapshotOut,
+              refusals=(304,)),
+    Operation("POST", f"{SPACE}/start", start_space, "Go live (host)", SnapshotOut, auth=USER,
+              refusals=(409,)),
+    Operation("POST", f"{SPACE}/end", end_space, "End the space (host)", SnapshotOut, auth=USER,
+              refusals=(409,)),
+    Operation("GET", f"{SPACE}/me", my_status, "The caller's role in the space", MyStatus,
+              auth=USER),
+    Operation("GET", f"{SPACE}/requests", list_requests, "Requests to speak (host, co-host)",
+              SpeakRequests, auth=USER, refusals=(409,)),
+    Operation("POST", f"{SPACE}/speak-requests", request_to_speak, "Ask to speak", Requested,
+              202, auth=USER, refusals=(409, 429)),
+    Operation("DELETE", f"{SPACE}/speak-requests/{{user_id}}", drop_request,
+              "Decline or withdraw a request to speak", status=204, auth=USER, refusals=(409,)),
+    Operation("POST", f"{SPACE}/invitations", invite, "Invite someone to speak", Invited, 201,
+              UserChoice, auth=USER, refusals=(409,)),
+    Operation("POST", f"{SPACE}/stage/offer", stage_offer,
+              "WebRTC offer from someone on stage; the answer carries their mix-minus",
+              StageAnswer, body=StageOffer, auth=USER, refusals=(409,)),
+    Operation("POST", f"{SPACE}/stage", put_on_stage, "Put someone on stage (host, co-host)",
+              SnapshotOut, body=StageChange, auth=USER, refusals=(409,)),
+    Operation("DELETE", SEAT, take_off_stage, "Take someone off stage", SnapshotOut,
+              auth=USER, refusals=(409,)),
+    Operation("POST", f"{SEAT}/mute", mute, "Mute someone on stage", SnapshotOut, auth=USER,
+              refusals=(409,)),
+    Operation("POST", f"{SEAT}/unmute", unmute, "Unmute oneself", SnapshotOut, auth=USER,
+              refusals=(409,)),
+    Operation("POST", f"{SPACE}/removals", remove_from_space, "Remove someone from the space",
+              SnapshotOut, body=UserChoice, auth=USER, refusals=(409,)),
+    Operation("POST", f"{SPACE}/reactions", react, "Send a reaction", Accepted, 202, Reaction,
+              auth=Auth.OPTIONAL, refusals=(409, 429)),
+]  # fmt: skip
+routes = routes_of(OPERATIONS)

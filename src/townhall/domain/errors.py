@@ -45,3 +45,23 @@ class Conflict(DomainError):
     """The action clashes with the current state (taken name, full stage, ended space)."""
 
     code = "conflict"
+
+
+class Unavailable(DomainError):
+    """Not now: a bounded resource is full; `retry_after_s` says when to come back."""
+
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after_s: float, code: str | None = None) -> None:
+        super().__init__(message, code)
+        self.retry_after_s = retry_after_s
+
+
+class TooManyRequests(DomainError):
+    """The caller has used up an allowance; `retry_after_s` says when there is more."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: float, code: str | None = None) -> None:
+        super().__init__(message, code)
+        self.retry_after_s = retry_after_s

@@ -1,14 +1,14 @@
 """Sign-up, sign-in and bearer tokens.
 
-Passwords are hashed with argon2id on a worker thread: a hash costs tens of
-milliseconds of CPU by design and must not stall the event loop that carries
-everyone's audio. Tokens are random; only their SHA-256 is stored, and a small
-in-process cache keeps token checks off the database on hot paths (join).
+Passwords are hashed with argon2id by service/passwords.py, off the event loop and
+with bounded concurrency: a hash costs tens of milliseconds of CPU by design and
+must not stall (or crowd out) the loop that carries everyone's audio. Tokens are
+random; only their SHA-256 is stored, and a small in-process cache keeps token checks
+off the database on hot paths (join).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 import time
@@ -16,14 +16,12 @@ from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-
 from townhall.config import Settings
 from townhall.domain.accounts import check_password, check_username
 from townhall.domain.errors import Unauthorized
 from townhall.domain.spaces import User
 from townhall.service.ids import new_id
+from townhall.service.passwords import PasswordLimits, Passwords
 from townhall.store.base import Store
 
 TOKEN_CACHE_SIZE = 10_000
@@ -40,18 +38,26 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def password_limits(settings: Settings) -> PasswordLimits:
+    return PasswordLimits(
+        time_cost=settings.argon2_time_cost,
+        memory_kib=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+        max_in_flight=settings.argon2_max_in_flight,
+        max_waiting=settings.argon2_max_waiting,
+    )
+
+
 class Accounts:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, passwords: Passwords) -> None:
         self._store = store
         self._settings = settings
-        self._hasher = PasswordHasher(
-            time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
-        )
+        self._passwords = passwords
         self._cache: OrderedDict[str, tuple[float, User | None]] = OrderedDict()
 
     async def sign_up(self, username: object, password: object) -> User:
         name, secret = check_username(username), check_password(password)
-        hashed = await asyncio.to_thread(self._hasher.hash, secret)
+        hashed = await self._passwords.hash(secret)
         return await self._store.create_user(new_id(), name, hashed)
 
     async def check_credentials(self, username: object, password: object) -> User:
@@ -59,16 +65,12 @@ class Accounts:
         if not isinstance(username, str) or not isinstance(password, str):
             raise refused
         found = await self._store.credentials(username)
-        if found is None:
-            raise refused
-        user, hashed = found
-        try:
-            await asyncio.to_thread(self._hasher.verify, hashed, password)
-        except (VerificationError, InvalidHashError):
-            raise refused from None
-        if self._hasher.check_needs_rehash(hashed):
-            rehashed = await asyncio.to_thread(self._hasher.hash, password)
-            await self._store.set_password_hash(user.id, rehashed)
+        hashed = found[1] if found is not None else None
+        if not await self._passwords.verify(hashed, password) or found is None:
+            raise refused  # the same work and time whether or not the user exists
+        user = found[0]
+        if self._passwords.needs_rehash(found[1]):
+            await self._store.set_password_hash(user.id, await self._passwords.hash(password))
         return user
 
     async def issue_token(self, user: User, kind: TokenKind) -> str:
@@ -101,3 +103,6 @@ class Accounts:
         if len(self._cache) > TOKEN_CACHE_SIZE:
             self._cache.popitem(last=False)
         return user
+
+    def close(self) -> None:
+        self._passwords.close()

@@ -45,7 +45,9 @@ log = logging.getLogger(__name__)
 MISSING_CACHE_SIZE = 50_000
 MISSING_TTL_S = 5.0
 LISTING_TTL_S = 1.0
-LISTING_LIMIT = 100
+LISTING_LIMIT = 50
+MAX_LISTING_PAGES = 256
+"""Listing pages cached (one per limit and offsets asked for); emptied when full."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class Spaces:
         self._missing: OrderedDict[str, float] = OrderedDict()
         self._snapshots: dict[str, Snapshot] = {}
         self._dirty: set[str] = set()
-        self._listing: tuple[float, bytes] | None = None
+        self._listings: dict[tuple[int, int, int], tuple[float, bytes]] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._reported_listeners = 0
@@ -204,21 +206,31 @@ class Spaces:
         self._snapshots[space_id] = snapshot
         return snapshot
 
-    async def listing(self) -> bytes:
-        """Live and upcoming spaces; one store query per second at most."""
+    async def listing(
+        self, limit: int = LISTING_LIMIT, live_offset: int = 0, upcoming_offset: int = 0
+    ) -> bytes:
+        """Live and upcoming spaces, each its own page (so no number of upcoming spaces
+        can push a live one out), at most one store query per page per second."""
+        key = (limit, live_offset, upcoming_offset)
         now = time.monotonic()
-        if self._listing is not None and self._listing[0] > now:
-            return self._listing[1]
-        spaces = await self._store.list_spaces(
-            [SpaceState.LIVE, SpaceState.SCHEDULED], LISTING_LIMIT
-        )
-        result: dict[str, list[dict[str, Any]]] = {"live": [], "upcoming": []}
-        for space in spaces:
-            self._records.setdefault(space.id, space)
-            snapshot = await self.snapshot(space.id)
-            result["live" if space.is_live else "upcoming"].append(snapshot.data)
-        body = render(result).body  # type: ignore[arg-type]
-        self._listing = (now + LISTING_TTL_S, body)
+        cached = self._listings.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        result: dict[str, Any] = {}
+        for name, state, offset in (
+            ("live", SpaceState.LIVE, live_offset),
+            ("upcoming", SpaceState.SCHEDULED, upcoming_offset),
+        ):
+            page = await self._store.list_spaces([state], limit + 1, offset)
+            result[name] = []
+            for space in page[:limit]:
+                self._records.setdefault(space.id, space)
+                result[name].append((await self.snapshot(space.id)).data)
+            result[f"next_{name}_offset"] = offset + limit if len(page) > limit else None
+        body = render(result).body
+        if len(self._listings) >= MAX_LISTING_PAGES:
+            self._listings.clear()
+        self._listings[key] = (now + LISTING_TTL_S, body)
         return body
 
     # -- lifecycle actions ---------------------------------------------------------
@@ -234,6 +246,11 @@ class Spaces:
         now = _now()
         if not isinstance(record, bool):
             raise Invalid("record must be true or false", code="invalid_record")
+        cap = self._settings.limits.open_spaces_per_host
+        open_states = [SpaceState.LIVE, SpaceState.SCHEDULED]
+        if cap and await self._store.count_spaces_by_host(host.id, open_states) >= cap:
+            message = f"you already have {cap} live or upcoming spaces; end one first"
+            raise Conflict(message, code="too_many_spaces")
         space = Space(
             id=new_id(),
             title=check_title(title),
@@ -246,13 +263,13 @@ class Spaces:
         )
         await self._store.save_space(space)
         self._records[space.id] = space
-        self._listing = None
+        self._listings.clear()
         return await self._rebuild(space.id)
 
     async def _save(self, space: Space) -> None:
         await self._store.save_space(space)
         self._records[space.id] = space
-        self._listing = None
+        self._listings.clear()
 
     def _require_host(self, space: Space, actor: User, action: str) -> None:
         if space.host.id != actor.id:

@@ -42,10 +42,11 @@ class Store(Protocol):
     async def list_spaces(
         self, states: Iterable[SpaceState], limit: int, offset: int = 0
     ) -> list[Space]:
-        """Live first (newest start first), then scheduled (soonest first), then ended
-        (most recently ended first)."""
+        """Ordered live -> started_at DESC, scheduled -> scheduled_for ASC (created_at
+        when none), ended -> ended_at DESC; then by id, so pages do not overlap."""
 
-    async def count_spaces_by_host(self, host_id: str, states: Iterable[SpaceState]) -> int: ...
+    async def count_spaces_by_host(self, host_id: str, states: Iterable[SpaceState]) -> int:
+        """How many of the host's spaces are in `states` (the per-host cap)."""
 
     async def add_removal(self, space_id: str, user_id: str) -> None: ...
 

@@ -6,15 +6,14 @@ write made while PostgreSQL is down gets a clear answer instead of a hang or a 5
 
 from __future__ import annotations
 
-from townhall.domain.errors import DomainError
+from townhall.domain.errors import Unavailable
 
 RETRY_AFTER_S = 5.0
 """What a client is told to wait: about the time a restarted database takes to come up."""
 
 
-class StoreUnavailable(DomainError):
+class StoreUnavailable(Unavailable):
     code = "store_unavailable"
 
     def __init__(self, message: str = "the database cannot be reached; try again shortly") -> None:
-        super().__init__(message)
-        self.retry_after_s = RETRY_AFTER_S
+        super().__init__(message, RETRY_AFTER_S)

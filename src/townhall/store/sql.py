@@ -69,7 +69,12 @@ _NEWEST_FIRST = case(
     (spaces.c.state == SpaceState.LIVE.value, spaces.c.started_at),
     (spaces.c.state == SpaceState.ENDED.value, spaces.c.ended_at),
 )
-_SOONEST_FIRST = case((spaces.c.state == SpaceState.SCHEDULED.value, spaces.c.scheduled_for))
+_SOONEST_FIRST = case(
+    (
+        spaces.c.state == SpaceState.SCHEDULED.value,
+        func.coalesce(spaces.c.scheduled_for, spaces.c.created_at),
+    )
+)
 LISTING_ORDER = (
     _STATE_RANK,
     _NEWEST_FIRST.desc().nulls_last(),
@@ -77,7 +82,8 @@ LISTING_ORDER = (
     spaces.c.created_at,
     spaces.c.id,
 )
-"""Live by newest start, scheduled by soonest start, ended by most recent end."""
+"""Live by newest start, scheduled by soonest start (a space ready to start without a
+date by when it was made), ended by most recent end; then by id, so pages never overlap."""
 
 _USER_COLUMNS = (users.c.id, users.c.username)
 _GET_USER = select(*_USER_COLUMNS).where(users.c.id == bindparam("user_id"))

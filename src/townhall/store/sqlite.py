@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS spaces (
     recording_seconds REAL
 );
 CREATE INDEX IF NOT EXISTS spaces_by_state ON spaces(state, scheduled_for);
+CREATE INDEX IF NOT EXISTS spaces_by_host ON spaces(host_id, state);
 CREATE TABLE IF NOT EXISTS removals (
     space_id TEXT NOT NULL REFERENCES spaces(id),
     user_id TEXT NOT NULL,
@@ -59,6 +60,15 @@ SPACE_COLUMNS = (
     "s.id, s.title, s.state, s.created_at, s.scheduled_for, s.started_at, s.ended_at, "
     "s.record, s.speak_policy, s.recording_seconds, u.id, u.username"
 )
+
+LISTING_ORDER = (
+    "CASE s.state WHEN 'live' THEN 0 WHEN 'scheduled' THEN 1 ELSE 2 END, "
+    "CASE WHEN s.state = 'live' THEN s.started_at END DESC, "
+    "CASE WHEN s.state = 'scheduled' THEN COALESCE(s.scheduled_for, s.created_at) END ASC, "
+    "CASE WHEN s.state = 'ended' THEN s.ended_at END DESC, s.id"
+)
+"""Live first, newest start first; then upcoming, soonest first (a space ready to start
+without a date by when it was made); then ended, most recent first (Store.list_spaces)."""
 
 
 def _text(moment: datetime | None) -> str | None:
@@ -202,17 +212,29 @@ class SqliteStore:
         )
         return _space(rows[0]) if rows else None
 
-    async def list_spaces(self, states: Iterable[SpaceState], limit: int) -> list[Space]:
+    async def list_spaces(
+        self, states: Iterable[SpaceState], limit: int, offset: int = 0
+    ) -> list[Space]:
         wanted = [state.value for state in states]
         marks = ",".join("?" * len(wanted))
         rows = await self._query(
             f"SELECT {SPACE_COLUMNS} FROM spaces s JOIN users u ON u.id = s.host_id "
-            f"WHERE s.state IN ({marks}) "
-            "ORDER BY COALESCE(s.started_at, s.scheduled_for, s.created_at) LIMIT ?",
+            f"WHERE s.state IN ({marks}) ORDER BY {LISTING_ORDER} LIMIT ? OFFSET ?",
             *wanted,
             limit,
+            offset,
         )
         return [_space(row) for row in rows]
+
+    async def count_spaces_by_host(self, host_id: str, states: Iterable[SpaceState]) -> int:
+        wanted = [state.value for state in states]
+        marks = ",".join("?" * len(wanted))
+        rows = await self._query(
+            f"SELECT COUNT(*) FROM spaces WHERE host_id = ? AND state IN ({marks})",
+            host_id,
+            *wanted,
+        )
+        return int(rows[0][0])
 
     async def add_removal(self, space_id: str, user_id: str) -> None:
         await self._query(
