@@ -22,7 +22,7 @@ from townhall.service.accounts import Accounts
 from townhall.service.door import Door
 from townhall.service.ids import new_id
 from townhall.service.spaces import Spaces
-from townhall.stage.ice import use_host_addresses
+from townhall.stage.ice import default_host_addresses, use_host_addresses
 from townhall.state.base import State
 from townhall.state.memory import MemoryState
 from townhall.store.sqlite import SqliteStore
@@ -58,7 +58,7 @@ class Services:
 
 async def open_services(settings: Settings, state: State | None = None) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    use_host_addresses(settings.stage.ice_host_addresses)
+    use_host_addresses(default_host_addresses(settings.stage.ice_host_addresses, settings.host))
     store = await SqliteStore(settings.database_path).open()
     state = state or MemoryState()
     node_id = new_id()

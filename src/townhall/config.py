@@ -53,8 +53,13 @@ class AudioSettings:
 @dataclass(frozen=True)
 class StageSettings:
     ice_host_addresses: tuple[str, ...] = ()
-    """Addresses the server offers as ICE host candidates; empty means every
-    non-loopback interface (aioice's own choice). Tests set ("127.0.0.1",)."""
+    """Addresses the server offers as ICE host candidates; empty means the loopback
+    address when the server listens on one, else every non-loopback interface (aioice's
+    own choice, or loopback where there is none). See townhall.stage.ice."""
+    connect_timeout_s: float = 10.0
+    """A speaker's peer that has not connected by then is closed and the failure logged
+    with what to do: ICE that cannot succeed would otherwise leave it 'connecting' for
+    good. A browser on the same network connects in well under a second."""
     speaking_threshold_dbfs: float = -45.0
     """Level above which a speaker counts as speaking for the indicator."""
 
