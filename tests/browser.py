@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shutil
 import statistics
 import struct
+import time
 import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +21,11 @@ from pathlib import Path
 from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "correct horse battery"
+VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+"""The two sizes every page is tried at: a laptop and a current phone."""
+SCREENSHOT_DIR = Path(os.environ.get("TOWNHALL_SCREENSHOTS", Path(__file__).parent / "screenshots"))
+"""Where browser tests leave a picture of each page (git-ignored) for a person to look at."""
 SAMPLE_RATE = 48_000
 TONE_AMPLITUDE = 0.4
 """Loud enough to stand far above the codec's noise, with headroom for gain control."""
@@ -184,13 +191,16 @@ def median_spectrum(page: Any, freq_hz: float, reads: int, interval_ms: float) -
 
 
 @contextlib.contextmanager
-def page_factory(browser, timeout_ms: float) -> Iterator[Callable[[], Any]]:
+def page_factory(browser, timeout_ms: float) -> Iterator[Callable[..., Any]]:
     """Makes pages, each in its own browser context (its own cookies, like another
-    person), and closes them all on exit."""
+    person), and closes them all on exit. `make(viewport="phone")` sizes the page."""
     contexts = []
 
-    def make():  # type: ignore[no-untyped-def]
-        context = browser.new_context()
+    def make(viewport: str = "desktop"):  # type: ignore[no-untyped-def]
+        phone = viewport == "phone"
+        context = browser.new_context(
+            viewport=VIEWPORTS[viewport], is_mobile=phone, has_touch=phone
+        )
         context.set_default_timeout(timeout_ms)
         contexts.append(context)
         return context.new_page()
@@ -200,3 +210,53 @@ def page_factory(browser, timeout_ms: float) -> Iterator[Callable[[], Any]]:
     finally:
         for context in contexts:
             context.close()
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Saves the whole page as SCREENSHOT_DIR/<name>.png (animations settled)."""
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOT_DIR / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True, animations="disabled")
+    return path
+
+
+# -- the steps of a person using the product ------------------------------------------------
+
+
+def sign_up(page: Any, base_url: str, username: str) -> None:
+    page.goto(base_url + "/")
+    page.fill("#auth-form input[name=username]", username)
+    page.fill("#auth-form input[name=password]", PASSWORD)
+    page.click("#auth-form button[value=signup]")
+    page.wait_for_selector("#create-form", state="visible")
+
+
+def create_space(page: Any, title: str) -> str:
+    page.fill("#create-form input[name=title]", title)
+    page.click("#create-form button[type=submit]")
+    page.wait_for_url("**/studio")
+    return str(page.url.split("/s/")[1].split("/")[0])
+
+
+def wait_for_mic_live(page: Any) -> None:
+    page.wait_for_function(
+        "document.querySelector('#mic-status').textContent.includes('live on stage')"
+    )
+
+
+def go_live_with_mic(page: Any) -> None:
+    page.click("#start")
+    page.wait_for_selector("#state .state-live")
+    page.click("#mic")
+    wait_for_mic_live(page)
+
+
+def open_and_play(page: Any, base_url: str, space_id: str, host: str) -> float:
+    """Opens the listen page, presses play; returns seconds from press to playing."""
+    page.goto(f"{base_url}/s/{space_id}")
+    page.wait_for_selector("#play:enabled")
+    assert host in page.inner_text("#stage")
+    pressed_at = time.monotonic()
+    page.click("#play")
+    page.wait_for_function("window.townhallPlayer.state === 'playing'")
+    return time.monotonic() - pressed_at

@@ -118,7 +118,7 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         *operations.routes,
         Route("/internal/program/{space_id}.aac", RelayProgram(), methods=["GET"]),
         Route("/internal/listeners", report_listeners, methods=["POST"]),
-        *pages.routes,
+        *pages.page_routes(settings),
     ]
     starlette = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     return ListenerFastPath(starlette)

@@ -3,6 +3,22 @@
 import { currentUser, del } from './api.js';
 import { h } from './ui.js';
 
+/**
+ * `next` as a path on this origin, or null. Browsers read '\\' as '/', so '/\\evil.example'
+ * is '//evil.example', another site: the URL is resolved the way the browser will and
+ * its origin compared, rather than the string inspected.
+ */
+export function sameOriginPath(next, origin = location.origin) {
+  if (!next || !next.startsWith('/')) return null;
+  let url;
+  try {
+    url = new URL(next, origin);
+  } catch {
+    return null;
+  }
+  return url.origin === origin ? url.pathname + url.search + url.hash : null;
+}
+
 /** Where the sign-in page sends people back to after signing in. */
 export function signInHref(next = location.pathname) {
   return `/?next=${encodeURIComponent(next)}`;

@@ -1,6 +1,6 @@
 // Home: live and upcoming spaces, signing up and in, creating a space.
 
-import { showAccount } from './account.js';
+import { sameOriginPath, showAccount } from './account.js';
 import { get, post } from './api.js';
 import { $, formatWhen, h, plural, poll, say } from './ui.js';
 
@@ -8,10 +8,9 @@ const LIST_POLL_MS = 10_000;
 const MAX_SCHEDULE_DAYS = 14;
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-/** The same-site path to go back to after signing in, if one was given. */
+/** The same-origin path to go back to after signing in, if one was given. */
 function nextPath() {
-  const next = new URLSearchParams(location.search).get('next');
-  return next && next.startsWith('/') && !next.startsWith('//') ? next : null;
+  return sameOriginPath(new URLSearchParams(location.search).get('next'));
 }
 
 function spaceItem(space) {
