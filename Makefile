@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA_DIR ?= ./var
 
-.PHONY: run test deps system-deps lint bench clean
+.PHONY: run test test-tools deps system-deps lint bench clean
 
 $(BIN)/townhall: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,7 +25,14 @@ system-deps:
 run: deps
 	$(BIN)/townhall serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
-test: deps system-deps
+# axe-core (accessibility checks the browser tests inject into pages), from npm.
+tests/js/node_modules/axe-core/axe.min.js: tests/js/package.json tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund
+	@touch $@
+
+test-tools: tests/js/node_modules/axe-core/axe.min.js
+
+test: deps system-deps test-tools
 	$(BIN)/ruff check src tests bench
 	scripts/isolated $(BIN)/pytest $(PYTEST_ARGS)
 

@@ -240,7 +240,7 @@ def create_space(page: Any, title: str) -> str:
 
 def wait_for_mic_live(page: Any) -> None:
     page.wait_for_function(
-        "document.querySelector('#mic-status').textContent.includes('live on stage')"
+        "() => document.querySelector('#mic-status').textContent.includes('live on stage')"
     )
 
 
@@ -258,5 +258,40 @@ def open_and_play(page: Any, base_url: str, space_id: str, host: str) -> float:
     assert host in page.inner_text("#stage")
     pressed_at = time.monotonic()
     page.click("#play")
-    page.wait_for_function("window.townhallPlayer.state === 'playing'")
+    page.wait_for_function("() => window.townhallPlayer.state === 'playing'")
     return time.monotonic() - pressed_at
+
+
+AXE_JS = Path(__file__).parent / "js" / "node_modules" / "axe-core" / "axe.min.js"
+"""axe-core from npm (`make test` installs it: tests/js/package.json)."""
+SERIOUS = ("serious", "critical")
+
+
+def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on the page as it is now, each as
+    {id, impact, help, targets}. Evaluated through DevTools, so the page's CSP does not
+    apply to it (the pages allow no inline or injected script)."""
+    if not AXE_JS.exists():
+        raise RuntimeError(f"{AXE_JS} is missing: run `make test-tools` (npm ci in tests/js)")
+    if not page.evaluate("() => Boolean(window.axe)"):
+        page.evaluate(AXE_JS.read_text() + "\n;undefined")
+    found = page.evaluate(
+        """async () => {
+          const result = await axe.run(document, { resultTypes: ['violations'] });
+          return result.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+            targets: v.nodes.map((n) => n.target.join(' ')) }));
+        }"""
+    )
+    return [v for v in found if v["impact"] in SERIOUS]
+
+
+def collect_csp_violations(page: Any) -> list[str]:
+    """A list that fills with the page's Content-Security-Policy complaints."""
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return violations

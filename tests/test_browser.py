@@ -118,7 +118,7 @@ def test_request_to_speak_then_stage_then_back(new_page, server) -> None:
     guest = new_page()
     sign_up(guest, server.url, "guest_mod")
     open_and_play(guest, server.url, space_id, "host_mod")
-    guest.click("#speak-body button:has-text('Request to speak')")
+    guest.click("#ask")
     guest.wait_for_selector("text=You asked to speak")
 
     host.click("#requests button[aria-label='Bring guest_mod on stage']")
@@ -143,4 +143,4 @@ def test_request_to_speak_then_stage_then_back(new_page, server) -> None:
     host.click("#stage button[aria-label='Remove guest_mod from the stage']")
     guest.wait_for_selector("#my-stage", state="hidden")
     assert "no longer on stage" in guest.inner_text("#page-status")
-    guest.wait_for_function("window.townhallPlayer.state === 'playing'")
+    guest.wait_for_function("() => window.townhallPlayer.state === 'playing'")

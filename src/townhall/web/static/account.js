@@ -26,9 +26,10 @@ export function signInHref(next = location.pathname) {
 
 /**
  * Fills the header's account corner and returns the signed-in user (or null).
- * `onSignOut` runs after signing out; by default the page reloads.
+ * `onSignOut` runs after signing out; by default the page reloads. With `onSignIn`,
+ * "Sign in" is a button that calls it (a dialog on the page) rather than a link away.
  */
-export async function showAccount(el, { onSignOut = () => location.reload() } = {}) {
+export async function showAccount(el, { onSignOut = () => location.reload(), onSignIn = null } = {}) {
   let user = null;
   try {
     user = await currentUser();
@@ -47,6 +48,10 @@ export async function showAccount(el, { onSignOut = () => location.reload() } = 
       }
     });
     el.append(h('span', { class: 'me' }, user.username), ' ', signOut);
+  } else if (onSignIn) {
+    const signIn = h('button', { type: 'button', class: 'link', id: 'sign-in' }, 'Sign in');
+    signIn.addEventListener('click', onSignIn);
+    el.append(signIn);
   } else if (location.pathname !== '/') {
     el.append(h('a', { href: signInHref() }, 'Sign in'));
   }

@@ -2,6 +2,7 @@
 
 import { sameOriginPath, showAccount } from './account.js';
 import { get, post } from './api.js';
+import { signIn } from './signin.js';
 import { $, formatWhen, h, plural, poll, say } from './ui.js';
 
 const LIST_POLL_MS = 10_000;
@@ -17,7 +18,7 @@ function spaceItem(space) {
   const href = `/s/${encodeURIComponent(space.id)}`;
   const detail = space.state === 'live'
     ? plural(space.listeners, 'listener')
-    : `Starts ${formatWhen(space.scheduled_for) || 'soon'}`;
+    : (space.scheduled_for ? `Starts ${formatWhen(space.scheduled_for)}` : 'Ready to go live');
   return h('li', {},
     h('a', { href, class: 'space-link' },
       h('span', { class: 'space-title' }, space.title),
@@ -60,8 +61,7 @@ function setupAuth() {
     buttons.forEach((b) => { b.disabled = true; });
     say(status, mode === 'signup' ? 'Creating your account…' : 'Signing in…');
     try {
-      if (mode === 'signup') await post('/api/users', { username, password });
-      await post('/api/sessions', { username, password });
+      await signIn(mode, username, password);
       const next = nextPath();
       if (next) location.assign(next);
       else location.reload();

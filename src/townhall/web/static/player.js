@@ -83,6 +83,12 @@ export class LivePlayer extends EventTarget {
     this._run = null;
     this._mse = null;
     this._conn = null;
+    /**
+     * Asked before every reconnect (the page sets it): a stream that ends because the
+     * space ended must not be re-joined (the join would only answer 409). Resolves false
+     * when the space is no longer live.
+     */
+    this.isStillLive = null;
     audio.addEventListener('playing', () => this._running() && this._set('playing'));
     audio.addEventListener('waiting', () => this._running() && this._set('connecting'));
   }
@@ -155,6 +161,10 @@ export class LivePlayer extends EventTarget {
         waitS = err.retryAfterS || 0;
       }
       if (signal.aborted) return;
+      if (this.isStillLive && !(await this.isStillLive().catch(() => true))) {
+        if (run === this._run) this.stop('ended');
+        return;
+      }
       if (Date.now() - connectedAt >= HEALTHY_CONNECTION_MS) attempt = 0;
       const delay = Math.max(backoffMs(attempt), waitS * 1000);
       attempt += 1;

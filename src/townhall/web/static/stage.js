@@ -4,11 +4,7 @@
 // control are on: speakers are mostly on laptops and phones without headsets.
 
 import { post, spacePath } from './api.js';
-
-const MIC_CONSTRAINTS = {
-  audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-  video: false,
-};
+import { micConstraints } from './mictest.js';
 /** The server answers once it has our candidates; waiting longer than this gains little. */
 const ICE_GATHERING_TIMEOUT_MS = 2_000;
 /**
@@ -59,6 +55,8 @@ export class StageMic extends EventTarget {
     this.pc = null;
     this.stream = null;
     this.connectTimer = null;
+    /** The microphone to use ('' for the browser's default). */
+    this.deviceId = '';
   }
 
   get active() {
@@ -70,7 +68,7 @@ export class StageMic extends EventTarget {
     this.error = null;
     this._set('starting');
     try {
-      this.stream = await navigator.mediaDevices.getUserMedia(MIC_CONSTRAINTS);
+      this.stream = await navigator.mediaDevices.getUserMedia(micConstraints(this.deviceId));
       this._applyMute();
       const pc = new RTCPeerConnection();
       this.pc = pc;

@@ -1,10 +1,16 @@
-// Host studio: go live and end, the mic, the request-to-speak queue, the
-// stage (mute, remove, make co-host), removing people, and the share link.
+// Host studio: a mic test and device choice, go live and end, the mic, the
+// request-to-speak queue, the stage (mute, remove, make co-host), the
+// audience, reactions floating up, the share link; removing people and ending
+// the space kept apart; a summary once it has ended.
 
 import { showAccount, signInHref } from './account.js';
 import { del, get, post, spacePath } from './api.js';
 import { MicPanel } from './micpanel.js';
-import { isOlder, showSpaceHeader, spaceUrl } from './space.js';
+import { listMicrophones, MicTest } from './mictest.js';
+import { audienceItems, ElapsedTimer, ReactionFloats, stageTile } from './room.js';
+import {
+  endedSummary, isOlder, reactionChips, showSpaceHeader, spaceUrl,
+} from './space.js';
 import { $, act, h, listenUrl, poll, say, spaceIdFromPath, stageMember } from './ui.js';
 
 const POLL_MS = 2_000;
@@ -18,8 +24,11 @@ const micPanel = new MicPanel({
   muteButton: $('#mute'),
   statusEl: $('#mic-status'),
   remoteAudio: $('#stage-audio'),
-  onLabel: '🎙 Turn mic on',
+  onLabel: 'Turn mic on',
 });
+const micTest = new MicTest($('#mic-meter'));
+const floats = new ReactionFloats($('#floats'));
+const elapsed = new ElapsedTimer($('#elapsed'));
 
 let me = null;
 let mine = null;
@@ -74,14 +83,35 @@ function stageActions(member) {
   }
   button('Remove from stage', `Remove ${user.username} from the stage`, '',
     () => del(spacePath(spaceId, 'stage', user.id)));
-  const removal = removeFromSpaceButton(user, status);
-  if (removal) actions.push(removal);
   return actions;
 }
 
 function renderStage() {
   const list = $('#stage');
-  list.replaceChildren(...space.stage.map((member) => stageMember(member, stageActions(member))));
+  list.replaceChildren(...space.stage.map((member) => stageTile(member, stageActions(member))));
+}
+
+/** People the host can remove from the space: kept apart from the everyday buttons. */
+function renderDanger() {
+  const live = space.state === 'live';
+  $('#danger').hidden = !live;
+  if (!live) return;
+  const people = [...space.stage.map((m) => m.user), ...requests]
+    .filter((user, i, all) => all.findIndex((u) => u.id === user.id) === i);
+  const items = people.map((user) => {
+    const button = removeFromSpaceButton(user, $('#danger-status'));
+    return button ? h('li', { class: 'member' },
+      h('span', { class: 'who' }, h('span', { class: 'name' }, user.username)), button) : null;
+  }).filter(Boolean);
+  $('#removals').replaceChildren(...items);
+}
+
+function renderSummary() {
+  const ended = space.state === 'ended';
+  $('#summary').hidden = !ended;
+  if (!ended) return;
+  $('#summary-text').textContent = endedSummary(space);
+  $('#summary-reactions').replaceChildren(...reactionChips(space));
 }
 
 function renderRequests() {
@@ -102,7 +132,7 @@ function renderRequests() {
     decline.addEventListener('click', () => moderate(decline, status,
       () => del(spacePath(spaceId, 'speak-requests', user.id))));
     return stageMember({ user, role: 'wants to speak', muted: false, speaking: false },
-      [approve, decline, removeFromSpaceButton(user, status)].filter(Boolean));
+      [approve, decline]);
   }));
 }
 
@@ -114,16 +144,23 @@ function renderControls() {
   const replay = $('#replay-link');
   replay.hidden = !(state === 'ended' && space.recording_url);
   replay.href = spaceUrl(spaceId, 'replay');
-  $('#mic-card').hidden = state !== 'live';
+  $('#mic-card').hidden = state === 'ended';
+  $('#mic').hidden = state !== 'live';
+  $('#listen-link').href = spaceUrl(spaceId);
   $('#invite-form').hidden = !(space.speak_policy === 'invited' && state !== 'ended');
   if (state !== 'live' && micPanel.active) micPanel.stop();
 }
 
 function render() {
   showSpaceHeader(space);
+  elapsed.follow(space);
+  floats.follow(space.reactions);
   renderControls();
   renderStage();
   renderRequests();
+  renderDanger();
+  renderSummary();
+  $('#audience').replaceChildren(...(space.state === 'live' ? audienceItems(space, null, true) : []));
   micPanel.sync(space.stage.find((member) => member.user.id === me.id) || null);
 }
 
@@ -134,6 +171,7 @@ async function refreshRequests() {
   }
   requests = (await get(spacePath(spaceId, 'requests'), { cache: 'no-cache' })).requests;
   renderRequests();
+  renderDanger();
 }
 
 async function refresh() {
@@ -162,6 +200,7 @@ function setupControls() {
     micPanel.stop();
     moderate(button, status, () => post(spacePath(spaceId, 'end')));
   });
+  setupMicTest();
   const shareUrl = $('#share-url');
   shareUrl.value = listenUrl(spaceId);
   shareUrl.addEventListener('focus', () => shareUrl.select());
@@ -188,6 +227,57 @@ function setupControls() {
       say($('#requests-status'), 'Invited.', 'ok');
     }
   });
+}
+
+async function fillDevices() {
+  const select = $('#mic-device');
+  const chosen = select.value;
+  const mics = await listMicrophones().catch(() => []);
+  select.replaceChildren(h('option', { value: '' }, 'Default microphone'),
+    ...mics.filter((m) => m.id && m.id !== 'default').map((m) => h('option', { value: m.id }, m.label)));
+  select.value = chosen;
+}
+
+function setupMicTest() {
+  const button = $('#mic-test');
+  const status = $('#mic-test-status');
+  const select = $('#mic-device');
+  const render = () => {
+    button.textContent = micTest.running ? 'Stop test' : 'Test mic';
+    button.setAttribute('aria-pressed', String(micTest.running));
+    $('#mic-meter').hidden = !micTest.running;
+  };
+  const startTest = async () => {
+    try {
+      await micTest.start(select.value);
+      say(status, 'Speak: the bar should move. Nobody hears this test.', 'info');
+      await fillDevices();
+    } catch (err) {
+      say(status, err.name === 'NotAllowedError'
+        ? 'Microphone access was refused. Allow it in the browser.' : err.message, 'error');
+    }
+    render();
+  };
+  button.addEventListener('click', async () => {
+    if (micTest.running) {
+      micTest.stop();
+      say(status, '');
+      render();
+    } else await startTest();
+  });
+  select.addEventListener('change', () => {
+    micPanel.mic.deviceId = select.value;
+    if (micTest.running) startTest();
+  });
+  // The stage takes the microphone: the test lets go of it first.
+  $('#mic').addEventListener('click', () => {
+    if (micTest.running) {
+      micTest.stop();
+      render();
+    }
+  }, { capture: true });
+  fillDevices();
+  render();
 }
 
 async function main() {
