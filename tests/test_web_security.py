@@ -74,7 +74,7 @@ async def test_a_node_with_stream_workers_allows_its_stream_port(tmp_path: Path)
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:9776") as http:
-        response = await http.get("/s/x")
+        response = await http.get("/")
     assert (
         "http://127.0.0.1:9777"
         in directives(response.headers["content-security-policy"])["connect-src"]

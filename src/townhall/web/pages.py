@@ -16,6 +16,8 @@ from starlette.staticfiles import StaticFiles
 
 from townhall.api.listening import live_base
 from townhall.config import Settings
+from townhall.domain.errors import DomainError
+from townhall.web.preview import with_preview
 from townhall.web.security import NOSNIFF, SecurityHeaders, page_security_headers
 
 WEB_DIR = Path(__file__).parent
@@ -39,6 +41,25 @@ def _page(name: str, media_urls: MediaUrls):  # type: ignore[no-untyped-def]
     return endpoint
 
 
+def _listen_page(media_urls: MediaUrls):  # type: ignore[no-untyped-def]
+    """The listening page, with the space's link-preview tags (see preview.py). The
+    snapshot comes from memory (rebuilt at most once a second), so a crowd arriving
+    on the page costs no database work; an unknown space gets the plain shell."""
+
+    async def listen(request: Request) -> Response:
+        headers = {"cache-control": PAGE_CACHE, **page_security_headers(media_urls(request))}
+        page = _template("listen.html")
+        try:
+            snapshot = await request.app.state.spaces.snapshot(request.path_params["space_id"])
+        except DomainError:
+            snapshot = None
+        if snapshot is not None:
+            page = with_preview(page, snapshot.data, str(request.url.replace(query="")))
+        return Response(page, media_type="text/html", headers=headers)
+
+    return listen
+
+
 def media_urls_for(settings: Settings) -> MediaUrls:
     """The live stream's base (stream workers may serve it from another port; live_base
     is the one place that decides it) and the public URL (HLS links use it)."""
@@ -54,7 +75,7 @@ def page_routes(settings: Settings) -> list[BaseRoute]:
     static = StaticFiles(directory=WEB_DIR / "static")
     return [
         Route("/", _page("home.html", media_urls), methods=["GET", "HEAD"]),
-        Route("/s/{space_id}", _page("listen.html", media_urls), methods=["GET", "HEAD"]),
+        Route("/s/{space_id}", _listen_page(media_urls), methods=["GET", "HEAD"]),
         Route("/s/{space_id}/studio", _page("studio.html", media_urls), methods=["GET", "HEAD"]),
         Route("/s/{space_id}/replay", _page("replay.html", media_urls), methods=["GET", "HEAD"]),
         Mount("/static", SecurityHeaders(static, dict([NOSNIFF])), name="static"),
