@@ -42,8 +42,10 @@ class AudioSettings:
     """Audio sent at once to a new live listener so playback starts immediately."""
     live_max_lag_ms: int = 8_000
     """A live listener whose unsent backlog exceeds this is cut (and counted), never buffered."""
-    fragment_ms: int = 500
-    """CMAF fragment length: the unit of HLS parts and of crash loss in recordings."""
+    fragment_ms: int = 200
+    """CMAF fragment length: the LL-HLS part (published the moment it is complete) and
+    the unit of crash loss in recordings. 200 ms (9-10 AAC frames) is what LL-HLS players
+    expect of a part; each costs a ~150-byte moof header (~6 kbps at 48 kbps)."""
     segment_ms: int = 1_000
     """HLS segment target (the issue caps it at 2 s); a whole number of fragments."""
     hls_window_segments: int = 12
