@@ -258,7 +258,11 @@ def open_and_play(page: Any, base_url: str, space_id: str, host: str) -> float:
     assert host in page.inner_text("#stage")
     pressed_at = time.monotonic()
     page.click("#play")
-    page.wait_for_function("() => window.townhallPlayer.state === 'playing'")
+    try:
+        page.wait_for_function("() => window.townhallPlayer.state === 'playing'")
+    except Exception as exc:  # say where it stuck: the page's own words and the player
+        status = page.inner_text("#player-status")
+        raise AssertionError(f"not playing: {status!r}, {player_state(page)}") from exc
     return time.monotonic() - pressed_at
 
 

@@ -52,15 +52,20 @@ def parts_in(playlist: str) -> list[tuple[int, int, float]]:
 def test_each_fragment_is_a_part_at_once_and_segments_join_their_parts() -> None:
     clock = iter(range(1_000_000, 2_000_000)).__next__
     hls = HlsPackager(SETTINGS, clock=lambda: float(clock()))
-    made = list(fragments(12))
+    made = list(fragments(14))
     hls.add_fragment(made[0])
+    assert hls.part(0, 0) == made[0].data
+    assert parts_in(hls.playlist().decode()) == []  # nothing listed before a whole segment
+    while hls.latest_sequence is None:
+        hls.add_fragment(made.pop(1))
+    hls.add_fragment(made.pop(1))  # the first part of segment 1: listed at once
     playlist = hls.playlist().decode()
     assert "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=" in playlist
     assert f"#EXT-X-PART-INF:PART-TARGET={hls.part_target_s:.5f}" in playlist
-    assert parts_in(playlist) == [(0, 0, round(made[0].duration_s, 5))]  # before any segment
-    assert '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="0.1.m4s"' in playlist
+    assert parts_in(playlist)[-1][:2] == (1, 0)
+    assert playlist.index('URI="1.0.m4s"') > playlist.index("\n0.m4s\n")  # after segment 0
+    assert '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="1.1.m4s"' in playlist
     assert "#EXT-X-PROGRAM-DATE-TIME:" in playlist
-    assert hls.part(0, 0) == made[0].data
 
     for fragment in made[1:]:
         hls.add_fragment(fragment)
@@ -77,20 +82,21 @@ def test_each_fragment_is_a_part_at_once_and_segments_join_their_parts() -> None
 def test_blocking_reload_is_ready_exactly_when_its_part_exists() -> None:
     hls = HlsPackager(SETTINGS)
     made = fragments(30)
-    hls.add_fragment(next(made))  # segment 0, part 0
-    assert hls.is_ready(ReloadRequest(0, 0))
-    assert not hls.is_ready(ReloadRequest(0, 1))
+    hls.add_fragment(next(made))  # segment 0, part 0: made, not listed yet
+    assert not hls.is_ready(ReloadRequest(0, 0))
     assert not hls.is_ready(ReloadRequest(0))  # the whole segment is not there yet
     while hls.latest_sequence is None:
         hls.add_fragment(next(made))
+    assert hls.is_ready(ReloadRequest(0, 0))
+    assert not hls.is_ready(ReloadRequest(1, 0))
+    hls.add_fragment(next(made))
+    assert hls.is_ready(ReloadRequest(1, 0))
+    assert not hls.is_ready(ReloadRequest(1, 1))
     parts_of_0 = len([p for p in parts_in(hls.playlist().decode()) if p[0] == 0])
     assert hls.is_ready(ReloadRequest(0))
-    # The player guessed one more part than segment 0 had: the answer waits for the next
-    # segment's first part, then the playlist that holds it answers.
-    assert not hls.is_ready(ReloadRequest(0, parts_of_0))
-    hls.add_fragment(next(made))
+    # A player that guessed one more part than segment 0 had is answered by the playlist
+    # that holds the next segment's first part.
     assert hls.is_ready(ReloadRequest(0, parts_of_0))
-    assert hls.is_ready(ReloadRequest(1, 0))
     assert hls.is_too_far_ahead(ReloadRequest(4))
     assert not hls.is_too_far_ahead(ReloadRequest(3))
     hls.close()

@@ -162,8 +162,8 @@ def test_next_after_sign_in_stays_on_this_origin(server_page, server) -> None:
     page.click("#auth-form button[value=signup]")
     page.wait_for_selector("#create-form", state="visible")
     assert page.url.startswith(server.url + "/")
-    page.goto(server.url + "/?next=/s/abc%3Fx")
-    page.wait_for_url(f"{server.url}/s/abc%3Fx")
+    page.goto(server.url + "/?next=/s/abc")  # a same-origin path is followed
+    page.wait_for_url(f"{server.url}/s/abc")
 
 
 def look(page, name: str, csp: list[str]) -> None:
@@ -193,7 +193,7 @@ def test_every_page_is_accessible_and_photographed(server_page, server, size: st
     sign_up(host, server.url, f"ax_host_{size}")
     space_id = create_space(host, "Accessible room")
     host.wait_for_selector("#state .state-ready")
-    assert "Ready to go live" in host.inner_text("#state")
+    assert "ready to go live" in host.inner_text("#state").lower()
     look(host, f"studio-ready-{size}", host_csp)
 
     listener = server_page(size)

@@ -133,6 +133,8 @@ class HlsPackager:
             return request.msn < self._next_sequence
         if request.msn < self._next_sequence - 1:
             return True
+        if not self._next_sequence:
+            return False  # no part is listed before the first whole segment (see _render)
         return (request.msn, request.part) in self._parts or request.msn < self._building()
 
     def is_too_far_ahead(self, request: ReloadRequest) -> bool:
@@ -230,10 +232,11 @@ class HlsPackager:
             lines.append(SEGMENT_URI.format(sequence=segment.sequence))
         if self._ended:
             lines.append("#EXT-X-ENDLIST")
-        else:
+        elif listed:
+            # Parts of the segment being built follow the last whole one. Before the first
+            # segment is whole nothing is listed: hls.js, handed a playlist of parts only,
+            # re-fetched the hinted part in a loop instead of reloading the playlist.
             building = self._parts_of(self._next_sequence)
-            if building and not listed and self._epoch is not None:
-                lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{self._date(self._pending[0].start_s)}")
             lines += part_tags(building)
             lines.append(preload_hint(self._next_sequence, len(building)))
         self._playlist = ("\n".join(lines) + "\n").encode()

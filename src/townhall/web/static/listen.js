@@ -20,7 +20,9 @@ const SNAPSHOT_POLL_MS = 2_000;
 const OTHER_LIVE_MAX = 5;
 
 const spaceId = spaceIdFromPath();
-const player = new LivePlayer($('#live-audio'), spaceId);
+/** `?via=hls` listens over LL-HLS (what a CDN carries) rather than the live stream. */
+const via = new URLSearchParams(location.search).get('via') || '';
+const player = new LivePlayer($('#live-audio'), spaceId, { preferred: via });
 window.townhallPlayer = player;
 const floats = new ReactionFloats($('#floats'));
 const reactions = new ReactionBar($('#reactions'), spaceId, $('#page-status'),
