@@ -10,7 +10,7 @@ import { MicPanel } from './micpanel.js';
 import { LivePlayer } from './player.js';
 import { ReactionBar } from './reactions.js';
 import {
-  audienceItems, ElapsedTimer, ReactionFloats, shareLink, stageTile,
+  audienceItems, CaptionsView, ElapsedTimer, ReactionFloats, shareLink, stageTile,
 } from './room.js';
 import { SignInDialog } from './signin.js';
 import { endedSummary, isOlder, showSpaceHeader, spaceUrl } from './space.js';
@@ -28,6 +28,7 @@ const floats = new ReactionFloats($('#floats'));
 const reactions = new ReactionBar($('#reactions'), spaceId, $('#page-status'),
   (emoji) => floats.own(emoji));
 const elapsed = new ElapsedTimer($('#elapsed'));
+const captions = new CaptionsView($('#captions'), spacePath(spaceId, 'captions'));
 const signInDialog = new SignInDialog();
 const micPanel = new MicPanel({
   spaceId,
@@ -175,6 +176,7 @@ async function renderEnded() {
 function render() {
   showSpaceHeader(space);
   elapsed.follow(space);
+  captions.follow(space, (path) => get(path, { cache: 'no-cache' }));
   reactions.show(space.reactions);
   floats.follow(space.reactions);
   reactions.setEnabled(space.state === 'live');
@@ -239,13 +241,14 @@ async function openSignIn() {
  * If-None-Match (the server sends an ETag and max-age=1), so an unchanged
  * space costs a 304. GET /me is only asked when the snapshot changed.
  */
-async function refresh(fresh = false) {
+async function refresh() {
   let snapshot;
   try {
-    // Listeners take what the HTTP cache offers (a few seconds stale at worst, cheap
-    // for edges); someone on stage with a live mic needs the fresh truth.
-    const cache = fresh || micPanel.active ? 'no-cache' : 'default';
-    snapshot = await get(spacePath(spaceId), { cache });
+    // Always revalidated (If-None-Match): with the browser's stale-while-revalidate copy
+    // the listener count lagged by a poll or two (it read 0 while this very page
+    // played). Unchanged costs a 304 from memory or from the edge cache, which keeps
+    // its own max-age=1 copy whatever the browser asks.
+    snapshot = await get(spacePath(spaceId), { cache: 'no-cache' });
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
       stopPolling();
@@ -321,7 +324,7 @@ $('#leave').addEventListener('click', async () => {
     micPanel.stop();
     await del(spacePath(spaceId, 'stage', me.id));
     lastSnapshot = '';
-    await refresh(true);
+    await refresh();
   } catch (err) {
     say($('#mic-status'), err.message, 'error');
   } finally {

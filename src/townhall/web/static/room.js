@@ -63,7 +63,7 @@ export function stageTile(member, actions = []) {
   return h('li', { class: classes.join(' '), dataset: { userId: user.id } },
     h('span', { class: 'avatar big', 'aria-hidden': 'true' }, initials(user.username),
       member.muted ? h('span', { class: 'badge-icon' }, icon('micOff', { size: 14 })) : null),
-    h('span', { class: 'name' }, user.username),
+    h('span', { class: 'name', title: user.username }, user.username),
     h('span', { class: 'role' }, `${ROLE_LABELS[member.role] || member.role} · `,
       h('span', { class: 'mic' }, state)),
     actions.length ? h('span', { class: 'actions' }, actions) : null);
@@ -151,4 +151,47 @@ export async function shareLink(url, title) {
     input.remove();
   }
   return 'copied';
+}
+
+/** Caption lines kept on screen; older cues scroll away. */
+const CAPTION_LINES = 2;
+const CAPTIONS_POLL_MS = 2_000;
+
+/**
+ * Captions on the page when the space has them (snapshot `captions: true`): polls
+ * GET /api/spaces/{id}/captions?since= and shows the newest cues.
+ */
+export class CaptionsView {
+  constructor(el, captionsPath) {
+    this.el = el;
+    this.path = captionsPath;
+    this.since = 0;
+    this.lines = [];
+    this.timer = null;
+  }
+
+  follow(space, fetchJson) {
+    const on = Boolean(space.captions) && space.state === 'live';
+    this.el.hidden = !on || !this.lines.length;
+    if (on && !this.timer) {
+      const tick = async () => {
+        try {
+          const { cues = [] } = await fetchJson(`${this.path}?since=${this.since}`);
+          for (const cue of cues) {
+            this.since = Math.max(this.since, cue.end_s);
+            this.lines = [...this.lines, cue.text].slice(-CAPTION_LINES);
+          }
+          this.el.replaceChildren(...this.lines.map((line) => h('p', {}, line)));
+          this.el.hidden = !this.lines.length;
+        } catch {
+          // Captions are extra: a failed poll waits for the next one.
+        }
+      };
+      this.timer = setInterval(tick, CAPTIONS_POLL_MS);
+      tick();
+    } else if (!on && this.timer) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
+  }
 }
