@@ -51,7 +51,7 @@ export class ReactionBar {
     for (const [emoji, { button, count }] of this.buttons) {
       const n = this.totals[emoji] || 0;
       count.textContent = n ? n.toLocaleString() : '';
-      button.setAttribute('aria-label', `React: ${reactionInfo(emoji).label} (${n} so far)`);
+      button.setAttribute('aria-label', `React: ${reactionInfo(emoji).label}, ${n} so far`);
     }
   }
 
