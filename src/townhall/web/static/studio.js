@@ -145,6 +145,9 @@ function renderControls() {
   replay.hidden = !(state === 'ended' && space.recording_url);
   replay.href = spaceUrl(spaceId, 'replay');
   $('#mic-card').hidden = state === 'ended';
+  // An ended space is its summary: who was on stage and the queue are history.
+  for (const id of ['#stage-section', '#requests-section']) $(id).hidden = state === 'ended';
+  $('#audience-section').hidden = state !== 'live';
   $('#mic').hidden = state !== 'live';
   $('#listen-link').href = spaceUrl(spaceId);
   $('#invite-form').hidden = !(space.speak_policy === 'invited' && state !== 'ended');
