@@ -181,6 +181,10 @@ function render() {
   floats.follow(space.reactions);
   reactions.setEnabled(space.state === 'live');
   $('#react-toggle').disabled = space.state !== 'live';
+  if (space.state !== 'live') {
+    $('#reactions').hidden = true;
+    $('#react-toggle').setAttribute('aria-expanded', 'false');
+  }
   renderStage();
   renderAudience();
   renderEnded();
