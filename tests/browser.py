@@ -131,6 +131,18 @@ TONE_GONE_JS = """
 }
 """
 
+# True once the band around `freqHz` stands above `aboveDb` (the speaker's tone arrived).
+TONE_HEARD_JS = """
+([freqHz, aboveDb]) => {
+  const { ctx, analyser } = window.__townhallAnalyser;
+  const data = new Float32Array(analyser.frequencyBinCount);
+  analyser.getFloatFrequencyData(data);
+  const center = Math.round(freqHz / (ctx.sampleRate / analyser.fftSize));
+  for (let i = center - 2; i <= center + 2; i++) if (data[i] > aboveDb) return true;
+  return false;
+}
+"""
+
 PLAYER_JS = """
 () => {
   const p = window.townhallPlayer;
@@ -175,6 +187,12 @@ def player_state(page: Any) -> dict[str, Any]:
 def wait_for_tone_gone(page: Any, freq_hz: float, below_db: float, timeout_ms: float) -> None:
     """Polls the analyser every 20 ms until the tone has gone."""
     page.wait_for_function(TONE_GONE_JS, arg=[freq_hz, below_db], polling=20, timeout=timeout_ms)
+
+
+def wait_for_tone(page: Any, freq_hz: float, above_db: float, timeout_ms: float) -> None:
+    """Polls the analyser every 20 ms until the tone is there (a microphone and its
+    noise suppression take a moment to start on a fresh browser)."""
+    page.wait_for_function(TONE_HEARD_JS, arg=[freq_hz, above_db], polling=20, timeout=timeout_ms)
 
 
 def median_spectrum(page: Any, freq_hz: float, reads: int, interval_ms: float) -> Spectrum:

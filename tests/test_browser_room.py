@@ -28,6 +28,7 @@ from browser import (
     page_factory,
     screenshot,
     sign_up,
+    wait_for_tone,
 )
 from conftest import RunningServer, start_server, stop_server
 
@@ -40,6 +41,9 @@ TONE_HZ = 440.0
 UI_TIMEOUT_MS = 20_000
 """Generous: a loaded 2-core CI machine starts Chromium and aiortc slowly."""
 MIN_TONE_DB = -70.0
+TONE_WAIT_MS = 10_000
+"""From play to the tone at the listener: ~0.3 s measured; a fresh browser's fake
+microphone and noise suppression sometimes take a few seconds to start."""
 PEAK_TOLERANCE_HZ = 15.0
 
 
@@ -95,6 +99,7 @@ def test_loopback_quick_start_goes_live_and_is_heard(
     listener = new_page(listener_size)
     open_and_play(listener, url, space_id, f"qs_host_{host_size}")
     assert attach_analyser(listener) == "running"
+    wait_for_tone(listener, TONE_HZ, MIN_TONE_DB, TONE_WAIT_MS)
     heard = median_spectrum(listener, TONE_HZ, reads=6, interval_ms=300)
     print(f"\nquick start, the listener hears {heard.peak_hz:.1f} Hz at {heard.tone_db:.1f} dBFS")
     assert heard.tone_db > MIN_TONE_DB
