@@ -245,7 +245,7 @@ def test_every_page_is_accessible_and_photographed(server_page, server, size: st
     host.click("#end")  # the second press confirms
     host.wait_for_selector("#summary:not([hidden])")
     summary = host.inner_text("#summary")
-    assert "Lasted" in summary and "1 reaction" in summary
+    assert "Lasted" in summary and "1 reaction" in summary and "peak 1 listener" in summary
     look(host, f"studio-ended-{size}", host_csp)
     listener.wait_for_selector("#ended:not([hidden])")
     listener.wait_for_function("() => window.townhallPlayer.state === 'ended'")
