@@ -41,6 +41,8 @@ TONE_HZ = 440.0
 UI_TIMEOUT_MS = 20_000
 """Generous: a loaded 2-core CI machine starts Chromium and aiortc slowly."""
 MIN_TONE_DB = -70.0
+CONNECT_FAIL_MS = 20_000
+"""The browser and the server give up on a connection after 10 s; margin for load."""
 TONE_WAIT_MS = 10_000
 """From play to the tone at the listener: ~0.3 s measured; a fresh browser's fake
 microphone and noise suppression sometimes take a few seconds to start."""
@@ -252,3 +254,29 @@ def test_every_page_is_accessible_and_photographed(server_page, server, size: st
     look(listener, f"listen-ended-{size}", listener_csp)
     listener.wait_for_timeout(2_000)
     assert joins_after_end == []  # the page knows the space ended: no 409 from /join
+
+
+def test_a_microphone_that_cannot_connect_says_what_to_do(chromium, tmp_path) -> None:
+    """The server offers an address that is not its own (a documentation address: a
+    mistyped TOWNHALL_STAGE_ICE_HOST_ADDRESSES), so no connection can come up. Instead of
+    'Connecting…' for good, the mic fails after the connect timeout with an error that
+    names the setting, and the server logs the addresses it offered."""
+    server = start_server(
+        tmp_path / "server", TOWNHALL_STAGE_ICE_HOST_ADDRESSES="192.0.2.1", **NO_LAG_DOOR
+    )
+    try:
+        with page_factory(chromium, UI_TIMEOUT_MS) as new_page:
+            host = new_page("desktop")
+            sign_up(host, server.url, "unreachable_host")
+            create_space(host, "No route")
+            host.click("#start")
+            host.wait_for_selector("#state .state-live")
+            host.click("#mic")
+            host.wait_for_selector("#mic-status[data-kind=error]", timeout=CONNECT_FAIL_MS)
+            message = host.inner_text("#mic-status")
+            assert "TOWNHALL_STAGE_ICE_HOST_ADDRESSES" in message, message
+            assert host.is_enabled("#mic")  # one can try again
+            screenshot(host, "studio-mic-failed-desktop")
+    finally:
+        stop_server(server)
+    assert "no WebRTC connection after 10 s" in server.log()
