@@ -219,6 +219,13 @@ def test_every_page_is_accessible_and_photographed(server_page, server, size: st
     host.wait_for_selector("#state .state-ready")
     assert "ready to go live" in host.inner_text("#state").lower()
     look(host, f"studio-ready-{size}", host_csp)
+    # The microphone test before going live: the fake microphone's tone moves the meter.
+    host.click("#mic-test")
+    host.wait_for_function(
+        "() => Number(document.querySelector('#mic-meter').getAttribute('aria-valuenow')) > 30"
+    )
+    assert host.get_attribute("#mic-test", "aria-pressed") == "true"
+    look(host, f"studio-mic-test-{size}", host_csp)
 
     listener = server_page(size)
     listener_csp = collect_csp_violations(listener)
