@@ -13,10 +13,13 @@ target is <= 2 s at the median.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from browser import (
+    NO_LAG_DOOR,
     attach_analyser,
     chromium_available,
     create_space,
@@ -25,7 +28,8 @@ from browser import (
     page_factory,
     sign_up,
 )
-from test_nginx_cache import edge  # noqa: F401  (the nginx edge fixture)
+from conftest import RunningServer, start_server, stop_server
+from test_nginx_cache import edge  # noqa: F401  (the nginx edge fixture, in front of `server`)
 
 pytestmark = [
     pytest.mark.browser,
@@ -33,6 +37,18 @@ pytestmark = [
 ]
 
 TONE_HZ = 440.0
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RunningServer]:
+    """The origin behind the edge, without the loop-lag door (see NO_LAG_DOOR)."""
+    running = start_server(tmp_path / "server", **NO_LAG_DOOR)
+    try:
+        yield running
+    finally:
+        stop_server(running)
+
+
 UI_TIMEOUT_MS = 30_000
 WARM_UP_MS = 4_000
 """hls.js settles on its target latency within a few parts; measured after that."""
