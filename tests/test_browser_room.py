@@ -189,8 +189,11 @@ def test_next_after_sign_in_stays_on_this_origin(server_page, server) -> None:
 
 
 def look(page, name: str, csp: list[str]) -> None:
-    """Screenshot, then axe-core and the CSP: no serious violation, no blocked script."""
+    """Screenshot, then no emoji in the text, axe-core and the CSP: no serious violation,
+    no blocked script."""
     screenshot(page, name)
+    emoji = page.evaluate("() => document.body.innerText.match(/\\p{Extended_Pictographic}/gu)")
+    assert emoji is None, f"{name}: emoji in the page (no font on many Linux desktops): {emoji}"
     violations = axe_violations(page)
     assert violations == [], f"{name}: {violations}"
     assert csp == [], f"{name}: {csp}"
