@@ -54,13 +54,21 @@ player.isStillLive = async () => {
   return snapshot.state === 'live';
 };
 
+/** A wait in words a person reads at a glance: "40 s", "12 min", "2 h". */
+function etaText(seconds) {
+  const s = Math.max(1, Number(seconds) || 0);
+  if (s < 90) return `${Math.ceil(s)} s`;
+  if (s < 90 * 60) return `${Math.round(s / 60)} min`;
+  return `${Math.round(s / 3600)} h`;
+}
+
 function playerText() {
   switch (player.state) {
     case 'joining': return 'Joining…';
     case 'solving': return 'Lots of people are arriving: checking your browser…';
     case 'waiting': {
       const { position, eta_s: eta } = player.wait;
-      return `You're number ${Number(position).toLocaleString()} in line, about ${Math.ceil(eta)} s`;
+      return `You're number ${Number(position).toLocaleString()} in line, about ${etaText(eta)}`;
     }
     case 'connecting': return 'Connecting…';
     case 'playing': return 'Listening live';
