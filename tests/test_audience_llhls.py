@@ -14,14 +14,18 @@ import io
 import re
 import statistics
 import time
+from collections.abc import Iterator
 
 import av
 import httpx
 import numpy as np
 import pytest
 
+from browser import NO_LAG_DOOR
+from conftest import RunningServer, start_server, stop_server
 from http_helpers import assert_error, speak_over_http
 from test_e2e_audio import _account, _ffmpeg_hls
+from test_nginx_cache import edge  # noqa: F401  (the nginx edge of deploy/nginx)
 from tones import ToneTrack, dominant_frequencies
 from townhall.audience.encoder import AAC_FRAME_SAMPLES
 from townhall.audience.fmp4 import Fragment
@@ -34,6 +38,16 @@ SETTINGS = AudioSettings()
 TONE_HZ = 660.0
 PART_RE = re.compile(r'#EXT-X-PART:DURATION=([\d.]+),URI="(\d+)\.(\d+)\.m4s"')
 BLOCKING_ROUNDS = 15
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[RunningServer]:  # type: ignore[no-untyped-def]
+    """A server whose door does not queue on loop lag (this is about HLS; see NO_LAG_DOOR)."""
+    running = start_server(tmp_path / "server", **NO_LAG_DOOR)
+    try:
+        yield running
+    finally:
+        stop_server(running)
 
 
 def fragments(count: int, frames=(10, 9)):  # type: ignore[no-untyped-def]
@@ -200,3 +214,36 @@ async def test_bad_reload_requests_get_clear_errors(server) -> None:
         started = time.monotonic()
         assert (await http.get(f"{folder}/999999.0.m4s")).status_code == 404
         assert time.monotonic() - started < 1.0  # never coming: not waited for
+
+
+CROWD = 20
+
+
+async def test_nginx_answers_a_crowd_of_blocking_reloads_with_one_origin_request(
+    server,
+    edge,  # noqa: F811
+) -> None:
+    """The deploy template keys the playlist cache on the query: every player blocked on
+    the same part shares one request to the origin (the others wait on nginx's lock)."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=15) as http:
+        _, host = await _account(http, "llhls_edge")
+        space = (await http.post("/api/spaces", json={"title": "LL"}, headers=host)).json()
+        assert (await http.post(f"/api/spaces/{space['id']}/start", headers=host)).is_success
+        joined = (await http.post(f"/api/spaces/{space['id']}/join")).json()
+        assert "hls_url" in joined, joined
+        url = joined["hls_url"]
+    async with httpx.AsyncClient(base_url=edge, timeout=15) as crowd:
+        for _ in range(50):  # the first whole segment, then parts are listed
+            listed = parts_in((await crowd.get(url)).text)
+            if listed:
+                break
+            await asyncio.sleep(0.2)
+        msn, part, _ = listed[-1]
+        query = {"_HLS_msn": msn, "_HLS_part": part + 1}
+        answers = await asyncio.gather(*(crowd.get(url, params=query) for _ in range(CROWD)))
+    statuses = [a.headers.get("x-cache-status") for a in answers]
+    print(f"\n{CROWD} players blocked on one part through nginx: {statuses.count('MISS')} MISS")
+    assert all(a.status_code == 200 for a in answers)
+    assert len({a.text for a in answers}) == 1
+    assert statuses.count("MISS") == 1
+    assert statuses.count("HIT") == CROWD - 1
