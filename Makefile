@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA_DIR ?= ./var
 
-.PHONY: run test test-backends deps system-deps lint bench clean
+.PHONY: run test test-backends test-tools deps system-deps lint bench clean
 
 $(BIN)/townhall: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,11 +25,18 @@ system-deps:
 run: deps
 	$(BIN)/townhall serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
+# axe-core (accessibility checks the browser tests inject into pages), from npm.
+tests/js/node_modules/axe-core/axe.min.js: tests/js/package.json tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund
+	@touch $@
+
+test-tools: tests/js/node_modules/axe-core/axe.min.js
+
 # The API and end-to-end modules, run once more on the scale-out backends (started by
 # the tests themselves): each test gets a fresh PostgreSQL database.
 BACKEND_SUITE ?= tests/test_api_*.py tests/test_e2e_*.py tests/test_recording.py
 
-test: deps system-deps
+test: deps system-deps test-tools
 	$(BIN)/ruff check src tests bench
 	scripts/isolated $(BIN)/pytest $(PYTEST_ARGS)
 	$(MAKE) test-backends

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shutil
 import statistics
 import struct
+import time
 import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +21,16 @@ from pathlib import Path
 from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "correct horse battery"
+VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+"""The two sizes every page is tried at: a laptop and a current phone."""
+NO_LAG_DOOR = {"TOWNHALL_ADMISSION_MAX_LOOP_LAG_MS": "0"}
+"""These tests are about the pages, not the door: on a shared 2-core machine under load
+the server's loop lag passes the door's 50 ms often enough that the first listener was
+queued ("number 1 in line") and the test timed out. 0 disables only that guard
+(tests/test_admission_* cover it)."""
+SCREENSHOT_DIR = Path(os.environ.get("TOWNHALL_SCREENSHOTS", Path(__file__).parent / "screenshots"))
+"""Where browser tests leave a picture of each page (git-ignored) for a person to look at."""
 SAMPLE_RATE = 48_000
 TONE_AMPLITUDE = 0.4
 """Loud enough to stand far above the codec's noise, with headroom for gain control."""
@@ -124,6 +136,18 @@ TONE_GONE_JS = """
 }
 """
 
+# True once the band around `freqHz` stands above `aboveDb` (the speaker's tone arrived).
+TONE_HEARD_JS = """
+([freqHz, aboveDb]) => {
+  const { ctx, analyser } = window.__townhallAnalyser;
+  const data = new Float32Array(analyser.frequencyBinCount);
+  analyser.getFloatFrequencyData(data);
+  const center = Math.round(freqHz / (ctx.sampleRate / analyser.fftSize));
+  for (let i = center - 2; i <= center + 2; i++) if (data[i] > aboveDb) return true;
+  return false;
+}
+"""
+
 PLAYER_JS = """
 () => {
   const p = window.townhallPlayer;
@@ -170,6 +194,12 @@ def wait_for_tone_gone(page: Any, freq_hz: float, below_db: float, timeout_ms: f
     page.wait_for_function(TONE_GONE_JS, arg=[freq_hz, below_db], polling=20, timeout=timeout_ms)
 
 
+def wait_for_tone(page: Any, freq_hz: float, above_db: float, timeout_ms: float) -> None:
+    """Polls the analyser every 20 ms until the tone is there (a microphone and its
+    noise suppression take a moment to start on a fresh browser)."""
+    page.wait_for_function(TONE_HEARD_JS, arg=[freq_hz, above_db], polling=20, timeout=timeout_ms)
+
+
 def median_spectrum(page: Any, freq_hz: float, reads: int, interval_ms: float) -> Spectrum:
     """The median of several spectra (per field), `interval_ms` apart."""
     spectra = []
@@ -184,13 +214,16 @@ def median_spectrum(page: Any, freq_hz: float, reads: int, interval_ms: float) -
 
 
 @contextlib.contextmanager
-def page_factory(browser, timeout_ms: float) -> Iterator[Callable[[], Any]]:
+def page_factory(browser, timeout_ms: float) -> Iterator[Callable[..., Any]]:
     """Makes pages, each in its own browser context (its own cookies, like another
-    person), and closes them all on exit."""
+    person), and closes them all on exit. `make(viewport="phone")` sizes the page."""
     contexts = []
 
-    def make():  # type: ignore[no-untyped-def]
-        context = browser.new_context()
+    def make(viewport: str = "desktop"):  # type: ignore[no-untyped-def]
+        phone = viewport == "phone"
+        context = browser.new_context(
+            viewport=VIEWPORTS[viewport], is_mobile=phone, has_touch=phone
+        )
         context.set_default_timeout(timeout_ms)
         contexts.append(context)
         return context.new_page()
@@ -200,3 +233,92 @@ def page_factory(browser, timeout_ms: float) -> Iterator[Callable[[], Any]]:
     finally:
         for context in contexts:
             context.close()
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Saves the whole page as SCREENSHOT_DIR/<name>.png (animations settled)."""
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOT_DIR / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True, animations="disabled")
+    return path
+
+
+# -- the steps of a person using the product ------------------------------------------------
+
+
+def sign_up(page: Any, base_url: str, username: str) -> None:
+    page.goto(base_url + "/")
+    page.fill("#auth-form input[name=username]", username)
+    page.fill("#auth-form input[name=password]", PASSWORD)
+    page.click("#auth-form button[value=signup]")
+    page.wait_for_selector("#create-form", state="visible")
+
+
+def create_space(page: Any, title: str) -> str:
+    page.fill("#create-form input[name=title]", title)
+    page.click("#create-form button[type=submit]")
+    page.wait_for_url("**/studio")
+    return str(page.url.split("/s/")[1].split("/")[0])
+
+
+def wait_for_mic_live(page: Any) -> None:
+    page.wait_for_function(
+        "() => document.querySelector('#mic-status').textContent.includes('live on stage')"
+    )
+
+
+def go_live_with_mic(page: Any) -> None:
+    page.click("#start")
+    page.wait_for_selector("#state .state-live")
+    page.click("#mic")
+    wait_for_mic_live(page)
+
+
+def open_and_play(page: Any, base_url: str, space_id: str, host: str) -> float:
+    """Opens the listen page, presses play; returns seconds from press to playing."""
+    page.goto(f"{base_url}/s/{space_id}")
+    page.wait_for_selector("#play:enabled")
+    assert host in page.inner_text("#stage")
+    pressed_at = time.monotonic()
+    page.click("#play")
+    try:
+        page.wait_for_function("() => window.townhallPlayer.state === 'playing'")
+    except Exception as exc:  # say where it stuck: the page's own words and the player
+        status = page.inner_text("#player-status")
+        raise AssertionError(f"not playing: {status!r}, {player_state(page)}") from exc
+    return time.monotonic() - pressed_at
+
+
+AXE_JS = Path(__file__).parent / "js" / "node_modules" / "axe-core" / "axe.min.js"
+"""axe-core from npm (`make test` installs it: tests/js/package.json)."""
+SERIOUS = ("serious", "critical")
+
+
+def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on the page as it is now, each as
+    {id, impact, help, targets}. Evaluated through DevTools, so the page's CSP does not
+    apply to it (the pages allow no inline or injected script)."""
+    if not AXE_JS.exists():
+        raise RuntimeError(f"{AXE_JS} is missing: run `make test-tools` (npm ci in tests/js)")
+    if not page.evaluate("() => Boolean(window.axe)"):
+        page.evaluate(AXE_JS.read_text() + "\n;undefined")
+    found = page.evaluate(
+        """async () => {
+          const result = await axe.run(document, { resultTypes: ['violations'] });
+          return result.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+            targets: v.nodes.map((n) => n.target.join(' ')) }));
+        }"""
+    )
+    return [v for v in found if v["impact"] in SERIOUS]
+
+
+def collect_csp_violations(page: Any) -> list[str]:
+    """A list that fills with the page's Content-Security-Policy complaints."""
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return violations

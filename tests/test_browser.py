@@ -21,10 +21,15 @@ import pytest
 from browser import (
     attach_analyser,
     chromium_available,
+    create_space,
+    go_live_with_mic,
     median_spectrum,
+    open_and_play,
     page_factory,
     player_state,
+    sign_up,
     spectrum,
+    wait_for_mic_live,
     wait_for_tone_gone,
 )
 
@@ -34,7 +39,6 @@ pytestmark = [
 ]
 
 TONE_HZ = 440.0
-PASSWORD = "correct horse battery"
 UI_TIMEOUT_MS = 20_000
 """Generous: a loaded 2-core CI machine starts Chromium and aiortc slowly."""
 LISTEN_S = 4.0
@@ -57,45 +61,6 @@ def new_page(chromium, server):
     shutdown)."""
     with page_factory(chromium, UI_TIMEOUT_MS) as make:
         yield make
-
-
-def sign_up(page, base_url: str, username: str) -> None:
-    page.goto(base_url + "/")
-    page.fill("#auth-form input[name=username]", username)
-    page.fill("#auth-form input[name=password]", PASSWORD)
-    page.click("#auth-form button[value=signup]")
-    page.wait_for_selector("#create-form", state="visible")
-
-
-def create_space(page, title: str) -> str:
-    page.fill("#create-form input[name=title]", title)
-    page.click("#create-form button[type=submit]")
-    page.wait_for_url("**/studio")
-    return page.url.split("/s/")[1].split("/")[0]
-
-
-def go_live_with_mic(page) -> None:
-    page.click("#start")
-    page.wait_for_selector("#state .state-live")
-    page.click("#mic")
-    wait_for_mic_live(page)
-
-
-def wait_for_mic_live(page) -> None:
-    page.wait_for_function(
-        "document.querySelector('#mic-status').textContent.includes('live on stage')"
-    )
-
-
-def open_and_play(page, base_url: str, space_id: str, host: str) -> float:
-    """Opens the listen page, presses play; returns seconds from press to playing."""
-    page.goto(f"{base_url}/s/{space_id}")
-    page.wait_for_selector("#play:enabled")
-    assert host in page.inner_text("#stage")
-    pressed_at = time.monotonic()
-    page.click("#play")
-    page.wait_for_function("window.townhallPlayer.state === 'playing'")
-    return time.monotonic() - pressed_at
 
 
 def test_listener_hears_the_host_live(new_page, server) -> None:
@@ -153,7 +118,7 @@ def test_request_to_speak_then_stage_then_back(new_page, server) -> None:
     guest = new_page()
     sign_up(guest, server.url, "guest_mod")
     open_and_play(guest, server.url, space_id, "host_mod")
-    guest.click("#speak-body button:has-text('Request to speak')")
+    guest.click("#ask")
     guest.wait_for_selector("text=You asked to speak")
 
     host.click("#requests button[aria-label='Bring guest_mod on stage']")
@@ -178,4 +143,4 @@ def test_request_to_speak_then_stage_then_back(new_page, server) -> None:
     host.click("#stage button[aria-label='Remove guest_mod from the stage']")
     guest.wait_for_selector("#my-stage", state="hidden")
     assert "no longer on stage" in guest.inner_text("#page-status")
-    guest.wait_for_function("window.townhallPlayer.state === 'playing'")
+    guest.wait_for_function("() => window.townhallPlayer.state === 'playing'")

@@ -115,7 +115,7 @@ def test_the_listen_page_plays_through_a_stream_worker(new_page, edge_server) ->
     )
     assert status == 200
     listener.wait_for_function(
-        "window.townhallPlayer.state !== 'playing'", timeout=REMOVED_MAX_S * 1000, polling=50
+        "() => window.townhallPlayer.state !== 'playing'", timeout=REMOVED_MAX_S * 1000, polling=50
     )
     page_stopped = time.monotonic() - removed_at
     refusal = listener.evaluate(REFUSED_JS, [streams[-1], REMOVED_MAX_S * 1000])

@@ -317,3 +317,40 @@ async def test_an_offer_without_candidates_still_connects() -> None:
     finally:
         await room.stop()
         await client.close()
+
+
+SHORT_CONNECT_TIMEOUT_S = 1.0
+
+
+async def test_a_peer_that_never_connects_is_closed_after_the_timeout(caplog) -> None:
+    """ICE that cannot succeed leaves aiortc 'connecting' for good; the room gives up
+    after the timeout, removes the peer and logs what to do."""
+    room = StageRoom("space-9", StageSettings(connect_timeout_s=SHORT_CONNECT_TIMEOUT_S), print)
+    await room.start()
+    client = await ToneClient.offer_with(ToneTrack(A_FREQ))
+    try:
+        await room.connect("judy", client.offer)  # the answer never reaches the client
+        assert room.peers == {"judy"}
+        give_up_s = SHORT_CONNECT_TIMEOUT_S + CONNECT_TIMEOUT_S
+        await wait_until(lambda: room.peers == frozenset(), give_up_s, "removal")
+        assert room.connected == frozenset()
+        assert "TOWNHALL_STAGE_ICE_HOST_ADDRESSES" in caplog.text
+        assert "127.0.0.1" in caplog.text  # the addresses it offered
+    finally:
+        await room.stop()
+        await client.close()
+
+
+async def test_a_connected_peer_outlives_the_connect_timeout() -> None:
+    room = StageRoom(
+        "space-10", StageSettings(connect_timeout_s=SHORT_CONNECT_TIMEOUT_S), lambda frame: None
+    )
+    await room.start()
+    client = await join(room, "kim", ToneTrack(A_FREQ))
+    try:
+        await wait_until(lambda: room.connected == {"kim"}, CONNECT_TIMEOUT_S, "peer")
+        await asyncio.sleep(SHORT_CONNECT_TIMEOUT_S * 1.5)
+        assert room.connected == {"kim"}
+    finally:
+        await room.stop()
+        await client.close()

@@ -28,7 +28,7 @@ from townhall.service.ids import new_id
 from townhall.service.passwords import Passwords
 from townhall.service.spaces import Spaces
 from townhall.service.write_limits import WriteLimiter
-from townhall.stage.ice import use_host_addresses
+from townhall.stage.ice import default_host_addresses, use_host_addresses
 from townhall.state.base import State
 from townhall.state.memory import MemoryState
 from townhall.store import Store, open_store
@@ -72,7 +72,7 @@ class Services:
 
 async def open_services(settings: Settings, state: State | None = None) -> Services:
     make_private_dir(settings.data_dir)
-    use_host_addresses(settings.stage.ice_host_addresses)
+    use_host_addresses(default_host_addresses(settings.stage.ice_host_addresses, settings.host))
     store = await open_store(settings.store_url)
     state = state or MemoryState()
     node_id = new_id()
@@ -136,7 +136,7 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         openapi_route(JSON_API, __version__),
         Route("/internal/program/{space_id}.aac", RelayProgram(), methods=["GET"]),
         Route("/internal/listeners", report_listeners, methods=["POST"]),
-        *pages.routes,
+        *pages.page_routes(settings),
     ]
     starlette = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     return ListenerFastPath(starlette)

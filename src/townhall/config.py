@@ -57,8 +57,10 @@ class AudioSettings:
     """Audio sent at once to a new live listener so playback starts immediately."""
     live_max_lag_ms: int = 8_000
     """A live listener whose unsent backlog exceeds this is cut (and counted), never buffered."""
-    fragment_ms: int = 500
-    """CMAF fragment length: the unit of HLS parts and of crash loss in recordings."""
+    fragment_ms: int = 200
+    """CMAF fragment length: the LL-HLS part (published the moment it is complete) and
+    the unit of crash loss in recordings. 200 ms (9-10 AAC frames) is what LL-HLS players
+    expect of a part; each costs a ~150-byte moof header (~6 kbps at 48 kbps)."""
     segment_ms: int = 1_000
     """HLS segment target (the issue caps it at 2 s); a whole number of fragments."""
     hls_window_segments: int = 12
@@ -68,8 +70,13 @@ class AudioSettings:
 @dataclass(frozen=True)
 class StageSettings:
     ice_host_addresses: tuple[str, ...] = ()
-    """Addresses the server offers as ICE host candidates; empty means every
-    non-loopback interface (aioice's own choice). Tests set ("127.0.0.1",)."""
+    """Addresses the server offers as ICE host candidates; empty means the loopback
+    address when the server listens on one, else every non-loopback interface (aioice's
+    own choice, or loopback where there is none). See townhall.stage.ice."""
+    connect_timeout_s: float = 10.0
+    """A speaker's peer that has not connected by then is closed and the failure logged
+    with what to do: ICE that cannot succeed would otherwise leave it 'connecting' for
+    good. A browser on the same network connects in well under a second."""
     speaking_threshold_dbfs: float = -45.0
     """Level above which a speaker counts as speaking for the indicator."""
 

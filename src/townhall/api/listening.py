@@ -19,8 +19,10 @@ from townhall.api.bodies import read_model
 from townhall.api.contract import Auth, Operation, routes_of
 from townhall.api.models import JoinAnswer, JoinRequest
 from townhall.api.paths import space_id as path_space_id
+from townhall.audience.hls import HlsPackager
+from townhall.audience.llhls import BLOCKING_TIMEOUT_TARGETS, ReloadRequest
 from townhall.config import Settings
-from townhall.domain.errors import Forbidden, NotFound
+from townhall.domain.errors import Forbidden, Invalid, NotFound
 from townhall.domain.spaces import User
 from townhall.service.door import Door
 from townhall.service.spaces import Spaces
@@ -28,6 +30,9 @@ from townhall.service.spaces import Spaces
 HLS_PLAYLIST_CACHE = "public, max-age=1"
 HLS_IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
 SEGMENT_NAME = re.compile(r"^(\d{1,12})\.m4s$")
+PART_NAME = re.compile(r"^(\d{1,12})\.(\d{1,6})\.m4s$")
+HLS_BLOCKING_CACHE = "public, max-age=6"
+"""A blocking reload's answer lists the part it asked for; later copies only add more."""
 
 
 def _spaces(request: Request) -> Spaces:
@@ -97,11 +102,32 @@ def _room_hls(request: Request):  # type: ignore[no-untyped-def]
 
 
 async def hls_playlist(request: Request) -> Response:
-    playlist = _room_hls(request).playlist()
+    """The live playlist; with `_HLS_msn` (and `_HLS_part`) a blocking reload answered
+    as soon as that segment (part) exists (LL-HLS, see townhall.audience.llhls). The
+    answer to a blocking reload names a playlist state, so caches may keep it."""
+    hls = _room_hls(request)
+    try:
+        reload = ReloadRequest.from_query(
+            request.query_params.get("_HLS_msn"), request.query_params.get("_HLS_part")
+        )
+    except ValueError as exc:
+        raise Invalid(str(exc), code="invalid_hls_request") from None
+    cache = HLS_PLAYLIST_CACHE
+    if reload is not None:
+        if hls.is_too_far_ahead(reload):
+            raise Invalid("_HLS_msn is too far ahead of the live edge", code="hls_msn_ahead")
+        timeout_s = BLOCKING_TIMEOUT_TARGETS * max(1, hls.target_duration)
+        if not await hls.updates.until(lambda: hls.is_ready(reload), timeout_s):
+            return JSONResponse(
+                {"error": {"code": "hls_not_ready", "message": "that part is late; reload"}},
+                status_code=503,
+                headers={"cache-control": "no-store", "retry-after": "1"},
+            )
+        cache = HLS_BLOCKING_CACHE
     return Response(
-        playlist,
+        hls.playlist(),
         media_type="application/vnd.apple.mpegurl",
-        headers={"cache-control": HLS_PLAYLIST_CACHE},
+        headers={"cache-control": cache},
     )
 
 
@@ -110,6 +136,8 @@ async def hls_file(request: Request) -> Response:
     name = request.path_params["name"]
     if name == "init.mp4":
         body = hls.init_segment()
+    elif match := PART_NAME.match(name):
+        body = await _part_when_ready(hls, int(match.group(1)), int(match.group(2)))
     else:
         match = SEGMENT_NAME.match(name)
         if match is None:
@@ -126,6 +154,20 @@ async def hls_file(request: Request) -> Response:
         media_type="video/mp4" if name == "init.mp4" else "audio/mp4",
         headers={"cache-control": HLS_IMMUTABLE_CACHE},
     )
+
+
+async def _part_when_ready(hls: HlsPackager, sequence: int, index: int) -> bytes | None:
+    """A part; the one the playlist hints at next (EXT-X-PRELOAD-HINT) is waited for,
+    about a part's time twice over, rather than answered with a 404. A part that will
+    never come (skipped, expired, too far ahead) is None at once."""
+    wanted = ReloadRequest(sequence, index)
+
+    def settled() -> bool:
+        return hls.part(sequence, index) is not None or hls.ended or hls.is_ready(wanted)
+
+    if not hls.is_too_far_ahead(wanted):
+        await hls.updates.until(settled, 2 * hls.part_target_s + 1)
+    return hls.part(sequence, index)
 
 
 async def recording(request: Request) -> Response:

@@ -102,7 +102,7 @@ class StageRoom:
         self._ensure_running()
         validate_offer(offer_sdp)
         disconnects = self._disconnects.get(user_id, 0)
-        speaker = Speaker(user_id, self._on_speaker_state)
+        speaker = Speaker(user_id, self._on_speaker_state, self._settings.connect_timeout_s)
         try:
             answer = await speaker.answer(offer_sdp)
             # Either may have happened while ICE was gathering.

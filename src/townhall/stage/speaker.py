@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 ENDED_STATES = frozenset({"failed", "closed"})
 """Connection states after which aiortc will not carry media again."""
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+"""See StageSettings.connect_timeout_s."""
 
 __all__ = ["ENDED_STATES", "Speaker", "SpeakerStats"]
 
@@ -51,8 +53,16 @@ class SpeakerStats:
 class Speaker:
     """One RTCPeerConnection: the speaker's voice in, their mix-minus out."""
 
-    def __init__(self, user_id: str, on_state: Callable[[Speaker], None]) -> None:
+    def __init__(
+        self,
+        user_id: str,
+        on_state: Callable[[Speaker], None],
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+    ) -> None:
         self.user_id = user_id
+        self.timed_out = False
+        self._connect_timeout_s = connect_timeout_s
+        self._deadline: asyncio.TimerHandle | None = None
         self.inbound = JitterQueue()
         self.outbound = MixMinusTrack()
         self._reframer = Reframer()
@@ -85,12 +95,18 @@ class Speaker:
             raise InvalidOffer(f"the offer was refused: {exc}") from exc
         # setLocalDescription gathers every candidate before it returns: the answer is complete.
         await self._pc.setLocalDescription(await self._pc.createAnswer())
+        if self._connect_timeout_s > 0:
+            self._deadline = asyncio.get_running_loop().call_later(
+                self._connect_timeout_s, self._give_up_if_not_connected
+            )
         return self._pc.localDescription.sdp
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._deadline is not None:
+            self._deadline.cancel()
         self.outbound.stop()
         try:
             await self._pc.close()
@@ -111,6 +127,35 @@ class Speaker:
             late_packets=self._arrival.late if self._arrival else 0,
             bad_frames=self.bad_frames,
         )
+
+    def _give_up_if_not_connected(self) -> None:
+        """ICE that cannot succeed (no candidate the browser can reach) never fails on its
+        own in aiortc: it stays 'connecting'. Closing the peer ends it ('closed'), which
+        the room sees as any other ended connection; the log says what to do."""
+        if self._closed or self._pc.connectionState == "connected":
+            return
+        self.timed_out = True
+        local = self._pc.localDescription
+        offered = [
+            line.split()[4]
+            for line in (local.sdp if local else "").splitlines()
+            if line.startswith("a=candidate:") and len(line.split()) > 4
+        ]
+        logger.warning(
+            "speaker %s: no WebRTC connection after %.0f s (offered ICE addresses: %s). "
+            "Set TOWNHALL_STAGE_ICE_HOST_ADDRESSES to an address of this server that the "
+            "speaker's browser can reach.",
+            self.user_id,
+            self._connect_timeout_s,
+            ", ".join(sorted(set(offered))) or "none",
+        )
+        asyncio.get_running_loop().create_task(self._close_peer())
+
+    async def _close_peer(self) -> None:
+        try:
+            await self._pc.close()
+        except Exception:
+            logger.exception("closing the peer of speaker %s failed", self.user_id)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio" and self._reader is None and not self._closed:

@@ -1,19 +1,30 @@
 """Page routes. Templates are static shells: the JS reads the space id from
 the path and everything else from the API, so pages are cacheable and a flash
-crowd on a page costs a file from memory."""
+crowd on a page costs a file from memory. Every page carries the security
+headers of townhall.web.security."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+
+from townhall.api.listening import live_base
+from townhall.config import Settings
+from townhall.domain.errors import DomainError
+from townhall.web.preview import with_preview
+from townhall.web.security import NOSNIFF, SecurityHeaders, page_security_headers
 
 WEB_DIR = Path(__file__).parent
 PAGE_CACHE = "public, max-age=60"
+
+MediaUrls = Callable[[Request], list[str]]
+"""Where a page's audio may come from (other origins than the page's own)."""
 
 
 @cache
@@ -21,20 +32,51 @@ def _template(name: str) -> bytes:
     return (WEB_DIR / "templates" / name).read_bytes()
 
 
-def _page(name: str):  # type: ignore[no-untyped-def]
+def _page(name: str, media_urls: MediaUrls):  # type: ignore[no-untyped-def]
     async def endpoint(request: Request) -> Response:
-        return Response(
-            _template(name), media_type="text/html", headers={"cache-control": PAGE_CACHE}
-        )
+        headers = {"cache-control": PAGE_CACHE, **page_security_headers(media_urls(request))}
+        return Response(_template(name), media_type="text/html", headers=headers)
 
     endpoint.__name__ = name.removesuffix(".html")
     return endpoint
 
 
-routes = [
-    Route("/", _page("home.html"), methods=["GET", "HEAD"]),
-    Route("/s/{space_id}", _page("listen.html"), methods=["GET", "HEAD"]),
-    Route("/s/{space_id}/studio", _page("studio.html"), methods=["GET", "HEAD"]),
-    Route("/s/{space_id}/replay", _page("replay.html"), methods=["GET", "HEAD"]),
-    Mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static"),
-]
+def _listen_page(media_urls: MediaUrls):  # type: ignore[no-untyped-def]
+    """The listening page, with the space's link-preview tags (see preview.py). The
+    snapshot comes from memory (rebuilt at most once a second), so a crowd arriving
+    on the page costs no database work; an unknown space gets the plain shell."""
+
+    async def listen(request: Request) -> Response:
+        headers = {"cache-control": PAGE_CACHE, **page_security_headers(media_urls(request))}
+        page = _template("listen.html")
+        try:
+            snapshot = await request.app.state.spaces.snapshot(request.path_params["space_id"])
+        except DomainError:
+            snapshot = None
+        if snapshot is not None:
+            page = with_preview(page, snapshot.data, str(request.url.replace(query="")))
+        return Response(page, media_type="text/html", headers=headers)
+
+    return listen
+
+
+def media_urls_for(settings: Settings) -> MediaUrls:
+    """The live stream's base (stream workers may serve it from another port; live_base
+    is the one place that decides it) and the public URL (HLS links use it)."""
+
+    def media_urls(request: Request) -> list[str]:
+        return [live_base(request, settings), settings.public_url]
+
+    return media_urls
+
+
+def page_routes(settings: Settings) -> list[BaseRoute]:
+    media_urls = media_urls_for(settings)
+    static = StaticFiles(directory=WEB_DIR / "static")
+    return [
+        Route("/", _page("home.html", media_urls), methods=["GET", "HEAD"]),
+        Route("/s/{space_id}", _listen_page(media_urls), methods=["GET", "HEAD"]),
+        Route("/s/{space_id}/studio", _page("studio.html", media_urls), methods=["GET", "HEAD"]),
+        Route("/s/{space_id}/replay", _page("replay.html", media_urls), methods=["GET", "HEAD"]),
+        Mount("/static", SecurityHeaders(static, dict([NOSNIFF])), name="static"),
+    ]

@@ -1,24 +1,24 @@
 // Home: live and upcoming spaces, signing up and in, creating a space.
 
-import { showAccount } from './account.js';
+import { sameOriginPath, showAccount } from './account.js';
 import { get, post } from './api.js';
+import { signIn } from './signin.js';
 import { $, formatWhen, h, plural, poll, say } from './ui.js';
 
 const LIST_POLL_MS = 10_000;
 const MAX_SCHEDULE_DAYS = 14;
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-/** The same-site path to go back to after signing in, if one was given. */
+/** The same-origin path to go back to after signing in, if one was given. */
 function nextPath() {
-  const next = new URLSearchParams(location.search).get('next');
-  return next && next.startsWith('/') && !next.startsWith('//') ? next : null;
+  return sameOriginPath(new URLSearchParams(location.search).get('next'));
 }
 
 function spaceItem(space) {
   const href = `/s/${encodeURIComponent(space.id)}`;
   const detail = space.state === 'live'
     ? plural(space.listeners, 'listener')
-    : `Starts ${formatWhen(space.scheduled_for) || 'soon'}`;
+    : (space.scheduled_for ? `Starts ${formatWhen(space.scheduled_for)}` : 'Ready to go live');
   return h('li', {},
     h('a', { href, class: 'space-link' },
       h('span', { class: 'space-title' }, space.title),
@@ -61,8 +61,7 @@ function setupAuth() {
     buttons.forEach((b) => { b.disabled = true; });
     say(status, mode === 'signup' ? 'Creating your account…' : 'Signing in…');
     try {
-      if (mode === 'signup') await post('/api/users', { username, password });
-      await post('/api/sessions', { username, password });
+      await signIn(mode, username, password);
       const next = nextPath();
       if (next) location.assign(next);
       else location.reload();

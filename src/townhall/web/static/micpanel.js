@@ -3,6 +3,7 @@
 // mute you); the local track follows it.
 
 import { post, spacePath } from './api.js';
+import { setButton } from './icons.js';
 import { say } from './ui.js';
 import { StageMic } from './stage.js';
 
@@ -76,11 +77,13 @@ export class MicPanel extends EventTarget {
     const { state } = this.mic;
     const busy = state === 'starting' || state === 'connecting';
     this.micButton.disabled = busy;
-    this.micButton.textContent = this.mic.active ? (busy ? 'Connecting…' : 'Turn mic off')
-      : this.onLabel;
+    setButton(this.micButton, this.mic.active ? 'micOff' : 'mic',
+      this.mic.active ? (busy ? 'Connecting…' : 'Turn mic off') : this.onLabel);
     this.micButton.classList.toggle('primary', !this.mic.active);
     this.muteButton.hidden = !this.mic.active;
-    this.muteButton.textContent = this.muted ? '🔇 Unmute' : 'Mute';
+    setButton(this.muteButton, this.muted ? 'micOff' : 'mic', this.muted ? 'Unmute' : 'Mute');
+    // Muted is shown loudly (red): a host who thinks they are talking must see it.
+    this.muteButton.classList.toggle('muted-on', this.muted);
     this.muteButton.setAttribute('aria-pressed', String(this.muted));
     if (state === 'failed') say(this.statusEl, this.mic.error, 'error');
     else if (busy) say(this.statusEl, MIC_MESSAGES[state]);

@@ -1,16 +1,21 @@
 // The live player: joins a space (or waits in line), then reads the live
 // stream with fetch() into Media Source Extensions, which measured at about a
 // third of a second behind live where a plain <audio src> sits 2-3 s behind
-// (Chromium waits for ~32 KB before it starts). Falls back to native HLS, then
-// to <audio src=live_url>. A dropped stream reconnects with exponential
-// back-off and jitter; a ticket is re-used until it expires.
+// (Chromium waits for ~32 KB before it starts). Falls back to low-latency HLS
+// with hls.js (browsers whose MSE takes fMP4 but not raw AAC, or `?via=hls`
+// where a CDN carries the crowd), then native HLS, then <audio src=live_url>.
+// A dropped stream reconnects with exponential back-off and jitter; a ticket
+// is re-used until it expires.
 
 import { ApiError, post, spacePath } from './api.js';
 import { solve } from './pow.js';
 import { sleep } from './ui.js';
 
 const MSE_TYPE = 'audio/aac';
+const FMP4_TYPE = 'audio/mp4; codecs="mp4a.40.2"';
 const HLS_TYPE = 'application/vnd.apple.mpegurl';
+/** hls.js, vendored (static/vendor), loaded only by browsers that need it. */
+const HLS_JS = './vendor/hls.light.min.mjs';
 /** Playback further than this behind the buffered end is pulled forward... */
 const LIVE_EDGE_MAX_S = 1.5;
 /** ...to this far behind it: enough to ride out a late 100 ms chunk. */
@@ -45,10 +50,14 @@ class StreamError extends Error {
   }
 }
 
-/** How this browser will play the stream: 'mse', 'hls' or 'element'. */
-export function chooseDelivery(audio) {
-  if (window.MediaSource && MediaSource.isTypeSupported(MSE_TYPE)) return 'mse';
-  if (window.Hls && window.Hls.isSupported()) return 'element'; // hls.js is not shipped
+/**
+ * How this browser will play the stream: 'mse', 'hlsjs', 'hls' or 'element'.
+ * `preferred` 'hls' (the page's ?via=hls) skips the live stream for HLS.
+ */
+export function chooseDelivery(audio, preferred = '') {
+  const mse = window.MediaSource || window.ManagedMediaSource;
+  if (preferred !== 'hls' && mse && mse.isTypeSupported(MSE_TYPE)) return 'mse';
+  if (mse && mse.isTypeSupported(FMP4_TYPE)) return 'hlsjs';
   if (audio.canPlayType(HLS_TYPE) === 'probably') return 'hls';
   return 'element';
 }
@@ -66,13 +75,15 @@ function backoffMs(attempt) {
  * together with `wait` (the waiting room place), `retryInS` and `error`.
  */
 export class LivePlayer extends EventTarget {
-  constructor(audio, spaceId) {
+  constructor(audio, spaceId, { preferred = '' } = {}) {
     super();
     this.audio = audio;
     this.spaceId = spaceId;
     this.state = 'idle';
     this.bytesReceived = 0;
-    this.delivery = chooseDelivery(audio);
+    this.delivery = chooseDelivery(audio, preferred);
+    /** The hls.js instance while delivery is 'hlsjs' (its latency is read by tests). */
+    this.hls = null;
     this.wait = null;
     this.error = null;
     this.retryInS = 0;
@@ -83,6 +94,12 @@ export class LivePlayer extends EventTarget {
     this._run = null;
     this._mse = null;
     this._conn = null;
+    /**
+     * Asked before every reconnect (the page sets it): a stream that ends because the
+     * space ended must not be re-joined (the join would only answer 409). Resolves false
+     * when the space is no longer live.
+     */
+    this.isStillLive = null;
     audio.addEventListener('playing', () => this._running() && this._set('playing'));
     audio.addEventListener('waiting', () => this._running() && this._set('connecting'));
   }
@@ -155,6 +172,10 @@ export class LivePlayer extends EventTarget {
         waitS = err.retryAfterS || 0;
       }
       if (signal.aborted) return;
+      if (this.isStillLive && !(await this.isStillLive().catch(() => true))) {
+        if (run === this._run) this.stop('ended');
+        return;
+      }
       if (Date.now() - connectedAt >= HEALTHY_CONNECTION_MS) attempt = 0;
       const delay = Math.max(backoffMs(attempt), waitS * 1000);
       attempt += 1;
@@ -205,6 +226,7 @@ export class LivePlayer extends EventTarget {
   /** Plays until the stream ends. */
   async _play(ticket, run) {
     if (this.delivery === 'mse') return this._streamMse(ticket.live_url, run);
+    if (this.delivery === 'hlsjs') return this._playHlsJs(ticket.hls_url, run);
     const url = this.delivery === 'hls' ? ticket.hls_url : ticket.live_url;
     return this._playElement(url, run);
   }
@@ -346,6 +368,42 @@ export class LivePlayer extends EventTarget {
     return true;
   }
 
+  /** Low-latency HLS through hls.js: blocking playlist reloads, ~200 ms parts. */
+  async _playHlsJs(url, run) {
+    const { default: Hls } = await import(HLS_JS);
+    if (run.controller.signal.aborted) return undefined;
+    return new Promise((resolve, reject) => {
+      const hls = new Hls({ lowLatencyMode: true, backBufferLength: KEEP_BEHIND_S });
+      this.hls = hls;
+      let finished = false;
+      const finish = (err) => {
+        if (finished) return;
+        finished = true;
+        hls.destroy();
+        if (this.hls === hls) this.hls = null;
+        if (err) reject(err);
+        else resolve();
+      };
+      hls.on(Hls.Events.ERROR, (_event, data) => {
+        console.warn('hls.js:', data.type, data.details, data.fatal ? '(fatal)' : '', data.reason || '');
+        if (data.fatal) finish(new Error(`The HLS stream failed (${data.details}).`));
+      });
+      hls.on(Hls.Events.FRAG_LOADED, (_event, data) => {
+        this.bytesReceived += data.frag.stats?.loaded || 0;
+      });
+      hls.on(Hls.Events.MANIFEST_PARSED, () => {
+        this.audio.play().catch((err) => {
+          if (this._run) this._fail(this._run, new Error(
+            err.name === 'NotAllowedError' ? 'Press play to listen.' : err.message));
+        });
+      });
+      this.audio.addEventListener('ended', () => finish(), { once: true });
+      run.controller.signal.addEventListener('abort', () => finish(), { once: true });
+      hls.loadSource(url);
+      hls.attachMedia(this.audio);
+    });
+  }
+
   _playElement(url, run) {
     return new Promise((resolve) => {
       const { audio } = this;
@@ -364,6 +422,8 @@ export class LivePlayer extends EventTarget {
 
   _teardownMedia() {
     const { audio } = this;
+    if (this.hls) this.hls.destroy();
+    this.hls = null;
     audio.pause();
     if (this._mse) URL.revokeObjectURL(this._mse.objectUrl);
     this._mse = null;

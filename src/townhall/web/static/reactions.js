@@ -1,6 +1,7 @@
-// Reaction buttons with the space's aggregated totals.
+// Reaction buttons with the space's aggregated totals, drawn as SVG icons.
 
 import { get, post, spacePath } from './api.js';
+import { icon, reactionInfo } from './icons.js';
 import { h } from './ui.js';
 
 const DEFAULT_ALLOWED = ['👏', '😂', '❤️', '💯', '🔥', '🙌', '😮', '😢'];
@@ -8,8 +9,10 @@ const DEFAULT_ALLOWED = ['👏', '😂', '❤️', '💯', '🔥', '🙌', '😮
 const COOLDOWN_MS = 300;
 
 export class ReactionBar {
-  constructor(container, spaceId, statusEl) {
+  /** `onSent(emoji)` runs when a reaction was accepted (the page floats it). */
+  constructor(container, spaceId, statusEl, onSent = () => {}) {
     this.container = container;
+    this.onSent = onSent;
     this.spaceId = spaceId;
     this.statusEl = statusEl;
     this.totals = {};
@@ -26,8 +29,8 @@ export class ReactionBar {
     }
     this.container.replaceChildren(...allowed.map((emoji) => {
       const count = h('span', { class: 'n' }, '0');
-      const button = h('button', { type: 'button', class: 'reaction' },
-        h('span', { class: 'emoji', 'aria-hidden': 'true' }, emoji), count);
+      const button = h('button', { type: 'button', class: 'reaction', dataset: { emoji } },
+        icon(reactionInfo(emoji).icon, { size: 26 }), count);
       button.addEventListener('click', () => this.send(emoji));
       this.buttons.set(emoji, { button, count });
       return button;
@@ -48,7 +51,7 @@ export class ReactionBar {
     for (const [emoji, { button, count }] of this.buttons) {
       const n = this.totals[emoji] || 0;
       count.textContent = n ? n.toLocaleString() : '';
-      button.setAttribute('aria-label', `React ${emoji} (${n} so far)`);
+      button.setAttribute('aria-label', `React: ${reactionInfo(emoji).label}, ${n} so far`);
     }
   }
 
@@ -66,6 +69,7 @@ export class ReactionBar {
     entry.button.classList.add('pop');
     try {
       await post(spacePath(this.spaceId, 'reactions'), { emoji });
+      this.onSent(emoji);
       this.show({ ...this.totals, [emoji]: (this.totals[emoji] || 0) + 1 });
     } catch (err) {
       if (this.statusEl) {

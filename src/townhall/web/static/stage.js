@@ -4,13 +4,18 @@
 // control are on: speakers are mostly on laptops and phones without headsets.
 
 import { post, spacePath } from './api.js';
-
-const MIC_CONSTRAINTS = {
-  audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-  video: false,
-};
+import { micConstraints } from './mictest.js';
 /** The server answers once it has our candidates; waiting longer than this gains little. */
 const ICE_GATHERING_TIMEOUT_MS = 2_000;
+/**
+ * A connection that is not up by then never will be: the server offered no address this
+ * browser can reach (the server gives up at the same time, see StageSettings).
+ */
+export const CONNECT_TIMEOUT_MS = 10_000;
+const CONNECT_TIMEOUT_MESSAGE = 'Could not connect your microphone to the stage within '
+  + `${CONNECT_TIMEOUT_MS / 1000} s. Check that no VPN or firewall blocks it and try again; if it `
+  + 'keeps failing, the server must offer an address your browser can reach '
+  + '(TOWNHALL_STAGE_ICE_HOST_ADDRESSES, see the README).';
 
 function iceGatheringComplete(pc, timeoutMs) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
@@ -49,6 +54,9 @@ export class StageMic extends EventTarget {
     this.muted = false;
     this.pc = null;
     this.stream = null;
+    this.connectTimer = null;
+    /** The microphone to use ('' for the browser's default). */
+    this.deviceId = '';
   }
 
   get active() {
@@ -60,7 +68,7 @@ export class StageMic extends EventTarget {
     this.error = null;
     this._set('starting');
     try {
-      this.stream = await navigator.mediaDevices.getUserMedia(MIC_CONSTRAINTS);
+      this.stream = await navigator.mediaDevices.getUserMedia(micConstraints(this.deviceId));
       this._applyMute();
       const pc = new RTCPeerConnection();
       this.pc = pc;
@@ -74,6 +82,7 @@ export class StageMic extends EventTarget {
       await iceGatheringComplete(pc, ICE_GATHERING_TIMEOUT_MS);
       if (this.pc !== pc) return;
       this._set('connecting');
+      this.connectTimer = setTimeout(() => this._giveUp(pc), CONNECT_TIMEOUT_MS);
       const answer = await post(spacePath(this.spaceId, 'stage', 'offer'),
         { type: 'offer', sdp: pc.localDescription.sdp });
       if (this.pc !== pc) return;
@@ -101,9 +110,19 @@ export class StageMic extends EventTarget {
     for (const track of this.stream?.getAudioTracks() || []) track.enabled = !this.muted;
   }
 
+  _giveUp(pc) {
+    if (this.pc !== pc || pc.connectionState === 'connected') return;
+    this._release();
+    this.error = CONNECT_TIMEOUT_MESSAGE;
+    this._set('failed');
+  }
+
   _onConnectionState(pc) {
     if (this.pc !== pc) return;
-    if (pc.connectionState === 'connected') this._set('connected');
+    if (pc.connectionState === 'connected') {
+      clearTimeout(this.connectTimer);
+      this._set('connected');
+    }
     else if (pc.connectionState === 'failed' || pc.connectionState === 'closed') {
       this._release();
       this.error = 'The connection to the stage was lost.';
@@ -112,6 +131,7 @@ export class StageMic extends EventTarget {
   }
 
   _release() {
+    clearTimeout(this.connectTimer);
     if (this.pc) this.pc.close();
     this.pc = null;
     for (const track of this.stream?.getTracks() || []) track.stop();

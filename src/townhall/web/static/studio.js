@@ -1,10 +1,16 @@
-// Host studio: go live and end, the mic, the request-to-speak queue, the
-// stage (mute, remove, make co-host), removing people, and the share link.
+// Host studio: a mic test and device choice, go live and end, the mic, the
+// request-to-speak queue, the stage (mute, remove, make co-host), the
+// audience, reactions floating up, the share link; removing people and ending
+// the space kept apart; a summary once it has ended.
 
 import { showAccount, signInHref } from './account.js';
 import { del, get, post, spacePath } from './api.js';
 import { MicPanel } from './micpanel.js';
-import { isOlder, showSpaceHeader, spaceUrl } from './space.js';
+import { listMicrophones, MicTest } from './mictest.js';
+import { audienceItems, ElapsedTimer, ReactionFloats, stageTile } from './room.js';
+import {
+  endedSummary, isOlder, reactionChips, showSpaceHeader, spaceUrl,
+} from './space.js';
 import { $, act, h, listenUrl, poll, say, spaceIdFromPath, stageMember } from './ui.js';
 
 const POLL_MS = 2_000;
@@ -18,14 +24,29 @@ const micPanel = new MicPanel({
   muteButton: $('#mute'),
   statusEl: $('#mic-status'),
   remoteAudio: $('#stage-audio'),
-  onLabel: '🎙 Turn mic on',
+  onLabel: 'Turn mic on',
 });
+const micTest = new MicTest($('#mic-meter'));
+const floats = new ReactionFloats($('#floats'));
+const elapsed = new ElapsedTimer($('#elapsed'));
 
 let me = null;
 let mine = null;
 let space = null;
 let requests = [];
 let endArmedUntil = 0;
+/**
+ * The most listeners this studio saw while live (kept across reloads in this tab), for
+ * the end-of-space summary until the snapshot carries `peak_listeners` itself.
+ */
+const PEAK_KEY = `townhall-peak-${spaceId}`;
+let peakSeen = Number(sessionStorage.getItem(PEAK_KEY)) || null;
+
+function notePeak() {
+  if (space.state !== 'live') return;
+  peakSeen = Math.max(peakSeen || 0, space.listeners);
+  sessionStorage.setItem(PEAK_KEY, String(peakSeen));
+}
 
 const isHost = () => mine && mine.role === 'host';
 
@@ -74,14 +95,36 @@ function stageActions(member) {
   }
   button('Remove from stage', `Remove ${user.username} from the stage`, '',
     () => del(spacePath(spaceId, 'stage', user.id)));
-  const removal = removeFromSpaceButton(user, status);
-  if (removal) actions.push(removal);
   return actions;
 }
 
 function renderStage() {
   const list = $('#stage');
-  list.replaceChildren(...space.stage.map((member) => stageMember(member, stageActions(member))));
+  list.replaceChildren(...space.stage.map((member) => stageTile(member, stageActions(member))));
+}
+
+/** People the host can remove from the space: kept apart from the everyday buttons. */
+function renderDanger() {
+  const live = space.state === 'live';
+  $('#danger').hidden = !live;
+  if (!live) return;
+  const people = [...space.stage.map((m) => m.user), ...requests]
+    .filter((user, i, all) => all.findIndex((u) => u.id === user.id) === i);
+  const items = people.map((user) => {
+    const button = removeFromSpaceButton(user, $('#danger-status'));
+    return button ? h('li', { class: 'member' },
+      h('span', { class: 'who' }, h('span', { class: 'name' }, user.username)), button) : null;
+  }).filter(Boolean);
+  $('#removals').replaceChildren(...items);
+}
+
+function renderSummary() {
+  const ended = space.state === 'ended';
+  $('#summary').hidden = !ended;
+  if (!ended) return;
+  const peak = Number.isFinite(space.peak_listeners) ? space.peak_listeners : peakSeen;
+  $('#summary-text').textContent = endedSummary({ ...space, peak_listeners: peak });
+  $('#summary-reactions').replaceChildren(...reactionChips(space));
 }
 
 function renderRequests() {
@@ -102,7 +145,7 @@ function renderRequests() {
     decline.addEventListener('click', () => moderate(decline, status,
       () => del(spacePath(spaceId, 'speak-requests', user.id))));
     return stageMember({ user, role: 'wants to speak', muted: false, speaking: false },
-      [approve, decline, removeFromSpaceButton(user, status)].filter(Boolean));
+      [approve, decline]);
   }));
 }
 
@@ -114,16 +157,27 @@ function renderControls() {
   const replay = $('#replay-link');
   replay.hidden = !(state === 'ended' && space.recording_url);
   replay.href = spaceUrl(spaceId, 'replay');
-  $('#mic-card').hidden = state !== 'live';
+  $('#mic-card').hidden = state === 'ended';
+  // An ended space is its summary: who was on stage and the queue are history.
+  for (const id of ['#stage-section', '#requests-section']) $(id).hidden = state === 'ended';
+  $('#audience-section').hidden = state !== 'live';
+  $('#mic').hidden = state !== 'live';
+  $('#listen-link').href = spaceUrl(spaceId);
   $('#invite-form').hidden = !(space.speak_policy === 'invited' && state !== 'ended');
   if (state !== 'live' && micPanel.active) micPanel.stop();
 }
 
 function render() {
+  notePeak();
   showSpaceHeader(space);
+  elapsed.follow(space);
+  floats.follow(space.reactions);
   renderControls();
   renderStage();
   renderRequests();
+  renderDanger();
+  renderSummary();
+  $('#audience').replaceChildren(...(space.state === 'live' ? audienceItems(space, null, true) : []));
   micPanel.sync(space.stage.find((member) => member.user.id === me.id) || null);
 }
 
@@ -134,6 +188,7 @@ async function refreshRequests() {
   }
   requests = (await get(spacePath(spaceId, 'requests'), { cache: 'no-cache' })).requests;
   renderRequests();
+  renderDanger();
 }
 
 async function refresh() {
@@ -162,6 +217,7 @@ function setupControls() {
     micPanel.stop();
     moderate(button, status, () => post(spacePath(spaceId, 'end')));
   });
+  setupMicTest();
   const shareUrl = $('#share-url');
   shareUrl.value = listenUrl(spaceId);
   shareUrl.addEventListener('focus', () => shareUrl.select());
@@ -188,6 +244,57 @@ function setupControls() {
       say($('#requests-status'), 'Invited.', 'ok');
     }
   });
+}
+
+async function fillDevices() {
+  const select = $('#mic-device');
+  const chosen = select.value;
+  const mics = await listMicrophones().catch(() => []);
+  select.replaceChildren(h('option', { value: '' }, 'Default microphone'),
+    ...mics.filter((m) => m.id && m.id !== 'default').map((m) => h('option', { value: m.id }, m.label)));
+  select.value = chosen;
+}
+
+function setupMicTest() {
+  const button = $('#mic-test');
+  const status = $('#mic-test-status');
+  const select = $('#mic-device');
+  const render = () => {
+    button.textContent = micTest.running ? 'Stop test' : 'Test mic';
+    button.setAttribute('aria-pressed', String(micTest.running));
+    $('#mic-meter').hidden = !micTest.running;
+  };
+  const startTest = async () => {
+    try {
+      await micTest.start(select.value);
+      say(status, 'Speak: the bar should move. Nobody hears this test.', 'info');
+      await fillDevices();
+    } catch (err) {
+      say(status, err.name === 'NotAllowedError'
+        ? 'Microphone access was refused. Allow it in the browser.' : err.message, 'error');
+    }
+    render();
+  };
+  button.addEventListener('click', async () => {
+    if (micTest.running) {
+      micTest.stop();
+      say(status, '');
+      render();
+    } else await startTest();
+  });
+  select.addEventListener('change', () => {
+    micPanel.mic.deviceId = select.value;
+    if (micTest.running) startTest();
+  });
+  // The stage takes the microphone: the test lets go of it first.
+  $('#mic').addEventListener('click', () => {
+    if (micTest.running) {
+      micTest.stop();
+      render();
+    }
+  }, { capture: true });
+  fillDevices();
+  render();
 }
 
 async function main() {

@@ -142,6 +142,13 @@ export function stageMember(member, actions = []) {
 
 const STATE_LABELS = { scheduled: 'Scheduled', live: 'Live', ended: 'Ended' };
 
-export function stateBadge(state) {
-  return h('span', { class: `badge state-${state}` }, STATE_LABELS[state] || state);
+/** A space's state; one created to start now (no date) is "Ready to go live". */
+export function stateLabel(state, scheduledFor = null) {
+  if (state === 'scheduled' && !scheduledFor) return 'Ready to go live';
+  return STATE_LABELS[state] || state;
+}
+
+export function stateBadge(state, scheduledFor = null) {
+  const ready = state === 'scheduled' && !scheduledFor;
+  return h('span', { class: `badge state-${ready ? 'ready' : state}` }, stateLabel(state, scheduledFor));
 }
