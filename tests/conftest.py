@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from redis_server import redis_server, redis_url  # noqa: F401  (fixtures)
 from townhall.app import create_app
 from townhall.config import load_settings
 from townhall.stage.ice import use_host_addresses
