@@ -2,7 +2,7 @@
 
 redis-py's asyncio client (hiredis parser). Every per-space key carries the space
 id in a hash tag (`{id}`) so a Lua script touching two of them stays valid on a
-cluster. A short socket timeout and no client-side retries turn an unreachable
+cluster. A short socket timeout and a single retry turn an unreachable
 Redis into `StateUnavailable` within about a second, never a hang. Changes are
 announced on one pub/sub channel; while that subscription is down `healthy` is
 false (nodes stop trusting their caches), and when it is back every listener is
@@ -84,6 +84,8 @@ RESUBSCRIBE_S = 0.5
 PUBSUB_POLL_S = 1.0
 HEALTH_CHECK_S = 1
 """An idle connection is pinged before use after this long, so a dead Redis is noticed."""
+STALE_CONNECTION_RETRIES = 1
+"""A pooled connection from before a Redis restart fails once; the retry uses a new one."""
 STAGE_UPDATE_ATTEMPTS = 20
 """Optimistic stage updates retried this often when another node wrote in between."""
 STAGE_RETRY_PAUSE_S = 0.005
@@ -165,7 +167,7 @@ class RedisState:
             socket_timeout=SOCKET_TIMEOUT_S,
             socket_connect_timeout=SOCKET_TIMEOUT_S,
             health_check_interval=HEALTH_CHECK_S,
-            retry=Retry(NoBackoff(), 0),
+            retry=Retry(NoBackoff(), STALE_CONNECTION_RETRIES),
             decode_responses=True,
         )
         self._on_change: list[ChangeListener] = []
@@ -201,6 +203,8 @@ class RedisState:
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
+                if lost:  # connections from before the outage are dead: drop them
+                    await self._redis.connection_pool.disconnect()
                 await pubsub.subscribe(CHANGES_CHANNEL)
                 self._healthy = True
                 self._subscribed.set()
