@@ -20,11 +20,9 @@ from townhall.config import Settings
 from townhall.server import ConnectionGuard
 from townhall.service.accounts import Accounts
 from townhall.service.door import Door
-from townhall.service.ids import new_id
-from townhall.service.spaces import Spaces
+from townhall.service.spaces import Spaces, node_id_for
 from townhall.stage.ice import use_host_addresses
-from townhall.state.base import State
-from townhall.state.memory import MemoryState
+from townhall.state import State, open_state
 from townhall.store.sqlite import SqliteStore
 from townhall.web import pages
 
@@ -60,8 +58,8 @@ async def open_services(settings: Settings, state: State | None = None) -> Servi
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     use_host_addresses(settings.stage.ice_host_addresses)
     store = await SqliteStore(settings.database_path).open()
-    state = state or MemoryState()
-    node_id = new_id()
+    state = state or open_state(settings.state)
+    node_id = node_id_for(settings.node_url)
     signer = Signer(load_secret(settings))
     spaces_service = Spaces(store, state, settings, node_id)
     door = Door(settings, signer, listeners=spaces_service.node_listeners)

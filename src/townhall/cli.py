@@ -14,7 +14,13 @@ from townhall.config import load_settings
 def _serve(args: argparse.Namespace) -> int:
     from townhall.server import serve
 
-    settings = load_settings(host=args.host, port=args.port, data_dir=args.data_dir)
+    settings = load_settings(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        state=args.state,
+        public_url=args.public_url,
+    )
     if args.stream_workers is not None or args.stream_port is not None:
         edge = replace(
             settings.edge,
@@ -59,6 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument(
         "--stream-port", type=int, default=None, help="the stream workers' port (port + 1)"
+    )
+    serve.add_argument(
+        "--state",
+        default=None,
+        help="shared live state: memory (default) or redis://host:port/db (env TOWNHALL_STATE)",
+    )
+    serve.add_argument(
+        "--public-url",
+        default=None,
+        help="this node's base URL for clients (http://HOST:PORT); env TOWNHALL_PUBLIC_URL",
     )
     commands.add_parser("loadtest", help="flash-crowd rehearsal (townhall loadtest --help)")
     args = parser.parse_args(argv)

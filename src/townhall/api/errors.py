@@ -20,6 +20,7 @@ from townhall.domain.errors import (
     NotFound,
     Unauthorized,
 )
+from townhall.state.base import StateUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ STATUS_BY_KIND: dict[type[DomainError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     Conflict: 409,
+    StateUnavailable: 503,
 }
 
 HTTP_CODES = {

@@ -33,6 +33,8 @@ ResyncListener = Callable[[], None]
 
 ENDED_RECORD_TTL_S = 3_600.0
 """An ended space's record stays in State this long (late snapshots), then only the store has it."""
+LISTENER_REPORT_TTL_S = 5.0
+"""A listener count not reported again within this stops counting (a dead node's)."""
 STATE_RETRY_AFTER_S = 2.0
 """What a refused client is told to wait while the shared state is unreachable."""
 
@@ -106,7 +108,9 @@ class State(Protocol):
 
     async def reactions(self, space_id: str) -> dict[str, int]: ...
 
-    async def report_listeners(self, space_id: str, node_id: str, count: int, ttl_s: float) -> None:
+    async def report_listeners(
+        self, space_id: str, node_id: str, count: int, ttl_s: float = LISTENER_REPORT_TTL_S
+    ) -> None:
         """This node's current listener count for the space; it is forgotten after
         `ttl_s` unless reported again, so a dead node's listeners stop counting."""
 

@@ -17,6 +17,7 @@ from townhall.domain.spaces import Space, SpaceState
 from townhall.domain.stage import Stage
 from townhall.state.base import (
     ENDED_RECORD_TTL_S,
+    LISTENER_REPORT_TTL_S,
     ChangeListener,
     NodeInfo,
     ResyncListener,
@@ -109,7 +110,9 @@ class MemoryState:
     async def reactions(self, space_id: str) -> dict[str, int]:
         return dict(self._reactions.get(space_id, {}))
 
-    async def report_listeners(self, space_id: str, node_id: str, count: int, ttl_s: float) -> None:
+    async def report_listeners(
+        self, space_id: str, node_id: str, count: int, ttl_s: float = LISTENER_REPORT_TTL_S
+    ) -> None:
         self._listeners.setdefault(space_id, {})[node_id] = (count, self._clock() + ttl_s)
 
     async def listeners(self, space_id: str) -> int:

@@ -30,6 +30,7 @@ from townhall.domain.spaces import Space, SpaceState
 from townhall.domain.stage import Stage
 from townhall.state.base import (
     ENDED_RECORD_TTL_S,
+    LISTENER_REPORT_TTL_S,
     ChangeListener,
     NodeInfo,
     ResyncListener,
@@ -305,7 +306,9 @@ class RedisState:
             totals = await self._redis.hgetall(REACTIONS_KEY % space_id)
         return {str(emoji): int(count) for emoji, count in totals.items()}
 
-    async def report_listeners(self, space_id: str, node_id: str, count: int, ttl_s: float) -> None:
+    async def report_listeners(
+        self, space_id: str, node_id: str, count: int, ttl_s: float = LISTENER_REPORT_TTL_S
+    ) -> None:
         keys = [LISTENERS_KEY % space_id, LISTENER_EXPIRY_KEY % space_id]
         with _reachable():
             await self._report(keys=keys, args=[node_id, count, ttl_s])
