@@ -16,10 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from redis_server import redis_server, redis_url  # noqa: F401  (fixtures)
 from townhall.app import create_app
 from townhall.config import load_settings
 from townhall.stage.ice import use_host_addresses
+
+pytest_plugins = ["redis_server"]  # redis_server, redis_url, state_backend
 
 CHEAP_ARGON2 = {"TOWNHALL_ARGON2_TIME_COST": "1", "TOWNHALL_ARGON2_MEMORY_KIB": "8192"}
 LOOPBACK_ICE = {"TOWNHALL_STAGE_ICE_HOST_ADDRESSES": "127.0.0.1"}
@@ -41,8 +42,10 @@ def loopback_ice() -> Iterator[None]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path):
-    return load_settings({**CHEAP_ARGON2, **LOOPBACK_ICE}, data_dir=tmp_path / "data", port=0)
+def settings(tmp_path: Path, state_backend: str):
+    return load_settings(
+        {**CHEAP_ARGON2, **LOOPBACK_ICE}, data_dir=tmp_path / "data", port=0, state=state_backend
+    )
 
 
 @pytest.fixture

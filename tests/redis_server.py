@@ -9,6 +9,7 @@ while Redis is gone.
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import socket
 import subprocess
@@ -105,3 +106,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def redis_url(redis_server: RedisServer) -> str:
     """A flushed database of the session's redis-server, for one test."""
     return redis_server.fresh_url()
+
+
+TEST_STATE_ENV = "TOWNHALL_TEST_STATE"
+"""`TOWNHALL_TEST_STATE=redis` runs the API and end-to-end suites once more with the
+servers under test keeping their shared state in the session's redis-server."""
+
+
+@pytest.fixture(autouse=True)
+def state_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The `--state` URL of the servers under test ("memory" unless TOWNHALL_TEST_STATE=redis);
+    set as TOWNHALL_STATE so `townhall serve` subprocesses inherit it."""
+    if os.environ.get(TEST_STATE_ENV, "memory") != "redis":
+        return "memory"
+    url: str = request.getfixturevalue("redis_url")
+    monkeypatch.setenv("TOWNHALL_STATE", url)
+    return url
