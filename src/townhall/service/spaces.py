@@ -249,11 +249,31 @@ class Spaces:
             self._remote.discard(space_id)
 
     def _forget_cached(self) -> None:
-        """Changes may have been missed: nothing cached can be trusted."""
+        """Changes may have been missed: nothing cached can be trusted. And the state may
+        have been lost with them (a Redis without persistence): what runs here is said
+        again."""
         for cache in (self._records, self._snapshots, self._stages, self._stage_urls):
             cache.clear()
         self._missing.clear()
         self._listing = None
+        if next(iter(self.rooms), None) is not None:
+            task = asyncio.create_task(self._reassert_rooms(), name="reassert-rooms")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _reassert_rooms(self) -> None:
+        try:
+            for room in self.rooms:
+                space = await self._store.get_space(room.space_id)
+                if space is None or not space.is_live:
+                    continue
+                if await self._state.get_space(space.id) is None:
+                    await self._state.put_space(space)
+                await self._state.place_stage(space.id, self._node_id)
+                await self._live_stage(space.id, "resume")
+                await self._state.publish(space.id, self._node_id)
+        except StateUnavailable:
+            log.warning("shared state lost again while resuming the live spaces")
 
     # -- reads -------------------------------------------------------------------
 
