@@ -86,18 +86,25 @@ def _now() -> datetime:
 
 
 class Spaces:
-    def __init__(self, store: Store, state: State, settings: Settings, node_id: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        state: State,
+        settings: Settings,
+        node_id: str,
+        cache_size: int = MAX_CACHED_SPACES,
+    ) -> None:
         self._store = store
         self._state = state
         self._settings = settings
         self._node_id = node_id
         self.rooms = LiveRooms(settings, self._mark_dirty)
-        self._records: LRUCache[str, Space] = LRUCache(MAX_CACHED_SPACES)
+        self._records: LRUCache[str, Space] = LRUCache(cache_size)
         self._missing: OrderedDict[str, float] = OrderedDict()
-        self._snapshots: LRUCache[str, Snapshot] = LRUCache(MAX_CACHED_SPACES)
-        self._stages: LRUCache[str, Stage | None] = LRUCache(MAX_CACHED_SPACES)
-        self._stage_urls: LRUCache[str, str | None] = LRUCache(MAX_CACHED_SPACES)
-        self._reactions_told: LRUCache[str, float] = LRUCache(MAX_CACHED_SPACES)
+        self._snapshots: LRUCache[str, Snapshot] = LRUCache(cache_size)
+        self._stages: LRUCache[str, Stage | None] = LRUCache(cache_size)
+        self._stage_urls: LRUCache[str, str | None] = LRUCache(cache_size)
+        self._reactions_told: LRUCache[str, float] = LRUCache(cache_size)
         self._dirty: set[str] = set()
         self._listing: tuple[float, bytes] | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -200,6 +207,18 @@ class Spaces:
         fan-outs now, or what its stream workers reported at the last tick if more."""
         local = sum(room.program.live.listener_count for room in self.rooms)
         return max(local, self._reported_listeners)
+
+    def cache_sizes(self) -> dict[str, int]:
+        """Entries per id-keyed structure: every one of them is bounded."""
+        return {
+            "records": len(self._records),
+            "snapshots": len(self._snapshots),
+            "stages": len(self._stages),
+            "stage_urls": len(self._stage_urls),
+            "reactions_told": len(self._reactions_told),
+            "missing": len(self._missing),
+            "locks": len(self._locks),
+        }
 
     def listeners_changed(self, space_id: str) -> None:
         """A stream worker reported a new count: the snapshot shows it at the next tick."""
