@@ -4,7 +4,9 @@ lands), and one TOWNHALL_SECRET.
 
 What one node decides, the other knows within a second; listener counts add up
 across nodes within three; a listener who joins on the node without the stage is
-sent, with absolute URLs, to the node that has it.
+sent, with absolute URLs, to the node that has it; a speaker whose offer reaches the
+node without the stage is answered by the node with it (B proxies), and listeners hear
+that speaker (FFT).
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ import httpx
 import pytest
 
 from conftest import RunningServer, start_server, stop_server
-from http_helpers import Account, assert_error, sign_up
+from http_helpers import Account, assert_error, sign_up, speak_over_http
+from tones import Recording, ToneTrack, read_live_stream, tone_power
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_ice")]
+TONE_HZ = 660.0
+PRESENT_DBFS = -30.0
 
 SHARED_SECRET = "two-nodes-one-deployment"
 DECISION_S = 1.0
@@ -129,6 +134,25 @@ async def test_two_nodes_share_one_truth(nodes: tuple[RunningServer, RunningServ
             return [person["id"] for person in seen.json()["requests"]]
 
         await _within(DECISION_S, requests_on_a, lambda ids: guest.id in ids)
+
+        # The guest, brought on stage by A, speaks through B: B forwards the offer to A.
+        on_stage = await a.post(
+            f"/api/spaces/{space_id}/stage",
+            json={"user_id": guest.id, "role": "speaker"},
+            headers=host.headers,
+        )
+        assert on_stage.status_code == 200, on_stage.text
+        heard = Recording()
+        listen_for_s = 4.0
+        reader = asyncio.create_task(
+            read_live_stream(answer["live_url"], heard, time.time() + listen_for_s)
+        )
+        speaker = await speak_over_http(b, space_id, guest.headers, ToneTrack(TONE_HZ, 0.0))
+        try:
+            await asyncio.wait_for(reader, listen_for_s + 10)
+        finally:
+            await speaker.close()
+        assert tone_power(heard.samples(), 48_000, TONE_HZ) > PRESENT_DBFS
 
         # A removal on A is refused on B's join.
         assert (await b.post(f"/api/spaces/{space_id}/join", headers=troll.headers)).is_success

@@ -12,11 +12,12 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from townhall.admission.signing import Signer
-from townhall.api import accounts, listening, operations, spaces
+from townhall.api import accounts, listening, operations, spaces, stage_forward
 from townhall.api.errors import EXCEPTION_HANDLERS
 from townhall.api.fastpath import ListenerFastPath
 from townhall.api.live import LiveStream, RelayProgram, report_listeners
 from townhall.config import Settings
+from townhall.nodes.stage_forward import HttpStageForwarder
 from townhall.server import ConnectionGuard
 from townhall.service.accounts import Accounts
 from townhall.service.door import Door
@@ -61,7 +62,7 @@ async def open_services(settings: Settings, state: State | None = None) -> Servi
     state = state or open_state(settings.state)
     node_id = node_id_for(settings.node_url)
     signer = Signer(load_secret(settings))
-    spaces_service = Spaces(store, state, settings, node_id)
+    spaces_service = Spaces(store, state, settings, node_id, forwarder=HttpStageForwarder(signer))
     door = Door(settings, signer, listeners=spaces_service.node_listeners)
     spaces_service.on_end = door.forget
     await spaces_service.start()
@@ -116,6 +117,7 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         *operations.routes,
         Route("/internal/program/{space_id}.aac", RelayProgram(), methods=["GET"]),
         Route("/internal/listeners", report_listeners, methods=["POST"]),
+        *stage_forward.routes,
         *pages.routes,
     ]
     starlette = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)

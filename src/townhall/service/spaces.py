@@ -40,6 +40,7 @@ from townhall.domain.spaces import (
     check_title,
 )
 from townhall.domain.stage import Role, Stage
+from townhall.nodes.stage_forward import StageForwarder
 from townhall.service.ids import looks_like_id, new_id
 from townhall.service.keyed_locks import KeyedLocks
 from townhall.service.live import LiveRooms, final_recording_path, partial_recording_path
@@ -93,8 +94,10 @@ class Spaces:
         settings: Settings,
         node_id: str,
         cache_size: int = MAX_CACHED_SPACES,
+        forwarder: StageForwarder | None = None,
     ) -> None:
         self._store = store
+        self._forwarder = forwarder
         self._state = state
         self._settings = settings
         self._node_id = node_id
@@ -613,7 +616,10 @@ class Spaces:
             raise Forbidden("only the host, co-hosts and speakers can send audio")
         room = self.rooms.get(space_id)
         if room is None:
-            raise Conflict("this space's audio runs on another node", code="wrong_node")
+            node_url = await self.stage_url(space_id)
+            if node_url is None or self._forwarder is None:
+                raise Conflict("this space's audio runs on another node", code="wrong_node")
+            return await self._forwarder.offer(node_url, space_id, actor.id, offer_sdp)
         room.stage.set_muted(actor.id, stage.is_muted(actor.id))
         try:
             answer = await room.stage.connect(actor.id, offer_sdp)
@@ -623,6 +629,15 @@ class Spaces:
             raise Conflict(str(gone), code="stage_unavailable") from None
         self._mark_dirty(space_id)
         return answer
+
+    async def connect_forwarded_speaker(self, user_id: str, space_id: str, offer_sdp: str) -> str:
+        """An offer another node forwarded: answered only where the stage is (no second hop)."""
+        user = await self._store.get_user(user_id)
+        if user is None:
+            raise NotFound(f"there is no user with id {user_id!r}", code="user_not_found")
+        if self.rooms.get(space_id) is None:
+            raise Conflict("this space's audio does not run on this node", code="wrong_node")
+        return await self.connect_speaker(user, space_id, offer_sdp)
 
     async def is_removed(self, space_id: str, user_id: str) -> bool:
         """Removals are decided on any node: the shared stage has them all."""
