@@ -388,7 +388,7 @@ class Spaces:
         for space in spaces:
             snapshot = await self.snapshot(space.id)
             result["live" if space.is_live else "upcoming"].append(snapshot.data)
-        body = render(result).body  # type: ignore[arg-type]
+        body = render(result).body
         self._listing = (now + LISTING_TTL_S, body)
         return body
 

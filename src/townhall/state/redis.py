@@ -195,7 +195,8 @@ class RedisState:
     async def start(self) -> None:
         """Starts listening for changes; waits (briefly) for the first subscription so a
         node that starts with Redis up serves from its cache at once."""
-        self._listener = asyncio.create_task(self._listen_forever(), name="state-changes")
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen_forever(), name="state-changes")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), timeout=SOCKET_TIMEOUT_S * 3)
 
