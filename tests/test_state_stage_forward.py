@@ -10,7 +10,7 @@ import pytest
 
 from http_helpers import assert_error, live_space, sign_up
 from townhall.admission.signing import Signer
-from townhall.nodes.stage_forward import (
+from townhall.nodes.peers import (
     HEADER,
     TOKEN_TTL_S,
     ForwardRefused,

@@ -170,3 +170,39 @@ async def test_two_nodes_share_one_truth(nodes: tuple[RunningServer, RunningServ
         await _within(DECISION_S, lambda: _snapshot(a, space_id), lambda s: s["state"] == "ended")
         assert_error(await a.post(f"/api/spaces/{space_id}/join"), 409)
     assert "Traceback" not in node_a.log() + node_b.log()
+
+
+ORPHAN_ENDED_S = 15.0
+"""A dead node leaves the registry after 5 ticks; live spaces are swept every 5 ticks."""
+
+
+async def test_a_dead_nodes_listeners_stop_counting_and_its_spaces_end(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    node_a, node_b = nodes
+    async with (
+        httpx.AsyncClient(base_url=node_a.url, timeout=10) as a,
+        httpx.AsyncClient(base_url=node_b.url, timeout=10) as b,
+    ):
+        host = await sign_up(a, "host")
+        created = await a.post("/api/spaces", json={"title": "Doomed"}, headers=host.headers)
+        space_id = created.json()["id"]
+        assert (await a.post(f"/api/spaces/{space_id}/start", headers=host.headers)).is_success
+        joined = (await b.post(f"/api/spaces/{space_id}/join")).json()
+        listening = asyncio.create_task(_first_bytes(joined["live_url"], at_least=10**9))
+        try:
+            await _within(COUNTS_S, lambda: _snapshot(b, space_id), lambda s: s["listeners"] == 1)
+            node_a.kill_hard()
+            killed = time.monotonic()
+            await _within(
+                COUNTS_S + 1.0, lambda: _snapshot(b, space_id), lambda s: s["listeners"] == 0
+            )
+            await _within(
+                ORPHAN_ENDED_S, lambda: _snapshot(b, space_id), lambda s: s["state"] == "ended"
+            )
+            print(f"\nnode A killed -> its space ended on B: {time.monotonic() - killed:.1f} s")
+        finally:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
+        assert_error(await b.post(f"/api/spaces/{space_id}/join"), 409)
+    assert "Traceback" not in node_b.log()

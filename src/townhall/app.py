@@ -17,7 +17,7 @@ from townhall.api.errors import EXCEPTION_HANDLERS
 from townhall.api.fastpath import ListenerFastPath
 from townhall.api.live import LiveStream, RelayProgram, report_listeners
 from townhall.config import Settings
-from townhall.nodes.stage_forward import HttpStageForwarder
+from townhall.nodes.peers import HttpPeerNodes
 from townhall.server import ConnectionGuard
 from townhall.service.accounts import Accounts
 from townhall.service.door import Door
@@ -62,7 +62,7 @@ async def open_services(settings: Settings, state: State | None = None) -> Servi
     state = state or open_state(settings.state)
     node_id = node_id_for(settings.node_url)
     signer = Signer(load_secret(settings))
-    spaces_service = Spaces(store, state, settings, node_id, forwarder=HttpStageForwarder(signer))
+    spaces_service = Spaces(store, state, settings, node_id, peers=HttpPeerNodes(signer))
     door = Door(settings, signer, listeners=spaces_service.node_listeners)
     spaces_service.on_end = door.forget
     await spaces_service.start()

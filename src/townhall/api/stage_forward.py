@@ -1,5 +1,5 @@
 """POST /internal/stage/{space_id}/offer: a speaker's offer forwarded by another node
-of the deployment (see townhall.nodes.stage_forward), answered here where the stage is."""
+of the deployment (see townhall.nodes.peers), answered here where the stage is."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from townhall.api.bodies import read_json
 from townhall.api.errors import error_response
-from townhall.nodes.stage_forward import HEADER, PATH, ForwardRefused, check_token
+from townhall.nodes.peers import HEADER, PATH, ForwardRefused, check_token
 
 MAX_SDP_BYTES = 64 * 1024
 

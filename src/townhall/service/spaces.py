@@ -40,7 +40,7 @@ from townhall.domain.spaces import (
     check_title,
 )
 from townhall.domain.stage import Role, Stage
-from townhall.nodes.stage_forward import StageForwarder
+from townhall.nodes.peers import PeerNodes
 from townhall.service.ids import looks_like_id, new_id
 from townhall.service.keyed_locks import KeyedLocks
 from townhall.service.live import LiveRooms, final_recording_path, partial_recording_path
@@ -62,6 +62,8 @@ LISTENER_TTL_TICKS = 3
 """A node's listener count stops counting after this many ticks without a report."""
 NODE_TTL_TICKS = 5
 """A node leaves the registry after this many ticks without a heartbeat."""
+ORPHAN_SWEEP_TICKS = 5
+"""Every this many ticks, live spaces whose stage's node left the registry are ended."""
 NODE_ROLE = "all"
 
 
@@ -94,10 +96,10 @@ class Spaces:
         settings: Settings,
         node_id: str,
         cache_size: int = MAX_CACHED_SPACES,
-        forwarder: StageForwarder | None = None,
+        peers: PeerNodes | None = None,
     ) -> None:
         self._store = store
-        self._forwarder = forwarder
+        self._peers = peers
         self._state = state
         self._settings = settings
         self._node_id = node_id
@@ -117,6 +119,7 @@ class Spaces:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reported_listeners = 0
         self._state_lost = False
+        self._ticks = 0
         state.subscribe(self._on_remote_change, self._forget_cached)
         self.on_end: Callable[[str], None] | None = None
         """Told when a space ends, so per-space admission state can go."""
@@ -125,7 +128,8 @@ class Spaces:
 
     async def start(self) -> None:
         await self._state.start()
-        await self._end_spaces_left_live()
+        await self._beat()
+        await self._end_spaces_left_live(probe=True)
         self._ticker = asyncio.create_task(self._tick_forever(), name="snapshot-ticker")
 
     async def stop(self) -> None:
@@ -141,29 +145,44 @@ class Spaces:
             if space is not None and seconds is not None:
                 await self._store.save_space(replace(space, recording_seconds=seconds))
 
-    async def _end_spaces_left_live(self) -> None:
-        """A space that was live here when the process died has lost its audio pipeline:
-        end it as of now and keep whatever its recording caught. A space whose stage
-        another living node holds is left alone."""
-        living = {node.node_id for node in await self._state.nodes()} - {self._node_id}
+    async def _end_spaces_left_live(self, probe: bool) -> None:
+        """A live space whose stage no node runs any more (this one before a restart, or
+        one that left the registry) has lost its audio pipeline: end it as of now and
+        keep whatever its recording caught. At start-up `probe` also asks a registered
+        holder whether it is up: a node killed a moment ago is still registered."""
+        living = {node.node_id: node for node in await self._state.nodes()}
+        living.pop(self._node_id, None)
         for space in await self._store.list_spaces([SpaceState.LIVE], limit=10_000):
-            if await self._state.stage_node(space.id) in living:
+            if self.rooms.get(space.id) is not None:
                 continue
-            seconds = space.recording_seconds  # finalized already by a graceful stop
-            partial = partial_recording_path(self._settings.recordings_dir, space.id)
-            if partial.exists():
-                final = final_recording_path(self._settings.recordings_dir, space.id)
-                try:
-                    seconds = await asyncio.to_thread(finalize_recording, partial, final)
-                    partial.unlink()
-                except Exception:
-                    log.exception("could not recover the recording of %s", space.id)
-            ended = replace(space.end(_now()), recording_seconds=seconds)
-            await self._store.save_space(ended)
-            await self._state.put_space(ended)
-            await self._state.forget(space.id)
-            await self._state.publish(space.id, self._node_id)
-            log.warning("space %s was live when the server stopped; ended it", space.id)
+            holder = living.get(await self._state.stage_node(space.id) or "")
+            if holder is not None and await self._still_up(holder, probe):
+                continue
+            await self._end_orphan(space)
+
+    async def _still_up(self, holder: NodeInfo, probe: bool) -> bool:
+        if not probe or self._peers is None:
+            return True
+        return await self._peers.answers(holder.public_url)
+
+    async def _end_orphan(self, space: Space) -> None:
+        seconds = space.recording_seconds  # finalized already by a graceful stop
+        partial = partial_recording_path(self._settings.recordings_dir, space.id)
+        if partial.exists():
+            final = final_recording_path(self._settings.recordings_dir, space.id)
+            try:
+                seconds = await asyncio.to_thread(finalize_recording, partial, final)
+                partial.unlink()
+            except Exception:
+                log.exception("could not recover the recording of %s", space.id)
+        ended = replace(space.end(_now()), recording_seconds=seconds)
+        await self._store.save_space(ended)
+        await self._state.put_space(ended)
+        await self._state.forget(space.id)
+        self._records.pop(space.id, None)
+        self._snapshots.pop(space.id, None)
+        await self._changed(space.id)
+        log.warning("space %s was live on a node that stopped; ended it", space.id)
 
     async def _tick_forever(self) -> None:
         while True:
@@ -193,8 +212,10 @@ class Spaces:
             )
             reported += await self._state.listeners(room.space_id)
         self._reported_listeners = reported
-        node = NodeInfo(self._node_id, self._settings.node_url, NODE_ROLE, self.node_listeners())
-        await self._state.beat(node, ttl_s=NODE_TTL_TICKS * tick_s)
+        await self._beat()
+        self._ticks += 1
+        if self._ticks % ORPHAN_SWEEP_TICKS == 0:
+            await self._end_spaces_left_live(probe=False)
         dirty, self._dirty = self._dirty, set()
         for space_id, snapshot in list(self._snapshots.items()):
             if space_id in dirty or snapshot.data.get("state") != SpaceState.LIVE.value:
@@ -204,6 +225,10 @@ class Spaces:
         for space_id in dirty:
             if space_id in self._records:
                 await self._rebuild(space_id)
+
+    async def _beat(self) -> None:
+        node = NodeInfo(self._node_id, self._settings.node_url, NODE_ROLE, self.node_listeners())
+        await self._state.beat(node, ttl_s=NODE_TTL_TICKS * self._settings.snapshot_tick_s)
 
     def node_listeners(self) -> int:
         """Live-stream listeners of the spaces this node runs, for its capacity: its own
@@ -617,9 +642,9 @@ class Spaces:
         room = self.rooms.get(space_id)
         if room is None:
             node_url = await self.stage_url(space_id)
-            if node_url is None or self._forwarder is None:
+            if node_url is None or self._peers is None:
                 raise Conflict("this space's audio runs on another node", code="wrong_node")
-            return await self._forwarder.offer(node_url, space_id, actor.id, offer_sdp)
+            return await self._peers.offer(node_url, space_id, actor.id, offer_sdp)
         room.stage.set_muted(actor.id, stage.is_muted(actor.id))
         try:
             answer = await room.stage.connect(actor.id, offer_sdp)

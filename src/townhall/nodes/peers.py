@@ -1,4 +1,6 @@
-"""A speaker's WebRTC offer sent to a node that does not hold the stage is forwarded
+"""Calls from one node to another of the same deployment.
+
+A speaker's WebRTC offer sent to a node that does not hold the stage is forwarded
 (proxied) to the node that does, and its answer handed back.
 
 Why a proxy and not a 307: a browser drops the Authorization header on a redirect to
@@ -36,9 +38,16 @@ _REFUSAL_BY_STATUS: Final[dict[int, type[DomainError]]] = {
 }
 
 
-class StageForwarder(Protocol):
+HEALTH_PATH: Final = "/api/health"
+HEALTH_TIMEOUT_S: Final = 2.0
+
+
+class PeerNodes(Protocol):
     async def offer(self, node_url: str, space_id: str, user_id: str, sdp: str) -> str:
         """The stage node's SDP answer, or the refusal it gave (as a DomainError)."""
+
+    async def answers(self, node_url: str) -> bool:
+        """Whether the node is up (its registration may outlive it by a few seconds)."""
 
 
 class ForwardRefused(Exception):
@@ -68,7 +77,7 @@ def check_token(signer: Signer, token: str, space_id: str, now: float) -> str:
     return fields[1]
 
 
-class HttpStageForwarder:
+class HttpPeerNodes:
     def __init__(self, signer: Signer) -> None:
         self._signer = signer
 
@@ -99,3 +108,10 @@ class HttpStageForwarder:
             f"the node that holds this space's stage refused ({answer.status_code})",
             code="stage_node_unreachable",
         )
+
+    async def answers(self, node_url: str) -> bool:
+        try:
+            async with httpx.AsyncClient(timeout=HEALTH_TIMEOUT_S) as http:
+                return (await http.get(node_url.rstrip("/") + HEALTH_PATH)).status_code == 200
+        except httpx.HTTPError:
+            return False
