@@ -81,6 +81,8 @@ async def test_listeners_keep_hearing_joins_are_refused_and_service_resumes(
             assert len(during) > 0.7 * (time.time() - gone_at) * 48_000, "the listener lost audio"
             assert tone_power(during, 48_000, TONE_HZ) > PRESENT_DBFS, "the speaker went silent"
             assert (await http.get(f"/api/spaces/{space_id}")).status_code == 200
+            created = await http.post("/api/spaces", json={"title": "x"}, headers=host.headers)
+            assert created.status_code == 503, created.text  # refused before anything is written
 
             redis.start()  # empty: everything the node knows must be said again
             back, back_at = time.monotonic(), time.time()
@@ -95,6 +97,8 @@ async def test_listeners_keep_hearing_joins_are_refused_and_service_resumes(
             assert "ticket" in answer.json()
             snapshot = (await http.get(f"/api/spaces/{space_id}")).json()
             assert snapshot["state"] == "live"
+            listed = (await http.get("/api/spaces")).json()
+            assert [space["id"] for space in listed["live"] + listed["upcoming"]] == [space_id]
             await asyncio.sleep(0.5)
             assert tone_power(heard.samples(since=back_at), 48_000, TONE_HZ) > PRESENT_DBFS
         finally:

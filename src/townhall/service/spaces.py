@@ -430,6 +430,8 @@ class Spaces:
         now = _now()
         if not isinstance(record, bool):
             raise Invalid("record must be true or false", code="invalid_record")
+        if not self._state.healthy:  # other nodes could not be told: refuse before writing
+            raise StateUnavailable()
         space = Space(
             id=new_id(),
             title=check_title(title),
@@ -446,11 +448,12 @@ class Spaces:
         return await self._rebuild(space.id)
 
     async def _save(self, space: Space) -> None:
-        """Store, then shared state (only live and ended records: a scheduled one is
-        read from the store), then every node's caches."""
-        await self._store.save_space(space)
+        """Shared state (only live and ended records: a scheduled one is read from the
+        store), then the store, then every node's caches. State first: with Redis away
+        the action is refused before anything durable changed."""
         if space.state is not SpaceState.SCHEDULED:
             await self._state.put_space(space)
+        await self._store.save_space(space)
         self._records[space.id] = space
         self._snapshots.pop(space.id, None)
         await self._changed(space.id)
