@@ -44,6 +44,7 @@ from townhall.nodes.peers import PeerNodes
 from townhall.service.ids import looks_like_id, new_id
 from townhall.service.keyed_locks import KeyedLocks
 from townhall.service.live import LiveRooms, final_recording_path, partial_recording_path
+from townhall.service.trusted_cache import TrustedCache
 from townhall.stage import InvalidOffer, StageUnavailable
 from townhall.state.base import NodeInfo, State, StateUnavailable
 from townhall.store.base import Store
@@ -104,11 +105,12 @@ class Spaces:
         self._settings = settings
         self._node_id = node_id
         self.rooms = LiveRooms(settings, self._mark_dirty)
-        self._records: LRUCache[str, Space] = LRUCache(cache_size)
+        self._records: TrustedCache[Space] = TrustedCache(state, cache_size)
         self._missing: OrderedDict[str, float] = OrderedDict()
         self._snapshots: LRUCache[str, Snapshot] = LRUCache(cache_size)
-        self._stages: LRUCache[str, Stage | None] = LRUCache(cache_size)
-        self._stage_urls: LRUCache[str, str | None] = LRUCache(cache_size)
+        """Served even while the state is away (a few seconds stale beats nothing)."""
+        self._stages: TrustedCache[Stage | None] = TrustedCache(state, cache_size)
+        self._stage_urls: TrustedCache[str | None] = TrustedCache(state, cache_size)
         self._reactions_told: LRUCache[str, float] = LRUCache(cache_size)
         self._dirty: set[str] = set()
         self._listing: tuple[float, bytes] | None = None
@@ -179,7 +181,7 @@ class Spaces:
         await self._store.save_space(ended)
         await self._state.put_space(ended)
         await self._state.forget(space.id)
-        self._records.pop(space.id, None)
+        self._records.keep(space.id, ended)
         self._snapshots.pop(space.id, None)
         await self._changed(space.id)
         log.warning("space %s was live on a node that stopped; ended it", space.id)
@@ -259,16 +261,17 @@ class Spaces:
 
     async def _changed(self, space_id: str) -> None:
         """This node changed the space: its own caches follow now, the others when told."""
-        self._stages.pop(space_id, None)
-        self._stage_urls.pop(space_id, None)
+        self._stages.drop(space_id)
+        self._stage_urls.drop(space_id)
         self._listing = None
         await self._state.publish(space_id, self._node_id)
 
     def _on_remote_change(self, space_id: str, node_id: str) -> None:
         if node_id == self._node_id:
             return
-        for cache in (self._records, self._snapshots, self._stages, self._stage_urls):
-            cache.pop(space_id, None)
+        for cache in (self._records, self._stages, self._stage_urls):
+            cache.drop(space_id)
+        self._snapshots.pop(space_id, None)
         self._missing.pop(space_id, None)
         self._listing = None
         if self.rooms.get(space_id) is not None and space_id not in self._remote:
@@ -299,8 +302,9 @@ class Spaces:
         """Changes may have been missed: nothing cached can be trusted. And the state may
         have been lost with them (a Redis without persistence): what runs here is said
         again."""
-        for cache in (self._records, self._snapshots, self._stages, self._stage_urls):
+        for cache in (self._records, self._stages, self._stage_urls):
             cache.clear()
+        self._snapshots.clear()
         self._missing.clear()
         self._listing = None
         if next(iter(self.rooms), None) is not None:
@@ -328,15 +332,14 @@ class Spaces:
         not_found = NotFound(f"there is no space with id {space_id!r}", code="space_not_found")
         if not looks_like_id(space_id):
             raise not_found
-        trusted = self._state.healthy
-        if trusted:
-            space = self._records.get(space_id)
-            if space is not None:
-                return space
+        space = self._records.get(space_id)
+        if space is not None:
+            return space
         now = time.monotonic()
         expiry = self._missing.get(space_id)
-        if trusted and expiry is not None and expiry > now:
+        if self._state.healthy and expiry is not None and expiry > now:
             raise not_found
+        version = self._records.version(space_id)
         found = await self._state.get_space(space_id) or await self._store.get_space(space_id)
         if found is None:
             self._missing[space_id] = now + MISSING_TTL_S
@@ -345,32 +348,24 @@ class Spaces:
                 self._missing.popitem(last=False)
             raise not_found
         self._missing.pop(space_id, None)
-        if trusted:
-            self._records[space_id] = found
+        self._records.keep(space_id, found, version)
         return found
 
     async def _stage(self, space_id: str) -> Stage | None:
         """The shared stage, cached while changes are delivered."""
-        if self._state.healthy and space_id in self._stages:
-            return self._stages[space_id]
-        stage = await self._state.get_stage(space_id)
-        if self._state.healthy:
-            self._stages[space_id] = stage
-        return stage
+        return await self._stages.read(space_id, lambda: self._state.get_stage(space_id))
 
     async def stage_url(self, space_id: str) -> str | None:
         """Base URL of the node that holds the space's stage when it is not this one
         (its live stream is served there), else None."""
         if self.rooms.get(space_id) is not None:
             return None
-        if self._state.healthy and space_id in self._stage_urls:
-            return self._stage_urls[space_id]
+        return await self._stage_urls.read(space_id, lambda: self._holder_url(space_id))
+
+    async def _holder_url(self, space_id: str) -> str | None:
         node_id = await self._state.stage_node(space_id)
         node = await self._state.node(node_id) if node_id and node_id != self._node_id else None
-        url = node.public_url if node is not None else None
-        if self._state.healthy:
-            self._stage_urls[space_id] = url
-        return url
+        return node.public_url if node is not None else None
 
     async def snapshot(self, space_id: str) -> Snapshot:
         """Cached while changes are delivered; without them, the last one is still
@@ -382,6 +377,8 @@ class Spaces:
         return await self._rebuild(space_id)
 
     async def _rebuild(self, space_id: str) -> Snapshot:
+        """A fresh snapshot; kept unless another node's change came in meanwhile."""
+        versions = (self._records.version(space_id), self._stages.version(space_id))
         space = await self.record(space_id)
         stage = await self._stage(space_id) if space.is_live else None
         room = self.rooms.get(space_id)
@@ -398,7 +395,8 @@ class Spaces:
             recording_url=recording_url,
         )
         snapshot = render(data)
-        self._snapshots[space_id] = snapshot
+        if versions == (self._records.version(space_id), self._stages.version(space_id)):
+            self._snapshots[space_id] = snapshot
         return snapshot
 
     async def listing(self) -> bytes:
@@ -443,7 +441,7 @@ class Spaces:
             speak_policy=check_speak_policy(speak_policy),
         )
         await self._store.save_space(space)
-        self._records[space.id] = space
+        self._records.keep(space.id, space)
         await self._changed(space.id)
         return await self._rebuild(space.id)
 
@@ -454,7 +452,7 @@ class Spaces:
         if space.state is not SpaceState.SCHEDULED:
             await self._state.put_space(space)
         await self._store.save_space(space)
-        self._records[space.id] = space
+        self._records.keep(space.id, space)
         self._snapshots.pop(space.id, None)
         await self._changed(space.id)
 
@@ -504,7 +502,7 @@ class Spaces:
         if stage is None:  # the shared state was lost (restart): rebuild the essentials
             stage = await self._fresh_stage(space)
             await self._state.put_stage(space_id, stage)
-            self._stages.pop(space_id, None)
+            self._stages.drop(space_id)
         return space, stage
 
     async def _fresh_stage(self, space: Space) -> Stage:
