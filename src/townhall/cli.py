@@ -13,6 +13,7 @@ from townhall.config import load_settings
 
 def _serve(args: argparse.Namespace) -> int:
     from townhall.server import serve
+    from townhall.state.choose import UnknownStateUrl, check_state_url
 
     settings = load_settings(
         host=args.host,
@@ -30,6 +31,11 @@ def _serve(args: argparse.Namespace) -> int:
             stream_port=settings.edge.stream_port if args.stream_port is None else args.stream_port,
         )
         settings = replace(settings, edge=edge)
+    try:
+        check_state_url(settings.state)
+    except UnknownStateUrl as bad:
+        print(f"townhall: {bad}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

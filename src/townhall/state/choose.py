@@ -15,10 +15,20 @@ class UnknownStateUrl(ValueError):
     """The configured state URL names no backend we have."""
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def check_state_url(url: str) -> None:
+    """Raises UnknownStateUrl for a URL no backend takes (the command line asks first)."""
+    if url not in ("", MEMORY) and urlsplit(url).scheme not in REDIS_SCHEMES:
+        raise UnknownStateUrl(
+            f"unknown state backend {url!r}: use 'memory' or 'redis://host:port/db'"
+        )
+
+
 def open_state(url: str) -> State:
     """`memory` (one process) or `redis://host:port/db` (`rediss://`, `unix://` too)."""
+    check_state_url(url)
     if url in ("", MEMORY):
         return MemoryState()
-    if urlsplit(url).scheme in ("redis", "rediss", "unix"):
-        return RedisState(url)
-    raise UnknownStateUrl(f"unknown state backend {url!r}: use 'memory' or 'redis://host:port/db'")
+    return RedisState(url)
