@@ -31,6 +31,8 @@ PRESENT_DBFS = -30.0
 SHARED_SECRET = "two-nodes-one-deployment"
 DECISION_S = 1.0
 """What one node decides shows on the other within this (the issue's figure)."""
+TICK_S = 1.0
+"""The snapshot tick (settings.snapshot_tick_s): what is throttled goes out with it."""
 COUNTS_S = 3.0
 """Listener counts add up across nodes within this."""
 
@@ -125,6 +127,15 @@ async def test_two_nodes_share_one_truth(nodes: tuple[RunningServer, RunningServ
             lambda s: s["reactions"].get("🔥") == 1,
         )
         print(f"reaction on B -> A's snapshot: {took * 1000:.0f} ms")
+        for _ in range(3):  # a burst: B tells A at once, then the rest at its next tick
+            assert (
+                await b.post(f"/api/spaces/{space_id}/reactions", json={"emoji": "👏"})
+            ).is_success
+        await _within(
+            DECISION_S + TICK_S,
+            lambda: _snapshot(a, space_id),
+            lambda s: s["reactions"] == {"🔥": 1, "👏": 3},
+        )
         asked = await b.post(f"/api/spaces/{space_id}/speak-requests", headers=guest.headers)
         assert asked.is_success, asked.text
 

@@ -113,6 +113,8 @@ class Spaces:
         self._stage_urls: TrustedCache[str | None] = TrustedCache(state, cache_size)
         self._reactions_told: LRUCache[str, float] = LRUCache(cache_size)
         self._dirty: set[str] = set()
+        self._reactions_untold: set[str] = set()
+        """Live spaces with reactions other nodes have not been told of (the tick tells)."""
         self._listing: tuple[float, bytes] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._locks = KeyedLocks()
@@ -218,6 +220,9 @@ class Spaces:
         self._ticks += 1
         if self._ticks % ORPHAN_SWEEP_TICKS == 0:
             await self._end_spaces_left_live(probe=False)
+        untold, self._reactions_untold = self._reactions_untold, set()
+        for space_id in untold:
+            await self._state.publish(space_id, self._node_id)
         dirty, self._dirty = self._dirty, set()
         for space_id, snapshot in list(self._snapshots.items()):
             if space_id in dirty or snapshot.data.get("state") != SpaceState.LIVE.value:
@@ -634,7 +639,10 @@ class Spaces:
         now = time.monotonic()
         if self._reactions_told.get(space_id, 0.0) + REACTION_PUBLISH_S <= now:
             self._reactions_told[space_id] = now
+            self._reactions_untold.discard(space_id)
             await self._state.publish(space_id, self._node_id)
+        else:  # the next tick tells the others
+            self._reactions_untold.add(space_id)
 
     async def connect_speaker(self, actor: User, space_id: str, offer_sdp: str) -> str:
         _, stage = await self._live_stage(space_id, "join the stage")
