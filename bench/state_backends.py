@@ -7,7 +7,8 @@ persistence), puts a space live and measures over keep-alive connections:
 - snapshot rate (GET /api/spaces/{id}),
 - join rate (POST /api/spaces/{id}/join, anonymous and signed in),
 - join -> first audio byte of the live stream, p50 and p99, for listeners who each
-  join and then open the stream.
+  join and then open the stream,
+- Redis commands per 1,000 joins (the node's own ticks and heartbeats included).
 Prints the two side by side with the Redis/memory ratio. The issue's target: Redis
 costs the join path at most 30 % of its rate. Store: SQLite in both (the PostgreSQL
 store is another engineer's). Every loop is bounded in time and count; loopback only.
@@ -25,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -60,7 +62,20 @@ async def _rate(
     return done / (time.monotonic() - started), failed
 
 
-async def _measure(url: str, seconds: float, concurrency: int, listeners: int) -> dict[str, float]:
+def _redis_commands(state_url: str) -> int:
+    """Commands the redis-server has processed so far (0 for memory state)."""
+    if not state_url.startswith("redis://"):
+        return 0
+    client = redis.Redis.from_url(state_url)
+    try:
+        return int(client.info("stats")["total_commands_processed"])
+    finally:
+        client.close()
+
+
+async def _measure(
+    url: str, state_url: str, seconds: float, concurrency: int, listeners: int
+) -> dict[str, float]:
     async with httpx.AsyncClient(base_url=url, timeout=10) as http:
         host = await sign_up(http, "benchhost")
         space_id = (await live_space(http, host))["id"]
@@ -80,10 +95,14 @@ async def _measure(url: str, seconds: float, concurrency: int, listeners: int) -
     try:
         await _rate(concurrency, 1.0, snapshot)  # warm up caches and connections
         figures["snapshot/s"], _ = await _rate(concurrency, seconds, snapshot)
+        commands_before = _redis_commands(state_url)
         figures["anonymous join/s"], figures["join refusals"] = await _rate(
             concurrency, seconds, lambda: join([])
         )
         figures["signed-in join/s"], _ = await _rate(concurrency, seconds, lambda: join(auth))
+        joins = (figures["anonymous join/s"] + figures["signed-in join/s"]) * seconds
+        commands = _redis_commands(state_url) - commands_before
+        figures["redis cmds/1k joins"] = 1000 * commands / joins if joins else 0.0
 
         latencies: list[float] = []
 
@@ -126,7 +145,7 @@ async def _run(seconds: float, concurrency: int, listeners: int, rounds: int) ->
                     env = {**ADMISSION_FOR_BENCH, "TOWNHALL_STATE": state}
                     server = start_server(Path(tmp) / f"{name}-{round_no}", **env)
                     try:
-                        figures = await _measure(server.url, seconds, concurrency, listeners)
+                        figures = await _measure(server.url, state, seconds, concurrency, listeners)
                         results[name].append(figures)
                     finally:
                         stop_server(server)

@@ -156,12 +156,16 @@ class Spaces:
         holder whether it is up: a node killed a moment ago is still registered."""
         living = {node.node_id: node for node in await self._state.nodes()}
         living.pop(self._node_id, None)
+        up: dict[str, bool] = {}  # one probe per holder
         for space in await self._store.list_spaces([SpaceState.LIVE], limit=10_000):
             if self.rooms.get(space.id) is not None:
                 continue
             holder = living.get(await self._state.stage_node(space.id) or "")
-            if holder is not None and await self._still_up(holder, probe):
-                continue
+            if holder is not None:
+                if holder.node_id not in up:
+                    up[holder.node_id] = await self._still_up(holder, probe)
+                if up[holder.node_id]:
+                    continue
             await self._end_orphan(space)
 
     async def _still_up(self, holder: NodeInfo, probe: bool) -> bool:
