@@ -20,6 +20,8 @@ from townhall.app import create_app
 from townhall.config import load_settings
 from townhall.stage.ice import use_host_addresses
 
+pytest_plugins = ["redis_server"]  # redis_server, redis_url, state_backend
+
 CHEAP_ARGON2 = {"TOWNHALL_ARGON2_TIME_COST": "1", "TOWNHALL_ARGON2_MEMORY_KIB": "8192"}
 LOOPBACK_ICE = {"TOWNHALL_STAGE_ICE_HOST_ADDRESSES": "127.0.0.1"}
 SERVER_START_TIMEOUT_S = 30.0
@@ -42,9 +44,9 @@ def loopback_ice() -> Iterator[None]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, store_env: dict[str, str]):
+def settings(tmp_path: Path, store_env: dict[str, str], state_backend: str):
     env = {**CHEAP_ARGON2, **LOOPBACK_ICE, **store_env}
-    return load_settings(env, data_dir=tmp_path / "data", port=0)
+    return load_settings(env, data_dir=tmp_path / "data", port=0, state=state_backend)
 
 
 @pytest.fixture

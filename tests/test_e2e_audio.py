@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from http_helpers import speak_over_http
-from tones import Recording, ToneTrack, tone_power
+from tones import Recording, ToneTrack, read_live_stream, tone_power
 
 A_FREQ, B_FREQ = 440.0, 660.0
 TONE_START_S = 2.0
@@ -34,25 +34,6 @@ async def _account(http: httpx.AsyncClient, name: str) -> tuple[str, dict[str, s
     user = await http.post("/api/users", json={"username": name, "password": "password123"})
     token = await http.post("/api/tokens", json={"username": name, "password": "password123"})
     return user.json()["id"], {"Authorization": f"Bearer {token.json()['token']}"}
-
-
-async def _read_live(url: str, recording: Recording, stop_at: float) -> int:
-    """Decode the ADTS stream as it arrives; every decoded sample is stamped with the
-    arrival time of the bytes that carried it."""
-    codec = av.CodecContext.create("aac", "r")
-    received = 0
-    async with httpx.AsyncClient(timeout=10) as http, http.stream("GET", url) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"] == "audio/aac"
-        async for chunk in response.aiter_raw():
-            arrived = time.time()
-            received += len(chunk)
-            for packet in codec.parse(chunk):
-                for frame in codec.decode(packet):  # AAC decodes to planar float
-                    recording.add(frame.to_ndarray().mean(axis=0) * 32767, at=arrived)
-            if arrived >= stop_at:
-                return received
-    return received
 
 
 async def _read_hls(base: str, hls_url: str) -> np.ndarray:
@@ -120,7 +101,9 @@ async def test_two_speakers_reach_listeners_live_and_over_hls(server) -> None:
         join = (await http.post(f"/api/spaces/{space_id}/join")).json()
         live = Recording()
         listen_until = time.time() + TONE_START_S + LISTEN_S
-        reader = asyncio.create_task(_read_live(server.url + join["live_url"], live, listen_until))
+        reader = asyncio.create_task(
+            read_live_stream(server.url + join["live_url"], live, listen_until)
+        )
 
         tone_a, tone_b = ToneTrack(A_FREQ, TONE_START_S), ToneTrack(B_FREQ, TONE_START_S)
         speaker_a = await speak_over_http(http, space_id, host, tone_a)

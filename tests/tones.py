@@ -6,7 +6,8 @@ Sending:   `ToneTrack(440, start_after_s=0.5)` is an aiortc audio track that sen
            time (time.time()) its first tone frame left the track.
 Recording: `Recording` collects mono audio with the wall-clock arrival time of every
            chunk; feed it from a program sink (`recording.add(frame)`) or from a
-           received aiortc track (`record_track(track, recording)`).
+           received aiortc track (`record_track(track, recording)`), or from the live
+           stream's ADTS AAC (`read_live_stream(url, recording, stop_at)`).
 Speaking:  `ToneClient` is a speaker's browser played by an aiortc peer: it sends a
            ToneTrack and records what it hears (`offer` -> signalling -> `accept(answer)`).
 Measuring: `tone_power` (dBFS of one frequency), `steady_tone_power` (the same, robust
@@ -26,6 +27,7 @@ import fractions
 import time
 
 import av
+import httpx
 import numpy as np
 import numpy.typing as npt
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -152,6 +154,25 @@ class Recording:
 
     def _first_chunk(self, since: float | None) -> int:
         return 0 if since is None else bisect.bisect_left(self._times, since)
+
+
+async def read_live_stream(url: str, recording: Recording, stop_at: float) -> int:
+    """Decode the ADTS stream as it arrives; every decoded sample is stamped with the
+    arrival time of the bytes that carried it."""
+    codec = av.CodecContext.create("aac", "r")
+    received = 0
+    async with httpx.AsyncClient(timeout=10) as http, http.stream("GET", url) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "audio/aac"
+        async for chunk in response.aiter_raw():
+            arrived = time.time()
+            received += len(chunk)
+            for packet in codec.parse(chunk):
+                for frame in codec.decode(packet):  # AAC decodes to planar float
+                    recording.add(frame.to_ndarray().mean(axis=0) * 32767, at=arrived)
+            if arrived >= stop_at:
+                return received
+    return received
 
 
 async def record_track(track: MediaStreamTrack, recording: Recording) -> None:

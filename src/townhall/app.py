@@ -14,23 +14,22 @@ from starlette.routing import Route
 
 from townhall import __version__
 from townhall.admission.signing import Signer
-from townhall.api import accounts, listening, operations, spaces
+from townhall.api import accounts, listening, operations, spaces, stage_forward
 from townhall.api.contract import openapi_route
 from townhall.api.errors import EXCEPTION_HANDLERS
 from townhall.api.fastpath import ListenerFastPath
 from townhall.api.live import LiveStream, RelayProgram, report_listeners
 from townhall.config import Settings
+from townhall.nodes.peers import HttpPeerNodes
 from townhall.private_files import create_private_file, make_private_dir
 from townhall.server import ConnectionGuard
 from townhall.service.accounts import Accounts, password_limits
 from townhall.service.door import Door
-from townhall.service.ids import new_id
 from townhall.service.passwords import Passwords
-from townhall.service.spaces import Spaces
+from townhall.service.spaces import Spaces, node_id_for
 from townhall.service.write_limits import WriteLimiter
 from townhall.stage.ice import default_host_addresses, use_host_addresses
-from townhall.state.base import State
-from townhall.state.memory import MemoryState
+from townhall.state import State, open_state
 from townhall.store import Store, open_store
 from townhall.web import pages
 
@@ -74,10 +73,10 @@ async def open_services(settings: Settings, state: State | None = None) -> Servi
     make_private_dir(settings.data_dir)
     use_host_addresses(default_host_addresses(settings.stage.ice_host_addresses, settings.host))
     store = await open_store(settings.store_url)
-    state = state or MemoryState()
-    node_id = new_id()
+    state = state or open_state(settings.state)
+    node_id = node_id_for(settings.node_url)
     signer = Signer(load_secret(settings))
-    spaces_service = Spaces(store, state, settings, node_id)
+    spaces_service = Spaces(store, state, settings, node_id, peers=HttpPeerNodes(signer))
     door = Door(settings, signer, listeners=spaces_service.node_listeners)
     spaces_service.on_end = door.forget
     await spaces_service.start()
@@ -136,6 +135,7 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         openapi_route(JSON_API, __version__),
         Route("/internal/program/{space_id}.aac", RelayProgram(), methods=["GET"]),
         Route("/internal/listeners", report_listeners, methods=["POST"]),
+        *stage_forward.routes,
         *pages.page_routes(settings),
     ]
     starlette = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)

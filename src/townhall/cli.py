@@ -10,6 +10,7 @@ from pathlib import Path
 
 from townhall.config import ADMIN_TOKEN_MIN_CHARS, Settings, load_settings
 from townhall.forwarded import TrustedProxies
+from townhall.state.choose import UnknownStateUrl, check_state_url
 
 
 def _refusal(settings: Settings) -> str | None:
@@ -23,6 +24,10 @@ def _refusal(settings: Settings) -> str | None:
         TrustedProxies(settings.http.trusted_proxies, settings.http.forwarded_header)
     except ValueError as bad:
         return f"--trusted-proxies / TOWNHALL_HTTP_TRUSTED_PROXIES: {bad}"
+    try:
+        check_state_url(settings.state)
+    except UnknownStateUrl as bad:
+        return str(bad)
     return None
 
 
@@ -30,7 +35,12 @@ def _serve(args: argparse.Namespace) -> int:
     from townhall.server import serve
 
     settings = load_settings(
-        host=args.host, port=args.port, data_dir=args.data_dir, store=args.store
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        store=args.store,
+        state=args.state,
+        public_url=args.public_url,
     )
     if args.trusted_proxies is not None:
         proxies = tuple(part.strip() for part in args.trusted_proxies.split(",") if part.strip())
@@ -96,6 +106,16 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         metavar="CIDR[,CIDR...]",
         help="proxies whose X-Forwarded-For/-Proto name the client (none)",
+    )
+    serve.add_argument(
+        "--state",
+        default=None,
+        help="shared live state: memory (default) or redis://host:port/db (env TOWNHALL_STATE)",
+    )
+    serve.add_argument(
+        "--public-url",
+        default=None,
+        help="this node's base URL for clients (http://HOST:PORT); env TOWNHALL_PUBLIC_URL",
     )
     commands.add_parser("loadtest", help="flash-crowd rehearsal (townhall loadtest --help)")
     args = parser.parse_args(argv)

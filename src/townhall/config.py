@@ -166,7 +166,10 @@ class Settings:
     port: int = 8080
     data_dir: Path = Path("./var")
     public_url: str = ""
-    """Base URL for links handed to clients; empty means relative links."""
+    """Base URL of this node for links handed to clients; empty means relative links
+    here, and `http://HOST:PORT` where other nodes point clients to this one."""
+    state: str = "memory"
+    """Shared live state: "memory" (one node) or "redis://host:port/db" (many nodes)."""
     secret: str = ""
     """HMAC key for tickets; empty means generate one and keep it in data_dir."""
     max_schedule_days: int = 14
@@ -196,6 +199,14 @@ class Settings:
     store: str = ""
     """Durable store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB (env
     TOWNHALL_STORE, flag --store); empty means SQLite at `database_path`."""
+
+    @property
+    def node_url(self) -> str:
+        """Where clients reach this node: `public_url`, else `http://HOST:PORT`."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def database_path(self) -> Path:

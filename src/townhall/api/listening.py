@@ -52,7 +52,10 @@ async def join(request: Request) -> Response:
     settings = request.app.state.settings
     body = await read_model(request, JoinRequest, settings.http.max_body_bytes, optional=True)
     answer = door.join(space_id, user, join_fields(body))
-    add_stream_urls(answer, space_id, settings, live_base(request, settings))
+    if "ticket" in answer:
+        stage_url = await spaces.stage_url(space_id)
+        base = stage_url or live_base(request, settings)
+        add_stream_urls(answer, space_id, settings, base, stage_url)
     return JSONResponse(answer, headers={"cache-control": "no-store"})
 
 
@@ -67,13 +70,19 @@ async def refuse_if_removed(spaces: Spaces, space_id: str, user: User | None) ->
 
 
 def add_stream_urls(
-    answer: dict[str, Any], space_id: str, settings: Settings, live_url_base: str
+    answer: dict[str, Any],
+    space_id: str,
+    settings: Settings,
+    live_url_base: str,
+    stage_url: str | None = None,
 ) -> None:
-    """A ticket comes with where to use it: the live stream (here or on the stream
-    port) and the HLS playlist, which needs no ticket."""
+    """A ticket comes with where to use it: the live stream (here, on the stream port,
+    or on the node that holds the stage: `stage_url`) and the HLS playlist, which needs
+    no ticket."""
     if "ticket" in answer:
         answer["live_url"] = f"{live_url_base}/live/{space_id}.aac?ticket={quote(answer['ticket'])}"
-        answer["hls_url"] = f"{settings.public_url.rstrip('/')}/hls/{space_id}/index.m3u8"
+        hls_base = (stage_url or settings.public_url).rstrip("/")
+        answer["hls_url"] = f"{hls_base}/hls/{space_id}/index.m3u8"
 
 
 def live_base(request: Request, settings: Settings) -> str:

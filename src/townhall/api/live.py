@@ -261,8 +261,10 @@ async def report_listeners(request: Request) -> Response:
     if reports is None:
         reports = app.state.listener_reports = ListenerReports()
     spaces = app.state.spaces
-    for space_id, count in reports.replace(node_id, counts):
+    changed = reports.replace(node_id, counts)
+    for space_id, count in {**counts, **dict(changed)}.items():  # counts expire: refresh all
         await app.state.state.report_listeners(space_id, node_id, count)
+    for space_id, _ in changed:
         spaces.listeners_changed(space_id)
     removed = removed_answer(counts, partial(_removed_in, spaces.rooms))
     return JSONResponse({"removed": removed}, headers={"cache-control": "no-store"})

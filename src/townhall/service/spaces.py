@@ -1,16 +1,20 @@
 """Spaces as the control plane sees them: create, go live, moderate, end.
 
 Each action loads what it needs, applies a pure domain rule, persists the
-result and tells the media and the snapshot about it. The listener-facing
-reads (`snapshot`, `record`) are served from memory: records are cached for
-as long as the process lives (a space's record only changes through here),
-unknown ids are remembered briefly so floods of made-up ids cost nothing.
+result (store, and shared state for what is live) and tells every node about
+it through the state's change notification. The listener-facing reads
+(`snapshot`, `record`, `is_removed`, `stage_url`) are served from bounded
+caches, which are trusted only while the state promises to deliver every
+change (`State.healthy`); a change from another node drops the entries it
+concerns. Unknown ids are remembered briefly so floods of made-up ids cost
+nothing, and an id of the wrong shape never creates anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -19,6 +23,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from cachetools import LRUCache
 
 from townhall.audience.recorder import finalize_recording
 from townhall.audience.snapshot import Snapshot, render, snapshot_data
@@ -34,10 +40,13 @@ from townhall.domain.spaces import (
     check_title,
 )
 from townhall.domain.stage import Role, Stage
+from townhall.nodes.peers import PeerNodes
 from townhall.service.ids import looks_like_id, new_id
+from townhall.service.keyed_locks import KeyedLocks
 from townhall.service.live import LiveRooms, final_recording_path, partial_recording_path
+from townhall.service.trusted_cache import TrustedCache
 from townhall.stage import InvalidOffer, StageUnavailable
-from townhall.state.base import State
+from townhall.state.base import NodeInfo, State, StateUnavailable
 from townhall.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -48,6 +57,22 @@ LISTING_TTL_S = 1.0
 LISTING_LIMIT = 50
 MAX_LISTING_PAGES = 256
 """Listing pages cached (one per limit and offsets asked for); emptied when full."""
+MAX_CACHED_SPACES = 10_000
+"""Records, snapshots, stages and placements kept per node; the least recently used go."""
+REACTION_PUBLISH_S = 0.25
+"""Reactions tell other nodes at most this often per space (the tick catches the rest)."""
+LISTENER_TTL_TICKS = 3
+"""A node's listener count stops counting after this many ticks without a report."""
+NODE_TTL_TICKS = 5
+"""A node leaves the registry after this many ticks without a heartbeat."""
+ORPHAN_SWEEP_TICKS = 5
+"""Every this many ticks, live spaces whose stage's node left the registry are ended."""
+NODE_ROLE = "all"
+
+
+def node_id_for(node_url: str) -> str:
+    """Stable across restarts, so a node that comes back recognises the spaces it held."""
+    return "node-" + hashlib.sha256(node_url.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -67,27 +92,50 @@ def _now() -> datetime:
 
 
 class Spaces:
-    def __init__(self, store: Store, state: State, settings: Settings, node_id: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        state: State,
+        settings: Settings,
+        node_id: str,
+        cache_size: int = MAX_CACHED_SPACES,
+        peers: PeerNodes | None = None,
+    ) -> None:
         self._store = store
+        self._peers = peers
         self._state = state
         self._settings = settings
         self._node_id = node_id
         self.rooms = LiveRooms(settings, self._mark_dirty)
-        self._records: dict[str, Space] = {}
+        self._records: TrustedCache[Space] = TrustedCache(state, cache_size)
         self._missing: OrderedDict[str, float] = OrderedDict()
-        self._snapshots: dict[str, Snapshot] = {}
+        self._snapshots: LRUCache[str, Snapshot] = LRUCache(cache_size)
+        """Served even while the state is away (a few seconds stale beats nothing)."""
+        self._stages: TrustedCache[Stage | None] = TrustedCache(state, cache_size)
+        self._stage_urls: TrustedCache[str | None] = TrustedCache(state, cache_size)
+        self._reactions_told: LRUCache[str, float] = LRUCache(cache_size)
         self._dirty: set[str] = set()
         self._listings: dict[tuple[int, int, int], tuple[float, bytes]] = {}
+        self._reactions_untold: set[str] = set()
+        """Live spaces with reactions other nodes have not been told of (the tick tells)."""
         self._ticker: asyncio.Task[None] | None = None
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = KeyedLocks()
+        self._remote: set[str] = set()
+        """Spaces another node changed whose media here must follow (at most one task each)."""
+        self._tasks: set[asyncio.Task[None]] = set()
         self._reported_listeners = 0
+        self._state_lost = False
+        self._ticks = 0
+        state.subscribe(self._on_remote_change, self._forget_cached)
         self.on_end: Callable[[str], None] | None = None
         """Told when a space ends, so per-space admission state can go."""
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._end_spaces_left_live()
+        await self._state.start()
+        await self._beat()
+        await self._end_spaces_left_live(probe=True)
         self._ticker = asyncio.create_task(self._tick_forever(), name="snapshot-ticker")
 
     async def stop(self) -> None:
@@ -95,56 +143,123 @@ class Spaces:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
+        for task in list(self._tasks):
+            task.cancel()
         for room in self.rooms:
             space = self._records.get(room.space_id)
             seconds = await self.rooms.close(room.space_id)
             if space is not None and seconds is not None:
                 await self._store.save_space(replace(space, recording_seconds=seconds))
 
-    async def _end_spaces_left_live(self) -> None:
-        """A space that was live when the process died has lost its audio pipeline:
-        end it as of now and keep whatever its recording caught."""
+    async def _end_spaces_left_live(self, probe: bool) -> None:
+        """A live space whose stage no node runs any more (this one before a restart, or
+        one that left the registry) has lost its audio pipeline: end it as of now and
+        keep whatever its recording caught. At start-up `probe` also asks a registered
+        holder whether it is up: a node killed a moment ago is still registered."""
+        living = {node.node_id: node for node in await self._state.nodes()}
+        living.pop(self._node_id, None)
+        up: dict[str, bool] = {}  # one probe per holder
         for space in await self._store.list_spaces([SpaceState.LIVE], limit=10_000):
-            seconds = space.recording_seconds  # finalized already by a graceful stop
-            partial = partial_recording_path(self._settings.recordings_dir, space.id)
-            if partial.exists():
-                final = final_recording_path(self._settings.recordings_dir, space.id)
-                try:
-                    seconds = await asyncio.to_thread(finalize_recording, partial, final)
-                    partial.unlink()
-                except Exception:
-                    log.exception("could not recover the recording of %s", space.id)
-            ended = replace(space.end(_now()), recording_seconds=seconds)
-            await self._store.save_space(ended)
-            log.warning("space %s was live when the server stopped; ended it", space.id)
+            if self.rooms.get(space.id) is not None:
+                continue
+            holder = living.get(await self._state.stage_node(space.id) or "")
+            if holder is not None:
+                if holder.node_id not in up:
+                    up[holder.node_id] = await self._still_up(holder, probe)
+                if up[holder.node_id]:
+                    continue
+            await self._end_orphan(space)
+
+    async def _still_up(self, holder: NodeInfo, probe: bool) -> bool:
+        if not probe or self._peers is None:
+            return True
+        return await self._peers.answers(holder.public_url)
+
+    async def _end_orphan(self, space: Space) -> None:
+        seconds = space.recording_seconds  # finalized already by a graceful stop
+        partial = partial_recording_path(self._settings.recordings_dir, space.id)
+        if partial.exists():
+            final = final_recording_path(self._settings.recordings_dir, space.id)
+            try:
+                seconds = await asyncio.to_thread(finalize_recording, partial, final)
+                partial.unlink()
+            except Exception:
+                log.exception("could not recover the recording of %s", space.id)
+        ended = replace(space.end(_now()), recording_seconds=seconds)
+        await self._store.save_space(ended)
+        await self._state.put_space(ended)
+        await self._state.forget(space.id)
+        self._records.keep(space.id, ended)
+        self._snapshots.pop(space.id, None)
+        await self._changed(space.id)
+        log.warning("space %s was live on a node that stopped; ended it", space.id)
 
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(self._settings.snapshot_tick_s)
             try:
                 await self.tick()
+            except StateUnavailable:
+                if not self._state_lost:
+                    log.warning("shared state unreachable: counts and snapshots wait for it")
+                self._state_lost = True
             except Exception:
                 log.exception("snapshot tick failed")
+            else:
+                self._state_lost = False
 
     async def tick(self) -> None:
-        """Publish this node's listener counts and rebuild what changed."""
+        """Publish this node's listener counts and heartbeat; rebuild what changed here,
+        and every cached live snapshot whose count other nodes changed."""
+        tick_s = self._settings.snapshot_tick_s
         reported = 0
         for room in self.rooms:
             await self._state.report_listeners(
-                room.space_id, self._node_id, room.program.live.listener_count
+                room.space_id,
+                self._node_id,
+                room.program.live.listener_count,
+                ttl_s=LISTENER_TTL_TICKS * tick_s,
             )
             reported += await self._state.listeners(room.space_id)
         self._reported_listeners = reported
+        await self._beat()
+        self._ticks += 1
+        if self._ticks % ORPHAN_SWEEP_TICKS == 0:
+            await self._end_spaces_left_live(probe=False)
+        untold, self._reactions_untold = self._reactions_untold, set()
+        for space_id in untold:
+            await self._state.publish(space_id, self._node_id)
         dirty, self._dirty = self._dirty, set()
+        for space_id, snapshot in list(self._snapshots.items()):
+            if space_id in dirty or snapshot.data.get("state") != SpaceState.LIVE.value:
+                continue
+            if await self._state.listeners(space_id) != snapshot.data.get("listeners"):
+                dirty.add(space_id)
         for space_id in dirty:
             if space_id in self._records:
                 await self._rebuild(space_id)
+
+    async def _beat(self) -> None:
+        node = NodeInfo(self._node_id, self._settings.node_url, NODE_ROLE, self.node_listeners())
+        await self._state.beat(node, ttl_s=NODE_TTL_TICKS * self._settings.snapshot_tick_s)
 
     def node_listeners(self) -> int:
         """Live-stream listeners of the spaces this node runs, for its capacity: its own
         fan-outs now, or what its stream workers reported at the last tick if more."""
         local = sum(room.program.live.listener_count for room in self.rooms)
         return max(local, self._reported_listeners)
+
+    def cache_sizes(self) -> dict[str, int]:
+        """Entries per id-keyed structure: every one of them is bounded."""
+        return {
+            "records": len(self._records),
+            "snapshots": len(self._snapshots),
+            "stages": len(self._stages),
+            "stage_urls": len(self._stage_urls),
+            "reactions_told": len(self._reactions_told),
+            "missing": len(self._missing),
+            "locks": len(self._locks),
+        }
 
     def listeners_changed(self, space_id: str) -> None:
         """A stream worker reported a new count: the snapshot shows it at the next tick."""
@@ -153,23 +268,90 @@ class Spaces:
     def _mark_dirty(self, space_id: str) -> None:
         self._dirty.add(space_id)
 
-    def _lock(self, space_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(space_id, asyncio.Lock())
+    # -- what other nodes change ---------------------------------------------------------
+
+    async def _changed(self, space_id: str) -> None:
+        """This node changed the space: its own caches follow now, the others when told."""
+        self._stages.drop(space_id)
+        self._stage_urls.drop(space_id)
+        self._listing = None
+        await self._state.publish(space_id, self._node_id)
+
+    def _on_remote_change(self, space_id: str, node_id: str) -> None:
+        if node_id == self._node_id:
+            return
+        for cache in (self._records, self._stages, self._stage_urls):
+            cache.drop(space_id)
+        self._snapshots.pop(space_id, None)
+        self._missing.pop(space_id, None)
+        self._listing = None
+        if self.rooms.get(space_id) is not None and space_id not in self._remote:
+            self._remote.add(space_id)
+            task = asyncio.create_task(self._follow_remote(space_id), name="follow-remote")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _follow_remote(self, space_id: str) -> None:
+        """The media here follows what another node decided: the stage, or the end."""
+        try:
+            space = await self._state.get_space(space_id)
+            if space is not None and space.state is SpaceState.ENDED:
+                async with self._locks.hold(space_id):
+                    await self._close_room(space)
+                return
+            stage = await self._state.get_stage(space_id)
+            if stage is not None:
+                await self.rooms.apply_stage(space_id, stage)
+        except StateUnavailable:
+            log.warning("could not follow a change of %s: shared state unreachable", space_id)
+        except Exception:
+            log.exception("could not follow a change of %s", space_id)
+        finally:
+            self._remote.discard(space_id)
+
+    def _forget_cached(self) -> None:
+        """Changes may have been missed: nothing cached can be trusted. And the state may
+        have been lost with them (a Redis without persistence): what runs here is said
+        again."""
+        for cache in (self._records, self._stages, self._stage_urls):
+            cache.clear()
+        self._snapshots.clear()
+        self._missing.clear()
+        self._listing = None
+        if next(iter(self.rooms), None) is not None:
+            task = asyncio.create_task(self._reassert_rooms(), name="reassert-rooms")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _reassert_rooms(self) -> None:
+        try:
+            for room in self.rooms:
+                space = await self._store.get_space(room.space_id)
+                if space is None or not space.is_live:
+                    continue
+                if await self._state.get_space(space.id) is None:
+                    await self._state.put_space(space)
+                await self._state.place_stage(space.id, self._node_id)
+                await self._live_stage(space.id, "resume")
+                await self._state.publish(space.id, self._node_id)
+        except StateUnavailable:
+            log.warning("shared state lost again while resuming the live spaces")
 
     # -- reads -------------------------------------------------------------------
 
     async def record(self, space_id: str) -> Space:
-        space = self._records.get(space_id)
-        if space is not None:
-            return space
         not_found = NotFound(f"there is no space with id {space_id!r}", code="space_not_found")
         if not looks_like_id(space_id):
             raise not_found
+        space = self._records.get(space_id)
+        if space is not None:
+            return space
         now = time.monotonic()
         expiry = self._missing.get(space_id)
-        if expiry is not None and expiry > now:
+        if self._state.healthy and expiry is not None and expiry > now:
             raise not_found
-        found = await self._store.get_space(space_id)
+        version = self._records.version(space_id)
+        found = await self._state.get_space(space_id) or await self._store.get_space(space_id)
         if found is None:
             self._missing[space_id] = now + MISSING_TTL_S
             self._missing.move_to_end(space_id)
@@ -177,9 +359,28 @@ class Spaces:
                 self._missing.popitem(last=False)
             raise not_found
         self._missing.pop(space_id, None)
-        return self._records.setdefault(space_id, found)
+        self._records.keep(space_id, found, version)
+        return found
+
+    async def _stage(self, space_id: str) -> Stage | None:
+        """The shared stage, cached while changes are delivered."""
+        return await self._stages.read(space_id, lambda: self._state.get_stage(space_id))
+
+    async def stage_url(self, space_id: str) -> str | None:
+        """Base URL of the node that holds the space's stage when it is not this one
+        (its live stream is served there), else None."""
+        if self.rooms.get(space_id) is not None:
+            return None
+        return await self._stage_urls.read(space_id, lambda: self._holder_url(space_id))
+
+    async def _holder_url(self, space_id: str) -> str | None:
+        node_id = await self._state.stage_node(space_id)
+        node = await self._state.node(node_id) if node_id and node_id != self._node_id else None
+        return node.public_url if node is not None else None
 
     async def snapshot(self, space_id: str) -> Snapshot:
+        """Cached while changes are delivered; without them, the last one is still
+        served (it is at most a few seconds old) rather than nothing."""
         cached = self._snapshots.get(space_id)
         if cached is not None:
             return cached
@@ -187,8 +388,10 @@ class Spaces:
         return await self._rebuild(space_id)
 
     async def _rebuild(self, space_id: str) -> Snapshot:
-        space = self._records[space_id]
-        stage = await self._state.get_stage(space_id) if space.is_live else None
+        """A fresh snapshot; kept unless another node's change came in meanwhile."""
+        versions = (self._records.version(space_id), self._stages.version(space_id))
+        space = await self.record(space_id)
+        stage = await self._stage(space_id) if space.is_live else None
         room = self.rooms.get(space_id)
         recording_url = None
         if space.state is SpaceState.ENDED and space.recording_seconds is not None:
@@ -203,7 +406,8 @@ class Spaces:
             recording_url=recording_url,
         )
         snapshot = render(data)
-        self._snapshots[space_id] = snapshot
+        if versions == (self._records.version(space_id), self._stages.version(space_id)):
+            self._snapshots[space_id] = snapshot
         return snapshot
 
     async def listing(
@@ -224,7 +428,6 @@ class Spaces:
             page = await self._store.list_spaces([state], limit + 1, offset)
             result[name] = []
             for space in page[:limit]:
-                self._records.setdefault(space.id, space)
                 result[name].append((await self.snapshot(space.id)).data)
             result[f"next_{name}_offset"] = offset + limit if len(page) > limit else None
         body = render(result).body
@@ -246,6 +449,8 @@ class Spaces:
         now = _now()
         if not isinstance(record, bool):
             raise Invalid("record must be true or false", code="invalid_record")
+        if not self._state.healthy:  # other nodes could not be told: refuse before writing
+            raise StateUnavailable()
         cap = self._settings.limits.open_spaces_per_host
         open_states = [SpaceState.LIVE, SpaceState.SCHEDULED]
         if cap and await self._store.count_spaces_by_host(host.id, open_states) >= cap:
@@ -262,13 +467,21 @@ class Spaces:
             speak_policy=check_speak_policy(speak_policy),
         )
         await self._store.save_space(space)
-        self._records[space.id] = space
+        self._records.keep(space.id, space)
+        await self._changed(space.id)
         self._listings.clear()
         return await self._rebuild(space.id)
 
     async def _save(self, space: Space) -> None:
+        """Shared state (only live and ended records: a scheduled one is read from the
+        store), then the store, then every node's caches. State first: with Redis away
+        the action is refused before anything durable changed."""
+        if space.state is not SpaceState.SCHEDULED:
+            await self._state.put_space(space)
         await self._store.save_space(space)
-        self._records[space.id] = space
+        self._records.keep(space.id, space)
+        self._snapshots.pop(space.id, None)
+        await self._changed(space.id)
         self._listings.clear()
 
     def _require_host(self, space: Space, actor: User, action: str) -> None:
@@ -276,38 +489,48 @@ class Spaces:
             raise Forbidden(f"only the host can {action}")
 
     async def go_live(self, actor: User, space_id: str) -> Snapshot:
-        async with self._lock(space_id):
+        """The stage goes where the host starts it: this node (placement by load is the
+        next step); every node learns where through the state."""
+        await self.record(space_id)  # refuses a malformed id before a lock exists for it
+        async with self._locks.hold(space_id):
             space = await self.record(space_id)
             self._require_host(space, actor, "start the space")
             live = space.start(_now())
             await self._state.put_stage(space_id, await self._fresh_stage(space))
+            await self._state.place_stage(space_id, self._node_id)
             await self.rooms.open(space_id, record=space.record)
             await self._save(live)
         return await self._rebuild(space_id)
 
     async def end(self, actor: User, space_id: str) -> Snapshot:
-        async with self._lock(space_id):
+        await self.record(space_id)
+        async with self._locks.hold(space_id):
             space = await self.record(space_id)
             self._require_host(space, actor, "end the space")
             ended = space.end(_now())
             await self._save(ended)
-            seconds = await self.rooms.close(space_id)
-            await self._state.forget(space_id)
-            if self.on_end is not None:
-                self.on_end(space_id)
-            if seconds is not None:
-                await self._save(replace(ended, recording_seconds=seconds))
+            await self._close_room(ended)
         return await self._rebuild(space_id)
+
+    async def _close_room(self, ended: Space) -> None:
+        """Stops the media here (if the stage is here) and drops the live state."""
+        seconds = await self.rooms.close(ended.id)
+        await self._state.forget(ended.id)
+        if self.on_end is not None:
+            self.on_end(ended.id)
+        if seconds is not None:
+            await self._save(replace(ended, recording_seconds=seconds))
 
     # -- the stage ---------------------------------------------------------------
 
     async def _live_stage(self, space_id: str, action: str) -> tuple[Space, Stage]:
         space = await self.record(space_id)
         space.require_live(action)
-        stage = await self._state.get_stage(space_id)
+        stage = await self._stage(space_id)
         if stage is None:  # the shared state was lost (restart): rebuild the essentials
             stage = await self._fresh_stage(space)
             await self._state.put_stage(space_id, stage)
+            self._stages.drop(space_id)
         return space, stage
 
     async def _fresh_stage(self, space: Space) -> Stage:
@@ -322,6 +545,7 @@ class Spaces:
     ) -> Stage:
         await self._live_stage(space_id, action)
         stage = await self._state.update_stage(space_id, change)
+        await self._changed(space_id)
         await self.rooms.apply_stage(space_id, stage)
         self._mark_dirty(space_id)
         await self._rebuild(space_id)
@@ -412,7 +636,7 @@ class Spaces:
 
     async def my_status(self, actor: User, space_id: str) -> dict[str, Any]:
         space = await self.record(space_id)
-        stage = await self._state.get_stage(space_id) if space.is_live else None
+        stage = await self._stage(space_id) if space.is_live else None
         if stage is None:
             role = Role.HOST if space.host.id == actor.id else Role.LISTENER
             return {
@@ -435,6 +659,13 @@ class Spaces:
         space.require_live("react")
         await self._state.add_reaction(space_id, check_reaction(emoji))
         self._mark_dirty(space_id)
+        now = time.monotonic()
+        if self._reactions_told.get(space_id, 0.0) + REACTION_PUBLISH_S <= now:
+            self._reactions_told[space_id] = now
+            self._reactions_untold.discard(space_id)
+            await self._state.publish(space_id, self._node_id)
+        else:  # the next tick tells the others
+            self._reactions_untold.add(space_id)
 
     async def connect_speaker(self, actor: User, space_id: str, offer_sdp: str) -> str:
         _, stage = await self._live_stage(space_id, "join the stage")
@@ -442,7 +673,10 @@ class Spaces:
             raise Forbidden("only the host, co-hosts and speakers can send audio")
         room = self.rooms.get(space_id)
         if room is None:
-            raise Conflict("this space's audio runs on another node", code="wrong_node")
+            node_url = await self.stage_url(space_id)
+            if node_url is None or self._peers is None:
+                raise Conflict("this space's audio runs on another node", code="wrong_node")
+            return await self._peers.offer(node_url, space_id, actor.id, offer_sdp)
         room.stage.set_muted(actor.id, stage.is_muted(actor.id))
         try:
             answer = await room.stage.connect(actor.id, offer_sdp)
@@ -453,9 +687,19 @@ class Spaces:
         self._mark_dirty(space_id)
         return answer
 
+    async def connect_forwarded_speaker(self, user_id: str, space_id: str, offer_sdp: str) -> str:
+        """An offer another node forwarded: answered only where the stage is (no second hop)."""
+        user = await self._store.get_user(user_id)
+        if user is None:
+            raise NotFound(f"there is no user with id {user_id!r}", code="user_not_found")
+        if self.rooms.get(space_id) is None:
+            raise Conflict("this space's audio does not run on this node", code="wrong_node")
+        return await self.connect_speaker(user, space_id, offer_sdp)
+
     async def is_removed(self, space_id: str, user_id: str) -> bool:
-        room = self.rooms.get(space_id)
-        return room is not None and user_id in room.removed
+        """Removals are decided on any node: the shared stage has them all."""
+        stage = await self._stage(space_id)
+        return stage is not None and user_id in stage.removed
 
     async def recording_path(self, space_id: str) -> Path:
         space = await self.record(space_id)

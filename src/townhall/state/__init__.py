@@ -1,6 +1,8 @@
-"""Shared live state: who is on stage, counters. In memory for one node."""
+"""Shared live state: what every node must agree on. In memory for one node, Redis for many."""
 
-from townhall.state.base import State
+from townhall.state.base import NodeInfo, State, StateUnavailable
+from townhall.state.choose import open_state
 from townhall.state.memory import MemoryState
+from townhall.state.redis import RedisState
 
-__all__ = ["MemoryState", "State"]
+__all__ = ["MemoryState", "NodeInfo", "RedisState", "State", "StateUnavailable", "open_state"]

@@ -1,24 +1,96 @@
 """The seam between one node and many (cf. LiveKit's Router).
 
 Everything that changes while a space is live and that every node must agree
-on lives behind this Protocol: the stage (roles, requests, mutes, removals),
-reaction totals and listener counts. The in-memory backend serves a single
-process; a Redis backend serves many nodes. The choice is made once, in
+on lives behind this Protocol: the space records' live fields, the stage
+(roles, requests, invitations, mutes, removals), reaction totals, listener
+counts per node, the waiting room's counters, attack mode, where each stage
+lives and the registry of nodes. The in-memory backend serves a single
+process; the Redis backend serves many nodes. The choice is made once, in
 `townhall.app`, never as `if redis:` in business code.
+
+A node may cache what it reads only while `healthy` is true: that is the
+promise that every change published by another node reaches `on_change`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
+from townhall.domain.errors import DomainError
+from townhall.domain.spaces import Space
 from townhall.domain.stage import Stage
 
 StageChange = Callable[[Stage], None]
 """Mutates the stage it is given, or raises a DomainError to leave it as it was."""
 
+ChangeListener = Callable[[str, str], None]
+"""Called with (space id, id of the node that published the change)."""
+
+ResyncListener = Callable[[], None]
+"""Called when changes may have been missed (the subscription was lost and is back)."""
+
+ENDED_RECORD_TTL_S = 3_600.0
+"""An ended space's record stays in State this long (late snapshots), then only the store has it."""
+LISTENER_REPORT_TTL_S = 5.0
+"""A listener count not reported again within this stops counting (a dead node's)."""
+STATE_RETRY_AFTER_S = 2.0
+"""What a refused client is told to wait while the shared state is unreachable."""
+
+
+class StateUnavailable(DomainError):
+    """The shared state cannot be reached: nothing that needs it can be decided now.
+
+    A refusal, not a bug: the caller is told to retry shortly (the API answers 503 with
+    Retry-After); listeners already streaming are not affected.
+    """
+
+    code = "state_unavailable"
+
+    def __init__(self, message: str = "the shared state is unreachable; retry shortly") -> None:
+        super().__init__(message)
+        self.retry_after_s = STATE_RETRY_AFTER_S
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One node as the registry knows it: what it is, where, how busy, when last heard."""
+
+    node_id: str
+    public_url: str
+    role: str = "all"
+    load: float = 0.0
+    """Live-stream listeners the node serves (what placement compares)."""
+    last_beat: float = 0.0
+    """Unix time of the last heartbeat, set by the backend."""
+
 
 class State(Protocol):
+    # -- change notification ---------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """True while every change published anywhere is delivered to this node."""
+
+    def subscribe(self, on_change: ChangeListener, on_resync: ResyncListener) -> None:
+        """Registers listeners; changes published from then on reach them."""
+
+    async def start(self) -> None:
+        """Connects and starts delivering changes."""
+
+    async def publish(self, space_id: str, node_id: str) -> None:
+        """Tells every node (this one included) that something about the space changed."""
+
+    # -- space records' live fields ----------------------------------------------------
+
+    async def get_space(self, space_id: str) -> Space | None: ...
+
+    async def put_space(self, space: Space) -> None:
+        """Records a live space; an ended one is kept for ENDED_RECORD_TTL_S."""
+
+    # -- the stage --------------------------------------------------------------------
+
     async def get_stage(self, space_id: str) -> Stage | None: ...
 
     async def put_stage(self, space_id: str, stage: Stage) -> None: ...
@@ -30,16 +102,57 @@ class State(Protocol):
         propagates and nothing is written.
         """
 
+    # -- counters -----------------------------------------------------------------------
+
     async def add_reaction(self, space_id: str, emoji: str) -> None: ...
 
     async def reactions(self, space_id: str) -> dict[str, int]: ...
 
-    async def report_listeners(self, space_id: str, node_id: str, count: int) -> None:
-        """This node's current listener count for the space (nodes report, state sums)."""
+    async def report_listeners(
+        self, space_id: str, node_id: str, count: int, ttl_s: float = LISTENER_REPORT_TTL_S
+    ) -> None:
+        """This node's current listener count for the space; it is forgotten after
+        `ttl_s` unless reported again, so a dead node's listeners stop counting."""
 
-    async def listeners(self, space_id: str) -> int: ...
+    async def listeners(self, space_id: str) -> int:
+        """The sum over the nodes whose report has not expired."""
+
+    # -- the waiting room (wired by the door) ----------------------------------------
+
+    async def next_arrival(self, space_id: str) -> int:
+        """The next number in the space's one arrival sequence (1, 2, ...), atomic."""
+
+    async def advance_admitted(self, space_id: str, at_most: int) -> int:
+        """Moves "admitted up to" forward by at most `at_most`, never past the arrival
+        sequence, atomically; returns the new value."""
+
+    async def waiting_counters(self, space_id: str) -> tuple[int, int]:
+        """(arrival sequence, admitted up to)."""
+
+    # -- attack mode --------------------------------------------------------------------
+
+    async def set_attack_mode(self, mode: str, ttl_s: float) -> None:
+        """The deployment's attack mode, forgotten after `ttl_s` unless set again."""
+
+    async def attack_mode(self) -> str | None: ...
+
+    # -- placement and nodes ------------------------------------------------------------
+
+    async def place_stage(self, space_id: str, node_id: str) -> None:
+        """The space's stage (mixer, encoder, fan-out) lives on this node."""
+
+    async def stage_node(self, space_id: str) -> str | None: ...
+
+    async def beat(self, node: NodeInfo, ttl_s: float) -> None:
+        """A node's heartbeat: it leaves the registry `ttl_s` after its last one."""
+
+    async def node(self, node_id: str) -> NodeInfo | None: ...
+
+    async def nodes(self) -> list[NodeInfo]: ...
+
+    # -- the end ----------------------------------------------------------------------
 
     async def forget(self, space_id: str) -> None:
-        """Drop everything live about an ended space."""
+        """Drops every per-space structure of an ended space (its record expires)."""
 
     async def close(self) -> None: ...

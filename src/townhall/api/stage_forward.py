@@ -1,0 +1,36 @@
+"""POST /internal/stage/{space_id}/offer: a speaker's offer forwarded by another node
+of the deployment (see townhall.nodes.peers), answered here where the stage is."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from townhall.api.bodies import read_json
+from townhall.api.errors import error_response
+from townhall.nodes.peers import HEADER, PATH, ForwardRefused, check_token
+
+MAX_SDP_BYTES = 64 * 1024
+
+
+async def forwarded_offer(request: Request) -> Response:
+    space_id = request.path_params["space_id"]
+    app = request.app
+    try:
+        user_id = check_token(
+            app.state.signer, request.headers.get(HEADER, ""), space_id, time.time()
+        )
+    except ForwardRefused as refused:
+        return error_response(403, "forward_refused", f"not a node of ours ({refused.code})")
+    body = await read_json(request, MAX_SDP_BYTES)
+    sdp = body.get("sdp")
+    if not isinstance(sdp, str) or not sdp.strip():
+        return error_response(422, "bad_sdp", "sdp must be a non-empty string")
+    answer = await app.state.spaces.connect_forwarded_speaker(user_id, space_id, sdp)
+    return JSONResponse({"type": "answer", "sdp": answer}, headers={"cache-control": "no-store"})
+
+
+routes = [Route(PATH, forwarded_offer, methods=["POST"])]

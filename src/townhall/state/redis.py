@@ -1,0 +1,392 @@
+"""Shared state in Redis: what every node of one deployment agrees on.
+
+redis-py's asyncio client (hiredis parser). Every per-space key carries the space
+id in a hash tag (`{id}`) so a Lua script touching two of them stays valid on a
+cluster. A short socket timeout and a single retry turn an unreachable
+Redis into `StateUnavailable` within about a second, never a hang. Changes are
+announced on one pub/sub channel; while that subscription is down `healthy` is
+false (nodes stop trusting their caches), and when it is back every listener is
+told to resync, since messages may have been missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, WatchError
+
+from townhall.domain.errors import Conflict
+from townhall.domain.spaces import Space, SpaceState
+from townhall.domain.stage import Stage
+from townhall.state.base import (
+    ENDED_RECORD_TTL_S,
+    LISTENER_REPORT_TTL_S,
+    ChangeListener,
+    NodeInfo,
+    ResyncListener,
+    StageChange,
+    StateUnavailable,
+)
+from townhall.state.codec import space_from_json, space_to_json
+
+log = logging.getLogger(__name__)
+
+# -- key names and their shapes ----------------------------------------------------------
+SPACE_KEY = "townhall:space:{%s}:record"
+"""string: the space record as JSON (state/codec.py); expires ENDED_RECORD_TTL_S after end."""
+STAGE_KEY = "townhall:space:{%s}:stage"
+"""string: the Stage as JSON (Stage.to_json), incl. requests, invitations, removals."""
+REACTIONS_KEY = "townhall:space:{%s}:reactions"
+"""hash: emoji -> total."""
+LISTENERS_KEY = "townhall:space:{%s}:listeners"
+"""hash: node id -> that node's listener count."""
+LISTENER_EXPIRY_KEY = "townhall:space:{%s}:listeners-expiry"
+"""sorted set: node id -> unix time its count stops counting."""
+ARRIVALS_KEY = "townhall:space:{%s}:arrivals"
+"""integer: the waiting room's arrival sequence (INCR)."""
+ADMITTED_KEY = "townhall:space:{%s}:admitted"
+"""integer: the waiting room's admitted-up-to (never past the arrival sequence)."""
+STAGE_NODE_KEY = "townhall:space:{%s}:stage-node"
+"""string: id of the node that holds the space's stage."""
+ATTACK_MODE_KEY = "townhall:attack-mode"
+"""string: the deployment's attack mode ("on"/"off"/...), with an expiry."""
+NODE_KEY = "townhall:node:%s"
+"""string: a NodeInfo as JSON; expires when the node stops beating."""
+NODES_KEY = "townhall:nodes"
+"""sorted set: node id -> unix time its registration expires."""
+CHANGES_CHANNEL = "townhall:space-changes"
+"""pub/sub: "<space id> <node id>" whenever something about a space changed."""
+
+PER_SPACE_KEYS = (
+    STAGE_KEY,
+    REACTIONS_KEY,
+    LISTENERS_KEY,
+    LISTENER_EXPIRY_KEY,
+    ARRIVALS_KEY,
+    ADMITTED_KEY,
+    STAGE_NODE_KEY,
+)
+"""Deleted when a space ends (its record expires instead)."""
+
+SOCKET_TIMEOUT_S = 1.0
+"""A command that gets no answer by then fails: a slow Redis is an unavailable one."""
+RESUBSCRIBE_S = 0.5
+"""Pause between attempts to get the change subscription back."""
+PUBSUB_POLL_S = 1.0
+HEALTH_CHECK_S = 1
+"""An idle connection is pinged before use after this long, so a dead Redis is noticed."""
+STALE_CONNECTION_RETRIES = 1
+"""A pooled connection from before a Redis restart fails once; the retry uses a new one."""
+STAGE_UPDATE_ATTEMPTS = 20
+"""Optimistic stage updates retried this often when another node wrote in between."""
+STAGE_RETRY_PAUSE_S = 0.005
+"""Upper bound of the random pause before retry n is n times this."""
+
+# KEYS: listeners hash, expiry zset. ARGV: node id, count, ttl (s).
+REPORT_LISTENERS = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], t + tonumber(ARGV[3]), ARGV[1])
+return 1
+"""
+# KEYS: listeners hash, expiry zset. Drops expired reports, returns the sum of the rest.
+SUM_LISTENERS = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', t)
+for _, node in ipairs(stale) do
+  redis.call('HDEL', KEYS[1], node)
+  redis.call('ZREM', KEYS[2], node)
+end
+local total = 0
+for _, count in ipairs(redis.call('HVALS', KEYS[1])) do
+  total = total + tonumber(count)
+end
+return total
+"""
+# KEYS: arrivals, admitted. ARGV: at most. Returns the new admitted-up-to.
+ADVANCE_ADMITTED = """
+local arrivals = tonumber(redis.call('GET', KEYS[1]) or '0')
+local admitted = tonumber(redis.call('GET', KEYS[2]) or '0')
+local target = math.min(arrivals, admitted + tonumber(ARGV[1]))
+if target > admitted then
+  redis.call('SET', KEYS[2], target)
+  return target
+end
+return admitted
+"""
+# KEYS: node key, nodes zset. ARGV: node id, ttl (s), NodeInfo JSON without last_beat.
+BEAT = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
+local info = cjson.decode(ARGV[3])
+info['last_beat'] = t
+redis.call('SET', KEYS[1], cjson.encode(info), 'PX', math.floor(tonumber(ARGV[2]) * 1000))
+redis.call('ZADD', KEYS[2], t + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', t)
+return 1
+"""
+
+
+@contextlib.contextmanager
+def _reachable() -> Iterator[None]:
+    """Redis failing to answer is a refusal the caller can explain, not a 500."""
+    try:
+        yield
+    except (RedisError, OSError) as error:
+        if isinstance(error, WatchError):
+            raise
+        raise StateUnavailable() from None
+
+
+def _node_from_json(raw: str | bytes) -> NodeInfo:
+    data: dict[str, Any] = json.loads(raw)
+    return NodeInfo(
+        node_id=str(data["node_id"]),
+        public_url=str(data["public_url"]),
+        role=str(data["role"]),
+        load=float(data["load"]),
+        last_beat=float(data["last_beat"]),
+    )
+
+
+class RedisState:
+    def __init__(self, url: str) -> None:
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            socket_connect_timeout=SOCKET_TIMEOUT_S,
+            health_check_interval=HEALTH_CHECK_S,
+            retry=Retry(NoBackoff(), STALE_CONNECTION_RETRIES),
+            decode_responses=True,
+        )
+        self._on_change: list[ChangeListener] = []
+        self._on_resync: list[ResyncListener] = []
+        self._healthy = False
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self._stage_writer = asyncio.Lock()
+        self._report = self._redis.register_script(REPORT_LISTENERS)
+        self._sum = self._redis.register_script(SUM_LISTENERS)
+        self._advance = self._redis.register_script(ADVANCE_ADMITTED)
+        self._beat = self._redis.register_script(BEAT)
+
+    # -- change notification ---------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    def subscribe(self, on_change: ChangeListener, on_resync: ResyncListener) -> None:
+        self._on_change.append(on_change)
+        self._on_resync.append(on_resync)
+
+    async def start(self) -> None:
+        """Starts listening for changes; waits (briefly) for the first subscription so a
+        node that starts with Redis up serves from its cache at once."""
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen_forever(), name="state-changes")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), timeout=SOCKET_TIMEOUT_S * 3)
+
+    async def _listen_forever(self) -> None:
+        lost = False
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                if lost:  # connections from before the outage are dead: drop them
+                    await self._redis.connection_pool.disconnect()
+                await pubsub.subscribe(CHANGES_CHANNEL)
+                self._healthy = True
+                self._subscribed.set()
+                if lost:
+                    log.warning("shared state reachable again; caches resynchronised")
+                for resync in self._on_resync:
+                    resync()
+                lost = False
+                while True:
+                    message = await pubsub.get_message(timeout=PUBSUB_POLL_S)
+                    if message is not None:
+                        self._dispatch(message.get("data"))
+            except (RedisError, OSError) as error:
+                if not lost:
+                    log.warning("shared state unreachable (%s); retrying", error)
+                lost = True
+            finally:
+                self._healthy = False
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(RESUBSCRIBE_S)
+
+    def _dispatch(self, data: object) -> None:
+        if not isinstance(data, str) or " " not in data:
+            return
+        space_id, node_id = data.split(" ", 1)
+        for listener in self._on_change:
+            try:
+                listener(space_id, node_id)
+            except Exception:
+                log.exception("a change listener failed for %s", space_id)
+
+    async def publish(self, space_id: str, node_id: str) -> None:
+        with _reachable():
+            await self._redis.publish(CHANGES_CHANNEL, f"{space_id} {node_id}")
+
+    # -- records ----------------------------------------------------------------------
+
+    async def get_space(self, space_id: str) -> Space | None:
+        with _reachable():
+            raw = await self._redis.get(SPACE_KEY % space_id)
+        return space_from_json(raw) if raw is not None else None
+
+    async def put_space(self, space: Space) -> None:
+        ttl = ENDED_RECORD_TTL_S if space.state is SpaceState.ENDED else None
+        with _reachable():
+            await self._redis.set(
+                SPACE_KEY % space.id, space_to_json(space), px=int(ttl * 1000) if ttl else None
+            )
+
+    # -- the stage --------------------------------------------------------------------
+
+    async def get_stage(self, space_id: str) -> Stage | None:
+        with _reachable():
+            raw = await self._redis.get(STAGE_KEY % space_id)
+        return Stage.from_json(json.loads(raw)) if raw is not None else None
+
+    async def put_stage(self, space_id: str, stage: Stage) -> None:
+        with _reachable():
+            await self._redis.set(STAGE_KEY % space_id, json.dumps(stage.to_json()))
+
+    async def update_stage(self, space_id: str, change: StageChange) -> Stage:
+        """WATCH, read, change, MULTI/EXEC; another writer in between means read again.
+
+        This node's own writers take turns (stage changes come at human pace), so the
+        optimistic retries only race other nodes; a short random pause spreads them."""
+        key = STAGE_KEY % space_id
+        async with self._stage_writer:
+            return await self._update_stage(space_id, key, change)
+
+    async def _update_stage(self, space_id: str, key: str, change: StageChange) -> Stage:
+        with _reachable():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for attempt in range(STAGE_UPDATE_ATTEMPTS):
+                    try:
+                        await pipe.watch(key)
+                        raw = await pipe.get(key)
+                        if raw is None:
+                            raise KeyError(space_id)
+                        stage = Stage.from_json(json.loads(raw))
+                        change(stage)
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                        pipe.set(key, json.dumps(stage.to_json()))
+                        await pipe.execute()
+                        return stage
+                    except WatchError:
+                        await asyncio.sleep(random.uniform(0, STAGE_RETRY_PAUSE_S * attempt))
+        raise Conflict("the stage is changing too fast; try again", code="stage_busy")
+
+    # -- counters -----------------------------------------------------------------------
+
+    async def add_reaction(self, space_id: str, emoji: str) -> None:
+        with _reachable():
+            await self._redis.hincrby(REACTIONS_KEY % space_id, emoji, 1)
+
+    async def reactions(self, space_id: str) -> dict[str, int]:
+        with _reachable():
+            totals = await self._redis.hgetall(REACTIONS_KEY % space_id)
+        return {str(emoji): int(count) for emoji, count in totals.items()}
+
+    async def report_listeners(
+        self, space_id: str, node_id: str, count: int, ttl_s: float = LISTENER_REPORT_TTL_S
+    ) -> None:
+        keys = [LISTENERS_KEY % space_id, LISTENER_EXPIRY_KEY % space_id]
+        with _reachable():
+            await self._report(keys=keys, args=[node_id, count, ttl_s])
+
+    async def listeners(self, space_id: str) -> int:
+        keys = [LISTENERS_KEY % space_id, LISTENER_EXPIRY_KEY % space_id]
+        with _reachable():
+            return int(await self._sum(keys=keys))
+
+    # -- the waiting room ---------------------------------------------------------------
+
+    async def next_arrival(self, space_id: str) -> int:
+        with _reachable():
+            return int(await self._redis.incr(ARRIVALS_KEY % space_id))
+
+    async def advance_admitted(self, space_id: str, at_most: int) -> int:
+        keys = [ARRIVALS_KEY % space_id, ADMITTED_KEY % space_id]
+        with _reachable():
+            return int(await self._advance(keys=keys, args=[max(0, at_most)]))
+
+    async def waiting_counters(self, space_id: str) -> tuple[int, int]:
+        with _reachable():
+            arrivals, admitted = await self._redis.mget(
+                ARRIVALS_KEY % space_id, ADMITTED_KEY % space_id
+            )
+        return int(arrivals or 0), int(admitted or 0)
+
+    # -- attack mode --------------------------------------------------------------------
+
+    async def set_attack_mode(self, mode: str, ttl_s: float) -> None:
+        with _reachable():
+            await self._redis.set(ATTACK_MODE_KEY, mode, px=max(1, int(ttl_s * 1000)))
+
+    async def attack_mode(self) -> str | None:
+        with _reachable():
+            mode = await self._redis.get(ATTACK_MODE_KEY)
+        return str(mode) if mode is not None else None
+
+    # -- placement and nodes ------------------------------------------------------------
+
+    async def place_stage(self, space_id: str, node_id: str) -> None:
+        with _reachable():
+            await self._redis.set(STAGE_NODE_KEY % space_id, node_id)
+
+    async def stage_node(self, space_id: str) -> str | None:
+        with _reachable():
+            node = await self._redis.get(STAGE_NODE_KEY % space_id)
+        return str(node) if node is not None else None
+
+    async def beat(self, node: NodeInfo, ttl_s: float) -> None:
+        info = json.dumps(asdict(node))
+        keys = [NODE_KEY % node.node_id, NODES_KEY]
+        with _reachable():
+            await self._beat(keys=keys, args=[node.node_id, ttl_s, info])
+
+    async def node(self, node_id: str) -> NodeInfo | None:
+        with _reachable():
+            raw = await self._redis.get(NODE_KEY % node_id)
+        return _node_from_json(raw) if raw is not None else None
+
+    async def nodes(self) -> list[NodeInfo]:
+        with _reachable():
+            ids = await self._redis.zrange(NODES_KEY, 0, -1)
+            if not ids:
+                return []
+            found = await self._redis.mget([NODE_KEY % node_id for node_id in ids])
+        return [_node_from_json(raw) for raw in found if raw is not None]
+
+    # -- the end ----------------------------------------------------------------------
+
+    async def forget(self, space_id: str) -> None:
+        with _reachable():
+            await self._redis.delete(*(key % space_id for key in PER_SPACE_KEYS))
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await self._redis.aclose()

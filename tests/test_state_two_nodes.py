@@ -1,0 +1,219 @@
+"""Two nodes, one truth: two `townhall serve` processes (role all) sharing one
+redis-server (the state) and one SQLite file (the store, until the PostgreSQL store
+lands), and one TOWNHALL_SECRET.
+
+What one node decides, the other knows within a second; listener counts add up
+across nodes within three; a listener who joins on the node without the stage is
+sent, with absolute URLs, to the node that has it; a speaker whose offer reaches the
+node without the stage is answered by the node with it (B proxies), and listeners hear
+that speaker (FFT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import RunningServer, start_server, stop_server
+from http_helpers import Account, assert_error, sign_up, speak_over_http
+from tones import Recording, ToneTrack, read_live_stream, tone_power
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_ice")]
+TONE_HZ = 660.0
+PRESENT_DBFS = -30.0
+
+SHARED_SECRET = "two-nodes-one-deployment"
+DECISION_S = 1.0
+"""What one node decides shows on the other within this (the issue's figure)."""
+TICK_S = 1.0
+"""The snapshot tick (settings.snapshot_tick_s): what is throttled goes out with it."""
+COUNTS_S = 3.0
+"""Listener counts add up across nodes within this."""
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, redis_url: str) -> Iterator[tuple[RunningServer, RunningServer]]:
+    shared = tmp_path / "shared"
+    env = {"TOWNHALL_STATE": redis_url, "TOWNHALL_SECRET": SHARED_SECRET}
+    a = start_server(shared, **env)
+    try:
+        b = start_server(shared, **env)
+        try:
+            yield a, b
+        finally:
+            stop_server(b)
+    finally:
+        stop_server(a)
+
+
+async def _within(
+    seconds: float, probe: Callable[[], Awaitable[Any]], accept: Callable[[Any], bool]
+) -> float:
+    """Polls until `accept(await probe())`; returns how long it took, fails past `seconds`."""
+    started = time.monotonic()
+    while True:
+        value = await probe()
+        if accept(value):
+            return time.monotonic() - started
+        if time.monotonic() - started > seconds:
+            raise AssertionError(f"not within {seconds} s; last seen: {value!r}")
+        await asyncio.sleep(0.02)
+
+
+async def _snapshot(http: httpx.AsyncClient, space_id: str) -> dict[str, Any]:
+    answer = await http.get(f"/api/spaces/{space_id}")
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+async def _first_bytes(url: str, at_least: int = 2_000) -> int:
+    async with httpx.AsyncClient(timeout=10) as http, http.stream("GET", url) as response:
+        assert response.status_code == 200, await response.aread()
+        received = 0
+        async for chunk in response.aiter_raw():
+            received += len(chunk)
+            if received >= at_least:
+                return received
+    return received
+
+
+async def test_two_nodes_share_one_truth(nodes: tuple[RunningServer, RunningServer]) -> None:
+    node_a, node_b = nodes
+    async with (
+        httpx.AsyncClient(base_url=node_a.url, timeout=10) as a,
+        httpx.AsyncClient(base_url=node_b.url, timeout=10) as b,
+    ):
+        host = await sign_up(a, "host")
+        guest: Account = await sign_up(b, "guest")
+        troll: Account = await sign_up(a, "troll")
+        created = await a.post("/api/spaces", json={"title": "Two nodes"}, headers=host.headers)
+        space_id = created.json()["id"]
+        assert (await _snapshot(b, space_id))["state"] == "scheduled"  # B has it cached now
+
+        started = await a.post(f"/api/spaces/{space_id}/start", headers=host.headers)
+        assert started.status_code == 200, started.text
+        took = await _within(
+            DECISION_S, lambda: _snapshot(b, space_id), lambda s: s["state"] == "live"
+        )
+        print(f"\nstarted on A -> live in B's snapshot: {took * 1000:.0f} ms")
+
+        # A listener joins on B: the stage is on A, so the answer points there.
+        joined = await b.post(f"/api/spaces/{space_id}/join")
+        assert joined.status_code == 200, joined.text
+        answer = joined.json()
+        assert answer["live_url"].startswith(f"{node_a.url}/live/{space_id}.aac?ticket=")
+        assert answer["hls_url"] == f"{node_a.url}/hls/{space_id}/index.m3u8"
+        listening = asyncio.create_task(_first_bytes(answer["live_url"], at_least=10**9))
+        try:
+            took = await _within(
+                COUNTS_S, lambda: _snapshot(b, space_id), lambda s: s["listeners"] >= 1
+            )
+            print(f"a listener on A -> counted in B's snapshot: {took * 1000:.0f} ms")
+        finally:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
+
+        # A reaction and a request to speak sent to B show on A.
+        assert (await b.post(f"/api/spaces/{space_id}/reactions", json={"emoji": "🔥"})).is_success
+        took = await _within(
+            DECISION_S,
+            lambda: _snapshot(a, space_id),
+            lambda s: s["reactions"].get("🔥") == 1,
+        )
+        print(f"reaction on B -> A's snapshot: {took * 1000:.0f} ms")
+        for _ in range(3):  # a burst: B tells A at once, then the rest at its next tick
+            assert (
+                await b.post(f"/api/spaces/{space_id}/reactions", json={"emoji": "👏"})
+            ).is_success
+        await _within(
+            DECISION_S + TICK_S,
+            lambda: _snapshot(a, space_id),
+            lambda s: s["reactions"] == {"🔥": 1, "👏": 3},
+        )
+        asked = await b.post(f"/api/spaces/{space_id}/speak-requests", headers=guest.headers)
+        assert asked.is_success, asked.text
+
+        async def requests_on_a() -> list[str]:
+            seen = await a.get(f"/api/spaces/{space_id}/requests", headers=host.headers)
+            assert seen.status_code == 200, seen.text
+            return [person["id"] for person in seen.json()["requests"]]
+
+        await _within(DECISION_S, requests_on_a, lambda ids: guest.id in ids)
+
+        # The guest, brought on stage by A, speaks through B: B forwards the offer to A.
+        on_stage = await a.post(
+            f"/api/spaces/{space_id}/stage",
+            json={"user_id": guest.id, "role": "speaker"},
+            headers=host.headers,
+        )
+        assert on_stage.status_code == 200, on_stage.text
+        heard = Recording()
+        listen_for_s = 4.0
+        reader = asyncio.create_task(
+            read_live_stream(answer["live_url"], heard, time.time() + listen_for_s)
+        )
+        speaker = await speak_over_http(b, space_id, guest.headers, ToneTrack(TONE_HZ, 0.0))
+        try:
+            await asyncio.wait_for(reader, listen_for_s + 10)
+        finally:
+            await speaker.close()
+        assert tone_power(heard.samples(), 48_000, TONE_HZ) > PRESENT_DBFS
+
+        # A removal on A is refused on B's join.
+        assert (await b.post(f"/api/spaces/{space_id}/join", headers=troll.headers)).is_success
+        removed = await a.post(
+            f"/api/spaces/{space_id}/removals", json={"user_id": troll.id}, headers=host.headers
+        )
+        assert removed.status_code == 200, removed.text
+        assert_error(
+            await b.post(f"/api/spaces/{space_id}/join", headers=troll.headers), 403, "removed"
+        )
+
+        # The end on B stops the stage on A.
+        ended = await b.post(f"/api/spaces/{space_id}/end", headers=host.headers)
+        assert ended.status_code == 200, ended.text
+        await _within(DECISION_S, lambda: _snapshot(a, space_id), lambda s: s["state"] == "ended")
+        assert_error(await a.post(f"/api/spaces/{space_id}/join"), 409)
+    assert "Traceback" not in node_a.log() + node_b.log()
+
+
+ORPHAN_ENDED_S = 15.0
+"""A dead node leaves the registry after 5 ticks; live spaces are swept every 5 ticks."""
+
+
+async def test_a_dead_nodes_listeners_stop_counting_and_its_spaces_end(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    node_a, node_b = nodes
+    async with (
+        httpx.AsyncClient(base_url=node_a.url, timeout=10) as a,
+        httpx.AsyncClient(base_url=node_b.url, timeout=10) as b,
+    ):
+        host = await sign_up(a, "host")
+        created = await a.post("/api/spaces", json={"title": "Doomed"}, headers=host.headers)
+        space_id = created.json()["id"]
+        assert (await a.post(f"/api/spaces/{space_id}/start", headers=host.headers)).is_success
+        joined = (await b.post(f"/api/spaces/{space_id}/join")).json()
+        listening = asyncio.create_task(_first_bytes(joined["live_url"], at_least=10**9))
+        try:
+            await _within(COUNTS_S, lambda: _snapshot(b, space_id), lambda s: s["listeners"] == 1)
+            node_a.kill_hard()
+            killed = time.monotonic()
+            await _within(
+                COUNTS_S + 1.0, lambda: _snapshot(b, space_id), lambda s: s["listeners"] == 0
+            )
+            await _within(
+                ORPHAN_ENDED_S, lambda: _snapshot(b, space_id), lambda s: s["state"] == "ended"
+            )
+            print(f"\nnode A killed -> its space ended on B: {time.monotonic() - killed:.1f} s")
+        finally:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
+        assert_error(await b.post(f"/api/spaces/{space_id}/join"), 409)
+    assert "Traceback" not in node_b.log()
