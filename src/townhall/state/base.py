@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from townhall.domain.errors import DomainError
+from townhall.domain.errors import Unavailable
 from townhall.domain.spaces import Space
 from townhall.domain.stage import Stage
 
@@ -39,7 +39,7 @@ STATE_RETRY_AFTER_S = 2.0
 """What a refused client is told to wait while the shared state is unreachable."""
 
 
-class StateUnavailable(DomainError):
+class StateUnavailable(Unavailable):
     """The shared state cannot be reached: nothing that needs it can be decided now.
 
     A refusal, not a bug: the caller is told to retry shortly (the API answers 503 with
@@ -49,8 +49,7 @@ class StateUnavailable(DomainError):
     code = "state_unavailable"
 
     def __init__(self, message: str = "the shared state is unreachable; retry shortly") -> None:
-        super().__init__(message)
-        self.retry_after_s = STATE_RETRY_AFTER_S
+        super().__init__(message, STATE_RETRY_AFTER_S)
 
 
 @dataclass(frozen=True)
