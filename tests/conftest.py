@@ -20,13 +20,14 @@ from townhall.app import create_app
 from townhall.config import load_settings
 from townhall.stage.ice import use_host_addresses
 
-pytest_plugins = ["redis_server"]  # redis_server, redis_url, state_backend
+pytest_plugins = [
+    "redis_server",  # redis_server, redis_url, state_backend (TOWNHALL_TEST_STATE=redis)
+    "pg_server",  # a real PostgreSQL; `--store postgresql://` runs on it
+]
 
 CHEAP_ARGON2 = {"TOWNHALL_ARGON2_TIME_COST": "1", "TOWNHALL_ARGON2_MEMORY_KIB": "8192"}
 LOOPBACK_ICE = {"TOWNHALL_STAGE_ICE_HOST_ADDRESSES": "127.0.0.1"}
 SERVER_START_TIMEOUT_S = 30.0
-
-pytest_plugins = ["pg_server"]  # a real PostgreSQL; `--store postgresql://` runs on it
 
 
 def free_port() -> int:
