@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from townhall.admission.signing import Signer
+from townhall.admission.waiting_room import MAX_ETA_S
 from townhall.config import load_settings
-from townhall.service.door import Door
+from townhall.service.door import MAX_QUEUED_SHED_RETRY_S, Door
 
 
 def test_overload_answers_with_a_place_in_line_and_spread_retries(tmp_path) -> None:
@@ -17,3 +20,44 @@ def test_overload_answers_with_a_place_in_line_and_spread_retries(tmp_path) -> N
     assert min(retries) >= door.capacity.shed_retry_s * 0.75
     assert len(set(retries)) > 5, f"the shed crowd would come back in one wave: {retries}"
     assert door.counts["shed"] == 40
+
+
+def _door(tmp_path, **env: str) -> Door:
+    return Door(load_settings(env, data_dir=tmp_path), Signer(b"k" * 32), listeners=lambda: 0)
+
+
+def _overloaded_crowd(door: Door, n: int) -> list[dict]:
+    """n people join while the loop lags past the shed threshold (issue 6, step 2)."""
+    door.lag.value_ms = door.capacity.shed_lag_ms * 10
+    waits = [door.join("space", None, {})["wait"] for _ in range(n)]
+    return waits
+
+
+def test_a_paused_line_tells_an_honest_eta_not_a_sentinel(tmp_path) -> None:
+    door = _door(tmp_path, TOWNHALL_ADMISSION_MAX_ADMISSIONS_PER_S="100")
+    waits = _overloaded_crowd(door, 300)
+    assert [w["position"] for w in waits] == list(range(1, 301))
+    for w in waits:
+        # Nobody is admitted before coming back, nor faster than the rate it expects.
+        expected = max(w["retry_after_s"], w["position"] / 100.0)
+        assert w["eta_s"] == pytest.approx(expected, rel=0.05, abs=0.2), w
+        assert w["eta_s"] < MAX_ETA_S
+        assert w["retry_after_s"] <= MAX_QUEUED_SHED_RETRY_S * 1.25
+
+
+def test_the_line_moves_with_time_once_the_overload_ends(tmp_path) -> None:
+    door = _door(tmp_path)
+    waits = _overloaded_crowd(door, 300)
+    door.lag.value_ms = 1.0  # the overload is over; nobody new arrives
+    door.advance_lines()
+    assert door.stats()["queues"]["space"]["admitted"] == 300
+    polls = [door.join("space", None, {"token": w["token"]}) for w in waits]
+    assert all("ticket" in answer for answer in polls)
+
+
+def test_a_poll_alone_reopens_a_paused_line(tmp_path) -> None:
+    door = _door(tmp_path)
+    waits = _overloaded_crowd(door, 50)
+    door.lag.value_ms = 1.0
+    answers = [door.join("space", None, {"token": w["token"]}) for w in waits]
+    assert all("ticket" in answer for answer in answers), answers[:2]

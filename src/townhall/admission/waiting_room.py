@@ -566,7 +566,10 @@ class WaitingRoom:
         return cls(signer, space_id, policy, WaitingRoomState.fresh(now, policy.burst))
 
     def set_load(self, listeners: int, paused: bool = False) -> None:
-        """What the node carries now; `paused` when capacity.decide says QUEUE or SHED."""
+        """What the node carries now; `paused` when capacity.decide says QUEUE or SHED.
+
+        Set it before every tick, poll and join (the door does, and on its housekeeping
+        tick): a pause must end when the overload does, not when somebody new arrives."""
         self.listeners = listeners
         self.paused = paused
 
@@ -680,11 +683,14 @@ class WaitingRoom:
         if ahead <= _EPS:
             claim(s, policy, lane, seq)
             return Admitted(seq, lane, s.epoch, arrived_at, max(0.0, now - arrived_at))
-        held_by_capacity = self.paused or (
-            policy.capacity > 0 and policy.capacity - self.listeners - s.in_flight < 1
-        )
+        full = policy.capacity > 0 and policy.capacity - self.listeners - s.in_flight < 1
+        held_by_capacity = self.paused or full
+        # Paused (the loop lags), the line resumes at the rate it expects once the loop
+        # recovers: that is the honest ETA (the pause itself is the caller's to add, as
+        # the time before the person may come back). Full, it moves as people leave:
+        # at the admission rate measured lately.
         rate = policy.rate
-        if held_by_capacity:
+        if full and not self.paused:
             rate = min(rate, _unbiased(s.admit_rate, s, policy, now))
         # In expected claims: the bucket pays q per number, so dead numbers ahead cost less.
         cost, other_cost = own.cost(policy), other.cost(policy)

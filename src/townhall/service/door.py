@@ -35,7 +35,7 @@ from townhall.admission import (
     verify_solution,
 )
 from townhall.admission.attack_mode import ATTACK_RESTRICTIONS, NORMAL_RESTRICTIONS
-from townhall.admission.capacity import Action
+from townhall.admission.capacity import Action, Decision, shed_retry_s
 from townhall.admission.signing import Signer
 from townhall.api.errors import RequestError
 from townhall.config import Settings
@@ -47,6 +47,13 @@ LAG_PROBE_S = 0.05
 """How often the loop-lag probe wakes; lag is how late it wakes."""
 HOUSEKEEPING_S = 1.0
 UNLIMITED = BucketSpec(rate=1e9, burst=1e9)
+LINE_TICK_S = 0.2
+"""How often every waiting room is moved on by time alone (issue 6: a line paused by an
+overload resumed only when a fresh join happened to arrive)."""
+MAX_QUEUED_SHED_RETRY_S = 15.0
+"""Longest interval (before jitter) a person in line is told to stay away while the node
+is overloaded. Their place is kept and an overload is seconds long, so sending them away
+for a minute only made them wait long after it ended (the lull came and nobody polled)."""
 
 
 class Refused(RequestError):
@@ -113,12 +120,16 @@ class Door:
     async def _probe_forever(self) -> None:
         loop = asyncio.get_running_loop()
         next_housekeeping = loop.time() + HOUSEKEEPING_S
+        next_line_tick = loop.time() + LINE_TICK_S
         while True:
             scheduled = loop.time() + LAG_PROBE_S
             await asyncio.sleep(LAG_PROBE_S)
             self.lag.observe_wake(scheduled, loop.time())
+            if loop.time() >= next_line_tick:
+                next_line_tick = loop.time() + LINE_TICK_S
+                self.advance_lines()
             if loop.time() >= next_housekeeping:
-                next_housekeeping += HOUSEKEEPING_S
+                next_housekeeping = max(next_housekeeping + HOUSEKEEPING_S, loop.time())
                 self._housekeeping()
 
     def _housekeeping(self) -> None:
@@ -205,6 +216,28 @@ class Door:
             difficulty=bits,
         )
 
+    def _apply_load(self, room: WaitingRoom) -> Decision:
+        """Tells the room what the node carries now (paused unless the node admits)."""
+        listeners = self._listeners()
+        decision = self.capacity.decide(listeners, self.lag.value_ms)
+        room.set_load(listeners, paused=decision.action is not Action.ADMIT)
+        return decision
+
+    def _stay_away(self, status: Waiting) -> Waiting:
+        """Overloaded: still a place in line (as cheap as a 503, and it keeps the person's
+        place), polled no sooner than the overload says. The retry is spread per person
+        (keyed on their token), not per space, so the shed crowd does not come back in one
+        wave; and nobody is admitted before they come back, so the ETA is at least that."""
+        self.counts["shed"] += 1
+        stretched = shed_retry_s(
+            self.lag.value_ms,
+            self.capacity,
+            key=zlib.crc32(status.token.encode()),
+            max_retry_s=MAX_QUEUED_SHED_RETRY_S,
+        )
+        retry = max(status.retry_after_s, stretched)
+        return replace(status, retry_after_s=retry, eta_s=max(status.eta_s, retry))
+
     def join(self, space_id: str, user: User | None, body: dict[str, Any]) -> dict[str, Any]:
         """A ticket, or a place in the line; raises Refused with Retry-After."""
         now = time.time()
@@ -214,6 +247,7 @@ class Door:
         if token is not None:
             if not isinstance(token, str):
                 raise Refused(422, "invalid_token", "token must be the string the line gave you")
+            decision = self._apply_load(room)
             try:
                 status = room.poll(token, now)
             except AdmissionRefused as refused:
@@ -224,22 +258,10 @@ class Door:
         else:
             if self.attack.active and user is None:
                 self._require_proof_of_work(body, now)
-            listeners = self._listeners()
-            decision = self.capacity.decide(listeners, self.lag.value_ms)
-            room.set_load(listeners, paused=decision.action is not Action.ADMIT)
+            decision = self._apply_load(room)
             _, status = room.join(now, priority=user is not None)
-            if decision.action is Action.SHED and isinstance(status, Waiting):
-                # Overloaded: still a place in line (as cheap as a 503, and it keeps
-                # the person's place), polled no sooner than the overload says. The
-                # retry is spread per person (keyed on their token), not per space,
-                # so the shed crowd does not come back in one wave.
-                self.counts["shed"] += 1
-                decision = self.capacity.decide(
-                    listeners, self.lag.value_ms, key=zlib.crc32(status.token.encode())
-                )
-                status = replace(
-                    status, retry_after_s=max(status.retry_after_s, decision.retry_after_s)
-                )
+        if decision.action is Action.SHED and isinstance(status, Waiting):
+            status = self._stay_away(status)
         if isinstance(status, Waiting):
             self.counts["waiting"] += 1
             return {"wait": status.to_json()}
@@ -247,6 +269,15 @@ class Door:
         listener_id = user.id if user else "anon-" + secrets.token_urlsafe(9)
         ticket = issue_ticket(self._signer, space_id, listener_id, now, self._settings.ticket_ttl_s)
         return {"ticket": ticket.token, "expires_at": ticket.expires_at}
+
+    def advance_lines(self) -> None:
+        """Moves every line on by time and the node's load alone: after an overload the
+        people in line are admitted (and find so at their next poll) though nobody new
+        joins. Called by the probe every LINE_TICK_S; O(live spaces)."""
+        now = time.time()
+        for room in self._rooms.values():
+            self._apply_load(room)
+            room.tick(now)
 
     def stream_opened(self, space_id: str) -> None:
         room = self._rooms.get(space_id)
@@ -262,6 +293,7 @@ class Door:
         now = time.time()
         queues = {}
         for space_id, room in self._rooms.items():
+            self._apply_load(room)
             queue = room.stats(now)
             queues[space_id] = {
                 "waiting": queue.waiting + queue.waiting_priority,
