@@ -7,7 +7,7 @@ import pytest
 from townhall.admission.signing import Signer
 from townhall.admission.waiting_room import MAX_ETA_S
 from townhall.config import load_settings
-from townhall.service.door import MAX_QUEUED_SHED_RETRY_S, Door
+from townhall.service.door import MAX_QUEUED_SHED_RETRY_S, Door, Refused
 
 
 def test_overload_answers_with_a_place_in_line_and_spread_retries(tmp_path) -> None:
@@ -61,3 +61,28 @@ def test_a_poll_alone_reopens_a_paused_line(tmp_path) -> None:
     door.lag.value_ms = 1.0
     answers = [door.join("space", None, {"token": w["token"]}) for w in waits]
     assert all("ticket" in answer for answer in answers), answers[:2]
+
+
+def test_one_address_hammering_its_bucket_does_not_switch_attack_mode_on(tmp_path) -> None:
+    """Issue 6: one client sending 60 reactions/s for 11 s turned attack mode on for all."""
+    door = _door(tmp_path)
+    refused = 0
+    for _ in range(660):
+        try:
+            door.check_address("203.0.113.9")
+        except Refused as refusal:
+            assert refusal.status == 429
+            refused += 1
+    assert refused > 500, "the per-address bucket must be what stops this client"
+    door.force_attack_mode(None)  # automatic: re-evaluate the signals now
+    assert not door.attack.active, door.attack.reason
+
+
+def test_forged_queue_tokens_still_count_towards_attack_mode(tmp_path) -> None:
+    door = _door(tmp_path)
+    for i in range(600):
+        door.check_address(f"198.51.{i // 200}.{i % 200}")  # as the route does
+        with pytest.raises(Refused):
+            door.join("space", None, {"token": f"forged-{i}"})
+    door.force_attack_mode(None)
+    assert door.attack.active

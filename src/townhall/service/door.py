@@ -47,6 +47,9 @@ LAG_PROBE_S = 0.05
 """How often the loop-lag probe wakes; lag is how late it wakes."""
 HOUSEKEEPING_S = 1.0
 UNLIMITED = BucketSpec(rate=1e9, burst=1e9)
+FORGERY_CODES = frozenset({"forged", "malformed"})
+"""Queue-token refusals that count towards automatic attack mode: no honest client sends
+them, and no per-address bucket has absorbed them."""
 LINE_TICK_S = 0.2
 """How often every waiting room is moved on by time alone (issue 6: a line paused by an
 overload resumed only when a fresh join happened to arrive)."""
@@ -171,7 +174,8 @@ class Door:
         except ValueError:  # not an IP (a unix socket, a test client): nothing to key on
             return
         if refused_by is not None:
-            self.attack.record(now, refused=1)
+            # Not a signal for attack mode: the bucket already absorbs this address (or
+            # prefix); counting it let one client switch the whole node (issue 6).
             self.counts[f"rate_limited_{refused_by}"] += 1
             retry = max(1.0, round(self._limiter.retry_after_s(address, now)))
             raise Refused(
@@ -252,6 +256,8 @@ class Door:
                 status = room.poll(token, now)
             except AdmissionRefused as refused:
                 self.counts[f"queue_{refused.code}"] += 1
+                if refused.code in FORGERY_CODES:
+                    self.attack.record(now, refused=1)
                 raise Refused(
                     403, f"queue_{refused.code}", refused.message + "; join again without a token"
                 ) from None
