@@ -28,6 +28,7 @@ from townhall.admission import (
     LoopLagMonitor,
     QueuePolicy,
     SpentChallenges,
+    StreamGate,
     Waiting,
     WaitingRoom,
     issue_challenge,
@@ -101,6 +102,8 @@ class Door:
         if admission.attack_mode in ("on", "off"):
             self.attack.force(admission.attack_mode == "on")
         self._limiter = AddressLimiter(*self._bucket_specs())
+        self.stream_gate = StreamGate(signer, self.capacity)
+        """May this ticket stream here: the same decision as the stream workers'."""
         self.lag = LoopLagMonitor()
         self._spent = SpentChallenges()
         self._rooms: dict[str, WaitingRoom] = {}
@@ -290,8 +293,9 @@ class Door:
         if room is not None:
             room.note_connected()
 
-    def has_room_for_stream(self) -> bool:
-        return self.capacity.has_room(self._listeners())
+    def listeners(self) -> int:
+        """Live-stream listeners this node holds now (its capacity's measure)."""
+        return self._listeners()
 
     # -- for operators -------------------------------------------------------------------
 
