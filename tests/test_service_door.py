@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from townhall.admission.signing import Signer
+from townhall.admission.tickets import check_ticket
 from townhall.admission.waiting_room import MAX_ETA_S
 from townhall.config import load_settings
 from townhall.service.door import MAX_QUEUED_SHED_RETRY_S, Door, Refused
@@ -86,3 +89,19 @@ def test_forged_queue_tokens_still_count_towards_attack_mode(tmp_path) -> None:
             door.join("space", None, {"token": f"forged-{i}"})
     door.force_attack_mode(None)
     assert door.attack.active
+
+
+def test_an_admitted_queue_token_turns_into_one_ticket(tmp_path) -> None:
+    """Issue 6: each poll of an admitted token minted a new ticket (5 from one token)."""
+    door = _door(tmp_path, TOWNHALL_ADMISSION_MAX_ADMISSIONS_PER_S="1")
+    door.join("space", None, {})  # takes the one admission the bucket holds
+    token = door.join("space", None, {})["wait"]["token"]
+    deadline = time.monotonic() + 10
+    while "ticket" not in (answer := door.join("space", None, {"token": token})):
+        assert time.monotonic() < deadline, answer
+        token = answer["wait"]["token"]
+        time.sleep(0.1)
+    again = [door.join("space", None, {"token": token}) for _ in range(4)]
+    assert {a["ticket"] for a in again} == {answer["ticket"]}, "one token, one ticket"
+    claims = check_ticket(Signer(b"k" * 32), answer["ticket"], "space", time.time())
+    assert claims.expires_at - time.time() >= load_settings({}).ticket_ttl_s - 2

@@ -495,6 +495,10 @@ class Admitted:
     epoch: int
     arrived_at: int
     waited_s: float
+    token_issued_at: int | None = None
+    """When the polled token was signed (None: admitted on arrival, no token polled). Fixed
+    for a given token, so a ticket derived from it is the same however often it is
+    polled: a queue token turns into one ticket, not one per poll."""
 
     @property
     def key(self) -> str:
@@ -612,11 +616,14 @@ class WaitingRoom:
         An Admitted answer counts as a claim: the caller issues a ticket for it.
         """
         try:
-            lane, seq, arrived_at = self._check(token, now)
+            lane, seq, arrived_at, issued_at = self._check(token, now)
         except QueueRefused as refused:
             self.refusals[refused.code] = self.refusals.get(refused.code, 0) + 1
             raise
-        return self._status(lane, seq, arrived_at, now)
+        status = self._status(lane, seq, arrived_at, now)
+        if isinstance(status, Admitted):
+            status.token_issued_at = issued_at
+        return status
 
     def stats(self, now: float) -> QueueStats:
         self.tick(now)
@@ -644,7 +651,7 @@ class WaitingRoom:
         fields = (KIND, self.space_id, self.state.epoch, lane, seq, arrived_at, int(now))
         return self.signer.sign(fields)
 
-    def _check(self, token: str, now: float) -> tuple[Lane, int, int]:
+    def _check(self, token: str, now: float) -> tuple[Lane, int, int, int]:
         try:
             fields = self.signer.verify(token)
         except InvalidToken as exc:
@@ -672,7 +679,7 @@ class WaitingRoom:
         seq = int(seq_text)
         if seq >= self.state.lane(lane).next_seq:  # signed by us, not by these counters
             raise QueueRefused("stale", "this place in the queue is unknown; join again")
-        return lane, seq, int(arrived_text)
+        return lane, seq, int(arrived_text), issued_at
 
     def _status(self, lane: Lane, seq: int, arrived_at: int, now: float) -> Admitted | Waiting:
         self.tick(now)

@@ -22,6 +22,7 @@ from typing import Any
 from townhall.admission import (
     AddressLimiter,
     AdmissionRefused,
+    Admitted,
     AttackMode,
     BucketSpec,
     Capacity,
@@ -29,6 +30,7 @@ from townhall.admission import (
     QueuePolicy,
     SpentChallenges,
     StreamGate,
+    Ticket,
     Waiting,
     WaitingRoom,
     issue_challenge,
@@ -275,9 +277,22 @@ class Door:
             self.counts["waiting"] += 1
             return {"wait": status.to_json()}
         self.counts["admitted"] += 1
-        listener_id = user.id if user else "anon-" + secrets.token_urlsafe(9)
-        ticket = issue_ticket(self._signer, space_id, listener_id, now, self._settings.ticket_ttl_s)
+        ticket = self._ticket(space_id, user, status, now)
         return {"ticket": ticket.token, "expires_at": ticket.expires_at}
+
+    def _ticket(self, space_id: str, user: User | None, admitted: Admitted, now: float) -> Ticket:
+        """The ticket an admission buys. An admitted queue token turns into one ticket:
+        its listener id comes from the queue number and its expiry from the token's
+        signing time, so polling the token again returns the very same ticket (a lost
+        answer costs nothing, a shared token buys no second stream: see stream_gate).
+        It expires at least ticket_ttl_s after the last poll a token allows."""
+        ttl = self._settings.ticket_ttl_s
+        if admitted.token_issued_at is None:
+            listener_id = user.id if user else "anon-" + secrets.token_urlsafe(9)
+            return issue_ticket(self._signer, space_id, listener_id, now, ttl)
+        listener_id = user.id if user else f"anon-{admitted.key}"
+        last_poll = admitted.token_issued_at + self._policy.token_max_age_s
+        return issue_ticket(self._signer, space_id, listener_id, last_poll, ttl)
 
     def advance_lines(self) -> None:
         """Moves every line on by time and the node's load alone: after an overload the
