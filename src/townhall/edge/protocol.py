@@ -237,6 +237,8 @@ class StreamProtocol(asyncio.Protocol):
         except StreamDenied as denied:
             if denied.code not in NOT_TICKET_FAULTS:
                 self._service.stats.forged_or_expired += 1
+            elif denied.code == REMOVED:
+                relays.removals.refused += 1
             self._refuse(
                 denied_status(denied), denied.code, denied.message, head_only,
                 denied_retry_after_s(denied),
