@@ -336,6 +336,7 @@ class Door:
                 "admitted_per_s": round(queue.admit_rate_per_s, 1),
                 "claimed": queue.claimed,
                 "claim_ratio": round(queue.claim_ratio, 3),
+                "paused": room.paused,
             }
         return {
             "cpu_percent": round(self._cpu[2], 1),
