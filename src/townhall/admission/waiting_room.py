@@ -707,6 +707,8 @@ class WaitingRoom:
         )
         base = min(policy.max_retry_s, max(policy.min_retry_s, eta * policy.retry_fraction))
         retry = spread(base, policy.jitter, s.epoch ^ int(now) << 32, seq << 1 | _LANE_CODE[lane])
+        if self.paused:  # nobody is admitted before they come back
+            eta = max(eta, retry)
         return Waiting(
             position=math.ceil(ahead - _EPS),
             eta_s=eta,

@@ -53,8 +53,6 @@ UNLIMITED = BucketSpec(rate=1e9, burst=1e9)
 FORGERY_CODES = frozenset({"forged", "malformed"})
 """Queue-token refusals that count towards automatic attack mode: no honest client sends
 them, and no per-address bucket has absorbed them."""
-LAG_REASONS = frozenset({"loop_lag", "overloaded"})
-"""Decisions that pause the line because the loop lags (capacity.decide's reasons)."""
 LINE_TICK_S = 0.2
 """How often every waiting room is moved on by time alone (issue 6: a line paused by an
 overload resumed only when a fresh join happened to arrive)."""
@@ -234,20 +232,21 @@ class Door:
         room.set_load(listeners, paused=decision.action is not Action.ADMIT)
         return decision
 
-    def _stay_away(self, status: Waiting, decision: Decision) -> Waiting:
-        """The loop lags (the line is paused) or is overloaded (shed): still a place in
-        line (as cheap as a 503, and it keeps the person's place), polled no sooner than
-        the overload says (from ~5 s at the guard to MAX_QUEUED_SHED_RETRY_S). The retry
-        is spread per person (keyed on their token), not per space, so the shed crowd does
-        not come back in one wave. The ETA is the room's for a paused line (the rate it
-        expects once the loop recovers), and at least the time until they come back:
-        nobody is admitted sooner.
+    def _stay_away(self, status: Waiting) -> Waiting:
+        """Overloaded (shed): still a place in line (as cheap as a 503, and it keeps the
+        person's place), polled no sooner than the overload says (from ~5 s at the shed
+        threshold to MAX_QUEUED_SHED_RETRY_S). The retry is spread per person (keyed on
+        their token), not per space, so the shed crowd does not come back in one wave.
+        The ETA is the room's for a paused line (the rate it expects once the loop
+        recovers), and at least the time until they come back: nobody is admitted sooner.
         Measured (scripts/rehearse, overload-lull): adding the stay-away time to the room's
         ETA instead over-promised the wait by ~50% (p50), since people who come back when
-        told find the counter has moved meanwhile; this is within 5% (p90). A lag under
-        the shed threshold pauses the line too: told "0.1 s, come back in 1 s" people
-        polled through the pause and waited ~30 times what they were told."""
-        self.counts["shed" if decision.action is Action.SHED else "paused_by_lag"] += 1
+        told find the counter has moved meanwhile; this is within 5% (p90).
+
+        A lag under the shed threshold pauses the line without this: telling people to
+        stay away ~5 s then too cost the 10x spike rehearsal (lag hovering at the guard)
+        hundreds of answers overdue, so those polls stay short (see WaitingRoom._status)."""
+        self.counts["shed"] += 1
         stretched = shed_retry_s(
             self.lag.value_ms,
             self.capacity,
@@ -281,8 +280,8 @@ class Door:
                 self._require_proof_of_work(body, now)
             decision = self._apply_load(room)
             _, status = room.join(now, priority=user is not None)
-        if decision.reason in LAG_REASONS and isinstance(status, Waiting):
-            status = self._stay_away(status, decision)
+        if decision.action is Action.SHED and isinstance(status, Waiting):
+            status = self._stay_away(status)
         if isinstance(status, Waiting):
             self.counts["waiting"] += 1
             return {"wait": status.to_json()}
