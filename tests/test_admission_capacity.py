@@ -101,3 +101,11 @@ def test_after_a_long_stall_a_calm_window_reopens_the_door():
         monitor.observe(2.0, at=t)
         assert calm_after < 2.0
     assert 0.4 <= calm_after <= 0.6  # a whole window of good samples, no sooner
+
+
+def test_a_stall_in_progress_counts_before_the_probe_can_report_it():
+    monitor = LoopLagMonitor()
+    monitor.observe_wake(10.0, 10.001)
+    monitor.expect_wake(10.051)
+    assert monitor.lag_now_ms(10.04) == pytest.approx(monitor.value_ms)  # on time so far
+    assert monitor.lag_now_ms(10.451) == pytest.approx(400.0)  # 400 ms late: a stall

@@ -152,8 +152,8 @@ class LoopLagMonitor:
     window of the overload's end (issue 6: "admission resumes within 2 s").
     """
 
-    __slots__ = ("_recent", "calm_window_s", "ewma_ms", "fall", "peak_ms", "rise", "samples",
-                 "value_ms")  # fmt: skip
+    __slots__ = ("_expected", "_recent", "calm_window_s", "ewma_ms", "fall", "peak_ms", "rise",
+                 "samples", "value_ms")  # fmt: skip
 
     def __init__(
         self,
@@ -171,6 +171,7 @@ class LoopLagMonitor:
         self.peak_ms = 0.0
         self.samples = 0
         self._recent: deque[tuple[float, float]] = deque(maxlen=MAX_RECENT_SAMPLES)
+        self._expected: float | None = None
 
     def observe(self, lag_ms: float, at: float | None = None) -> float:
         """One sample; `at` (seconds, any clock) lets a calm window cap the value."""
@@ -190,6 +191,19 @@ class LoopLagMonitor:
         self.peak_ms = max(self.peak_ms, lag_ms)
         self.samples += 1
         return self.value_ms
+
+    def expect_wake(self, at: float) -> None:
+        """The probe is about to sleep until `at` (seconds, the clock of `lag_now_ms`)."""
+        self._expected = at
+
+    def lag_now_ms(self, now: float) -> float:
+        """The lag to decide on now: the smoothed value, or more if the probe is late right
+        now. During a stall the probe cannot wake to report it, and every request handled
+        in the stall would otherwise be judged on the lag from before it (issue 6: joins
+        answered "come back in 1 s" in the middle of a multi-second stall)."""
+        if self._expected is None:
+            return self.value_ms
+        return max(self.value_ms, (now - self._expected) * 1000.0)
 
     def observe_wake(self, scheduled_at: float, woke_at: float) -> float:
         """A timer meant to fire at `scheduled_at` (seconds) fired at `woke_at`."""

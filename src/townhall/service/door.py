@@ -131,6 +131,7 @@ class Door:
         next_line_tick = loop.time() + LINE_TICK_S
         while True:
             scheduled = loop.time() + LAG_PROBE_S
+            self.lag.expect_wake(time.monotonic() + LAG_PROBE_S)
             await asyncio.sleep(LAG_PROBE_S)
             self.lag.observe_wake(scheduled, loop.time())
             if loop.time() >= next_line_tick:
@@ -228,9 +229,12 @@ class Door:
     def _apply_load(self, room: WaitingRoom) -> Decision:
         """Tells the room what the node carries now (paused unless the node admits)."""
         listeners = self._listeners()
-        decision = self.capacity.decide(listeners, self.lag.value_ms)
+        decision = self.capacity.decide(listeners, self._lag_now_ms())
         room.set_load(listeners, paused=decision.action is not Action.ADMIT)
         return decision
+
+    def _lag_now_ms(self) -> float:
+        return self.lag.lag_now_ms(time.monotonic())
 
     def _stay_away(self, status: Waiting) -> Waiting:
         """Overloaded (shed): still a place in line (as cheap as a 503, and it keeps the
@@ -248,7 +252,7 @@ class Door:
         hundreds of answers overdue, so those polls stay short (see WaitingRoom._status)."""
         self.counts["shed"] += 1
         stretched = shed_retry_s(
-            self.lag.value_ms,
+            self._lag_now_ms(),
             self.capacity,
             key=zlib.crc32(status.token.encode()),
             max_retry_s=MAX_QUEUED_SHED_RETRY_S,
