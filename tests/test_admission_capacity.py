@@ -82,3 +82,30 @@ def test_loop_lag_from_timer_wakeups():
     assert monitor.value_ms >= 0.0
     with pytest.raises(ValueError):
         LoopLagMonitor(rise=0.0)
+
+
+def test_after_a_long_stall_a_calm_window_reopens_the_door():
+    """Issue 6: the smoothed lag of a 4 s stall kept joins paused for ~1.5 s after it."""
+    monitor = LoopLagMonitor()
+    t = 0.0
+    for _ in range(10):
+        t += 0.05
+        monitor.observe(1.0, at=t)
+    t += 4.0
+    monitor.observe(4000.0, at=t)  # one stall of 4 s
+    assert monitor.value_ms >= 150.0
+    calm_after = 0.0
+    while monitor.value_ms >= 50.0:
+        t += 0.05
+        calm_after += 0.05
+        monitor.observe(2.0, at=t)
+        assert calm_after < 2.0
+    assert 0.4 <= calm_after <= 0.6  # a whole window of good samples, no sooner
+
+
+def test_a_stall_in_progress_counts_before_the_probe_can_report_it():
+    monitor = LoopLagMonitor()
+    monitor.observe_wake(10.0, 10.001)
+    monitor.expect_wake(10.051)
+    assert monitor.lag_now_ms(10.04) == pytest.approx(monitor.value_ms)  # on time so far
+    assert monitor.lag_now_ms(10.451) == pytest.approx(400.0)  # 400 ms late: a stall

@@ -11,6 +11,7 @@ EXPECTED = {
     # tokens
     "Signer", "InvalidToken", "AdmissionRefused",
     "Ticket", "TicketClaims", "TicketRefused", "issue_ticket", "check_ticket",
+    "StreamGate", "StreamDenied",
     # waiting room
     "WaitingRoom", "WaitingRoomState", "QueuePolicy", "QueueToken", "QueueRefused",
     "Admitted", "Waiting", "advance",
@@ -34,7 +35,12 @@ def test_exports_are_what_we_mean():
 
 
 def test_refusals_share_one_base():
-    for refusal in (admission.TicketRefused, admission.QueueRefused, admission.ChallengeRefused):
+    for refusal in (
+        admission.TicketRefused,
+        admission.QueueRefused,
+        admission.ChallengeRefused,
+        admission.StreamDenied,
+    ):
         assert issubclass(refusal, admission.AdmissionRefused)
 
 

@@ -37,8 +37,9 @@ LISTENERS = 6
 LISTEN_S = 3.0
 WAIT_S = 15.0
 POLL_S = 0.1
-REMOVED_CONNECTIONS = 3
-"""One removed listener's streams (the kernel spreads them over both workers)."""
+REMOVED_CONNECTIONS = 1
+"""One removed listener's streams: one ticket serves one stream at a time per process
+(issue 6; a second connection would replace the first)."""
 REMOVAL_CUT_MAX_S = 5.0
 """Bound on removal -> the removed listener's stream ends; expected within a report
 interval (1 s) plus a round trip, measured and printed."""

@@ -33,6 +33,7 @@ from townhall.admission.proof_of_work import (
 )
 from townhall.admission.refused import AdmissionRefused
 from townhall.admission.signing import InvalidToken, Signer
+from townhall.admission.stream_gate import StreamDenied, StreamGate
 from townhall.admission.tickets import (
     Ticket,
     TicketClaims,
@@ -83,6 +84,8 @@ __all__ = [
     "Restrictions",
     "Signer",
     "SpentChallenges",
+    "StreamDenied",
+    "StreamGate",
     "Ticket",
     "TicketClaims",
     "TicketRefused",

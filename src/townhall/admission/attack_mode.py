@@ -9,8 +9,11 @@ lane and skip the proof of work.
 It switches on by the operator's hand or automatically, when over the last
 `window_s` either joins arrive far faster than the node admits (a flood, or
 a crowd big enough that making bots pay costs humans nothing: they would
-wait anyway) or a large share of requests is being refused (someone is
-hammering the limits, or sending forged tokens). It switches off only after
+wait anyway) or a large share of requests is being refused for reasons no
+per-address or per-prefix bucket absorbs (forged tokens, failed proofs of
+work). Refusals by those buckets are not fed here: one address or one prefix
+hammering its own limit is already stopped, and must not tighten the door for
+everybody (issue 6). It switches off only after
 both signals have stayed below lower thresholds for `calm_s`: hysteresis,
 so a flood that pulses does not flip the mode every few seconds.
 """

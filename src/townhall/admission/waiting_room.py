@@ -495,6 +495,10 @@ class Admitted:
     epoch: int
     arrived_at: int
     waited_s: float
+    token_issued_at: int | None = None
+    """When the polled token was signed (None: admitted on arrival, no token polled). Fixed
+    for a given token, so a ticket derived from it is the same however often it is
+    polled: a queue token turns into one ticket, not one per poll."""
 
     @property
     def key(self) -> str:
@@ -566,7 +570,10 @@ class WaitingRoom:
         return cls(signer, space_id, policy, WaitingRoomState.fresh(now, policy.burst))
 
     def set_load(self, listeners: int, paused: bool = False) -> None:
-        """What the node carries now; `paused` when capacity.decide says QUEUE or SHED."""
+        """What the node carries now; `paused` when capacity.decide says QUEUE or SHED.
+
+        Set it before every tick, poll and join (the door does, and on its housekeeping
+        tick): a pause must end when the overload does, not when somebody new arrives."""
         self.listeners = listeners
         self.paused = paused
 
@@ -609,11 +616,14 @@ class WaitingRoom:
         An Admitted answer counts as a claim: the caller issues a ticket for it.
         """
         try:
-            lane, seq, arrived_at = self._check(token, now)
+            lane, seq, arrived_at, issued_at = self._check(token, now)
         except QueueRefused as refused:
             self.refusals[refused.code] = self.refusals.get(refused.code, 0) + 1
             raise
-        return self._status(lane, seq, arrived_at, now)
+        status = self._status(lane, seq, arrived_at, now)
+        if isinstance(status, Admitted):
+            status.token_issued_at = issued_at
+        return status
 
     def stats(self, now: float) -> QueueStats:
         self.tick(now)
@@ -641,7 +651,7 @@ class WaitingRoom:
         fields = (KIND, self.space_id, self.state.epoch, lane, seq, arrived_at, int(now))
         return self.signer.sign(fields)
 
-    def _check(self, token: str, now: float) -> tuple[Lane, int, int]:
+    def _check(self, token: str, now: float) -> tuple[Lane, int, int, int]:
         try:
             fields = self.signer.verify(token)
         except InvalidToken as exc:
@@ -669,7 +679,7 @@ class WaitingRoom:
         seq = int(seq_text)
         if seq >= self.state.lane(lane).next_seq:  # signed by us, not by these counters
             raise QueueRefused("stale", "this place in the queue is unknown; join again")
-        return lane, seq, int(arrived_text)
+        return lane, seq, int(arrived_text), issued_at
 
     def _status(self, lane: Lane, seq: int, arrived_at: int, now: float) -> Admitted | Waiting:
         self.tick(now)
@@ -680,11 +690,14 @@ class WaitingRoom:
         if ahead <= _EPS:
             claim(s, policy, lane, seq)
             return Admitted(seq, lane, s.epoch, arrived_at, max(0.0, now - arrived_at))
-        held_by_capacity = self.paused or (
-            policy.capacity > 0 and policy.capacity - self.listeners - s.in_flight < 1
-        )
+        full = policy.capacity > 0 and policy.capacity - self.listeners - s.in_flight < 1
+        held_by_capacity = self.paused or full
+        # Paused (the loop lags), the line resumes at the rate it expects once the loop
+        # recovers: that is the honest ETA (the pause itself is the caller's to add, as
+        # the time before the person may come back). Full, it moves as people leave:
+        # at the admission rate measured lately.
         rate = policy.rate
-        if held_by_capacity:
+        if full and not self.paused:
             rate = min(rate, _unbiased(s.admit_rate, s, policy, now))
         # In expected claims: the bucket pays q per number, so dead numbers ahead cost less.
         cost, other_cost = own.cost(policy), other.cost(policy)
@@ -694,6 +707,8 @@ class WaitingRoom:
         )
         base = min(policy.max_retry_s, max(policy.min_retry_s, eta * policy.retry_fraction))
         retry = spread(base, policy.jitter, s.epoch ^ int(now) << 32, seq << 1 | _LANE_CODE[lane])
+        if self.paused:  # nobody is admitted before they come back
+            eta = max(eta, retry)
         return Waiting(
             position=math.ceil(ahead - _EPS),
             eta_s=eta,

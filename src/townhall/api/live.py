@@ -26,8 +26,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
-from townhall.admission.tickets import TicketRefused, check_ticket
+from townhall.admission.stream_gate import StreamDenied
 from townhall.api.bodies import read_json
+from townhall.api.stream_denials import denied_retry_after_s, denied_status
 from townhall.audience.fanout import LiveFanout
 from townhall.domain.errors import DomainError
 from townhall.edge.relay_token import HEADER as RELAY_HEADER_NAME
@@ -37,8 +38,6 @@ from townhall.edge.reports import ListenerReports, ReportRefused, parse_counts
 from townhall.service.live import LiveRooms
 
 TRANSPORT_EXTENSION = "townhall.transport"
-FULL_RETRY_AFTER_S = 5
-"""When the node is full even for ticket holders (reconnects), come back this soon."""
 RELAY_HEADER = RELAY_HEADER_NAME.encode()
 RELAY_LISTENER_PREFIX = "relay:"
 """Listener id of a stream worker's relay on the origin's fan-out."""
@@ -126,20 +125,22 @@ class SendTransport(asyncio.WriteTransport):
 
 
 class LiveStream:
-    """ASGI endpoint for GET /live/{space_id}.aac?ticket=..."""
+    """ASGI endpoint for GET /live/{space_id}.aac?ticket=...
+
+    Whether the ticket may stream here is the stream gate's one decision (the
+    stream workers ask the same); a second connection with the same ticket
+    replaces the first."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app = scope["app"]
         space_id = scope["path_params"]["space_id"]
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         token = (query.get("ticket") or [""])[0]
-        if not token:
-            await _refuse(send, 401, "ticket_required", "join first: POST /api/spaces/{id}/join")
-            return
-        try:
-            claims = check_ticket(app.state.signer, token, space_id, time.time())
-        except TicketRefused as refused:
-            await _refuse(send, 403, refused.code, refused.message)
+        door = app.state.door
+        try:  # the ticket first: a forged one costs one HMAC, never a lookup
+            door.stream_gate.ticket(token, space_id, time.time())
+        except StreamDenied as denied:
+            await _deny(send, denied)
             return
         spaces = app.state.spaces
         try:
@@ -151,35 +152,48 @@ class LiveStream:
         if room is None:
             await _refuse(send, 409, "not_live", "this space is not live on this server")
             return
-        if claims.listener_id in room.removed:
-            await _refuse(send, 403, "removed", "you were removed from this space")
-            return
-        door = app.state.door
-        if not door.has_room_for_stream():
-            await _refuse(
-                send,
-                503,
-                "over_capacity",
-                "this server is full; try again shortly",
-                retry_after_s=FULL_RETRY_AFTER_S,
+        fanout = room.program.live
+        try:
+            claims = door.stream_gate.admit(
+                token,
+                space_id,
+                time.time(),
+                removed=room.removed,
+                listeners=door.listeners(),
+                streaming=fanout.listener_ids,
             )
+        except StreamDenied as denied:
+            await _deny(send, denied)
             return
         door.stream_opened(space_id)
         if scope["method"] == "HEAD":
             await send({"type": "http.response.start", "status": 200, "headers": LIVE_HEADERS})
             await send({"type": "http.response.body", "body": b""})
             return
-        await _stream(scope, receive, send, room.program.live, claims.listener_id)
+        await _stream(scope, receive, send, fanout, claims.listener_id, replace=True)
+
+
+async def _deny(send: Send, denied: StreamDenied) -> None:
+    await _refuse(
+        send, denied_status(denied), denied.code, denied.message, denied_retry_after_s(denied)
+    )
 
 
 async def _stream(
-    scope: Scope, receive: Receive, send: Send, fanout: LiveFanout, listener_id: str
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    fanout: LiveFanout,
+    listener_id: str,
+    *,
+    replace: bool = False,
 ) -> None:
-    """Hand the connection to ``fanout`` until the listener (or relay) leaves."""
+    """Hand the connection to ``fanout`` until the listener (or relay) leaves; ``replace``
+    closes any earlier connection of ``listener_id`` (one stream per ticket)."""
     transport = scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
     if transport is not None:
         transport.write(LIVE_HEAD)
-        listener = fanout.attach(transport, listener_id)
+        listener = fanout.attach(transport, listener_id, replace=replace)
         try:
             await _until_disconnect(receive)
         finally:
@@ -187,7 +201,7 @@ async def _stream(
         return
     await send({"type": "http.response.start", "status": 200, "headers": LIVE_HEADERS})
     adapter = SendTransport(send)
-    listener = fanout.attach(adapter, listener_id)
+    listener = fanout.attach(adapter, listener_id, replace=replace)
     pump = asyncio.create_task(adapter.pump())
     try:
         await _until_disconnect(receive)

@@ -20,7 +20,7 @@ import math
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, KeysView
 from dataclasses import dataclass, field
 
 from townhall.config import AudioSettings
@@ -46,6 +46,8 @@ class FanoutStats:
     """Cut because their unsent backlog passed ``live_max_lag_ms``."""
     cut_by_id: int = 0
     """Cut on request (``cut(listener_id)``: kicked, banned, ticket revoked)."""
+    replaced: int = 0
+    """Closed because the same ticket connected again (``attach(..., replace=True)``)."""
     closed_at_end: int = 0
     chunks_published: int = 0
     bytes_published: int = 0
@@ -139,8 +141,15 @@ class LiveFanout:
         self.stats.cut_slow += len(slow)
         self._count_changed()
 
-    def attach(self, transport: asyncio.WriteTransport, listener_id: str) -> LiveListener:
-        """Start a connection: the burst now, then every published chunk."""
+    def attach(
+        self, transport: asyncio.WriteTransport, listener_id: str, *, replace: bool = False
+    ) -> LiveListener:
+        """Start a connection: the burst now, then every published chunk.
+
+        ``replace``: one connection per listener id (per ticket): any earlier one of
+        ``listener_id`` is closed first, as a reconnect (see admission.stream_gate)."""
+        if replace and listener_id in self._by_id:
+            self.stats.replaced += self.cut(listener_id, count=False)
         listener = LiveListener(listener_id, transport)
         self._tune_socket(transport)
         burst = self.burst()
@@ -165,7 +174,12 @@ class LiveFanout:
             self.stats.detached += 1
             self._count_changed()
 
-    def cut(self, listener_id: str) -> int:
+    @property
+    def listener_ids(self) -> KeysView[str]:
+        """Listener ids holding a connection here (a live view, not a copy)."""
+        return self._by_id.keys()
+
+    def cut(self, listener_id: str, *, count: bool = True) -> int:
         """Close every connection of ``listener_id``; returns how many there were."""
         connections = list(self._by_id.get(listener_id, ()))
         if not connections:
@@ -173,7 +187,8 @@ class LiveFanout:
         for listener in connections:
             self._forget(listener)
             listener.transport.close()
-        self.stats.cut_by_id += len(connections)
+        if count:
+            self.stats.cut_by_id += len(connections)
         self._count_changed()
         return len(connections)
 

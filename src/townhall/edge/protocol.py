@@ -4,9 +4,12 @@ Kept tiny on purpose: a raw asyncio Protocol with httptools' parser and no
 framework, because this is the path a flash crowd hits and every microsecond
 per connection is paid tens of thousands of times. It answers
 
-* ``GET /live/{space_id}.aac?ticket=...``: the live stream (ticket checked by
-  HMAC alone: a forged ticket never reaches the relay or the origin; a listener
-  the host removed is refused by the space's relay, see townhall.edge.removals);
+* ``GET /live/{space_id}.aac?ticket=...``: the live stream, if the stream gate
+  (townhall.admission.stream_gate, the origin's own decision) lets the ticket
+  stream here: ticket checked by HMAC alone (a forged ticket never reaches the
+  relay or the origin), not removed, room in this worker (``max_listeners``),
+  one stream per ticket (a new connection replaces the old one). A removal the
+  relay learns later is applied by the relay, see townhall.edge.removals;
 * ``HEAD`` of the same: the ticket's verdict, no body;
 * ``GET /healthz``: this worker's counters as JSON;
 * ``OPTIONS``: CORS preflight (the listener page fetches across ports);
@@ -29,12 +32,20 @@ from urllib.parse import parse_qs
 
 import httptools
 
-from townhall.admission.signing import Signer
-from townhall.admission.tickets import TicketRefused, check_ticket
+from townhall.admission.stream_gate import (
+    OVER_CAPACITY,
+    REMOVED,
+    TICKET_REQUIRED,
+    StreamDenied,
+    StreamGate,
+)
+from townhall.api.stream_denials import denied_retry_after_s, denied_status
 from townhall.audience.fanout import LiveFanout, LiveListener
 from townhall.config import EdgeSettings
-from townhall.edge.relay import REMOVED, Refusal, Relay, Relays
+from townhall.edge.relay import Refusal, Relay, Relays
 
+NOT_TICKET_FAULTS: Final = frozenset({TICKET_REQUIRED, REMOVED, OVER_CAPACITY})
+"""Gate refusals other than a bad ticket (those are counted as ``forged_or_expired``)."""
 LIVE_PATH: Final = re.compile(r"^/live/([A-Za-z0-9_-]{1,64})\.aac$")
 CORS: Final = b"Access-Control-Allow-Origin: *\r\n"
 LIVE_HEAD: Final = (
@@ -74,8 +85,10 @@ class StreamStats:
 class StreamService:
     """What every connection of one worker shares."""
 
-    def __init__(self, signer: Signer, relays: Relays, edge: EdgeSettings, name: str) -> None:
-        self.signer = signer
+    def __init__(self, gate: StreamGate, relays: Relays, edge: EdgeSettings, name: str) -> None:
+        self.gate = gate
+        """May this ticket stream here: the origin's own decision, on this process's
+        listeners and capacity (see townhall.admission.stream_gate)."""
         self.relays = relays
         self.edge = edge
         self.name = name
@@ -96,11 +109,14 @@ class StreamService:
         ).encode()
 
 
-def json_response(status: int, body: bytes, head_only: bool = False) -> bytes:
+def json_response(
+    status: int, body: bytes, head_only: bool = False, retry_after_s: int | None = None
+) -> bytes:
+    retry = f"Retry-After: {retry_after_s}\r\n" if retry_after_s is not None else ""
     head = (
         f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        "Cache-Control: no-store\r\n"
+        f"Cache-Control: no-store\r\n{retry}"
     ).encode() + CORS + b"Connection: close\r\n\r\n"
     return head if head_only else head + body
 
@@ -208,24 +224,32 @@ class StreamProtocol(asyncio.Protocol):
 
     def _live(self, space_id: str, query: str, head_only: bool) -> None:
         token = (parse_qs(query).get("ticket") or [""])[0]
-        if not token:
-            self._refuse(401, "ticket_required", "join first: POST /api/spaces/{id}/join")
-            return
+        relays = self._service.relays
         try:
-            claims = check_ticket(self._service.signer, token, space_id, time.time())
-        except TicketRefused as refused:
-            self._service.stats.forged_or_expired += 1
-            self._refuse(403, refused.code, refused.message, head_only)
+            claims = self._service.gate.admit(
+                token,
+                space_id,
+                time.time(),
+                removed=relays.removed_in(space_id),
+                listeners=relays.load,
+                streaming=relays.streaming_in(space_id),
+            )
+        except StreamDenied as denied:
+            if denied.code not in NOT_TICKET_FAULTS:
+                self._service.stats.forged_or_expired += 1
+            elif denied.code == REMOVED:
+                relays.removals.refused += 1
+            self._refuse(
+                denied_status(denied), denied.code, denied.message, head_only,
+                denied_retry_after_s(denied),
+            )  # fmt: skip
             return
         if head_only:
-            if self._service.relays.is_removed(space_id, claims.listener_id):
-                self._refuse(REMOVED.status, REMOVED.code, REMOVED.message, head_only)
-            else:
-                self._respond(LIVE_HEAD)
+            self._respond(LIVE_HEAD)
             return
         self._responded = True  # the relay answers: stream or refusal
         self._listener_id = claims.listener_id
-        self._relay = self._service.relays.join(space_id, self)
+        self._relay = relays.join(space_id, self)
 
     def start_stream(self, fanout: LiveFanout) -> None:
         """The relay is streaming: the head, the burst, then every chunk."""
@@ -235,16 +259,23 @@ class StreamProtocol(asyncio.Protocol):
         transport.write(LIVE_HEAD)
         self._service.stats.streams_started += 1
         self._fanout = fanout
-        self._listener = fanout.attach(transport, self._listener_id)
+        self._listener = fanout.attach(transport, self._listener_id, replace=True)
 
     def refuse(self, refusal: Refusal) -> None:
         self._refuse(refusal.status, refusal.code, refusal.message)
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _refuse(self, status: int, code: str, message: str, head_only: bool = False) -> None:
+    def _refuse(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        head_only: bool = False,
+        retry_after_s: int | None = None,
+    ) -> None:
         self._service.stats.refused += 1
-        self._respond(json_response(status, error_body(code, message), head_only))
+        self._respond(json_response(status, error_body(code, message), head_only, retry_after_s))
 
     def _respond(self, data: bytes) -> None:
         self._responded = True

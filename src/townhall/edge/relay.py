@@ -30,7 +30,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -180,6 +180,11 @@ class Relay:
             self._start_streaming()
         return cut
 
+    @property
+    def pending_count(self) -> int:
+        """Listeners admitted here and waiting for the stream to start."""
+        return len(self._pending)
+
     def forget(self, waiter: Waiter) -> None:
         self._pending.pop(waiter, None)
 
@@ -317,8 +322,22 @@ class Relays:
         return relay
 
     def is_removed(self, space_id: str, listener_id: str) -> bool:
+        return listener_id in self.removed_in(space_id)
+
+    def removed_in(self, space_id: str) -> frozenset[str]:
+        """Who the origin last said was removed from the space (none before a relay)."""
         relay = self._relays.get(space_id)
-        return relay is not None and listener_id in relay.removed
+        return NO_ONE if relay is None else relay.removed
+
+    def streaming_in(self, space_id: str) -> Container[str]:
+        """Listener ids with a stream of the space here (a reconnect replaces theirs)."""
+        relay = self._relays.get(space_id)
+        return () if relay is None else relay.fanout.listener_ids
+
+    @property
+    def load(self) -> int:
+        """Streams this worker holds or is about to start: what its capacity bounds."""
+        return sum(r.fanout.listener_count + r.pending_count for r in self._relays.values())
 
     def apply_removed(self, reported: Iterable[str], removed: Mapping[str, frozenset[str]]) -> int:
         """The origin's answer to a report that named ``reported``: each of those spaces

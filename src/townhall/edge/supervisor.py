@@ -98,6 +98,7 @@ class Supervisor:
                     parent_pid=os.getpid(),
                     audio=settings.audio,
                     edge=edge,
+                    max_listeners=settings.admission.max_listeners,
                 ),
             )
             for index in range(edge.stream_workers)

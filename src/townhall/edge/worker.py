@@ -32,7 +32,9 @@ from typing import Any, Final
 
 import uvloop
 
+from townhall.admission.capacity import Capacity
 from townhall.admission.signing import Signer
+from townhall.admission.stream_gate import StreamGate
 from townhall.config import AudioSettings, EdgeSettings
 from townhall.edge.limits import raise_open_file_limit
 from townhall.edge.protocol import StreamProtocol, StreamService
@@ -67,6 +69,8 @@ class WorkerConfig:
     parent_pid: int
     audio: AudioSettings
     edge: EdgeSettings
+    max_listeners: int = 0
+    """Streams this worker holds at most (admission.max_listeners: per process); 0: no cap."""
 
     def to_args(self) -> list[str]:
         return [
@@ -74,6 +78,7 @@ class WorkerConfig:
             "--origin-host", self.origin_host, "--origin-port", str(self.origin_port),
             "--node-id", self.node_id, "--parent-pid", str(self.parent_pid),
             "--audio", json.dumps(_as_dict(self.audio)), "--edge", json.dumps(_as_dict(self.edge)),
+            "--max-listeners", str(self.max_listeners),
         ]  # fmt: skip
 
 
@@ -197,7 +202,8 @@ async def run_worker(config: WorkerConfig, secret: bytes) -> None:
     loop = asyncio.get_running_loop()
     origin = Origin(config.origin_host, config.origin_port, config.node_id, Signer(secret))
     relays = Relays(origin, config.audio, config.edge)
-    service = StreamService(Signer(secret), relays, config.edge, config.node_id)
+    gate = StreamGate(Signer(secret), Capacity(max_listeners=config.max_listeners))
+    service = StreamService(gate, relays, config.edge, config.node_id)
     sock = reuseport_socket(config.host, config.port)
     server = await loop.create_server(
         lambda: StreamProtocol(service), sock=sock, backlog=LISTEN_BACKLOG
@@ -248,6 +254,7 @@ def parse_args(argv: list[str]) -> tuple[WorkerConfig, int]:
     parser.add_argument("--parent-pid", type=int, required=True)
     parser.add_argument("--audio", default="{}")
     parser.add_argument("--edge", default="{}")
+    parser.add_argument("--max-listeners", type=int, default=0)
     parser.add_argument("--secret-fd", type=int, required=True)
     args = parser.parse_args(argv)
     config = WorkerConfig(
@@ -260,6 +267,7 @@ def parse_args(argv: list[str]) -> tuple[WorkerConfig, int]:
         parent_pid=args.parent_pid,
         audio=AudioSettings(**json.loads(args.audio)),
         edge=EdgeSettings(**json.loads(args.edge)),
+        max_listeners=args.max_listeners,
     )
     return config, args.secret_fd
 

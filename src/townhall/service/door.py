@@ -22,12 +22,15 @@ from typing import Any
 from townhall.admission import (
     AddressLimiter,
     AdmissionRefused,
+    Admitted,
     AttackMode,
     BucketSpec,
     Capacity,
     LoopLagMonitor,
     QueuePolicy,
     SpentChallenges,
+    StreamGate,
+    Ticket,
     Waiting,
     WaitingRoom,
     issue_challenge,
@@ -35,7 +38,7 @@ from townhall.admission import (
     verify_solution,
 )
 from townhall.admission.attack_mode import ATTACK_RESTRICTIONS, NORMAL_RESTRICTIONS
-from townhall.admission.capacity import Action
+from townhall.admission.capacity import Action, Decision, shed_retry_s
 from townhall.admission.signing import Signer
 from townhall.api.errors import RequestError
 from townhall.config import Settings
@@ -47,6 +50,16 @@ LAG_PROBE_S = 0.05
 """How often the loop-lag probe wakes; lag is how late it wakes."""
 HOUSEKEEPING_S = 1.0
 UNLIMITED = BucketSpec(rate=1e9, burst=1e9)
+FORGERY_CODES = frozenset({"forged", "malformed"})
+"""Queue-token refusals that count towards automatic attack mode: no honest client sends
+them, and no per-address bucket has absorbed them."""
+LINE_TICK_S = 0.2
+"""How often every waiting room is moved on by time alone (issue 6: a line paused by an
+overload resumed only when a fresh join happened to arrive)."""
+MAX_QUEUED_SHED_RETRY_S = 15.0
+"""Longest interval (before jitter) a person in line is told to stay away while the node
+is overloaded. Their place is kept and an overload is seconds long, so sending them away
+for a minute only made them wait long after it ended (the lull came and nobody polled)."""
 
 
 class Refused(RequestError):
@@ -91,6 +104,8 @@ class Door:
         if admission.attack_mode in ("on", "off"):
             self.attack.force(admission.attack_mode == "on")
         self._limiter = AddressLimiter(*self._bucket_specs())
+        self.stream_gate = StreamGate(signer, self.capacity)
+        """May this ticket stream here: the same decision as the stream workers'."""
         self.lag = LoopLagMonitor()
         self._spent = SpentChallenges()
         self._rooms: dict[str, WaitingRoom] = {}
@@ -113,12 +128,17 @@ class Door:
     async def _probe_forever(self) -> None:
         loop = asyncio.get_running_loop()
         next_housekeeping = loop.time() + HOUSEKEEPING_S
+        next_line_tick = loop.time() + LINE_TICK_S
         while True:
             scheduled = loop.time() + LAG_PROBE_S
+            self.lag.expect_wake(time.monotonic() + LAG_PROBE_S)
             await asyncio.sleep(LAG_PROBE_S)
             self.lag.observe_wake(scheduled, loop.time())
+            if loop.time() >= next_line_tick:
+                next_line_tick = loop.time() + LINE_TICK_S
+                self.advance_lines()
             if loop.time() >= next_housekeeping:
-                next_housekeeping += HOUSEKEEPING_S
+                next_housekeeping = max(next_housekeeping + HOUSEKEEPING_S, loop.time())
                 self._housekeeping()
 
     def _housekeeping(self) -> None:
@@ -160,7 +180,8 @@ class Door:
         except ValueError:  # not an IP (a unix socket, a test client): nothing to key on
             return
         if refused_by is not None:
-            self.attack.record(now, refused=1)
+            # Not a signal for attack mode: the bucket already absorbs this address (or
+            # prefix); counting it let one client switch the whole node (issue 6).
             self.counts[f"rate_limited_{refused_by}"] += 1
             retry = max(1.0, round(self._limiter.retry_after_s(address, now)))
             raise Refused(
@@ -205,6 +226,40 @@ class Door:
             difficulty=bits,
         )
 
+    def _apply_load(self, room: WaitingRoom) -> Decision:
+        """Tells the room what the node carries now (paused unless the node admits)."""
+        listeners = self._listeners()
+        decision = self.capacity.decide(listeners, self._lag_now_ms())
+        room.set_load(listeners, paused=decision.action is not Action.ADMIT)
+        return decision
+
+    def _lag_now_ms(self) -> float:
+        return self.lag.lag_now_ms(time.monotonic())
+
+    def _stay_away(self, status: Waiting) -> Waiting:
+        """Overloaded (shed): still a place in line (as cheap as a 503, and it keeps the
+        person's place), polled no sooner than the overload says (from ~5 s at the shed
+        threshold to MAX_QUEUED_SHED_RETRY_S). The retry is spread per person (keyed on
+        their token), not per space, so the shed crowd does not come back in one wave.
+        The ETA is the room's for a paused line (the rate it expects once the loop
+        recovers), and at least the time until they come back: nobody is admitted sooner.
+        Measured (scripts/rehearse, overload-lull): adding the stay-away time to the room's
+        ETA instead over-promised the wait by ~50% (p50), since people who come back when
+        told find the counter has moved meanwhile; this is within 5% (p90).
+
+        A lag under the shed threshold pauses the line without this: telling people to
+        stay away ~5 s then too cost the 10x spike rehearsal (lag hovering at the guard)
+        hundreds of answers overdue, so those polls stay short (see WaitingRoom._status)."""
+        self.counts["shed"] += 1
+        stretched = shed_retry_s(
+            self._lag_now_ms(),
+            self.capacity,
+            key=zlib.crc32(status.token.encode()),
+            max_retry_s=MAX_QUEUED_SHED_RETRY_S,
+        )
+        retry = max(status.retry_after_s, stretched)
+        return replace(status, retry_after_s=retry, eta_s=max(retry, status.eta_s))
+
     def join(self, space_id: str, user: User | None, body: dict[str, Any]) -> dict[str, Any]:
         """A ticket, or a place in the line; raises Refused with Retry-After."""
         now = time.time()
@@ -214,47 +269,61 @@ class Door:
         if token is not None:
             if not isinstance(token, str):
                 raise Refused(422, "invalid_token", "token must be the string the line gave you")
+            decision = self._apply_load(room)
             try:
                 status = room.poll(token, now)
             except AdmissionRefused as refused:
                 self.counts[f"queue_{refused.code}"] += 1
+                if refused.code in FORGERY_CODES:
+                    self.attack.record(now, refused=1)
                 raise Refused(
                     403, f"queue_{refused.code}", refused.message + "; join again without a token"
                 ) from None
         else:
             if self.attack.active and user is None:
                 self._require_proof_of_work(body, now)
-            listeners = self._listeners()
-            decision = self.capacity.decide(listeners, self.lag.value_ms)
-            room.set_load(listeners, paused=decision.action is not Action.ADMIT)
+            decision = self._apply_load(room)
             _, status = room.join(now, priority=user is not None)
-            if decision.action is Action.SHED and isinstance(status, Waiting):
-                # Overloaded: still a place in line (as cheap as a 503, and it keeps
-                # the person's place), polled no sooner than the overload says. The
-                # retry is spread per person (keyed on their token), not per space,
-                # so the shed crowd does not come back in one wave.
-                self.counts["shed"] += 1
-                decision = self.capacity.decide(
-                    listeners, self.lag.value_ms, key=zlib.crc32(status.token.encode())
-                )
-                status = replace(
-                    status, retry_after_s=max(status.retry_after_s, decision.retry_after_s)
-                )
+        if decision.action is Action.SHED and isinstance(status, Waiting):
+            status = self._stay_away(status)
         if isinstance(status, Waiting):
             self.counts["waiting"] += 1
             return {"wait": status.to_json()}
         self.counts["admitted"] += 1
-        listener_id = user.id if user else "anon-" + secrets.token_urlsafe(9)
-        ticket = issue_ticket(self._signer, space_id, listener_id, now, self._settings.ticket_ttl_s)
+        ticket = self._ticket(space_id, user, status, now)
         return {"ticket": ticket.token, "expires_at": ticket.expires_at}
+
+    def _ticket(self, space_id: str, user: User | None, admitted: Admitted, now: float) -> Ticket:
+        """The ticket an admission buys. An admitted queue token turns into one ticket:
+        its listener id comes from the queue number and its expiry from the token's
+        signing time, so polling the token again returns the very same ticket (a lost
+        answer costs nothing, a shared token buys no second stream: see stream_gate).
+        It expires at least ticket_ttl_s after the last poll a token allows."""
+        ttl = self._settings.ticket_ttl_s
+        if admitted.token_issued_at is None:
+            listener_id = user.id if user else "anon-" + secrets.token_urlsafe(9)
+            return issue_ticket(self._signer, space_id, listener_id, now, ttl)
+        listener_id = user.id if user else f"anon-{admitted.key}"
+        last_poll = admitted.token_issued_at + self._policy.token_max_age_s
+        return issue_ticket(self._signer, space_id, listener_id, last_poll, ttl)
+
+    def advance_lines(self) -> None:
+        """Moves every line on by time and the node's load alone: after an overload the
+        people in line are admitted (and find so at their next poll) though nobody new
+        joins. Called by the probe every LINE_TICK_S; O(live spaces)."""
+        now = time.time()
+        for room in self._rooms.values():
+            self._apply_load(room)
+            room.tick(now)
 
     def stream_opened(self, space_id: str) -> None:
         room = self._rooms.get(space_id)
         if room is not None:
             room.note_connected()
 
-    def has_room_for_stream(self) -> bool:
-        return self.capacity.has_room(self._listeners())
+    def listeners(self) -> int:
+        """Live-stream listeners this node holds now (its capacity's measure)."""
+        return self._listeners()
 
     # -- for operators -------------------------------------------------------------------
 
@@ -262,6 +331,7 @@ class Door:
         now = time.time()
         queues = {}
         for space_id, room in self._rooms.items():
+            self._apply_load(room)
             queue = room.stats(now)
             queues[space_id] = {
                 "waiting": queue.waiting + queue.waiting_priority,
@@ -269,6 +339,7 @@ class Door:
                 "admitted_per_s": round(queue.admit_rate_per_s, 1),
                 "claimed": queue.claimed,
                 "claim_ratio": round(queue.claim_ratio, 3),
+                "paused": room.paused,
             }
         return {
             "cpu_percent": round(self._cpu[2], 1),
