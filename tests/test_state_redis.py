@@ -70,7 +70,7 @@ async def test_an_unreachable_redis_is_refused_quickly_and_service_resumes(
         await state.close()
 
 
-async def test_an_ended_space_leaves_only_its_expiring_record(redis_url: str) -> None:
+async def test_an_ended_space_leaves_only_its_expiring_record_and_totals(redis_url: str) -> None:
     state = RedisState(redis_url)
     await state.start()
     raw = aioredis.Redis.from_url(redis_url, decode_responses=True)
@@ -90,8 +90,10 @@ async def test_an_ended_space_leaves_only_its_expiring_record(redis_url: str) ->
 
         await state.put_space(live.end(now))
         await state.forget(space_id)
-        assert await raw.keys(f"*{space_id}*") == [f"townhall:space:{{{space_id}}}:record"]
-        assert 0 < await raw.ttl(f"townhall:space:{{{space_id}}}:record") <= 3600
+        left = sorted(await raw.keys(f"*{space_id}*"))
+        assert left == [f"townhall:space:{{{space_id}}}:{name}" for name in ("reactions", "record")]
+        for key in left:
+            assert 0 < await raw.ttl(key) <= 3600
     finally:
         await raw.aclose()
         await state.close()

@@ -152,6 +152,7 @@ class State(Protocol):
     # -- the end ----------------------------------------------------------------------
 
     async def forget(self, space_id: str) -> None:
-        """Drops every per-space structure of an ended space (its record expires)."""
+        """Drops every per-space structure of an ended space; its record and its reaction
+        totals expire with ENDED_RECORD_TTL_S instead (the end-of-space summary)."""
 
     async def close(self) -> None: ...

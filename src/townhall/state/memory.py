@@ -36,6 +36,8 @@ class MemoryState:
         """Space id -> (record, expiry as unix time; inf while not ended)."""
         self._stages: dict[str, Stage] = {}
         self._reactions: dict[str, Counter[str]] = {}
+        self._ended_reactions: dict[str, tuple[Counter[str], float]] = {}
+        """Ended space id -> (final totals, expiry), oldest first, at most MAX_ENDED_RECORDS."""
         self._listeners: dict[str, dict[str, tuple[int, float]]] = {}
         """Space id -> node id -> (count, expiry)."""
         self._arrivals: dict[str, int] = {}
@@ -108,6 +110,11 @@ class MemoryState:
         self._reactions.setdefault(space_id, Counter())[emoji] += 1
 
     async def reactions(self, space_id: str) -> dict[str, int]:
+        ended = self._ended_reactions.get(space_id)
+        if ended is not None:
+            if ended[1] > self._clock():
+                return dict(ended[0])
+            del self._ended_reactions[space_id]
         return dict(self._reactions.get(space_id, {}))
 
     async def report_listeners(
@@ -178,13 +185,18 @@ class MemoryState:
     async def forget(self, space_id: str) -> None:
         for per_space in (
             self._stages,
-            self._reactions,
             self._listeners,
             self._arrivals,
             self._admitted,
             self._placement,
         ):
             per_space.pop(space_id, None)
+        totals = self._reactions.pop(space_id, None)
+        if totals:  # kept, like the ended record, for the end-of-space summary
+            self._ended_reactions.pop(space_id, None)
+            self._ended_reactions[space_id] = (totals, self._clock() + ENDED_RECORD_TTL_S)
+            if len(self._ended_reactions) > MAX_ENDED_RECORDS:
+                del self._ended_reactions[next(iter(self._ended_reactions))]
 
     async def close(self) -> None:
         return None

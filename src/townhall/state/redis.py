@@ -69,14 +69,14 @@ CHANGES_CHANNEL = "townhall:space-changes"
 
 PER_SPACE_KEYS = (
     STAGE_KEY,
-    REACTIONS_KEY,
     LISTENERS_KEY,
     LISTENER_EXPIRY_KEY,
     ARRIVALS_KEY,
     ADMITTED_KEY,
     STAGE_NODE_KEY,
 )
-"""Deleted when a space ends (its record expires instead)."""
+"""Deleted when a space ends (its record and its reaction totals expire instead: the
+host's end-of-space summary and late snapshots still show them)."""
 
 SOCKET_TIMEOUT_S = 1.0
 """A command that gets no answer by then fails: a slow Redis is an unavailable one."""
@@ -382,7 +382,10 @@ class RedisState:
 
     async def forget(self, space_id: str) -> None:
         with _reachable():
-            await self._redis.delete(*(key % space_id for key in PER_SPACE_KEYS))
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(*(key % space_id for key in PER_SPACE_KEYS))
+                pipe.expire(REACTIONS_KEY % space_id, int(ENDED_RECORD_TTL_S))
+                await pipe.execute()
 
     async def close(self) -> None:
         if self._listener is not None:
