@@ -428,7 +428,12 @@ async def test_reconnects_and_proof_of_work(tmp_path: Path):
     assert s["arrivals"] == 19
     assert report["meta"]["pow_solved"] == server.counts["pow_challenges"] == s["admitted"]
     assert s["stream_drops"] > 0 and s["reconnects"] > 0
-    assert server.counts["streams"] == s["heard_audio"] + s["reconnects"]
+    # Every stream the server served was a first audio or a reconnect, except that a
+    # listener the run's end cut while (re)opening its stream may have reached the server
+    # or not: those are the ones still "joining" at the end.
+    cut_while_opening = s["outcomes"].get("unfinished:joining", 0)
+    counted = s["heard_audio"] + s["reconnects"]
+    assert abs(server.counts["streams"] - counted) <= cut_while_opening
     # The live URL named another port: streams went there, from the listeners' addresses.
     assert report["meta"]["other_origins"] == [f"127.0.0.1:{server.stream_port}"]
     assert server.counts["streams_on_stream_port"] == server.counts["streams"]
