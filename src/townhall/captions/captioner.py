@@ -66,6 +66,11 @@ class Captioner:
         self.stats = CaptionerStats()
 
     @property
+    def fed_s(self) -> float:
+        """Program audio handed to the recognizer so far (or dropped), in seconds."""
+        return self._next_sample / SAMPLE_RATE
+
+    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 

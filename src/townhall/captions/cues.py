@@ -41,7 +41,10 @@ class CaptionTrack:
         text = " ".join(cue.text.split())[:MAX_CUE_CHARS]
         if not text:
             return
-        self._cues.append(Cue(cue.start_s, max(cue.end_s, cue.start_s), text))
+        # Kept to the millisecond the API shows, so a client's `since` (an `end_s` it
+        # was given) compares equal to the cue it came from.
+        start, end = round(cue.start_s, 3), round(max(cue.end_s, cue.start_s), 3)
+        self._cues.append(Cue(start, end, text))
         self.total += 1
 
     def since(self, since_s: float | None) -> list[Cue]:

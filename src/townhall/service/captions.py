@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cachetools import LRUCache
 
+from townhall.audience.program import ProgramOutput
 from townhall.captions.captioner import Captioner
 from townhall.captions.cues import Cue, parse_webvtt, webvtt
 from townhall.captions.recognizer import RecognizerConfig
@@ -39,6 +40,8 @@ class Captions:
         self._config = RecognizerConfig(model_dir=settings.model)
         self._choices: LRUCache[str, bool] = LRUCache(MAX_REMEMBERED_CHOICES)
         self._running: dict[str, Captioner] = {}
+        self._programs: dict[str, ProgramOutput] = {}
+        """Every space live on this node (its HLS carries the captions rendition)."""
         self.refused_at_limit = 0
         """Spaces that asked for captions but went live past the node-wide limit."""
 
@@ -61,8 +64,10 @@ class Captions:
     def wanted(self, space_id: str) -> bool:
         return self._choices.get(space_id, self.available)
 
-    def open(self, space_id: str) -> Captioner | None:
-        """Starts the space's recognizer when it wants one and the node has room."""
+    def open(self, space_id: str, program: ProgramOutput) -> Captioner | None:
+        """A space goes live here: its recognizer starts when it wants one and the node
+        has room."""
+        self._programs[space_id] = program
         if space_id in self._running:
             return self._running[space_id]
         if not self.available or not self.wanted(space_id):
@@ -88,6 +93,7 @@ class Captions:
     async def close(self, space_id: str, *, keep: bool) -> None:
         """Stops the recognizer; with `keep` (the space was recorded) its cues are
         written beside the recording for the replay."""
+        self._programs.pop(space_id, None)
         captioner = self._running.get(space_id)
         if captioner is None:
             return
@@ -101,16 +107,22 @@ class Captions:
             self._running.pop(space_id, None)
             self._choices.pop(space_id, None)
 
-    async def close_all(self) -> None:
-        for space_id in list(self._running):
-            await self.close(space_id, keep=False)
-
     def is_on(self, space_id: str) -> bool:
         """Captions being made for this space here, or kept from its replay."""
         return space_id in self._running or captions_path(self._recordings_dir, space_id).exists()
 
     def running(self) -> dict[str, Captioner]:
         return dict(self._running)
+
+    def program(self, space_id: str) -> ProgramOutput:
+        """The program of a space live on this node (for its HLS renditions)."""
+        program = self._programs.get(space_id)
+        if program is None:
+            raise NotFound("this space is not live on this server", code="not_live")
+        return program
+
+    def captioner(self, space_id: str) -> Captioner | None:
+        return self._running.get(space_id)
 
     def cues(self, space_id: str, since_s: float | None = None) -> list[Cue]:
         captioner = self._running.get(space_id)
