@@ -96,7 +96,7 @@ async def test_speech_on_stage_becomes_captions_live_in_hls_and_in_the_replay(
     assert starts == sorted(starts) and len(set(starts)) == len(starts), "no cue twice"
 
     assert master.status_code == 200
-    assert 'TYPE=SUBTITLES' in master.text and 'URI="captions.m3u8"' in master.text
+    assert "TYPE=SUBTITLES" in master.text and 'URI="captions.m3u8"' in master.text
     assert "index.m3u8" in master.text
     assert subtitles.status_code == 200 and segment_texts, subtitles.text
 
