@@ -1,11 +1,14 @@
 """Captions on the listener page: the host's microphone (Chromium's fake capture playing
-espeak-ng speech) goes live from the studio, and a listener's page shows the words."""
+espeak-ng speech) goes live from the studio, and a listener's page shows the words; after
+the end, the replay page shows them in time with the recording."""
 
 from __future__ import annotations
 
+import time
 import wave
 from pathlib import Path
 
+import httpx
 import pytest
 
 from browser import (
@@ -49,6 +52,16 @@ def _speech_wav(path: Path) -> Path:
     return path
 
 
+def _wait_for_the_recording(base_url: str, space_id: str) -> None:
+    """The replay page reads the snapshot once: open it when the recording is listed."""
+    deadline = time.monotonic() + CAPTION_WAIT_MS / 1000
+    while time.monotonic() < deadline:
+        if httpx.get(f"{base_url}/api/spaces/{space_id}").json().get("recording_url"):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the recording was never listed")
+
+
 def test_captions_appear_on_the_listener_page(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -61,6 +74,7 @@ def test_captions_appear_on_the_listener_page(tmp_path: Path) -> None:
                 with page_factory(browser, UI_TIMEOUT_MS) as make:
                     host = make()
                     sign_up(host, server.url, "host")
+                    host.check("#create-form input[name=record]")
                     space_id = create_space(host, "Captioned")
                     go_live_with_mic(host)
                     listener = make()
@@ -81,9 +95,25 @@ def test_captions_appear_on_the_listener_page(tmp_path: Path) -> None:
                     assert axe_violations(listener) == []
                     assert csp == []
                     screenshot(listener, "listen-captions-desktop")
+
+                    host.click("#end")
+                    host.click("#end")  # the second press confirms
+                    host.wait_for_selector("#summary:not([hidden])")
+                    _wait_for_the_recording(server.url, space_id)
+                    replay = make()
+                    replay_csp = collect_csp_violations(replay)
+                    replay.goto(f"{server.url}/s/{space_id}/replay")
+                    replay.wait_for_selector("#recording:not([hidden])")
+                    replay.eval_on_selector("#recording-audio", "(audio) => audio.play()")
+                    replay.wait_for_selector("#replay-captions p", timeout=CAPTION_WAIT_MS)
+                    replayed = replay.inner_text("#replay-captions")
+                    assert axe_violations(replay) == [] and replay_csp == []
+                    screenshot(replay, "replay-captions-desktop")
             finally:
                 browser.close()
     finally:
         stop_server(server)
     print(f"\ncaptions on the page: {shown!r}")
     assert len(WORDS & set(shown.split())) >= 3, shown
+    print(f"captions on the replay: {replayed!r}")
+    assert replayed.strip()
