@@ -185,3 +185,47 @@ def test_feeding_after_stop_is_ignored() -> None:
     asyncio.run(captioner.stop(timeout_s=0.1))
     captioner.feed(np.zeros(FRAME_SAMPLES, dtype=np.int16))
     assert captioner.stats.chunks_sent == 0 and captioner.fed_s == 0.0
+
+
+def test_a_recognizer_does_not_outlive_a_killed_server(tmp_path: Path) -> None:
+    """The server is SIGKILLed while its space is live: its recognizer process ends too."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "server.py"
+    script.write_text(
+        "import asyncio, sys\n"
+        "from townhall.captions.captioner import Captioner\n"
+        "from townhall.captions.recognizer import RecognizerConfig\n"
+        "async def main():\n"
+        "    c = Captioner('s', RecognizerConfig(), queue_seconds=1, max_cues=1)\n"
+        "    c.start()\n"
+        "    print(c.pid, flush=True)\n"
+        "    await asyncio.sleep(60)\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(main())\n"
+    )
+    server = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE)
+    try:
+        assert server.stdout is not None
+        child = int(server.stdout.readline())
+        time.sleep(1.0)
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and _running(child):
+            time.sleep(0.2)
+        assert not _running(child), "the recognizer outlived its server"
+    finally:
+        if server.poll() is None:
+            server.kill()
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

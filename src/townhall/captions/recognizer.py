@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import multiprocessing.queues
 import os
+import queue
 from dataclasses import dataclass
 
 import av
@@ -141,6 +142,22 @@ class Downsampler:
         )
 
 
+PARENT_CHECK_S = 1.0
+"""How often a recognizer with no audio checks that its server is still there."""
+
+
+def _next(audio: multiprocessing.queues.Queue[AudioChunk | None]) -> AudioChunk | None:
+    """The next chunk; None at the end of the program or when the server is gone (killed
+    without a word: the recognizer must not outlive it)."""
+    parent = multiprocessing.parent_process()
+    while True:
+        try:
+            return audio.get(timeout=PARENT_CHECK_S)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():
+                return None
+
+
 def run(
     config: RecognizerConfig,
     audio: multiprocessing.queues.Queue[AudioChunk | None],
@@ -152,7 +169,7 @@ def run(
         recognition = Recognition(config)
         downsample = Downsampler()
         expected = 0
-        while (chunk := audio.get()) is not None:
+        while (chunk := _next(audio)) is not None:
             first_sample, pcm = chunk
             if first_sample > expected:
                 recognition.skip_to(first_sample / SAMPLE_RATE)
