@@ -68,7 +68,10 @@ class Recognition:
     """Endpointing and decoding of one program, fed 16 kHz PCM in any chunk size."""
 
     def __init__(self, config: RecognizerConfig) -> None:
-        from pocketsphinx import Decoder, Endpointer  # only the child process loads it
+        from pocketsphinx import (  # type: ignore[import-untyped]  # only the child loads it
+            Decoder,
+            Endpointer,
+        )
 
         self._decoder = Decoder(
             samprate=RECOGNIZER_RATE, loglevel="FATAL", **decoder_options(config.model_dir)
