@@ -99,6 +99,13 @@ class Captions:
             return
         try:
             await captioner.stop()
+            stats = captioner.stats
+            log.info(
+                "captions of %s: %d cues; %.1f s of audio dropped (recognizer behind)",
+                space_id,
+                stats.cues,
+                stats.seconds_dropped,
+            )
             if keep:
                 make_private_dir(self._recordings_dir)
                 path = captions_path(self._recordings_dir, space_id)
