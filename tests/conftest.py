@@ -27,6 +27,9 @@ pytest_plugins = [
 
 CHEAP_ARGON2 = {"TOWNHALL_ARGON2_TIME_COST": "1", "TOWNHALL_ARGON2_MEMORY_KIB": "8192"}
 LOOPBACK_ICE = {"TOWNHALL_STAGE_ICE_HOST_ADDRESSES": "127.0.0.1"}
+NO_CAPTIONS = {"TOWNHALL_CAPTIONS_ENABLED": "0"}
+"""A recognizer process per live space is the product default; tests that are not about
+captions spare the shared cores (test_captions_* pass TOWNHALL_CAPTIONS_ENABLED=1)."""
 SERVER_START_TIMEOUT_S = 30.0
 
 
@@ -46,7 +49,7 @@ def loopback_ice() -> Iterator[None]:
 
 @pytest.fixture
 def settings(tmp_path: Path, store_env: dict[str, str], state_backend: str):
-    env = {**CHEAP_ARGON2, **LOOPBACK_ICE, **store_env}
+    env = {**CHEAP_ARGON2, **LOOPBACK_ICE, **NO_CAPTIONS, **store_env}
     return load_settings(env, data_dir=tmp_path / "data", port=0, state=state_backend)
 
 
@@ -84,7 +87,7 @@ def start_server(
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"server-{port}.log"
-    full_env = {**os.environ, **CHEAP_ARGON2, **LOOPBACK_ICE, **env}
+    full_env = {**os.environ, **CHEAP_ARGON2, **LOOPBACK_ICE, **NO_CAPTIONS, **env}
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from townhall import __version__
 from townhall.admission.signing import Signer
 from townhall.api import accounts, listening, operations, spaces, stage_forward
+from townhall.api.captions import CaptionRoutes
 from townhall.api.contract import openapi_route
 from townhall.api.errors import EXCEPTION_HANDLERS
 from townhall.api.fastpath import ListenerFastPath
@@ -24,6 +25,7 @@ from townhall.nodes.peers import HttpPeerNodes
 from townhall.private_files import create_private_file, make_private_dir
 from townhall.server import ConnectionGuard
 from townhall.service.accounts import Accounts, password_limits
+from townhall.service.captions import Captions
 from townhall.service.door import Door
 from townhall.service.passwords import Passwords
 from townhall.service.spaces import Spaces, node_id_for
@@ -67,16 +69,22 @@ class Services:
     signer: Signer
     door: Door
     write_limits: WriteLimiter
+    captions: Captions
 
 
-async def open_services(settings: Settings, state: State | None = None) -> Services:
+async def open_services(
+    settings: Settings, state: State | None = None, captions: Captions | None = None
+) -> Services:
     make_private_dir(settings.data_dir)
     use_host_addresses(default_host_addresses(settings.stage.ice_host_addresses, settings.host))
     store = await open_store(settings.store_url)
     state = state or open_state(settings.state)
     node_id = node_id_for(settings.node_url)
     signer = Signer(load_secret(settings))
-    spaces_service = Spaces(store, state, settings, node_id, peers=HttpPeerNodes(signer))
+    captions = captions or Captions(settings.captions, settings.recordings_dir)
+    spaces_service = Spaces(
+        store, state, settings, node_id, peers=HttpPeerNodes(signer), captions=captions
+    )
     door = Door(settings, signer, listeners=spaces_service.node_listeners)
     spaces_service.on_end = door.forget
     await spaces_service.start()
@@ -90,6 +98,7 @@ async def open_services(settings: Settings, state: State | None = None) -> Servi
         signer=signer,
         door=door,
         write_limits=WriteLimiter(settings.limits),
+        captions=captions,
     )
 
 
@@ -112,7 +121,7 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services = await open_services(settings)
+        services = await open_services(settings, captions=captions)
         for service in dataclass_fields(Services):  # every service, for the routes
             setattr(app.state, service.name, getattr(services, service.name))
         app.state.guard = guard or ConnectionGuard.from_settings(settings)
@@ -125,14 +134,18 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         finally:
             await close_services(services)
 
+    # captions (issue 10): built here, before the services, so its routes get it by constructor
+    captions = Captions(settings.captions, settings.recordings_dir)
+    caption_routes = CaptionRoutes(captions)
     routes = [  # the listener path first: routes are matched in order
         Route("/live/{space_id}.aac", LiveStream(), methods=["GET", "HEAD"]),
+        *caption_routes.routes(),  # before listening's /hls/{space_id}/{name}
         *listening.routes,
         Route("/api/spaces/{space_id}", spaces.get_space, methods=["GET"]),
         *accounts.routes,
         *spaces.routes,
         *operations.routes,
-        openapi_route(JSON_API, __version__),
+        openapi_route([*JSON_API, *caption_routes.operations()], __version__),
         Route("/internal/program/{space_id}.aac", RelayProgram(), methods=["GET"]),
         Route("/internal/listeners", report_listeners, methods=["POST"]),
         *stage_forward.routes,

@@ -28,6 +28,13 @@ def _refusal(settings: Settings) -> str | None:
         check_state_url(settings.state)
     except UnknownStateUrl as bad:
         return str(bad)
+    if settings.captions.active and settings.captions.model:
+        from townhall.captions.recognizer import decoder_options
+
+        try:
+            decoder_options(settings.captions.model)
+        except (OSError, ValueError) as bad:
+            return f"--captions-model / TOWNHALL_CAPTIONS_MODEL: {bad}"
     return None
 
 
@@ -54,6 +61,8 @@ def _serve(args: argparse.Namespace) -> int:
             stream_port=settings.edge.stream_port if args.stream_port is None else args.stream_port,
         )
         settings = replace(settings, edge=edge)
+    if args.captions_model is not None:  # captions: --captions-model
+        settings = replace(settings, captions=replace(settings.captions, model=args.captions_model))
     refusal = _refusal(settings)
     if refusal is not None:
         print(f"townhall: {refusal}", file=sys.stderr)
@@ -116,6 +125,13 @@ def main(argv: list[str] | None = None) -> int:
         "--public-url",
         default=None,
         help="this node's base URL for clients (http://HOST:PORT); env TOWNHALL_PUBLIC_URL",
+    )
+    serve.add_argument(
+        "--captions-model",
+        default=None,
+        metavar="DIR",
+        help="pocketsphinx model directory for live captions (the bundled English one); "
+        "env TOWNHALL_CAPTIONS_MODEL",
     )
     commands.add_parser("loadtest", help="flash-crowd rehearsal (townhall loadtest --help)")
     args = parser.parse_args(argv)

@@ -82,6 +82,31 @@ class StageSettings:
 
 
 @dataclass(frozen=True)
+class CaptionSettings:
+    """Live captions (townhall.captions): one recognizer process per captioned space."""
+
+    enabled: bool = True
+    """Whether this node runs a captioner at all; off, no space has captions."""
+    model: str = ""
+    """A pocketsphinx model directory (`--captions-model`); empty means the English
+    model the pocketsphinx wheel ships. Nothing is downloaded at run time."""
+    max_spaces: int = 2
+    """Captioned live spaces at once on this node (each costs a recognizer process, ~20 %
+    of a core on the bench: see bench/README.md); past it spaces go live without
+    captions. 0 disables captions like `enabled = false`."""
+    queue_seconds: float = 10.0
+    """Program audio held for a recognizer that is behind (or still loading its model)
+    before audio is dropped, and counted, instead."""
+    max_cues: int = 2_000
+    """Cues kept in memory per live space for the API (~2 h of speech); the WebVTT file
+    written beside the recording at the end has those that were kept."""
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.max_spaces > 0
+
+
+@dataclass(frozen=True)
 class EdgeSettings:
     """Stream workers: extra processes that serve only the live stream.
 
@@ -196,6 +221,7 @@ class Settings:
     ADMIN_TOKEN_MIN_CHARS long (`python -c 'import secrets; print(secrets.token_hex(32))'`);
     empty disables them."""
     edge: EdgeSettings = field(default_factory=EdgeSettings)
+    captions: CaptionSettings = field(default_factory=CaptionSettings)
     store: str = ""
     """Durable store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB (env
     TOWNHALL_STORE, flag --store); empty means SQLite at `database_path`."""

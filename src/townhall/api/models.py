@@ -69,6 +69,10 @@ class NewSpace(RequestBody):
     )
     record: bool = False
     speak_policy: SpeakPolicy | None = None
+    captions: bool | None = Field(
+        default=None,
+        description="Live captions; default: on where the server runs a captioner.",
+    )
 
 
 class UserChoice(RequestBody):
@@ -177,6 +181,8 @@ class Snapshot(ResponseBody):
     speak_policy: SpeakPolicy = SpeakPolicy.EVERYONE
     recording_url: str | None = None
     page_url: str | None = None
+    captions: bool = False
+    """Captions are being made (live) or kept with the replay: GET .../captions."""
 
 
 class SpaceListing(ResponseBody):

@@ -93,6 +93,7 @@ async def create_space(request: Request) -> Response:
         scheduled_for=body.scheduled_for,
         record=body.record,
         speak_policy=body.speak_policy,
+        captions=body.captions,
     )
     return _private(snapshot, status=201)
 

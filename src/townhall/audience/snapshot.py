@@ -36,6 +36,7 @@ def snapshot_data(
     speaking: Iterable[str] = (),
     connected: Iterable[str] = (),
     recording_url: str | None = None,
+    captions: bool = False,
 ) -> dict[str, Any]:
     speaking, connected = set(speaking), set(connected)
     seats = stage.seats.items() if stage else []
@@ -79,6 +80,7 @@ def snapshot_data(
         "speak_policy": (stage.speak_policy if stage else space.speak_policy).value,
         "recording_url": recording_url,
         "page_url": f"/s/{space.id}",
+        "captions": captions,
     }
 
 

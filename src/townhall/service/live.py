@@ -18,7 +18,9 @@ from townhall.audience.program import ProgramOutput
 from townhall.audience.recorder import finalize_recording
 from townhall.config import Settings
 from townhall.domain.stage import Stage
+from townhall.media import PcmFrame, ProgramSink
 from townhall.private_files import make_private_dir
+from townhall.service.captions import Captions
 from townhall.stage.room import StageRoom
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,16 @@ def final_recording_path(directory: Path, space_id: str) -> Path:
     return directory / f"{space_id}.m4a"
 
 
+def both(program: ProgramSink, captions: ProgramSink) -> ProgramSink:
+    """The mix to the program, then to the captioner (which only queues it)."""
+
+    def push(frame: PcmFrame) -> None:
+        program(frame)
+        captions(frame)
+
+    return push
+
+
 @dataclass
 class LiveRoom:
     space_id: str
@@ -43,8 +55,14 @@ class LiveRoom:
 
 
 class LiveRooms:
-    def __init__(self, settings: Settings, on_change: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        on_change: Callable[[str], None],
+        captions: Captions | None = None,
+    ) -> None:
         self._settings = settings
+        self._captions = captions
         self._on_change = on_change
         self._rooms: dict[str, LiveRoom] = {}
 
@@ -64,10 +82,11 @@ class LiveRooms:
             recording = partial_recording_path(self._settings.recordings_dir, space_id)
         program = ProgramOutput(self._settings.audio, recording_path=recording)
         program.live.on_count_change = lambda _count: self._on_change(space_id)
+        captioner = self._captions.open(space_id, program) if self._captions is not None else None
         stage = StageRoom(
             space_id,
             self._settings.stage,
-            program.push,
+            program.push if captioner is None else both(program.push, captioner.feed),
             on_change=lambda: self._on_change(space_id),
         )
         room = LiveRoom(space_id, stage, program, recording)
@@ -82,6 +101,11 @@ class LiveRooms:
             return None
         await room.stage.stop()
         room.program.close()
+        if self._captions is not None:
+            try:
+                await self._captions.close(space_id, keep=room.recording is not None)
+            except Exception:  # captions must not stop the space from ending
+                log.exception("could not close the captions of %s", space_id)
         if room.recording is None or not room.recording.exists():
             return None
         final = final_recording_path(self._settings.recordings_dir, space_id)

@@ -41,6 +41,7 @@ from townhall.domain.spaces import (
 )
 from townhall.domain.stage import Role, Stage
 from townhall.nodes.peers import PeerNodes
+from townhall.service.captions import Captions
 from townhall.service.ids import looks_like_id, new_id
 from townhall.service.keyed_locks import KeyedLocks
 from townhall.service.live import LiveRooms, final_recording_path, partial_recording_path
@@ -100,13 +101,15 @@ class Spaces:
         node_id: str,
         cache_size: int = MAX_CACHED_SPACES,
         peers: PeerNodes | None = None,
+        captions: Captions | None = None,
     ) -> None:
         self._store = store
+        self._captions = captions
         self._peers = peers
         self._state = state
         self._settings = settings
         self._node_id = node_id
-        self.rooms = LiveRooms(settings, self._mark_dirty)
+        self.rooms = LiveRooms(settings, self._mark_dirty, captions)
         self._records: TrustedCache[Space] = TrustedCache(state, cache_size)
         self._missing: OrderedDict[str, float] = OrderedDict()
         self._snapshots: LRUCache[str, Snapshot] = LRUCache(cache_size)
@@ -404,6 +407,7 @@ class Spaces:
             speaking=room.stage.speaking() if room else (),
             connected=room.stage.connected if room else (),
             recording_url=recording_url,
+            captions=self._captions is not None and self._captions.is_on(space_id),
         )
         snapshot = render(data)
         if versions == (self._records.version(space_id), self._stages.version(space_id)):
@@ -445,10 +449,13 @@ class Spaces:
         scheduled_for: object = None,
         record: object = False,
         speak_policy: object = None,
+        captions: object = None,
     ) -> Snapshot:
         now = _now()
         if not isinstance(record, bool):
             raise Invalid("record must be true or false", code="invalid_record")
+        if captions is not None and self._captions is None:
+            raise Invalid("this server runs no captioner", code="captions_unavailable")
         if not self._state.healthy:  # other nodes could not be told: refuse before writing
             raise StateUnavailable()
         cap = self._settings.limits.open_spaces_per_host
@@ -466,6 +473,8 @@ class Spaces:
             record=record,
             speak_policy=check_speak_policy(speak_policy),
         )
+        if self._captions is not None:
+            self._captions.choose(space.id, captions)
         await self._store.save_space(space)
         self._records.keep(space.id, space)
         await self._changed(space.id)

@@ -1,0 +1,1 @@
+"""Live captions: the program's speech recognized in a separate process, as cues."""

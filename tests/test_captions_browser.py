@@ -1,0 +1,119 @@
+"""Captions on the listener page: the host's microphone (Chromium's fake capture playing
+espeak-ng speech) goes live from the studio, and a listener's page shows the words; after
+the end, the replay page shows them in time with the recording."""
+
+from __future__ import annotations
+
+import time
+import wave
+from pathlib import Path
+
+import httpx
+import pytest
+
+from browser import (
+    NO_LAG_DOOR,
+    axe_violations,
+    chromium_available,
+    collect_csp_violations,
+    create_space,
+    go_live_with_mic,
+    launch_chromium,
+    open_and_play,
+    page_factory,
+    screenshot,
+    sign_up,
+)
+from conftest import start_server, stop_server
+from speech import with_pauses
+from tones import SAMPLE_RATE
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium"),
+]
+
+SENTENCES = ["today we talk about the weather and the news", "thank you all for coming tonight"]
+WORDS = {"today", "talk", "about", "weather", "news", "thank", "you", "all", "coming", "tonight"}
+UI_TIMEOUT_MS = 30_000
+CAPTION_WAIT_MS = 30_000
+"""The mic connects, the listener plays, then a sentence (~3 s), its pause and its cue;
+the page polls every 2 s. Generous for a loaded 2-core machine."""
+
+
+def _speech_wav(path: Path) -> Path:
+    """The sentences with pauses, as the fake microphone's (looped) file."""
+    samples = with_pauses(SENTENCES, pause_s=1.5)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes(samples.tobytes())
+    return path
+
+
+def _wait_for_the_recording(base_url: str, space_id: str) -> None:
+    """The replay page reads the snapshot once: open it when the recording is listed."""
+    deadline = time.monotonic() + CAPTION_WAIT_MS / 1000
+    while time.monotonic() < deadline:
+        if httpx.get(f"{base_url}/api/spaces/{space_id}").json().get("recording_url"):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the recording was never listed")
+
+
+def test_captions_appear_on_the_listener_page(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    speech = _speech_wav(tmp_path / "speech.wav")
+    server = start_server(tmp_path / "server", TOWNHALL_CAPTIONS_ENABLED="1", **NO_LAG_DOOR)
+    try:
+        with sync_playwright() as playwright:
+            browser = launch_chromium(playwright, speech)
+            try:
+                with page_factory(browser, UI_TIMEOUT_MS) as make:
+                    host = make()
+                    sign_up(host, server.url, "host")
+                    host.check("#create-form input[name=record]")
+                    space_id = create_space(host, "Captioned")
+                    go_live_with_mic(host)
+                    listener = make()
+                    csp = collect_csp_violations(listener)
+                    open_and_play(listener, server.url, space_id, "host")
+                    # The fake microphone starts mid-file: wait past the first fragment.
+                    listener.wait_for_function(
+                        """(words) => {
+                          const shown = document.querySelector('#captions')?.innerText || '';
+                          const heard = new Set(shown.toLowerCase().split(/\\s+/));
+                          return words.filter((word) => heard.has(word)).length >= 3;
+                        }""",
+                        arg=sorted(WORDS),
+                        timeout=CAPTION_WAIT_MS,
+                    )
+                    shown = listener.inner_text("#captions").lower()
+                    assert listener.is_visible("#captions")
+                    assert axe_violations(listener) == []
+                    assert csp == []
+                    screenshot(listener, "listen-captions-desktop")
+
+                    host.click("#end")
+                    host.click("#end")  # the second press confirms
+                    host.wait_for_selector("#summary:not([hidden])")
+                    _wait_for_the_recording(server.url, space_id)
+                    replay = make()
+                    replay_csp = collect_csp_violations(replay)
+                    replay.goto(f"{server.url}/s/{space_id}/replay")
+                    replay.wait_for_selector("#recording:not([hidden])")
+                    replay.eval_on_selector("#recording-audio", "(audio) => audio.play()")
+                    replay.wait_for_selector("#replay-captions p", timeout=CAPTION_WAIT_MS)
+                    replayed = replay.inner_text("#replay-captions")
+                    assert axe_violations(replay) == [] and replay_csp == []
+                    screenshot(replay, "replay-captions-desktop")
+            finally:
+                browser.close()
+    finally:
+        stop_server(server)
+    print(f"\ncaptions on the page: {shown!r}")
+    assert len(WORDS & set(shown.split())) >= 3, shown
+    print(f"captions on the replay: {replayed!r}")
+    assert replayed.strip()
