@@ -14,6 +14,7 @@ import resource
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(results))
     results["command"] = "python -m bench " + " ".join(argv)
+    results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     path = write_json(results, results_dir)
     print(f"\nresults: {path}")
     if "townhall" in results and "--smoke" not in argv:  # smoke sizes plan nothing

@@ -48,10 +48,12 @@ def planning_figures(results: dict[str, Any], command: str) -> dict[str, Any]:
         "listeners_measured": steady.get("holding"),
     }
     return {
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "measured_at": results.get("measured_at")
+        or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": command,
         "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "load_avg": os.getloadavg()},
         "bitrate_bps": config.get("bitrate"),
+        "chunk_ms": config.get("chunk_ms"),
         "server_cores": server_cores,
         "figures": {name: value for name, value in measured.items() if value is not None},
     }
