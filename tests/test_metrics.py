@@ -6,9 +6,11 @@ endpoint is refused without the operator token."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,6 +25,8 @@ from townhall.metrics.node import Retired, RoomFigures
 
 ADMIN_TOKEN = "metrics-operator-token-0123456789abcdef"
 SECRET = "metrics-test-secret-0123456789abcdef"
+DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "townhall.json"
+METRIC_NAME = re.compile(r"\btownhall_[a-z0-9_]+")
 WAIT_S = 15.0
 POLL_S = 0.2
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -132,6 +136,26 @@ async def _live_space(http: httpx.AsyncClient) -> str:
     space = (await http.post("/api/spaces", json={"title": "metrics"}, headers=host)).json()
     assert (await http.post(f"/api/spaces/{space['id']}/start", headers=host)).status_code == 200
     return space["id"]
+
+
+async def test_the_grafana_dashboard_uses_only_metrics_a_node_exports(node: RunningServer) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in METRIC_NAME.findall(target["expr"])
+    }
+    assert len(used) >= 10, used
+    async with httpx.AsyncClient(base_url=node.url, timeout=10) as http:
+        answer = await http.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    exported = set()
+    for family in text_string_to_metric_families(answer.text):
+        exported.add(family.name)
+        exported.update(sample.name for sample in family.samples)
+        if family.type == "counter":
+            exported.add(family.name + "_total")
+    assert used <= exported, f"not exported: {sorted(used - exported)}"
 
 
 async def test_metrics_need_the_operator_token(node: RunningServer) -> None:
