@@ -4,8 +4,9 @@ HLS has no connection to count, so a listener is a client address that fetched
 media (a segment or a part) within the last ``window_s``: players fetch at least
 one per segment duration, so a window of a few segments sees every playing one.
 People behind one NAT (or one proxy not listed in --trusted-proxies) count as one,
-and an HLS CDN in front hides everyone behind its own addresses: then
-``bytes_served`` is the honest figure. The address map is bounded (oldest
+and behind a cache (the nginx of deploy/, a CDN) only cache misses arrive here, so
+the count is of this node's direct HLS clients: the cache's own logs or metrics
+count the rest. The address map is bounded (oldest
 forgotten first) and ``saturated`` says when the estimate hit that bound.
 
 Pure logic, no I/O: the route calls ``served`` with the time and the address.
