@@ -12,9 +12,11 @@ one (townhall.loadtest.merge). The partial reports stay beside the merged one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,9 +82,17 @@ def run_generators(
         )
         for plan in plans
     ]
+    deadline = time.monotonic() + timeout_s + STOP_GRACE_S
     try:
         for process in processes:
-            process.wait(timeout=timeout_s + STOP_GRACE_S)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        late = [p for p in processes if p.poll() is None]
+        for process in late:  # a generator stops early on SIGTERM and still reports
+            process.terminate()
+        for process in late:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=STOP_GRACE_S)
     finally:
         for process in processes:
             if process.poll() is None:
