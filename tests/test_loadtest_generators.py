@@ -9,6 +9,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +17,9 @@ import pytest
 from conftest import RunningServer, start_server, stop_server
 from townhall.loadtest.cli import main as loadtest_main
 from townhall.loadtest.generators import plan_generators
+from townhall.loadtest.merge import MergeError, merge_reports
+from townhall.loadtest.metrics import Recorder
+from townhall.loadtest.report import build_report
 
 pytestmark = pytest.mark.slow
 SUMMED = ("arrivals", "admitted", "heard_audio", "http_5xx", "timeouts", "stream_drops")
@@ -88,3 +92,30 @@ def test_two_generators_two_servers_one_merged_report(
     # the servers' own counts: every ticket the report counts, a server issued
     assert summary["admitted"] == sum(_admitted_by(s) for s in two_servers)
     assert (report_dir / "report.html").exists()
+
+
+def _report(target: str, arrivals: int, server_listeners: int, ttfa_s: float) -> dict[str, Any]:
+    recorder = Recorder()
+    for _ in range(arrivals):
+        recorder.arrival()
+        recorder.first_audio(ttfa_s, ttfa_s / 2)
+    recorder.tick(1.0, {"server.listeners": server_listeners, "client.cpu_percent": 10.0})
+    meta = {"target": target, "started_at": "2026-11-26T11:00:00+00:00", "duration_s": 1.0,
+            "stop_reason": "duration", "capacity_per_s": 5.0,
+            "recorder_state": recorder.to_state()}  # fmt: skip
+    return build_report({"seed": 1}, {}, recorder.timeline, [], meta)
+
+
+def test_merged_percentiles_come_from_summed_histograms_and_servers_count_once() -> None:
+    fast, slow = _report("a", 9, 100, 0.1), _report("b", 1, 40, 5.0)
+    also_a = _report("a", 0, 100, 1.0)
+    merged = merge_reports([fast, slow, also_a])
+    ttfa = merged["summary"]["ttfa_s"]
+    assert ttfa["n"] == 10 and ttfa["p50"] == pytest.approx(0.1, rel=0.02)
+    assert ttfa["max"] == pytest.approx(5.0)  # the slow target's listener, not an average
+    (row,) = merged["timeline"]
+    assert row["arrivals"] == 10
+    assert row["server.listeners"] == 140  # a and b once each: a's second generator saw a
+    assert merged["meta"]["capacity_per_s"] == 10.0  # two distinct targets of 5/s
+    with pytest.raises(MergeError):
+        merge_reports([{**fast, "meta": {"target": "a"}}])
