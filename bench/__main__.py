@@ -14,11 +14,13 @@ import resource
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from bench.config import BenchConfig
+from bench.figures import write_figures
 from bench.report import table, write_json
 from bench.run import run
 
@@ -78,8 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         results = asyncio.run(_run_until_signalled(config, workdir))
     print()
     print(table(results))
+    results["command"] = "python -m bench " + " ".join(argv)
+    results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     path = write_json(results, results_dir)
     print(f"\nresults: {path}")
+    if "townhall" in results and "--smoke" not in argv:  # smoke sizes plan nothing
+        print(f"planning figures (townhall plan): {write_figures(results, results['command'])}")
     return 0
 
 

@@ -22,7 +22,7 @@ from bench.client import Target
 from bench.clients import Clients
 from bench.config import BenchConfig
 from bench.icecast import Icecast
-from bench.procstat import cpu_seconds, open_files, total_cpu
+from bench.procstat import cpu_seconds, open_files, rss_bytes, total_cpu
 from bench.townhall_server import Townhall
 
 ICECAST_PORT: Final = 18_000
@@ -136,6 +136,7 @@ async def measure(server: Any, name: str, config: BenchConfig, target: Target) -
     try:
         result["idle_cpu_pct"] = await _cpu_over(server.pids, config.baseline_s)
         print(f"  {name}: idle {result['idle_cpu_pct']:.1f} % of a core", flush=True)
+        result["idle_rss_bytes"] = rss_bytes(server.pids)
 
         replies = await clients.split(
             {"cmd": "open", "timeout_s": config.open_timeout_s},
@@ -152,6 +153,9 @@ async def measure(server: Any, name: str, config: BenchConfig, target: Target) -
         hold["cpu_pct_per_1000"] = fanout_cpu / hold["holding"] * 1000 if hold["holding"] else None
         per_1000 = hold["cpu_pct_per_1000"]
         hold["held_per_core_est"] = int(100 / per_1000 * 1000) if per_1000 else None
+        hold["rss_bytes"] = rss_bytes(server.pids)
+        grown = hold["rss_bytes"] - result["idle_rss_bytes"]
+        hold["rss_bytes_per_listener"] = grown / hold["holding"] if hold["holding"] else None
         result["steady"] = hold
         print(f"  {name}: {hold['holding']} held, {hold['server_cpu_pct']:.1f} % CPU, "
               f"late {100 * (hold['late_share'] or 0):.2f} %", flush=True)  # fmt: skip

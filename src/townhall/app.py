@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -20,7 +21,10 @@ from townhall.api.contract import openapi_route
 from townhall.api.errors import EXCEPTION_HANDLERS
 from townhall.api.fastpath import ListenerFastPath
 from townhall.api.live import LiveStream, RelayProgram, report_listeners
+from townhall.api.metrics import MetricsEndpoint
 from townhall.config import Settings
+from townhall.edge.reports import ListenerReports
+from townhall.metrics.node import NodeCollector, room_figures
 from townhall.nodes.peers import HttpPeerNodes
 from townhall.private_files import create_private_file, make_private_dir
 from townhall.server import ConnectionGuard
@@ -119,19 +123,30 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
     else and as the reference the fast path is tested against. The wrapper's `state`
     and `router` are Starlette's."""
 
+    # -- GET /metrics (issue 8): collectors join the registry once the services are up --
+    operator_gate = operations.OperatorGate(settings.admin_token)
+    metrics_registry = CollectorRegistry(auto_describe=False)
+    metrics_endpoint = MetricsEndpoint(metrics_registry, operator_gate)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await open_services(settings, captions=captions)
         for service in dataclass_fields(Services):  # every service, for the routes
             setattr(app.state, service.name, getattr(services, service.name))
         app.state.guard = guard or ConnectionGuard.from_settings(settings)
-        app.state.operator_gate = operations.OperatorGate(settings.admin_token)
+        app.state.operator_gate = operator_gate
+        app.state.listener_reports = reports = ListenerReports()
+        collector = NodeCollector(
+            services.door, app.state.guard, lambda: room_figures(services.spaces.rooms), reports
+        )
+        metrics_registry.register(collector)
         services.door.on_mode_change = app.state.guard.apply_attack_mode(
             settings, services.door.attack
         )
         try:
             yield
         finally:
+            metrics_registry.unregister(collector)
             await close_services(services)
 
     # captions (issue 10): built here, before the services, so its routes get it by constructor
@@ -145,6 +160,7 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         *accounts.routes,
         *spaces.routes,
         *operations.routes,
+        *metrics_endpoint.routes(),  # /metrics is Prometheus text, not JSON API
         openapi_route([*JSON_API, *caption_routes.operations()], __version__),
         Route("/internal/program/{space_id}.aac", RelayProgram(), methods=["GET"]),
         Route("/internal/listeners", report_listeners, methods=["POST"]),

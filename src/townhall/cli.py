@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         from townhall.loadtest.cli import main as loadtest_main
 
         return loadtest_main(argv[1:])
+    if argv[:1] == ["plan"]:
+        from townhall.plan.cli import main as plan_main
+
+        return plan_main(argv[1:])
     parser = argparse.ArgumentParser(prog="townhall", description="live audio rooms server")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server with embedded defaults")
@@ -134,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "env TOWNHALL_CAPTIONS_MODEL",
     )
     commands.add_parser("loadtest", help="flash-crowd rehearsal (townhall loadtest --help)")
+    commands.add_parser("plan", help="nodes for a crowd, from bench figures (--help)")
     args = parser.parse_args(argv)
     if args.command == "serve":
         if args.store is not None:

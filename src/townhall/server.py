@@ -70,6 +70,15 @@ class ConnectionGuard:
     cut_slow_bodies: int = 0
     refused_large_heads: int = 0
 
+    def refusals(self) -> dict[str, int]:
+        """Connections refused or cut below HTTP, by kind (for GET /metrics)."""
+        return {
+            "too_many_connections": self.caps.refused,
+            "slow_headers": self.cut_slow_headers,
+            "slow_body": self.cut_slow_bodies,
+            "header_too_large": self.refused_large_heads,
+        }
+
     def apply_attack_mode(self, settings: Settings, attack: AttackMode) -> Callable[[bool], None]:
         """The callback that tightens the per-address cap while attack mode is on."""
 

@@ -7,6 +7,7 @@ the media all live in memory, and tickets are checked by HMAC alone.
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -133,10 +134,10 @@ async def hls_playlist(request: Request) -> Response:
                 headers={"cache-control": "no-store", "retry-after": "1"},
             )
         cache = HLS_BLOCKING_CACHE
+    playlist = hls.playlist()
+    hls.audience.served(len(playlist), time.monotonic())
     return Response(
-        hls.playlist(),
-        media_type="application/vnd.apple.mpegurl",
-        headers={"cache-control": cache},
+        playlist, media_type="application/vnd.apple.mpegurl", headers={"cache-control": cache}
     )
 
 
@@ -158,6 +159,8 @@ async def hls_file(request: Request) -> Response:
             status_code=404,
             headers={"cache-control": "public, max-age=1"},
         )
+    media_address = None if name == "init.mp4" else client_address(request)
+    hls.audience.served(len(body), time.monotonic(), media_address)
     return Response(
         body,
         media_type="video/mp4" if name == "init.mp4" else "audio/mp4",

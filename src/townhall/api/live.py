@@ -34,7 +34,7 @@ from townhall.domain.errors import DomainError
 from townhall.edge.relay_token import HEADER as RELAY_HEADER_NAME
 from townhall.edge.relay_token import RelayRefused, check_relay_token
 from townhall.edge.removals import removed_answer
-from townhall.edge.reports import ListenerReports, ReportRefused, parse_counts
+from townhall.edge.reports import ListenerReports, ReportRefused, parse_counts, parse_figures
 from townhall.service.live import LiveRooms
 
 TRANSPORT_EXTENSION = "townhall.transport"
@@ -269,13 +269,14 @@ async def report_listeners(request: Request) -> Response:
     body = await read_json(request, app.state.settings.http.max_body_bytes)
     try:
         counts = parse_counts(body.get("counts"))
+        figures = parse_figures(body.get("figures"))
     except ReportRefused as refused:
         return _error(422, "bad_report", str(refused))
     reports = getattr(app.state, "listener_reports", None)
     if reports is None:
         reports = app.state.listener_reports = ListenerReports()
     spaces = app.state.spaces
-    changed = reports.replace(node_id, counts)
+    changed = reports.replace(node_id, counts, figures)
     for space_id, count in {**counts, **dict(changed)}.items():  # counts expire: refresh all
         await app.state.state.report_listeners(space_id, node_id, count)
     for space_id, _ in changed:

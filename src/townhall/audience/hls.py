@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from townhall.audience.encoder import AAC_FRAME_SAMPLES
 from townhall.audience.fmp4 import Fragment
+from townhall.audience.hls_audience import HlsAudience
 from townhall.audience.llhls import (
     MAX_MSN_AHEAD,
     PART_LISTED_SEGMENTS,
@@ -73,6 +74,8 @@ class HlsPackager:
         self._next_sequence = 0
         self._next_boundary: int | None = None
         self._ended = False
+        self.audience = HlsAudience()
+        """Bytes served and recent clients, noted by the HLS routes (for GET /metrics)."""
         self._playlist = b""
         self._clock = clock
         self._epoch: float | None = None  # wall time of program sample 0

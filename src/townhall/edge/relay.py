@@ -41,6 +41,7 @@ from townhall.audience.fanout import LiveFanout
 from townhall.config import AudioSettings, EdgeSettings
 from townhall.edge.framing import AdtsFramer
 from townhall.edge.relay_token import HEADER, issue_relay_token
+from townhall.edge.reports import WorkerFigures
 from townhall.media import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,9 @@ class Relay:
         self._pending: dict[Waiter, None] = {}
         self._grace: asyncio.TimerHandle | None = None
         self._framer = AdtsFramer()
+        self.last_chunk_at: float | None = None
+        """When the newest chunk from the origin arrived (monotonic): its age is the
+        relay's lag, reported in the worker's figures (townhall.edge.reports)."""
         self.removed = NO_ONE
         """Listener ids refused here: the origin's word in its last report answer."""
         self._removals_known = False
@@ -214,6 +218,7 @@ class Relay:
             while data := await reader.read(READ_BYTES):
                 chunk, duration_ms = self._framer.feed(data)
                 if chunk:
+                    self.last_chunk_at = time.monotonic()
                     self.fanout.publish(chunk, duration_ms)
         except TimeoutError:
             refusal = Refusal(504, "origin_timeout", "the origin did not answer in time")
@@ -291,6 +296,9 @@ class Relays:
         self._relays: dict[str, Relay] = {}
         self._refusals: OrderedDict[str, tuple[float, Refusal]] = OrderedDict()
         self.opened = 0
+        self.closed_bytes_out = 0
+        """Bytes written by relays since closed, so this worker's total never goes back."""
+        self._closed_cut_slow = 0
         self.refusals_served = 0
         self.removals = RemovalStats()
         self.on_opened: Callable[[], None] | None = None
@@ -359,6 +367,18 @@ class Relays:
     def listener_count(self) -> int:
         return sum(relay.fanout.listener_count for relay in self._relays.values())
 
+    def figures(self, now: float) -> WorkerFigures:
+        """What this worker adds to the node's metrics, from counters kept anyway."""
+        relays = list(self._relays.values())
+        ages = [now - r.last_chunk_at for r in relays if r.last_chunk_at is not None]
+        return WorkerFigures(
+            listeners=sum(r.fanout.listener_count for r in relays),
+            bytes_out=self.closed_bytes_out + sum(r.fanout.stats.bytes_written for r in relays),
+            cut_slow=self._closed_cut_slow + sum(r.fanout.stats.cut_slow for r in relays),
+            relay_lag_s=max(ages, default=0.0),
+            relays=len(relays),
+        )
+
     def __len__(self) -> int:
         return len(self._relays)
 
@@ -371,6 +391,8 @@ class Relays:
                 await relay._task
 
     def _closed(self, relay: Relay, refusal: Refusal | None) -> None:
+        self.closed_bytes_out += relay.fanout.stats.bytes_written
+        self._closed_cut_slow += relay.fanout.stats.cut_slow
         if self._relays.get(relay.space_id) is relay:
             del self._relays[relay.space_id]
         if refusal is not None and refusal.status in (404, 409, 410):

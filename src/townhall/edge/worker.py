@@ -40,6 +40,7 @@ from townhall.edge.limits import raise_open_file_limit
 from townhall.edge.protocol import StreamProtocol, StreamService
 from townhall.edge.relay import Origin, Relays, parse_head
 from townhall.edge.removals import MAX_ANSWER_BYTES, RemovalsRefused, parse_removed
+from townhall.edge.reports import WorkerFigures
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +106,17 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
 
 
 async def report_once(
-    origin: Origin, counts: dict[str, int]
+    origin: Origin, counts: dict[str, int], figures: WorkerFigures | None = None
 ) -> tuple[int, dict[str, frozenset[str]]]:
     """POST this worker's counts to the origin; returns the HTTP status and, on success,
     the removed listener ids of the reported spaces that have any.
 
     Raises RemovalsRefused (a ValueError) for an answer past ``MAX_ANSWER_BYTES`` or not
     of the agreed shape: none of its removals is applied."""
-    body = json.dumps({"counts": counts}).encode()
+    report: dict[str, Any] = {"counts": counts}
+    if figures is not None:
+        report["figures"] = figures.to_json()
+    body = json.dumps(report).encode()
     async with asyncio.timeout(REPORT_TIMEOUT_S):
         reader, writer = await asyncio.open_connection(origin.host, origin.port)
         try:
@@ -175,7 +179,9 @@ async def _report_forever(
             return
         counts = relays.counts()
         try:
-            status, removed = await report_once(origin, counts)
+            status, removed = await report_once(
+                origin, counts, relays.figures(time.monotonic())
+            )
         except RemovalsRefused as refused:  # the counts arrived; the removals wait
             failures = 0
             relays.removals.answers_refused += 1

@@ -33,6 +33,7 @@ from townhall.loadtest.config import (
     AttackRate,
     LoadtestConfig,
 )
+from townhall.loadtest.generators import GeneratorFailed, plan_generators, run_generators
 from townhall.loadtest.profiles import (
     DEFAULT_RAMP_S,
     DEFAULT_SPIKE_AT_S,
@@ -46,6 +47,8 @@ from townhall.loadtest.runner import LoadtestError, run_loadtest
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+MANY_GENERATORS_TIMEOUT_S = 3_600.0
+"""Without --duration, how long generator processes may run before they are stopped."""
 
 
 def fraction(text: str) -> float:
@@ -91,7 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         "listeners fetch the snapshot, join, wait as told, stream, hold and leave, while "
         "optional attacks run beside them. Writes report.json and report.html.",
     )
-    p.add_argument("url", help="server URL (http://127.0.0.1:8080) or a space's /s/ID URL")
+    p.add_argument("url", nargs="+",
+                   help="server URL (http://127.0.0.1:8080) or a space's /s/ID URL; several "
+                        "nodes' URLs share the crowd among generator processes")
+    p.add_argument("--generators", type=int, default=1,
+                   help="load generator processes (round robin over the URLs); their "
+                        "reports are merged into one")
     p.add_argument("--space", help="space id (default: from the URL, else the first live space)")
     g = p.add_argument_group("arrivals (open model)")
     g.add_argument("--profile", choices=PROFILE_NAMES, default="constant")
@@ -159,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> LoadtestConfig:
     return LoadtestConfig(
-        url=args.url, space=args.space, profile=args.profile, rate=args.rate[0],
+        url=args.url[0], space=args.space, profile=args.profile, rate=args.rate[0],
         rate_is_capacity_multiple=args.rate[1],
         base_rate=args.base_rate, ramp_s=args.ramp_s, spike_at_s=args.spike_at_s,
         spike_s=args.spike_s, scale=args.scale, time_scale=args.time_scale,
@@ -256,12 +264,41 @@ def main(argv: list[str]) -> int:
     report_dir = args.report_dir or Path(
         f"loadtest-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     )
+    if len(args.url) > 1 or args.generators > 1:
+        return _main_many(args, argv, report_dir)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             report = runner.run(_main_async(config, args.quiet))
     except LoadtestError as exc:
         print(f"townhall loadtest: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    return _finish(report, report_dir)
+
+
+def _main_many(args: argparse.Namespace, argv: list[str], report_dir: Path) -> int:
+    """Several generator processes (townhall.loadtest.generators), one merged report."""
+    options = list(argv)
+    for url in args.url:
+        options.remove(url)
+    while "--generators" in options:
+        at = options.index("--generators")
+        del options[at : at + 2]
+    options = [o for o in options if not o.startswith("--generators=")]
+    try:
+        plans = plan_generators(
+            args.url, args.generators, scale=args.scale, max_listeners=args.max_listeners,
+            seed=args.seed, rate_is_capacity_multiple=args.rate[1],
+        )  # fmt: skip
+        timeout_s = args.duration_s or MANY_GENERATORS_TIMEOUT_S
+        report = run_generators(plans, options, report_dir, timeout_s)
+    except (ValueError, GeneratorFailed) as exc:
+        print(f"townhall loadtest: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{len(plans)} generators: " + ", ".join(f"{p.url} (scale {p.scale:g})" for p in plans))
+    return _finish(report, report_dir)
+
+
+def _finish(report: dict[str, Any], report_dir: Path) -> int:
     json_path, html_path = write_report(report, report_dir)
     for line in summary_lines(report):
         print(line)

@@ -9,6 +9,7 @@ hundred integers whatever the sample count. Pure, no I/O.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 DEFAULT_MIN_VALUE = 1e-4
 """Smallest distinguished value (0.1 ms): anything faster lands in the first bucket."""
@@ -90,3 +91,22 @@ class LogHistogram:
             out[f"p{round(q * 100):d}"] = self.percentile(q)
         out["max"] = self.max if self.count else None
         return out
+
+    def to_state(self) -> dict[str, object]:
+        """Everything needed to rebuild it in another process (``from_state``) and merge."""
+        return {
+            "min_value": self._min_value, "growth": self._growth,
+            "buckets": {str(i): n for i, n in self._buckets.items()},
+            "count": self.count, "total": self.total,
+            "min": self.min if self.count else None, "max": self.max if self.count else None,
+        }  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> LogHistogram:
+        histogram = cls(float(state["min_value"]), float(state["growth"]))
+        histogram._buckets = {int(i): int(n) for i, n in state["buckets"].items()}
+        histogram.count = int(state["count"])
+        histogram.total = float(state["total"])
+        if histogram.count:
+            histogram.min, histogram.max = float(state["min"]), float(state["max"])
+        return histogram

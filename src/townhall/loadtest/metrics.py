@@ -28,6 +28,18 @@ OUTCOMES = (
 """Each arrival ends in exactly one of these; their sum equals the arrivals."""
 
 
+SUMMED = (
+    "arrivals", "admitted", "heard_audio", "waited", "stream_drops", "reconnects",
+    "unrecognised_audio", "stream_bytes", "stream_seconds", "told_total", "actual_total",
+    "signed_error_total", "still_waiting", "still_waiting_told_total",
+    "still_waiting_waited_total", "still_waiting_overdue",
+)
+"""Recorder fields that add up across generator processes."""
+HISTOGRAMS = (
+    "ttfa", "stream_ttfb", "queue_wait", "snapshot_latency", "join_latency", "wait_error",
+)
+
+
 class Recorder:
     """Collects everything the report shows; ``tick`` closes one second of timeline."""
 
@@ -139,6 +151,39 @@ class Recorder:
         self._second[f"attack:{name}"] += 1
         if latency_s is not None:
             self.attack_latency.setdefault(name, LogHistogram()).record(latency_s)
+
+    # -- across generator processes ------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """The totals and histograms, JSON-ready, for a run split over several generator
+        processes (townhall.loadtest.merge adds them up with ``merge``)."""
+        return {
+            "counters": {name: getattr(self, name) for name in SUMMED},
+            "outcomes": dict(self.outcomes),
+            "errors": dict(self.errors),
+            "histograms": {name: getattr(self, name).to_state() for name in HISTOGRAMS},
+            "attacks": {name: dict(results) for name, results in self.attacks.items()},
+            "attack_latency": {n: h.to_state() for n, h in self.attack_latency.items()},
+            "told_vs_actual": self.told_vs_actual,
+        }
+
+    def merge_state(self, state: dict[str, Any]) -> None:
+        """Add another generator's ``to_state`` to this one's totals (its timeline aside)."""
+        for name, value in state["counters"].items():
+            if name in SUMMED:
+                setattr(self, name, getattr(self, name) + value)
+        self.outcomes.update(state["outcomes"])
+        self.errors.update(state["errors"])
+        for name, histogram in state["histograms"].items():
+            if name in HISTOGRAMS:
+                getattr(self, name).merge(LogHistogram.from_state(histogram))
+        for name, results in state["attacks"].items():
+            self.attacks.setdefault(name, Counter()).update(results)
+        for name, histogram in state["attack_latency"].items():
+            self.attack_latency.setdefault(name, LogHistogram()).merge(
+                LogHistogram.from_state(histogram)
+            )
+        room = TOLD_VS_ACTUAL_SAMPLES - len(self.told_vs_actual)
+        self.told_vs_actual.extend(tuple(pair) for pair in state["told_vs_actual"][:room])
 
     # -- timeline ----------------------------------------------------------
     def tick(self, t: float, extra: dict[str, Any]) -> dict[str, Any]:

@@ -267,6 +267,8 @@ async def run_loadtest(
         "python": sys.version.split()[0],
         "client_bug": repr(run.bug) if run.bug else None,
     }
+    meta["capacity_per_s"] = capacity
+    meta["recorder_state"] = recorder.to_state()  # for merging generator processes
     return build_report(
         config.to_json(), summary, recorder.timeline, recorder.told_vs_actual, meta
     )

@@ -264,6 +264,7 @@ class Door:
         """A ticket, or a place in the line; raises Refused with Retry-After."""
         now = time.time()
         self.attack.record(now, joins=1)
+        self.counts["joins"] += 1
         room = self._room(space_id, now)
         token = body.get("token")
         if token is not None:

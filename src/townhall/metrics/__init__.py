@@ -1,0 +1,1 @@
+"""What a node tells Prometheus (GET /metrics), built from counters kept anyway."""
