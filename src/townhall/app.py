@@ -14,8 +14,8 @@ from starlette.routing import Route
 
 from townhall import __version__
 from townhall.admission.signing import Signer
-from townhall.api import accounts, listening, operations, spaces, stage_forward
-from townhall.api.contract import openapi_route
+from townhall.api import accounts, clips, listening, operations, spaces, stage_forward
+from townhall.api.contract import openapi_route, routes_of
 from townhall.api.errors import EXCEPTION_HANDLERS
 from townhall.api.fastpath import ListenerFastPath
 from townhall.api.live import LiveStream, RelayProgram, report_listeners
@@ -24,13 +24,15 @@ from townhall.nodes.peers import HttpPeerNodes
 from townhall.private_files import create_private_file, make_private_dir
 from townhall.server import ConnectionGuard
 from townhall.service.accounts import Accounts, password_limits
+from townhall.service.clips import Clips
 from townhall.service.door import Door
 from townhall.service.passwords import Passwords
 from townhall.service.spaces import Spaces, node_id_for
 from townhall.service.write_limits import WriteLimiter
 from townhall.stage.ice import default_host_addresses, use_host_addresses
 from townhall.state import State, open_state
-from townhall.store import Store, open_store
+from townhall.store import SqlStore, Store, open_store
+from townhall.store.clips import SqlClipStore
 from townhall.web import pages
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ class Services:
     signer: Signer
     door: Door
     write_limits: WriteLimiter
+    clips: Clips
 
 
 async def open_services(settings: Settings, state: State | None = None) -> Services:
@@ -81,6 +84,15 @@ async def open_services(settings: Settings, state: State | None = None) -> Servi
     spaces_service.on_end = door.forget
     await spaces_service.start()
     await door.start()
+    assert isinstance(store, SqlStore)  # clips share its connections (store/clips.py)
+    clips_service = Clips(
+        SqlClipStore(store),
+        spaces_service,
+        settings.clips,
+        directory=settings.clips_dir,
+        live_window_s=settings.audio.clip_window_s,
+    )
+    await clips_service.start()
     return Services(
         settings=settings,
         store=store,
@@ -90,11 +102,13 @@ async def open_services(settings: Settings, state: State | None = None) -> Servi
         signer=signer,
         door=door,
         write_limits=WriteLimiter(settings.limits),
+        clips=clips_service,
     )
 
 
 async def close_services(services: Services) -> None:
     services.accounts.close()
+    await services.clips.stop()
     await services.door.stop()
     await services.spaces.stop()
     await services.state.close()
@@ -125,6 +139,13 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         finally:
             await close_services(services)
 
+    # -- issue 10 (clips, X API): routes built with their services; until the composition
+    # root builds the services before the routes, each reads them from the app's state.
+    late: dict[str, Starlette] = {}
+    clip_operations = clips.operations(
+        lambda: late["app"].state.clips, settings.http.max_body_bytes
+    )
+    # -- end of issue 10 block
     routes = [  # the listener path first: routes are matched in order
         Route("/live/{space_id}.aac", LiveStream(), methods=["GET", "HEAD"]),
         *listening.routes,
@@ -132,11 +153,13 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         *accounts.routes,
         *spaces.routes,
         *operations.routes,
-        openapi_route(JSON_API, __version__),
+        *routes_of(clip_operations),
+        openapi_route([*JSON_API, *clip_operations], __version__),
         Route("/internal/program/{space_id}.aac", RelayProgram(), methods=["GET"]),
         Route("/internal/listeners", report_listeners, methods=["POST"]),
         *stage_forward.routes,
         *pages.page_routes(settings),
     ]
     starlette = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    late["app"] = starlette
     return ListenerFastPath(starlette)

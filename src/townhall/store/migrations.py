@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex
 
 from townhall.store import schema
+from townhall.store.clips import clips
 
 MIGRATION_LOCK_KEY = 0x70776E68
 """pg_advisory_xact_lock key held while migrating ("twnh")."""
@@ -35,9 +36,15 @@ def _add_lookup_indexes(connection: Connection) -> None:
         connection.execute(CreateIndex(index, if_not_exists=True))
 
 
+def _create_clips_table(connection: Connection) -> None:
+    """Clips of live spaces and recordings (store/clips.py)."""
+    clips.create(connection, checkfirst=True)
+
+
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _create_version_1_tables,
     _add_lookup_indexes,
+    _create_clips_table,
 )
 """Step N is MIGRATIONS[N - 1]. Append only; never edit a released step."""
 

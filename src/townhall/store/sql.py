@@ -211,6 +211,10 @@ class SqlStore:
             raise StoreUnavailable() from failure
         raise failure
 
+    async def run(self, operation: Callable[[Connection], T], *, idempotent: bool = True) -> T:
+        """The same, for the stores of other concepts on these connections (store/clips.py)."""
+        return await self._run(operation, idempotent=idempotent)
+
     # -- accounts --------------------------------------------------------------
 
     async def create_user(self, user_id: str, username: str, password_hash: str) -> User:
