@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from townhall import __version__
 from townhall.admission.signing import Signer
-from townhall.api import accounts, clips, listening, operations, spaces, stage_forward
+from townhall.api import accounts, clips, listening, operations, spaces, stage_forward, x_spaces
 from townhall.api.contract import openapi_route, routes_of
 from townhall.api.errors import EXCEPTION_HANDLERS
 from townhall.api.fastpath import ListenerFastPath
@@ -29,6 +29,7 @@ from townhall.service.door import Door
 from townhall.service.passwords import Passwords
 from townhall.service.spaces import Spaces, node_id_for
 from townhall.service.write_limits import WriteLimiter
+from townhall.service.x_directory import SpaceDirectory
 from townhall.stage.ice import default_host_addresses, use_host_addresses
 from townhall.state import State, open_state
 from townhall.store import SqlStore, Store, open_store
@@ -70,6 +71,7 @@ class Services:
     door: Door
     write_limits: WriteLimiter
     clips: Clips
+    x_directory: SpaceDirectory
 
 
 async def open_services(settings: Settings, state: State | None = None) -> Services:
@@ -103,6 +105,7 @@ async def open_services(settings: Settings, state: State | None = None) -> Servi
         door=door,
         write_limits=WriteLimiter(settings.limits),
         clips=clips_service,
+        x_directory=SpaceDirectory(spaces_service, store),
     )
 
 
@@ -145,6 +148,8 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
     clip_operations = clips.operations(
         lambda: late["app"].state.clips, settings.http.max_body_bytes
     )
+    x_operations = x_spaces.operations(lambda: late["app"].state.x_directory)
+    issue_10_operations = [*clip_operations, *x_operations]
     # -- end of issue 10 block
     routes = [  # the listener path first: routes are matched in order
         Route("/live/{space_id}.aac", LiveStream(), methods=["GET", "HEAD"]),
@@ -153,8 +158,8 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         *accounts.routes,
         *spaces.routes,
         *operations.routes,
-        *routes_of(clip_operations),
-        openapi_route([*JSON_API, *clip_operations], __version__),
+        *routes_of(issue_10_operations),
+        openapi_route([*JSON_API, *issue_10_operations], __version__),
         Route("/internal/program/{space_id}.aac", RelayProgram(), methods=["GET"]),
         Route("/internal/listeners", report_listeners, methods=["POST"]),
         *stage_forward.routes,

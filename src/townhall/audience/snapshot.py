@@ -75,6 +75,7 @@ def snapshot_data(
         "scheduled_for": iso(space.scheduled_for),
         "started_at": iso(space.started_at),
         "ended_at": iso(space.ended_at),
+        "created_at": iso(space.created_at),
         "record": space.record,
         "speak_policy": (stage.speak_policy if stage else space.speak_policy).value,
         "recording_url": recording_url,
