@@ -11,7 +11,10 @@ from pydantic import Field
 from townhall.api.models import QueryParameters, ResponseBody
 from townhall.domain.x_spaces import MAX_QUERY_LENGTH
 
-LIST_CHARS = 4_096
+LIST_CHARS = 512
+"""Every field name X has, comma separated, is ~250 characters."""
+IDS_CHARS = 1_400
+"""100 ids of up to 13 characters and their commas."""
 
 
 class XFieldsQuery(QueryParameters):
@@ -26,11 +29,11 @@ class XFieldsQuery(QueryParameters):
 
 
 class XIdsQuery(XFieldsQuery):
-    ids: str = Field(max_length=LIST_CHARS, description="Up to 100 space ids, comma separated")
+    ids: str = Field(max_length=IDS_CHARS, description="Up to 100 space ids, comma separated")
 
 
 class XCreatorsQuery(XFieldsQuery):
-    user_ids: str = Field(max_length=LIST_CHARS, description="Up to 100 user ids")
+    user_ids: str = Field(max_length=IDS_CHARS, description="Up to 100 user ids")
 
 
 class XSearchQuery(XFieldsQuery):

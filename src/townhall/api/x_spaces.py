@@ -40,6 +40,9 @@ X_ID = re.compile(r"[A-Za-z0-9]{1,13}\Z")
 """What X accepts as a Space id (and a user id, here: ours are 12 of those characters)."""
 CACHE_CONTROL = "public, max-age=1"
 DEFAULT_MAX_RESULTS = 100
+X_REFUSALS = (400, 431)
+"""431: a request line past the server's head limit (HttpLimits.max_header_bytes), which
+a query string of long multi-byte values can reach before any route sees it."""
 
 
 def _answer(body: dict[str, object]) -> Response:
@@ -131,12 +134,12 @@ def operations(directory: Callable[[], SpaceDirectory]) -> list[Operation]:
     return [
         Operation("GET", "/2/spaces/search", x_search_spaces,
                   "X API v2: live or scheduled spaces whose title has the words",
-                  XSpacesAnswer, query=XSearchQuery, refusals=(400,)),
+                  XSpacesAnswer, query=XSearchQuery, refusals=X_REFUSALS),
         Operation("GET", "/2/spaces/by/creator_ids", x_spaces_by_creators,
                   "X API v2: live or scheduled spaces of these hosts",
-                  XSpacesAnswer, query=XCreatorsQuery, refusals=(400,)),
+                  XSpacesAnswer, query=XCreatorsQuery, refusals=X_REFUSALS),
         Operation("GET", "/2/spaces", x_spaces_by_ids, "X API v2: spaces by ids",
-                  XSpacesAnswer, query=XIdsQuery, refusals=(400,)),
+                  XSpacesAnswer, query=XIdsQuery, refusals=X_REFUSALS),
         Operation("GET", "/2/spaces/{space_id}", x_space_by_id, "X API v2: a space by id",
-                  XSpacesAnswer, query=XFieldsQuery, refusals=(400,)),
+                  XSpacesAnswer, query=XFieldsQuery, refusals=X_REFUSALS),
     ]  # fmt: skip
