@@ -14,7 +14,16 @@ from starlette.routing import Route
 
 from townhall import __version__
 from townhall.admission.signing import Signer
-from townhall.api import accounts, clips, listening, operations, spaces, stage_forward, x_spaces
+from townhall.api import (
+    accounts,
+    clips,
+    listening,
+    operations,
+    space_details,
+    spaces,
+    stage_forward,
+    x_spaces,
+)
 from townhall.api.contract import openapi_route, routes_of
 from townhall.api.errors import EXCEPTION_HANDLERS
 from townhall.api.fastpath import ListenerFastPath
@@ -149,7 +158,10 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         lambda: late["app"].state.clips, settings.http.max_body_bytes
     )
     x_operations = x_spaces.operations(lambda: late["app"].state.x_directory)
-    issue_10_operations = [*clip_operations, *x_operations]
+    detail_operations = space_details.operations(
+        lambda: late["app"].state.spaces, settings.http.max_body_bytes
+    )
+    issue_10_operations = [*clip_operations, *x_operations, *detail_operations]
     # -- end of issue 10 block
     routes = [  # the listener path first: routes are matched in order
         Route("/live/{space_id}.aac", LiveStream(), methods=["GET", "HEAD"]),

@@ -177,6 +177,11 @@ class Snapshot(ResponseBody):
     speak_policy: SpeakPolicy = SpeakPolicy.EVERYONE
     recording_url: str | None = None
     page_url: str | None = None
+    created_at: str | None = None
+    description: str = ""
+    pinned_url: str | None = None
+    """A link the host pinned for listeners (http or https)."""
+    topics: list[str] = []
 
 
 class SpaceListing(ResponseBody):

@@ -110,7 +110,6 @@ def _all_fields(snapshot: dict[str, Any]) -> dict[str, Any]:
         "created_at": x_time(snapshot.get("created_at")),
         "lang": snapshot.get("lang") or None,
         "is_ticketed": False,
-        "topic_ids": snapshot.get("topics") or None,
     }
 
 
