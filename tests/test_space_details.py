@@ -3,6 +3,7 @@ everyone at once; listeners see it all in the snapshot, on every backend."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import httpx
@@ -124,3 +125,45 @@ async def test_the_host_mutes_every_speaker_at_once(client: httpx.AsyncClient) -
     assert muted.status_code == 200, muted.text
     seats = {seat["user"]["username"]: seat["muted"] for seat in muted.json()["stage"]}
     assert seats == {"mute_host": False, "mute_speaker_0": True, "mute_speaker_1": True}
+
+
+async def _listen(http: httpx.AsyncClient, space_id: str, headers: dict[str, str]) -> None:
+    """Joins and reads the live stream, as a player does, until cancelled."""
+    joined = await http.post(f"/api/spaces/{space_id}/join", json={}, headers=headers)
+    assert joined.status_code == 200 and "ticket" in joined.json(), joined.text
+    async with http.stream("GET", joined.json()["live_url"]) as response:
+        assert response.status_code == 200
+        async for _ in response.aiter_raw():
+            pass
+
+
+@pytest.mark.slow
+async def test_the_host_sees_signed_in_listeners_by_name_and_others_counted(server) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        host = await sign_up(http, "list_host")
+        ann = await sign_up(http, "ann_listens")
+        bob = await sign_up(http, "bob_listens")
+        space = await live_space(http, host)
+        players = [
+            asyncio.create_task(_listen(http, space["id"], headers))
+            for headers in (ann.headers, bob.headers, {}, {}, {})
+        ]
+        url = f"/api/spaces/{space['id']}/listeners"
+        for _ in range(50):  # the count reaches the snapshot at the next tick (1 s)
+            found = await http.get(url, headers=host.headers)
+            assert found.status_code == 200, found.text
+            if found.json()["listeners"] == 5:
+                break
+            await asyncio.sleep(0.2)
+        assert found.json() == {
+            "listeners": 5,
+            "signed_in": [{"id": ann.id, "username": "ann_listens"},
+                          {"id": bob.id, "username": "bob_listens"}],
+            "signed_in_count": 2,
+            "anonymous": 3,
+        }  # fmt: skip
+        assert_error(await http.get(url, headers=ann.headers), 403)
+        assert_error(await http.get(url), 401)
+        for player in players:
+            player.cancel()
+        await asyncio.gather(*players, return_exceptions=True)

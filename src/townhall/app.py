@@ -33,6 +33,7 @@ from townhall.nodes.peers import HttpPeerNodes
 from townhall.private_files import create_private_file, make_private_dir
 from townhall.server import ConnectionGuard
 from townhall.service.accounts import Accounts, password_limits
+from townhall.service.audience_list import AudienceList
 from townhall.service.clips import Clips
 from townhall.service.door import Door
 from townhall.service.passwords import Passwords
@@ -81,6 +82,7 @@ class Services:
     write_limits: WriteLimiter
     clips: Clips
     x_directory: SpaceDirectory
+    audience_list: AudienceList
 
 
 async def open_services(settings: Settings, state: State | None = None) -> Services:
@@ -115,6 +117,7 @@ async def open_services(settings: Settings, state: State | None = None) -> Servi
         write_limits=WriteLimiter(settings.limits),
         clips=clips_service,
         x_directory=SpaceDirectory(spaces_service, store),
+        audience_list=AudienceList(spaces_service, store),
     )
 
 
@@ -159,7 +162,9 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
     )
     x_operations = x_spaces.operations(lambda: late["app"].state.x_directory)
     detail_operations = space_details.operations(
-        lambda: late["app"].state.spaces, settings.http.max_body_bytes
+        lambda: late["app"].state.spaces,
+        lambda: late["app"].state.audience_list,
+        settings.http.max_body_bytes,
     )
     issue_10_operations = [*clip_operations, *x_operations, *detail_operations]
     # -- end of issue 10 block

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from townhall.api.models import RequestBody
+from townhall.api.models import RequestBody, ResponseBody, UserOut
 from townhall.domain.space_details import (
     MAX_DESCRIPTION_LENGTH,
     MAX_TOPIC_LENGTH,
@@ -26,3 +26,12 @@ class SpaceEdit(RequestBody):
     pinned_url: str | None = Field(default=None, max_length=MAX_URL_LENGTH,
                                    examples=["https://example.org/agenda"])  # fmt: skip
     topics: list[Topic] | None = Field(default=None, max_length=MAX_TOPICS)
+
+
+class ListenerList(ResponseBody):
+    """Who is listening: signed-in listeners by name (up to 200), the rest as a count."""
+
+    listeners: int
+    signed_in: list[UserOut]
+    signed_in_count: int
+    anonymous: int

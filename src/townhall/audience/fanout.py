@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import socket
 import time
@@ -164,6 +165,11 @@ class LiveFanout:
             self._forget(listener)
             self.stats.detached += 1
             self._count_changed()
+
+    def listener_ids(self, limit: int) -> list[str]:
+        """Up to `limit` of the ids listening here (one per listener, however many
+        connections it holds), for the host's list of who is listening."""
+        return list(itertools.islice(self._by_id, max(0, limit)))
 
     def cut(self, listener_id: str) -> int:
         """Close every connection of ``listener_id``; returns how many there were."""
