@@ -78,7 +78,7 @@ def test_a_listener_makes_a_clip_and_plays_it(chromium, server, size: str) -> No
         assert listener.inner_text("#title") == "Clip me"
         share = listener.input_value("#share-link")
         assert share.startswith(f"{server.url}/c/")
-        listener.wait_for_function("document.querySelector('#clip-audio').readyState >= 1")
+        listener.wait_for_function("() => document.querySelector('#clip-audio').readyState >= 1")
         duration = listener.evaluate("document.querySelector('#clip-audio').duration")
         assert 3.0 <= duration <= 30.4  # all the space had (seconds of mic), at most 30 s
         screenshot(listener, f"clip-page-{size}")

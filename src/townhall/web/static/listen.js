@@ -5,6 +5,7 @@
 
 import { showAccount } from './account.js';
 import { Clipper } from './clipper.js';
+import { showDetails } from './details.js';
 import { ApiError, currentUser, del, get, post, spacePath } from './api.js';
 import { setButton } from './icons.js';
 import { MicPanel } from './micpanel.js';
@@ -185,6 +186,7 @@ async function renderEnded() {
 
 function render() {
   showSpaceHeader(space);
+  showDetails(space);
   elapsed.follow(space);
   captions.follow(space, (path) => get(path, { cache: 'no-cache' }));
   reactions.show(space.reactions);
