@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -20,6 +21,8 @@ from townhall.app import create_app
 from townhall.audience.clip_window import ClipWindow
 from townhall.audience.fmp4 import Fragment
 from townhall.config import ClipSettings
+from townhall.domain.errors import Unavailable
+from townhall.service.clips import CutSlots
 
 RATE = 48_000
 BEFORE_HZ = 440.0
@@ -214,3 +217,17 @@ async def test_clips_expire_and_each_address_has_an_allowance(
     assert await clips_service.sweep() == 2
     assert not list(clips_service._directory.glob("*.m4a"))
     assert_error(await client.get(clip_url), 404, "clip_not_found")
+
+
+async def test_cuts_run_a_few_at_a_time_and_the_rest_are_told_to_come_back() -> None:
+    slots = CutSlots(in_flight=1, waiting=1)
+    release = threading.Event()
+    first = asyncio.create_task(slots.run(lambda: release.wait(5)))
+    second = asyncio.create_task(slots.run(lambda: "second"))
+    await asyncio.sleep(0.05)
+    with pytest.raises(Unavailable) as busy:
+        await slots.run(lambda: "third")
+    assert busy.value.code == "clips_busy" and busy.value.retry_after_s > 0
+    release.set()
+    assert await first is True and await second == "second"
+    assert await slots.run(lambda: "again") == "again"  # the slots are free again
