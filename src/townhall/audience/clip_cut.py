@@ -65,6 +65,9 @@ def _copy(
     start_s: float,
     end_s: float | None,
 ) -> float:
+    time_base = stream.time_base
+    if time_base is None:
+        raise NothingToClip("the source's audio has no time base")
     origin: int | None = None
     offset: int | None = None
     end = 0
@@ -75,7 +78,7 @@ def _copy(
                 continue  # the demuxer's end-of-stream marker
             if origin is None:
                 origin = packet.pts
-            at_s = float((packet.pts - origin) * packet.time_base)
+            at_s = float((packet.pts - origin) * time_base)
             if at_s < start_s:
                 continue
             if end_s is not None and at_s >= end_s:
@@ -89,4 +92,4 @@ def _copy(
             dst.mux(packet)
         if offset is None:
             raise NothingToClip("no audio in the asked range")
-    return float(end * stream.time_base)
+    return float(end * time_base)

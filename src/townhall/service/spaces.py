@@ -631,7 +631,10 @@ class Spaces:
 
     async def mute_all(self, actor: User, space_id: str) -> Snapshot:
         """Every speaker (and for the host, every co-host) muted at once."""
-        await self._change_stage(space_id, "mute", lambda stage: stage.mute_all(actor.id))
+        def change(stage: Stage) -> None:
+            stage.mute_all(actor.id)
+
+        await self._change_stage(space_id, "mute", change)
         return await self.snapshot(space_id)
 
     async def remove_from_space(self, actor: User, space_id: str, target_ref: UserRef) -> Snapshot:
