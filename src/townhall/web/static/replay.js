@@ -2,6 +2,7 @@
 
 import { showAccount } from './account.js';
 import { ApiError, get, spacePath } from './api.js';
+import { offerRecordingClips } from './recordingclip.js';
 import { showSpaceHeader, spaceUrl } from './space.js';
 import { $, h, say, spaceIdFromPath } from './ui.js';
 
@@ -29,6 +30,7 @@ async function main() {
     $('#download').href = url.href;
     $('#download').setAttribute('download', `${space.title}.m4a`);
     $('#recording').hidden = false;
+    offerRecordingClips(space);
   } else if (space.state === 'ended') {
     say(status, space.record ? 'The recording is not available.' : 'This space was not recorded.');
   } else {
