@@ -88,6 +88,13 @@ def test_a_listener_makes_a_clip_and_plays_it(chromium, server, size: str) -> No
         assert axe_violations(listener) == []
         assert csp == []
 
+        host.wait_for_selector("#clip-list a")  # the studio lists the space's clips
+        assert axe_violations(host) == []
+        host.click("#clip-list button.danger")
+        host.wait_for_selector("#clips-section", state="hidden")
+        clip_id = share.rsplit("/", 1)[1]
+        assert httpx.get(f"{server.url}/api/clips/{clip_id}").status_code == 404
+
 
 def test_the_host_clips_a_range_of_the_recording(chromium, server) -> None:
     with page_factory(chromium, UI_TIMEOUT_MS) as new_page:

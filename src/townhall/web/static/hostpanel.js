@@ -1,7 +1,8 @@
 // The studio's panels for the space itself: edit its details (host), mute everyone
-// on stage at once, and see who is listening (signed-in by name, the rest counted).
+// on stage at once, see who is listening (signed-in by name, the rest counted), and
+// the space's clips, which the host may delete.
 
-import { api, get, post, spacePath } from './api.js';
+import { api, del, get, post, spacePath } from './api.js';
 import { $, act, h, plural, say } from './ui.js';
 
 export class DetailsEditor {
@@ -66,5 +67,27 @@ export class ListenerPanel {
     const others = found.anonymous;
     $('#listener-count').textContent = `${plural(found.listeners, 'listener')}: `
       + `${found.signed_in_count} signed in, ${others} not signed in`;
+  }
+}
+
+export class ClipList {
+  constructor(spaceId) {
+    this.spaceId = spaceId;
+    this.status = $('#clips-status');
+  }
+
+  async refresh() {
+    const found = await get(spacePath(this.spaceId, 'clips'), { cache: 'no-cache' });
+    $('#clips-section').hidden = found.clips.length === 0;
+    $('#clip-list').replaceChildren(...found.clips.map((clip) => h('li', { class: 'member' },
+      h('a', { href: clip.page_url }, `${Math.round(clip.duration_s)} s clip`),
+      h('span', { class: 'role' }, ` ${clip.source}, ${new Date(clip.created_at).toLocaleTimeString()}`),
+      h('button', {
+        type: 'button', class: 'danger', 'aria-label': `Delete the clip ${clip.id}`,
+        onclick: (event) => act(event.currentTarget, this.status, async () => {
+          await del(`/api/clips/${clip.id}`);
+          await this.refresh();
+        }),
+      }, 'Delete'))));
   }
 }

@@ -5,7 +5,7 @@
 
 import { showAccount, signInHref } from './account.js';
 import { del, get, post, spacePath } from './api.js';
-import { DetailsEditor, ListenerPanel } from './hostpanel.js';
+import { ClipList, DetailsEditor, ListenerPanel } from './hostpanel.js';
 import { MicPanel } from './micpanel.js';
 import { listMicrophones, MicTest } from './mictest.js';
 import { audienceItems, ElapsedTimer, ReactionFloats, stageTile } from './room.js';
@@ -32,6 +32,7 @@ const floats = new ReactionFloats($('#floats'));
 const elapsed = new ElapsedTimer($('#elapsed'));
 const details = new DetailsEditor(spaceId, (snapshot) => { space = snapshot; render(); });
 const listenerPanel = new ListenerPanel(spaceId);
+const clipList = new ClipList(spaceId);
 
 let me = null;
 let mine = null;
@@ -204,6 +205,7 @@ async function refresh() {
   render();
   await refreshRequests();
   await listenerPanel.refresh(space);
+  if (isHost()) await clipList.refresh();
 }
 
 function setupControls() {
