@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 from townhall.admission.token_bucket import KeyedBuckets
 from townhall.audience.clip_cut import NothingToClip, cut_clip, fragmented_source
@@ -36,6 +36,7 @@ from townhall.domain.errors import Conflict, Forbidden, NotFound, TooManyRequest
 from townhall.domain.spaces import SpaceState, User
 from townhall.private_files import make_private_dir
 from townhall.service.ids import looks_like_id, new_id
+from townhall.service.keyed_locks import KeyedLocks
 from townhall.service.spaces import Spaces
 from townhall.store.clips import ClipStore
 
@@ -47,6 +48,8 @@ MAX_CACHED_CLIPS = 10_000
 CLIP_CACHE_TTL_S = 30.0
 """A deletion on another node is seen here within this (the file is gone at once)."""
 MISSING_TTL_S = 5.0
+MAX_SHARED_LIVE_CLIPS = 1_000
+"""Recent live clips remembered by (space, newest fragment, length) to hand out again."""
 MAX_KEYS = 50_000
 MINUTE_S = 60.0
 SWEEP_BATCH = 500
@@ -104,6 +107,10 @@ class Clips:
         self._cache: TTLCache[str, Clip] = TTLCache(MAX_CACHED_CLIPS, CLIP_CACHE_TTL_S)
         self._missing: TTLCache[str, bool] = TTLCache(MAX_CACHED_CLIPS, MISSING_TTL_S)
         self._sweeper: asyncio.Task[None] | None = None
+        self._shared: LRUCache[str, Clip] = LRUCache(MAX_SHARED_LIVE_CLIPS)
+        """The same moment clipped by many listeners at once is cut once: a crowd that
+        presses Clip within one fragment (200 ms) shares one clip, one file."""
+        self._cutting = KeyedLocks()
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -151,9 +158,16 @@ class Clips:
         fragments = room.program.clip_window.last(wanted)
         if not fragments:
             raise Conflict("the space has no audio to clip yet", code="nothing_to_clip")
-        self._allow(address, actor)
-        source = fragmented_source(room.program.init_segment, fragments)
-        return await self._cut(space_id, actor, ClipSource.LIVE, source, 0.0, None)
+        moment = f"{space_id}/{fragments[-1].sequence}/{len(fragments)}"
+        async with self._cutting.hold(moment):
+            shared = self._shared.get(moment)
+            if shared is not None and clip_path(self._directory, shared.id).exists():
+                return shared
+            self._allow(address, actor)
+            source = fragmented_source(room.program.init_segment, fragments)
+            clip = await self._cut(space_id, actor, ClipSource.LIVE, source, 0.0, None)
+            self._shared[moment] = clip
+            return clip
 
     async def clip_recording(
         self, actor: User, address: str, space_id: str, start_s: float, end_s: float
