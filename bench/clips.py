@@ -7,8 +7,9 @@
    into an .m4a (what a live clip costs), and 30 s of the finished recording too.
 2. Over HTTP (a real `townhall serve`, a WebRTC speaker sending the tone): after the
    space has 30 s of audio, `--clips` clips one after another (POST -> 201: creation
-   time as a listener sees it), then `--burst` at once over 30 connections: how many
-   are made, how many are told 503 + Retry-After (the cut slots), how long it takes.
+   time as a listener sees it; 0.3 s apart, so each is a new moment and a new cut),
+   then `--burst` at once over 30 connections: a crowd clipping one moment shares one
+   clip; how many are answered, told 503 + Retry-After, and how long it takes.
 The per-address allowance is switched off for the run (one address makes them all).
 Every loop is bounded in count; loopback only.
 """
@@ -41,6 +42,8 @@ CLIP_S = 30.0
 PROGRAM_S = 60.0
 FREQ = 440.0
 SERVER_AUDIO_WAIT_S = CLIP_S + 2.0
+FRESH_MOMENT_S = 0.3
+"""Longer than a fragment (200 ms), so each clip of the one-by-one series is cut anew."""
 MAX_CONNECTIONS = 30
 """Under the server's per-address connection cap (32): the burst queues in the client
 beyond it, as many listeners behind one NAT would be cut off by the cap, not the clips."""
@@ -91,19 +94,23 @@ async def bench_http(clips: int, burst: int) -> None:
                 speaker = await speak_over_http(http, space["id"], host.headers, ToneTrack(FREQ))
                 await asyncio.sleep(SERVER_AUDIO_WAIT_S)
                 url = f"/api/spaces/{space['id']}/clips"
-                one_by_one = []
+                one_by_one, ids = [], set()
                 for _ in range(clips):
+                    await asyncio.sleep(FRESH_MOMENT_S)  # a new fragment: a new cut, not shared
                     started = time.perf_counter()
                     made = await http.post(url, json={})
                     one_by_one.append(time.perf_counter() - started)
                     assert made.status_code == 201, made.text
+                    ids.add(made.json()["id"])
                 print(f"HTTP, POST clip (30 s) -> 201, one at a time: {_ms(one_by_one)} "
-                      f"over {clips}")  # fmt: skip
+                      f"over {clips} ({len(ids)} distinct clips)")  # fmt: skip
                 started = time.perf_counter()
                 answers = await asyncio.gather(*(http.post(url, json={}) for _ in range(burst)))
                 took = time.perf_counter() - started
                 statuses = [a.status_code for a in answers]
-                print(f"HTTP, {burst} at once: {statuses.count(201)} made, "
+                shared = len({a.json()["id"] for a in answers if a.status_code == 201})
+                print(f"HTTP, {burst} at once: {statuses.count(201)} answered 201 with "
+                      f"{shared} distinct clip(s) (one moment is cut once), "
                       f"{statuses.count(503)} told 503 + Retry-After, others "
                       f"{sorted(set(statuses) - {201, 503})}, in {took:.2f} s")  # fmt: skip
                 await speaker.close()
