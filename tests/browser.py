@@ -104,6 +104,22 @@ ATTACH_ANALYSER_JS = """
 }
 """
 
+# Routes any <audio src=...> element (a clip, a recording) through the analyser, and on
+# to the speakers so it keeps playing; SPECTRUM_JS and the waits below then read it.
+ATTACH_ELEMENT_ANALYSER_JS = """
+([fftSize, selector]) => {
+  const ctx = new AudioContext();
+  const source = ctx.createMediaElementSource(document.querySelector(selector));
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = fftSize;
+  analyser.smoothingTimeConstant = 0;
+  source.connect(analyser);
+  analyser.connect(ctx.destination);
+  window.__townhallAnalyser = { ctx, analyser };
+  return ctx.resume().then(() => ctx.state);
+}
+"""
+
 # One spectrum: the loudest bin's frequency, the level around `freqHz` and
 # the median level of all bins (the floor), in dBFS.
 SPECTRUM_JS = """
@@ -178,6 +194,11 @@ class Spectrum:
 def attach_analyser(page: Any, stream_of: str | None = None, fft_size: int = 8192) -> str:
     """Analyses the live player, or the MediaStream of the <audio> at `stream_of`."""
     return page.evaluate(ATTACH_ANALYSER_JS, [fft_size, stream_of])
+
+
+def attach_element_analyser(page: Any, selector: str, fft_size: int = 8192) -> str:
+    """Analyses what the <audio> element at `selector` plays from its `src`."""
+    return page.evaluate(ATTACH_ELEMENT_ANALYSER_JS, [fft_size, selector])
 
 
 def spectrum(page: Any, freq_hz: float) -> Spectrum:

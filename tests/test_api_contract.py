@@ -39,7 +39,7 @@ async def test_the_document_covers_every_json_route(client: httpx.AsyncClient) -
     }
     served = set()
     for route in client._transport.app.router.routes:  # type: ignore[attr-defined]
-        if isinstance(route, Route) and route.path.startswith("/api/"):
+        if isinstance(route, Route) and route.path.startswith(("/api/", "/2/")):
             for method in route.methods or ():
                 if method != "HEAD":
                     served.add((route.path, method))

@@ -15,9 +15,18 @@ from starlette.routing import Route
 
 from townhall import __version__
 from townhall.admission.signing import Signer
-from townhall.api import accounts, listening, operations, spaces, stage_forward
+from townhall.api import (
+    accounts,
+    clips,
+    listening,
+    operations,
+    space_details,
+    spaces,
+    stage_forward,
+    x_spaces,
+)
 from townhall.api.captions import CaptionRoutes
-from townhall.api.contract import openapi_route
+from townhall.api.contract import openapi_route, routes_of
 from townhall.api.errors import EXCEPTION_HANDLERS
 from townhall.api.fastpath import ListenerFastPath
 from townhall.api.live import LiveStream, RelayProgram, report_listeners
@@ -29,14 +38,18 @@ from townhall.nodes.peers import HttpPeerNodes
 from townhall.private_files import create_private_file, make_private_dir
 from townhall.server import ConnectionGuard
 from townhall.service.accounts import Accounts, password_limits
+from townhall.service.audience_list import AudienceList
 from townhall.service.captions import Captions
+from townhall.service.clips import Clips
 from townhall.service.door import Door
 from townhall.service.passwords import Passwords
 from townhall.service.spaces import Spaces, node_id_for
 from townhall.service.write_limits import WriteLimiter
+from townhall.service.x_directory import SpaceDirectory
 from townhall.stage.ice import default_host_addresses, use_host_addresses
 from townhall.state import State, open_state
-from townhall.store import Store, open_store
+from townhall.store import SqlStore, Store, open_store
+from townhall.store.clips import SqlClipStore
 from townhall.web import pages
 
 log = logging.getLogger(__name__)
@@ -74,6 +87,9 @@ class Services:
     door: Door
     write_limits: WriteLimiter
     captions: Captions
+    clips: Clips
+    x_directory: SpaceDirectory
+    audience_list: AudienceList
 
 
 async def open_services(
@@ -93,6 +109,15 @@ async def open_services(
     spaces_service.on_end = door.forget
     await spaces_service.start()
     await door.start()
+    assert isinstance(store, SqlStore)  # clips share its connections (store/clips.py)
+    clips_service = Clips(
+        SqlClipStore(store),
+        spaces_service,
+        settings.clips,
+        directory=settings.clips_dir,
+        live_window_s=settings.audio.clip_window_s,
+    )
+    await clips_service.start()
     return Services(
         settings=settings,
         store=store,
@@ -103,11 +128,15 @@ async def open_services(
         door=door,
         write_limits=WriteLimiter(settings.limits),
         captions=captions,
+        clips=clips_service,
+        x_directory=SpaceDirectory(spaces_service, store),
+        audience_list=AudienceList(spaces_service, store),
     )
 
 
 async def close_services(services: Services) -> None:
     services.accounts.close()
+    await services.clips.stop()
     await services.door.stop()
     await services.spaces.stop()
     await services.state.close()
@@ -152,6 +181,20 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
     # captions (issue 10): built here, before the services, so its routes get it by constructor
     captions = Captions(settings.captions, settings.recordings_dir)
     caption_routes = CaptionRoutes(captions)
+    # -- issue 10 (clips, X API): routes built with their services; until the composition
+    # root builds the services before the routes, each reads them from the app's state.
+    late: dict[str, Starlette] = {}
+    clip_operations = clips.operations(
+        lambda: late["app"].state.clips, settings.http.max_body_bytes
+    )
+    x_operations = x_spaces.operations(lambda: late["app"].state.x_directory)
+    detail_operations = space_details.operations(
+        lambda: late["app"].state.spaces,
+        lambda: late["app"].state.audience_list,
+        settings.http.max_body_bytes,
+    )
+    issue_10_operations = [*clip_operations, *x_operations, *detail_operations]
+    # -- end of issue 10 block
     routes = [  # the listener path first: routes are matched in order
         Route("/live/{space_id}.aac", LiveStream(), methods=["GET", "HEAD"]),
         *caption_routes.routes(),  # before listening's /hls/{space_id}/{name}
@@ -161,11 +204,15 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         *spaces.routes,
         *operations.routes,
         *metrics_endpoint.routes(),  # /metrics is Prometheus text, not JSON API
-        openapi_route([*JSON_API, *caption_routes.operations()], __version__),
+        *routes_of(issue_10_operations),
+        openapi_route(
+            [*JSON_API, *caption_routes.operations(), *issue_10_operations], __version__
+        ),
         Route("/internal/program/{space_id}.aac", RelayProgram(), methods=["GET"]),
         Route("/internal/listeners", report_listeners, methods=["POST"]),
         *stage_forward.routes,
         *pages.page_routes(settings),
     ]
     starlette = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    late["app"] = starlette
     return ListenerFastPath(starlette)

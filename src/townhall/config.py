@@ -65,6 +65,9 @@ class AudioSettings:
     """HLS segment target (the issue caps it at 2 s); a whole number of fragments."""
     hls_window_segments: int = 12
     """Segments listed in the live playlist and kept in memory."""
+    clip_window_s: float = 30.0
+    """Program audio kept in memory per live space for clips: the longest live clip
+    (X: 30 s), ~200 KB at 48 kbps."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,25 @@ class WriteLimits:
 
 
 @dataclass(frozen=True)
+class ClipSettings:
+    """Clips of live spaces and recordings (service/clips.py)."""
+
+    ttl_days: float = 30.0
+    """A clip's audio and page are deleted this long after it was made."""
+    max_recording_s: float = 300.0
+    """The longest range a host may cut from a recording."""
+    per_address_per_minute: int = 6
+    """Clips one address may make per minute (a burst of N, refilled over the minute)."""
+    per_account_per_minute: int = 6
+    max_in_flight: int = 2
+    """Cuts running at once (each a thread for a few milliseconds)."""
+    max_waiting: int = 32
+    """Cuts that may wait for a slot; past it a clip request gets 503 + Retry-After."""
+    sweep_interval_s: float = 600.0
+    """How often expired clips are deleted."""
+
+
+@dataclass(frozen=True)
 class AdmissionSettings:
     """The node's capacity and its door policy (see townhall.admission)."""
 
@@ -222,6 +244,7 @@ class Settings:
     empty disables them."""
     edge: EdgeSettings = field(default_factory=EdgeSettings)
     captions: CaptionSettings = field(default_factory=CaptionSettings)
+    clips: ClipSettings = field(default_factory=ClipSettings)
     store: str = ""
     """Durable store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB (env
     TOWNHALL_STORE, flag --store); empty means SQLite at `database_path`."""
@@ -245,6 +268,10 @@ class Settings:
     @property
     def recordings_dir(self) -> Path:
         return self.data_dir / "recordings"
+
+    @property
+    def clips_dir(self) -> Path:
+        return self.data_dir / "clips"
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)

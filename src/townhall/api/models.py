@@ -183,6 +183,11 @@ class Snapshot(ResponseBody):
     page_url: str | None = None
     captions: bool = False
     """Captions are being made (live) or kept with the replay: GET .../captions."""
+    created_at: str | None = None
+    description: str = ""
+    pinned_url: str | None = None
+    """A link the host pinned for listeners (http or https)."""
+    topics: list[str] = []
 
 
 class SpaceListing(ResponseBody):

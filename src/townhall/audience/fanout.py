@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import socket
 import time
@@ -178,6 +179,11 @@ class LiveFanout:
     def listener_ids(self) -> KeysView[str]:
         """Listener ids holding a connection here (a live view, not a copy)."""
         return self._by_id.keys()
+
+    def first_listener_ids(self, limit: int) -> list[str]:
+        """Up to `limit` of the ids listening here (one per listener, however many
+        connections it holds), for the host's list of who is listening."""
+        return list(itertools.islice(self._by_id, max(0, limit)))
 
     def cut(self, listener_id: str, *, count: bool = True) -> int:
         """Close every connection of ``listener_id``; returns how many there were."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from townhall.audience.adts import ADTS_HEADER_BYTES, adts_header, sampling_frequency_index
+from townhall.audience.clip_window import ClipWindow
 from townhall.audience.encoder import AAC_FRAME_SAMPLES, AacEncoder, AacPacket
 from townhall.audience.fanout import LiveFanout
 from townhall.audience.fmp4 import Fragment, Fragmenter, init_segment
@@ -74,6 +75,8 @@ class ProgramOutput:
             bitrate=settings.bitrate,
         )
         self.hls.set_init_segment(self.init_segment)
+        self.clip_window = ClipWindow(settings.clip_window_s)
+        """The last seconds of the program, whole fragments, for live clips."""
         self._fragmenter = Fragmenter(
             sample_rate=SAMPLE_RATE,
             fragment_ms=settings.fragment_ms,
@@ -208,6 +211,7 @@ class ProgramOutput:
         )
         if self.hls.add_fragment(fragment) is not None:
             self.stats.segments += 1
+        self.clip_window.add(fragment)
         if self._recorder is not None:
             self._recorder.append(fragment.data)
 

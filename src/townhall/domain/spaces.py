@@ -51,6 +51,10 @@ class Space:
     speak_policy: SpeakPolicy = SpeakPolicy.EVERYONE
     recording_seconds: float | None = None
     """Length of the finished recording; None while there is none to replay."""
+    description: str = ""
+    pinned_url: str | None = None
+    """A link the host pins for listeners (domain/space_details.py checks it)."""
+    topics: tuple[str, ...] = ()
 
     @property
     def is_live(self) -> bool:

@@ -154,6 +154,19 @@ class Stage:
                 raise Forbidden("nobody can mute the host")
         seat.muted = True
 
+    def mute_all(self, actor: str) -> int:
+        """Mutes everyone `actor` may mute but themselves (the host: all; a co-host:
+        the speakers); returns how many were muted now."""
+        actor_role = self._require_moderator(actor, "mute everyone")
+        muted = 0
+        for user_id, seat in self.seats.items():
+            if user_id == actor or seat.muted or seat.role is Role.HOST:
+                continue
+            if actor_role is Role.HOST or seat.role is Role.SPEAKER:
+                seat.muted = True
+                muted += 1
+        return muted
+
     def unmute(self, actor: str, target: str) -> None:
         seat = self._require_seat(target)
         if actor != target:

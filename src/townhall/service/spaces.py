@@ -31,6 +31,7 @@ from townhall.audience.snapshot import Snapshot, render, snapshot_data
 from townhall.config import Settings
 from townhall.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from townhall.domain.reactions import check_reaction
+from townhall.domain.space_details import edit_details
 from townhall.domain.spaces import (
     Space,
     SpaceState,
@@ -521,6 +522,14 @@ class Spaces:
             await self._close_room(ended)
         return await self._rebuild(space_id)
 
+    async def edit_details(self, actor: User, space_id: str, **changes: object) -> Snapshot:
+        """Title, description, pinned link, topics (domain/space_details.py), by the host."""
+        await self.record(space_id)
+        async with self._locks.hold(space_id):
+            space = await self.record(space_id)
+            await self._save(edit_details(space, actor.id, **changes))
+        return await self._rebuild(space_id)
+
     async def _close_room(self, ended: Space) -> None:
         """Stops the media here (if the stage is here) and drops the live state."""
         seconds = await self.rooms.close(ended.id)
@@ -625,6 +634,14 @@ class Spaces:
                 stage.mute(actor.id, target_id)
             else:
                 stage.unmute(actor.id, target_id)
+
+        await self._change_stage(space_id, "mute", change)
+        return await self.snapshot(space_id)
+
+    async def mute_all(self, actor: User, space_id: str) -> Snapshot:
+        """Every speaker (and for the host, every co-host) muted at once."""
+        def change(stage: Stage) -> None:
+            stage.mute_all(actor.id)
 
         await self._change_stage(space_id, "mute", change)
         return await self.snapshot(space_id)

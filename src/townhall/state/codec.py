@@ -26,6 +26,9 @@ def space_to_json(space: Space) -> str:
         "record": space.record,
         "speak_policy": space.speak_policy.value,
         "recording_seconds": space.recording_seconds,
+        "description": space.description,
+        "pinned_url": space.pinned_url,
+        "topics": list(space.topics),
     }
     return json.dumps(data, separators=(",", ":"))
 
@@ -46,4 +49,7 @@ def space_from_json(text: str | bytes) -> Space:
         record=bool(data["record"]),
         speak_policy=SpeakPolicy(data["speak_policy"]),
         recording_seconds=data["recording_seconds"],
+        description=data.get("description", ""),
+        pinned_url=data.get("pinned_url"),
+        topics=tuple(data.get("topics", ())),
     )

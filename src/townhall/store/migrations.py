@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex
 
 from townhall.store import schema
+from townhall.store.clips import clips
 
 MIGRATION_LOCK_KEY = 0x70776E68
 """pg_advisory_xact_lock key held while migrating ("twnh")."""
@@ -35,9 +36,28 @@ def _add_lookup_indexes(connection: Connection) -> None:
         connection.execute(CreateIndex(index, if_not_exists=True))
 
 
+def _create_clips_table(connection: Connection) -> None:
+    """Clips of live spaces and recordings (store/clips.py)."""
+    clips.create(connection, checkfirst=True)
+
+
+def _add_space_details(connection: Connection) -> None:
+    """Description, pinned link and topics of a space (a new database has them from
+    step 1, whose table definition carries them)."""
+    present = {column["name"] for column in inspect(connection).get_columns("spaces")}
+    for name in schema.SPACE_DETAIL_COLUMNS:
+        if name not in present:
+            column = schema.spaces.c[name]
+            kind = column.type.compile(dialect=connection.dialect)
+            default = " NOT NULL DEFAULT ''" if not column.nullable else ""
+            connection.execute(text(f"ALTER TABLE spaces ADD COLUMN {name} {kind}{default}"))
+
+
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _create_version_1_tables,
     _add_lookup_indexes,
+    _create_clips_table,
+    _add_space_details,
 )
 """Step N is MIGRATIONS[N - 1]. Append only; never edit a released step."""
 

@@ -101,8 +101,13 @@ spaces = Table(
     Column("record", Boolean(create_constraint=False), nullable=False),
     Column("speak_policy", _text(), nullable=False),
     Column("recording_seconds", Float()),
+    Column("description", _text(), nullable=False, server_default=""),
+    Column("pinned_url", _text()),
+    Column("topics", _text(), nullable=False, server_default=""),
     Index("spaces_by_state", "state", "scheduled_for"),
 )
+SPACE_DETAIL_COLUMNS = ("description", "pinned_url", "topics")
+"""Added by migration 4 (issue 10: what the host tells listeners)."""
 
 removals = Table(
     "removals",

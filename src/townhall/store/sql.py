@@ -27,6 +27,8 @@ from townhall.store.errors import StoreUnavailable
 from townhall.store.schema import removals, spaces, tokens, users
 
 T = TypeVar("T")
+TOPIC_SEPARATOR = ","
+"""Topics never hold one (domain/space_details.py)."""
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,9 @@ _SPACES_WITH_HOST = select(
     spaces.c.record,
     spaces.c.speak_policy,
     spaces.c.recording_seconds,
+    spaces.c.description,
+    spaces.c.pinned_url,
+    spaces.c.topics,
     users.c.id.label("host_id"),
     users.c.username.label("host_username"),
 ).select_from(spaces.join(users, users.c.id == spaces.c.host_id))
@@ -109,6 +114,9 @@ _SPACE_FIELDS = (
     "record",
     "speak_policy",
     "recording_seconds",
+    "description",
+    "pinned_url",
+    "topics",
 )
 """What saving a space again may change (id, host and created_at are fixed at insert)."""
 
@@ -144,6 +152,9 @@ def _space(row: Any) -> Space:
         record=bool(row.record),
         speak_policy=SpeakPolicy(row.speak_policy),
         recording_seconds=row.recording_seconds,
+        description=row.description or "",
+        pinned_url=row.pinned_url,
+        topics=tuple(t for t in (row.topics or "").split(TOPIC_SEPARATOR) if t),
     )
 
 
@@ -160,6 +171,9 @@ def _space_row(space: Space) -> dict[str, Any]:
         "record": space.record,
         "speak_policy": space.speak_policy.value,
         "recording_seconds": space.recording_seconds,
+        "description": space.description,
+        "pinned_url": space.pinned_url,
+        "topics": TOPIC_SEPARATOR.join(space.topics),
     }
 
 
@@ -210,6 +224,10 @@ class SqlStore:
             log.warning("store unavailable (%s): %s", self.dialect, failure)
             raise StoreUnavailable() from failure
         raise failure
+
+    async def run(self, operation: Callable[[Connection], T], *, idempotent: bool = True) -> T:
+        """The same, for the stores of other concepts on these connections (store/clips.py)."""
+        return await self._run(operation, idempotent=idempotent)
 
     # -- accounts --------------------------------------------------------------
 

@@ -21,6 +21,7 @@ const PATHS = {
   link: 'M10 13a5 5 0 0 0 7.5.5l3-3a5 5 0 0 0-7-7l-1.7 1.7M14 11a5 5 0 0 0-7.5-.5l-3 3a5 5 0 0 0 7 7l1.7-1.7',
   check: 'M20 6L9 17l-5-5',
   close: 'M18 6L6 18M6 6l12 12',
+  scissors: 'M6 9a3 3 0 1 0 0-6 3 3 0 0 0 0 6zM6 21a3 3 0 1 0 0-6 3 3 0 0 0 0 6zM20 4L8.1 15.9M14.5 14.5L20 20M8.1 8.1L12 12',
   record: 'M12 21a9 9 0 1 0 0-18 9 9 0 0 0 0 18zM12 15a3 3 0 1 0 0-6 3 3 0 0 0 0 6z',
   // Reactions: what the API calls by emoji, drawn so every desktop shows them.
   clap: 'M7 11l4-4a1.4 1.4 0 0 1 2 2l-2 2M9 13l5-5a1.4 1.4 0 0 1 2 2l-4 4M11 15l4-4a1.4 1.4 0 0 1 2 2l-5 5a6 6 0 0 1-8.5-8.5L6 9a1.4 1.4 0 0 1 2 2M15 3l1-2M18 5l2-1M19 8h2',

@@ -4,6 +4,8 @@
 // on stage.
 
 import { showAccount } from './account.js';
+import { Clipper } from './clipper.js';
+import { showDetails } from './details.js';
 import { ApiError, currentUser, del, get, post, spacePath } from './api.js';
 import { setButton } from './icons.js';
 import { MicPanel } from './micpanel.js';
@@ -25,6 +27,7 @@ const via = new URLSearchParams(location.search).get('via') || '';
 const player = new LivePlayer($('#live-audio'), spaceId, { preferred: via });
 window.townhallPlayer = player;
 const floats = new ReactionFloats($('#floats'));
+const clipper = new Clipper($('#clip'), $('#clip-panel'), spaceId, $('#player-status'));
 const reactions = new ReactionBar($('#reactions'), spaceId, $('#page-status'),
   (emoji) => floats.own(emoji));
 const elapsed = new ElapsedTimer($('#elapsed'));
@@ -183,11 +186,13 @@ async function renderEnded() {
 
 function render() {
   showSpaceHeader(space);
+  showDetails(space);
   elapsed.follow(space);
   captions.follow(space, (path) => get(path, { cache: 'no-cache' }));
   reactions.show(space.reactions);
   floats.follow(space.reactions);
   reactions.setEnabled(space.state === 'live');
+  clipper.setLive(space.state === 'live');
   $('#react-toggle').disabled = space.state !== 'live';
   if (space.state !== 'live') {
     $('#reactions').hidden = true;

@@ -3,6 +3,7 @@
 import { showAccount } from './account.js';
 import { ApiError, get, spacePath } from './api.js';
 import { showReplayCaptions } from './replaycaptions.js';
+import { offerRecordingClips } from './recordingclip.js';
 import { showSpaceHeader, spaceUrl } from './space.js';
 import { $, h, say, spaceIdFromPath } from './ui.js';
 
@@ -33,6 +34,7 @@ async function main() {
     if (space.captions) {
       showReplayCaptions($('#recording-audio'), $('#replay-captions'), spacePath(spaceId, 'captions.vtt'));
     }
+    offerRecordingClips(space);
   } else if (space.state === 'ended') {
     say(status, space.record ? 'The recording is not available.' : 'This space was not recorded.');
   } else {

@@ -5,6 +5,7 @@
 
 import { showAccount, signInHref } from './account.js';
 import { del, get, post, spacePath } from './api.js';
+import { ClipList, DetailsEditor, ListenerPanel } from './hostpanel.js';
 import { MicPanel } from './micpanel.js';
 import { listMicrophones, MicTest } from './mictest.js';
 import { audienceItems, ElapsedTimer, ReactionFloats, stageTile } from './room.js';
@@ -29,6 +30,9 @@ const micPanel = new MicPanel({
 const micTest = new MicTest($('#mic-meter'));
 const floats = new ReactionFloats($('#floats'));
 const elapsed = new ElapsedTimer($('#elapsed'));
+const details = new DetailsEditor(spaceId, (snapshot) => { space = snapshot; render(); });
+const listenerPanel = new ListenerPanel(spaceId);
+const clipList = new ClipList(spaceId);
 
 let me = null;
 let mine = null;
@@ -177,6 +181,7 @@ function render() {
   renderRequests();
   renderDanger();
   renderSummary();
+  details.follow(space, isHost());
   $('#audience').replaceChildren(...(space.state === 'live' ? audienceItems(space, null, true) : []));
   micPanel.sync(space.stage.find((member) => member.user.id === me.id) || null);
 }
@@ -199,6 +204,8 @@ async function refresh() {
   if ($('#page-status').dataset.kind === 'error') say($('#page-status'), '');
   render();
   await refreshRequests();
+  await listenerPanel.refresh(space);
+  if (isHost()) await clipList.refresh();
 }
 
 function setupControls() {
