@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from townhall import __version__
 from townhall.admission.signing import Signer
-from townhall.api import accounts, listening, operations, spaces, stage_forward
+from townhall.api import accounts, listening, moderation, operations, spaces, stage_forward
 from townhall.api.contract import openapi_route
 from townhall.api.errors import EXCEPTION_HANDLERS
 from townhall.api.fastpath import ListenerFastPath
@@ -25,18 +25,26 @@ from townhall.private_files import create_private_file, make_private_dir
 from townhall.server import ConnectionGuard
 from townhall.service.accounts import Accounts, password_limits
 from townhall.service.door import Door
+from townhall.service.moderation import Moderation
 from townhall.service.passwords import Passwords
 from townhall.service.spaces import Spaces, node_id_for
 from townhall.service.write_limits import WriteLimiter
 from townhall.stage.ice import default_host_addresses, use_host_addresses
 from townhall.state import State, open_state
-from townhall.store import Store, open_store
+from townhall.store import SqlStore, Store, open_store
+from townhall.store.moderation import SqlModerationStore
 from townhall.web import pages
 
 log = logging.getLogger(__name__)
 
 SECRET_FILE = "secret.key"
-JSON_API = [*accounts.OPERATIONS, *spaces.OPERATIONS, *listening.OPERATIONS, *operations.OPERATIONS]
+JSON_API = [
+    *accounts.OPERATIONS,
+    *spaces.OPERATIONS,
+    *listening.OPERATIONS,
+    *operations.OPERATIONS,
+    *moderation.OPERATIONS,
+]
 """Every operation of the JSON API, as GET /openapi.json publishes it."""
 
 
@@ -67,6 +75,7 @@ class Services:
     signer: Signer
     door: Door
     write_limits: WriteLimiter
+    moderation: Moderation
 
 
 async def open_services(settings: Settings, state: State | None = None) -> Services:
@@ -81,15 +90,24 @@ async def open_services(settings: Settings, state: State | None = None) -> Servi
     spaces_service.on_end = door.forget
     await spaces_service.start()
     await door.start()
+    accounts_service = Accounts(store, settings, Passwords(password_limits(settings)))
+    # -- moderation (issue 10): its store runs on the store's engine; it hooks into
+    # Spaces (blocks, host actions) and Accounts (suspensions). Clips: set .clips.
+    assert isinstance(store, SqlStore)
+    moderation_service = Moderation(
+        SqlModerationStore(store.run), store, spaces_service, accounts_service
+    )
+    moderation_service.attach()
     return Services(
         settings=settings,
         store=store,
         state=state,
-        accounts=Accounts(store, settings, Passwords(password_limits(settings))),
+        accounts=accounts_service,
         spaces=spaces_service,
         signer=signer,
         door=door,
         write_limits=WriteLimiter(settings.limits),
+        moderation=moderation_service,
     )
 
 
@@ -117,6 +135,14 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
             setattr(app.state, service.name, getattr(services, service.name))
         app.state.guard = guard or ConnectionGuard.from_settings(settings)
         app.state.operator_gate = operations.OperatorGate(settings.admin_token)
+        moderation_api.append(  # -- moderation (issue 10): its handlers, once services exist
+            moderation.ModerationApi(
+                services.moderation,
+                services.accounts,
+                app.state.operator_gate,
+                settings.http.max_body_bytes,
+            )
+        )
         services.door.on_mode_change = app.state.guard.apply_attack_mode(
             settings, services.door.attack
         )
@@ -125,6 +151,7 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         finally:
             await close_services(services)
 
+    moderation_api: list[moderation.ModerationApi] = []
     routes = [  # the listener path first: routes are matched in order
         Route("/live/{space_id}.aac", LiveStream(), methods=["GET", "HEAD"]),
         *listening.routes,
@@ -132,6 +159,7 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         *accounts.routes,
         *spaces.routes,
         *operations.routes,
+        *moderation.deferred_routes(lambda: moderation_api[-1]),
         openapi_route(JSON_API, __version__),
         Route("/internal/program/{space_id}.aac", RelayProgram(), methods=["GET"]),
         Route("/internal/listeners", report_listeners, methods=["POST"]),

@@ -18,7 +18,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,6 +68,10 @@ NODE_TTL_TICKS = 5
 ORPHAN_SWEEP_TICKS = 5
 """Every this many ticks, live spaces whose stage's node left the registry are ended."""
 NODE_ROLE = "all"
+
+
+HostActionHook = Callable[[User, str, str, dict[str, Any]], Awaitable[None]]
+"""(host, action, space id, details): what service/moderation.py writes to the audit log."""
 
 
 def node_id_for(node_url: str) -> str:
@@ -129,6 +133,11 @@ class Spaces:
         state.subscribe(self._on_remote_change, self._forget_cached)
         self.on_end: Callable[[str], None] | None = None
         """Told when a space ends, so per-space admission state can go."""
+        self.blocked_by: Callable[[str], Awaitable[set[str]]] | None = None
+        """The users a host blocked (service/moderation.py): a new stage starts with them
+        removed, so the removal path (join, fast path, stream workers) keeps them out."""
+        self.on_host_action: HostActionHook | None = None
+        """Told of each host action (end, remove), for the audit log."""
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -503,10 +512,21 @@ class Spaces:
         return await self._rebuild(space_id)
 
     async def end(self, actor: User, space_id: str) -> Snapshot:
+        snapshot = await self._end(space_id, actor)
+        if self.on_host_action is not None:
+            await self.on_host_action(actor, "end_space", space_id, {})
+        return snapshot
+
+    async def end_for_moderation(self, space_id: str) -> Snapshot:
+        """A moderator's decision: no host check (the caller is checked and audited)."""
+        return await self._end(space_id, None)
+
+    async def _end(self, space_id: str, host: User | None) -> Snapshot:
         await self.record(space_id)
         async with self._locks.hold(space_id):
             space = await self.record(space_id)
-            self._require_host(space, actor, "end the space")
+            if host is not None:
+                self._require_host(space, host, "end the space")
             ended = space.end(_now())
             await self._save(ended)
             await self._close_room(ended)
@@ -538,6 +558,8 @@ class Spaces:
         stage = Stage(host_id=space.host.id, speak_policy=space.speak_policy)
         stage.names[space.host.id] = space.host.username
         stage.removed = await self._store.removals(space.id)
+        if self.blocked_by is not None:
+            stage.removed |= await self.blocked_by(space.host.id)
         return stage
 
     async def _change_stage(
@@ -626,7 +648,15 @@ class Spaces:
             space_id, "remove people", lambda stage: stage.remove_from_space(actor.id, target.id)
         )
         await self._store.add_removal(space_id, target.id)
+        if self.on_host_action is not None:
+            await self.on_host_action(actor, "remove_from_space", space_id, {"user_id": target.id})
         return await self.snapshot(space_id)
+
+    async def bar(self, host: User, space_id: str, user_id: str) -> None:
+        """Removes a user the host blocked from one of the host's live spaces."""
+        await self._change_stage(
+            space_id, "block people", lambda stage: stage.remove_from_space(host.id, user_id)
+        )
 
     async def requests(self, actor: User, space_id: str) -> list[dict[str, str]]:
         _, stage = await self._live_stage(space_id, "see requests")

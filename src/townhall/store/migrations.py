@@ -17,7 +17,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex
 
-from townhall.store import schema
+from townhall.store import moderation, schema
 
 MIGRATION_LOCK_KEY = 0x70776E68
 """pg_advisory_xact_lock key held while migrating ("twnh")."""
@@ -35,9 +35,15 @@ def _add_lookup_indexes(connection: Connection) -> None:
         connection.execute(CreateIndex(index, if_not_exists=True))
 
 
+def _add_moderation_tables(connection: Connection) -> None:
+    """Reports, decisions, moderators, suspensions, blocks and the audit chain."""
+    schema.metadata.create_all(connection, tables=list(moderation.TABLES), checkfirst=True)
+
+
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _create_version_1_tables,
     _add_lookup_indexes,
+    _add_moderation_tables,
 )
 """Step N is MIGRATIONS[N - 1]. Append only; never edit a released step."""
 

@@ -211,6 +211,11 @@ class SqlStore:
             raise StoreUnavailable() from failure
         raise failure
 
+    async def run(self, operation: Callable[[Connection], T]) -> T:
+        """Runs another store's operation (store/moderation.py) on this engine, with the
+        same retry and unavailability handling."""
+        return await self._run(operation)
+
     # -- accounts --------------------------------------------------------------
 
     async def create_user(self, user_id: str, username: str, password_hash: str) -> User:
