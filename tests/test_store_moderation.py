@@ -139,9 +139,7 @@ async def test_the_audit_chain_verifies_and_concurrent_appends_do_not_fork_it(
     assert check.ok and check.entries == 12 and check.head == chain[-1].hash
 
 
-async def test_a_changed_entry_is_detected(
-    store: SqlStore, moderation: SqlModerationStore
-) -> None:
+async def test_a_changed_entry_is_detected(store: SqlStore, moderation: SqlModerationStore) -> None:
     await _chain(moderation, 5)
     forged = audit_entry_text(T0, "operator", "end_space", "someone-else", {})
     await store.run(

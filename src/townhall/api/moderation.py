@@ -77,7 +77,7 @@ class ModerationApi:
         self._gate.check(request.headers.get("authorization", ""), client_address(request))
 
     async def _moderator(self, request: Request) -> str:
-        """"operator", or the id of a user the operator made a moderator."""
+        """ "operator", or the id of a user the operator made a moderator."""
         if request.headers.get("authorization"):
             token, _ = presented_token(request)
             user = await self._accounts.user_for(token)
@@ -223,9 +223,7 @@ def routes(
     moderation: Moderation, accounts: Accounts, gate: OperatorGate, max_body_bytes: int
 ) -> list[Route]:
     api = ModerationApi(moderation, accounts, gate, max_body_bytes)
-    return [
-        Route(op.path, getattr(api, op.operation_id), methods=[op.method]) for op in OPERATIONS
-    ]
+    return [Route(op.path, getattr(api, op.operation_id), methods=[op.method]) for op in OPERATIONS]
 
 
 def deferred_routes(api: Callable[[], ModerationApi]) -> list[Route]:
