@@ -45,7 +45,8 @@ from townhall.service.accounts import Accounts
 from townhall.service.moderation import OPERATOR, Moderation
 
 NO_STORE = {"cache-control": "no-store"}
-CSV_TYPE = "text/csv; charset=utf-8"
+CSV = "text/csv"
+CSV_TYPE = f"{CSV}; charset=utf-8"
 
 
 def _csv(rows: list[tuple[object, ...]] | list[list[object]], filename: str) -> Response:
@@ -187,7 +188,7 @@ OPERATIONS = [
               auth=Auth.OPTIONAL, refusals=(404, 429)),
     Operation("GET", "/api/transparency", ModerationApi.transparency,
               "Reports received, actions taken, median time to action (JSON or CSV)",
-              Transparency, query=ExportQuery),
+              Transparency, query=ExportQuery, refusals=(422,), other_media_types=(CSV,)),
     Operation("GET", "/api/me/statements", ModerationApi.my_statements,
               "My statements of reasons: the moderation decisions that affect me",
               Statements, auth=Auth.USER),
@@ -200,14 +201,14 @@ OPERATIONS = [
               "Unblock a user (from my next space on)", status=204, auth=Auth.USER),
     Operation("GET", "/api/moderation/reports", ModerationApi.report_queue,
               "The open reports, oldest first", ReportQueue, auth=MODERATOR,
-              query=QueueQuery, refusals=(429,)),
+              query=QueueQuery, refusals=(422, 429)),
     Operation("POST", "/api/moderation/actions", ModerationApi.take_action,
               "Act on a space, recording, clip or user; returns the statement of reasons",
               StatementOut, status=201, body=NewAction, auth=MODERATOR,
               refusals=(404, 409, 429)),
     Operation("GET", "/api/moderation/audit", ModerationApi.audit_log,
               "The hash-chained audit log (JSON or CSV)", AuditPage, auth=MODERATOR,
-              query=AuditQuery, refusals=(429,)),
+              query=AuditQuery, refusals=(422, 429), other_media_types=(CSV,)),
     Operation("GET", "/api/moderation/audit/verify", ModerationApi.verify_audit_log,
               "Re-compute the audit chain", ChainCheckOut, auth=MODERATOR, refusals=(429,)),
     Operation("POST", "/api/moderation/moderators", ModerationApi.grant_moderator,
