@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from townhall.config import load_settings
 from townhall.domain.errors import NotFound
 from townhall.domain.moderation import ReportReason
 from townhall.service.moderation import REPORTS_PER_HOUR
+from townhall.store.moderation import SqlModerationStore
 
 ADMIN_TOKEN = "operator-secret-" + "m" * 32
 OPERATOR = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -304,3 +306,26 @@ async def test_the_transparency_export_counts_reports_actions_and_time_to_action
     assert rows[("reports_received", "spam")] == "2"
     assert rows[("actions_taken", "suspend_user")] == "1"
     assert float(rows[("median_time_to_action_s", "all")]) == report["median_time_to_action_s"]
+
+
+async def test_a_suspension_binds_at_once_where_the_token_is_still_cached(
+    client: httpx.AsyncClient,
+) -> None:
+    """Another node suspends (its store write): this node's token cache still names the
+    user, yet creating, starting and taking the stage are refused."""
+    host, ann = await sign_up(client, "host"), await sign_up(client, "ann")
+    ready = await client.post("/api/spaces", json={"title": "Ready"}, headers=ann.headers)
+    live = await live_space(client, host)
+    assert (await client.get("/api/me", headers=ann.headers)).status_code == 200  # cached
+    elsewhere = SqlModerationStore(_app(client).state.store.run)
+    await elsewhere.suspend(ann.id, "a" * 12, datetime.now(UTC))
+    assert (await client.get("/api/me", headers=ann.headers)).status_code == 200  # still cached
+    refusals = [
+        await client.post("/api/spaces", json={"title": "x"}, headers=ann.headers),
+        await client.post(f"/api/spaces/{ready.json()['id']}/start", headers=ann.headers),
+        await client.post(f"/api/spaces/{live['id']}/speak-requests", headers=ann.headers),
+        await client.post(f"/api/spaces/{live['id']}/stage",
+                          json={"user_id": ann.id, "role": "speaker"}, headers=host.headers),
+    ]  # fmt: skip
+    for refused in refusals:
+        assert_error(refused, 403, "suspended")

@@ -26,6 +26,7 @@ from townhall.domain.moderation import (
     Report,
     ReportReason,
     Subject,
+    Suspended,
     audit_entry_text,
     transparency_report,
     verify_chain,
@@ -95,6 +96,7 @@ class Moderation:
         self._spaces.blocked_by = self._blocked_by
         self._spaces.on_host_action = self._host_action
         self._accounts.suspension = self.suspension_statement
+        self._spaces.check_standing = self.refuse_if_suspended
 
     # -- reports -------------------------------------------------------------
 
@@ -225,6 +227,11 @@ class Moderation:
             action.statement()
             for action in await self._store.statements_for(user.id, MAX_STATEMENTS)
         ]
+
+    async def refuse_if_suspended(self, user_id: str) -> None:
+        statement = await self.suspension_statement(user_id)
+        if statement is not None:
+            raise Suspended(statement)
 
     async def suspension_statement(self, user_id: str) -> dict[str, Any] | None:
         action_id = await self._store.suspension(user_id)

@@ -138,6 +138,10 @@ class Spaces:
         removed, so the removal path (join, fast path, stream workers) keeps them out."""
         self.on_host_action: HostActionHook | None = None
         """Told of each host action (end, remove), for the audit log."""
+        self.check_standing: Callable[[str], Awaitable[None]] | None = None
+        """Raises for a suspended user (service/moderation.py): asked, from the store, before
+        anyone creates or starts a space or takes the stage, so a suspension binds on every
+        node at once, whatever a node's token cache still holds."""
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -455,6 +459,7 @@ class Spaces:
         record: object = False,
         speak_policy: object = None,
     ) -> Snapshot:
+        await self._in_good_standing(host.id)
         now = _now()
         if not isinstance(record, bool):
             raise Invalid("record must be true or false", code="invalid_record")
@@ -493,6 +498,10 @@ class Spaces:
         await self._changed(space.id)
         self._listings.clear()
 
+    async def _in_good_standing(self, user_id: str) -> None:
+        if self.check_standing is not None:
+            await self.check_standing(user_id)
+
     def _require_host(self, space: Space, actor: User, action: str) -> None:
         if space.host.id != actor.id:
             raise Forbidden(f"only the host can {action}")
@@ -501,6 +510,7 @@ class Spaces:
         """The stage goes where the host starts it: this node (placement by load is the
         next step); every node learns where through the state."""
         await self.record(space_id)  # refuses a malformed id before a lock exists for it
+        await self._in_good_standing(actor.id)
         async with self._locks.hold(space_id):
             space = await self.record(space_id)
             self._require_host(space, actor, "start the space")
@@ -591,6 +601,7 @@ class Spaces:
         return user
 
     async def request_to_speak(self, actor: User, space_id: str) -> None:
+        await self._in_good_standing(actor.id)
         def change(stage: Stage) -> None:
             stage.request_to_speak(actor.id)
             stage.names[actor.id] = actor.username
@@ -604,6 +615,7 @@ class Spaces:
 
     async def invite(self, actor: User, space_id: str, target_ref: UserRef) -> User:
         target = await self._user(target_ref)
+        await self._in_good_standing(target.id)
 
         def change(stage: Stage) -> None:
             stage.invite(actor.id, target.id)
@@ -618,6 +630,7 @@ class Spaces:
         if role not in (Role.COHOST.value, Role.SPEAKER.value):
             raise Invalid('role must be "cohost" or "speaker"', code="invalid_role")
         target = await self._user(target_ref)
+        await self._in_good_standing(target.id)
 
         def change(stage: Stage) -> None:
             stage.put_on_stage(actor.id, target.id, Role(role))
@@ -699,6 +712,7 @@ class Spaces:
 
     async def connect_speaker(self, actor: User, space_id: str, offer_sdp: str) -> str:
         _, stage = await self._live_stage(space_id, "join the stage")
+        await self._in_good_standing(actor.id)
         if not stage.is_on_stage(actor.id):
             raise Forbidden("only the host, co-hosts and speakers can send audio")
         room = self.rooms.get(space_id)
