@@ -26,6 +26,9 @@ from townhall.store import SqlStore
 from townhall.store.moderation import SqlModerationStore
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+CONCURRENT = 400
+WRITERS = 8
+"""Writers racing for the head of the chain, each appending its share in turn."""
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -130,13 +133,20 @@ async def test_blocks_moderators_and_a_hosts_live_spaces(
 async def test_the_audit_chain_verifies_and_concurrent_appends_do_not_fork_it(
     moderation: SqlModerationStore,
 ) -> None:
-    entries = [audit_entry_text(T0, f"moderator-{i}", "end_space", "s", {}) for i in range(12)]
-    await asyncio.gather(*(moderation.append_audit(entry) for entry in entries))
+    entries = [
+        audit_entry_text(T0, f"moderator-{i}", "end_space", "s", {}) for i in range(CONCURRENT)
+    ]
+
+    async def writer(mine: list[str]) -> None:
+        for entry in mine:
+            await moderation.append_audit(entry)
+
+    await asyncio.gather(*(writer(entries[w::WRITERS]) for w in range(WRITERS)))
     chain = await moderation.audit_entries()
-    assert [entry.seq for entry in chain] == list(range(1, 13))
+    assert [entry.seq for entry in chain] == list(range(1, CONCURRENT + 1))
     assert sorted(entry.entry for entry in chain) == sorted(entries)
     check = verify_chain(chain)
-    assert check.ok and check.entries == 12 and check.head == chain[-1].hash
+    assert check.ok and check.entries == CONCURRENT and check.head == chain[-1].hash
 
 
 async def test_a_changed_entry_is_detected(store: SqlStore, moderation: SqlModerationStore) -> None:
