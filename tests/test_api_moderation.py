@@ -244,6 +244,9 @@ async def test_the_audit_log_records_every_action_and_detects_tampering(
     mod = await _moderator(client)
     space = await live_space(client, host)
     await client.post(f"/api/spaces/{space['id']}/join", headers=ann.headers)
+    seat = {"user_id": ann.id, "role": "speaker"}
+    await client.post(f"/api/spaces/{space['id']}/stage", json=seat, headers=host.headers)
+    await client.post(f"/api/spaces/{space['id']}/stage/{ann.id}/mute", headers=host.headers)
     removal = {"user_id": ann.id}
     await client.post(f"/api/spaces/{space['id']}/removals", json=removal, headers=host.headers)
     await client.post("/api/me/blocks", json={"user_id": ann.id}, headers=host.headers)
@@ -255,30 +258,34 @@ async def test_the_audit_log_records_every_action_and_detects_tampering(
     entries = page.json()["entries"]
     assert [(e["actor"], e["action"]) for e in entries] == [
         ("operator", "grant_moderator"),
+        (host.id, "start_space"),
+        (host.id, "put_on_stage"),
+        (host.id, "mute"),
         (host.id, "remove_from_space"),
         (host.id, "block_user"),
         (host.id, "end_space"),
         (mod.id, "suspend_user"),
     ]
-    assert entries[1]["details"] == {"user_id": ann.id}
+    assert entries[2]["details"] == {"user_id": ann.id, "role": "speaker"}
+    assert entries[4]["details"] == {"user_id": ann.id}
     assert [e["prev_hash"] for e in entries[1:]] == [e["hash"] for e in entries[:-1]]
     as_csv = await client.get("/api/moderation/audit?format=csv", headers=mod.headers)
     assert as_csv.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(as_csv.text)))
     assert [row["hash"] for row in rows] == [e["hash"] for e in entries]
     verified = (await client.get("/api/moderation/audit/verify", headers=mod.headers)).json()
-    assert verified == {"ok": True, "entries": 5, "head": entries[-1]["hash"],
+    assert verified == {"ok": True, "entries": 8, "head": entries[-1]["hash"],
                         "broken_at": None, "problem": None}  # fmt: skip
 
     store = _app(client).state.store
     await store.run(
         lambda db: db.execute(
-            text("UPDATE audit_log SET entry = replace(entry, :a, :b) WHERE seq = 4"),
+            text("UPDATE audit_log SET entry = replace(entry, :a, :b) WHERE seq = 7"),
             {"a": "end_space", "b": "start_space"},
         )
     )
     broken = (await client.get("/api/moderation/audit/verify", headers=mod.headers)).json()
-    assert broken["ok"] is False and broken["broken_at"] == 4
+    assert broken["ok"] is False and broken["broken_at"] == 7
 
 
 async def test_the_transparency_export_counts_reports_actions_and_time_to_action(

@@ -498,6 +498,12 @@ class Spaces:
         await self._changed(space.id)
         self._listings.clear()
 
+    async def _host_action(
+        self, actor: User, action: str, space_id: str, **details: str
+    ) -> None:
+        if self.on_host_action is not None:
+            await self.on_host_action(actor, action, space_id, details)
+
     async def _in_good_standing(self, user_id: str) -> None:
         if self.check_standing is not None:
             await self.check_standing(user_id)
@@ -519,12 +525,12 @@ class Spaces:
             await self._state.place_stage(space_id, self._node_id)
             await self.rooms.open(space_id, record=space.record)
             await self._save(live)
+        await self._host_action(actor, "start_space", space_id)
         return await self._rebuild(space_id)
 
     async def end(self, actor: User, space_id: str) -> Snapshot:
         snapshot = await self._end(space_id, actor)
-        if self.on_host_action is not None:
-            await self.on_host_action(actor, "end_space", space_id, {})
+        await self._host_action(actor, "end_space", space_id)
         return snapshot
 
     async def end_for_moderation(self, space_id: str) -> Snapshot:
@@ -622,6 +628,7 @@ class Spaces:
             stage.names[target.id] = target.username
 
         await self._change_stage(space_id, "invite", change)
+        await self._host_action(actor, "invite", space_id, user_id=target.id)
         return target
 
     async def put_on_stage(
@@ -637,12 +644,15 @@ class Spaces:
             stage.names[target.id] = target.username
 
         await self._change_stage(space_id, "change the stage", change)
+        await self._host_action(actor, "put_on_stage", space_id, user_id=target.id, role=str(role))
         return await self.snapshot(space_id)
 
     async def take_off_stage(self, actor: User, space_id: str, target_id: str) -> Snapshot:
         await self._change_stage(
             space_id, "change the stage", lambda stage: stage.take_off_stage(actor.id, target_id)
         )
+        if target_id != actor.id:  # stepping down oneself is not a host action
+            await self._host_action(actor, "take_off_stage", space_id, user_id=target_id)
         return await self.snapshot(space_id)
 
     async def set_muted(self, actor: User, space_id: str, target_id: str, muted: bool) -> Snapshot:
@@ -653,6 +663,8 @@ class Spaces:
                 stage.unmute(actor.id, target_id)
 
         await self._change_stage(space_id, "mute", change)
+        if target_id != actor.id:
+            await self._host_action(actor, "mute", space_id, user_id=target_id)
         return await self.snapshot(space_id)
 
     async def remove_from_space(self, actor: User, space_id: str, target_ref: UserRef) -> Snapshot:
@@ -661,8 +673,7 @@ class Spaces:
             space_id, "remove people", lambda stage: stage.remove_from_space(actor.id, target.id)
         )
         await self._store.add_removal(space_id, target.id)
-        if self.on_host_action is not None:
-            await self.on_host_action(actor, "remove_from_space", space_id, {"user_id": target.id})
+        await self._host_action(actor, "remove_from_space", space_id, user_id=target.id)
         return await self.snapshot(space_id)
 
     async def bar(self, host: User, space_id: str, user_id: str) -> None:
