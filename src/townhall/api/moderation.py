@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from townhall.api.auth import client_address, optional_user, presented_token, require_user
 from townhall.api.bodies import Body, parse_query, read_model
-from townhall.api.contract import Auth, Operation
+from townhall.api.contract import Auth, Operation, routes_of
 from townhall.api.moderation_models import (
     AuditPage,
     AuditQuery,
@@ -49,7 +49,7 @@ CSV = "text/csv"
 CSV_TYPE = f"{CSV}; charset=utf-8"
 
 
-def _csv(rows: list[tuple[object, ...]] | list[list[object]], filename: str) -> Response:
+def _csv(rows: Sequence[Sequence[object]], filename: str) -> Response:
     out = io.StringIO()
     csv.writer(out).writerows(rows)
     headers = {**NO_STORE, "content-disposition": f'attachment; filename="{filename}"'}
@@ -182,49 +182,55 @@ class ModerationApi:
 MODERATOR = Auth.USER
 """A moderator's user token or session, or the operator token (see _moderator)."""
 
-OPERATIONS = [
-    Operation("POST", "/api/reports", ModerationApi.file_report,
-              "Report a space or a user", ReportOut, status=201, body=NewReport,
-              auth=Auth.OPTIONAL, refusals=(404, 429)),
-    Operation("GET", "/api/transparency", ModerationApi.transparency,
-              "Reports received, actions taken, median time to action (JSON or CSV)",
-              Transparency, query=ExportQuery, refusals=(422,), other_media_types=(CSV,)),
-    Operation("GET", "/api/me/statements", ModerationApi.my_statements,
-              "My statements of reasons: the moderation decisions that affect me",
-              Statements, auth=Auth.USER),
-    Operation("GET", "/api/me/blocks", ModerationApi.my_blocks,
-              "Who I blocked from my spaces", Blocked, auth=Auth.USER),
-    Operation("POST", "/api/me/blocks", ModerationApi.block_user,
-              "Block a user from all my spaces", Blocked, status=201, body=UserTarget,
-              auth=Auth.USER, refusals=(404, 409)),
-    Operation("DELETE", "/api/me/blocks/{user_id}", ModerationApi.unblock_user,
-              "Unblock a user (from my next space on)", status=204, auth=Auth.USER),
-    Operation("GET", "/api/moderation/reports", ModerationApi.report_queue,
-              "The open reports, oldest first", ReportQueue, auth=MODERATOR,
-              query=QueueQuery, refusals=(422, 429)),
-    Operation("POST", "/api/moderation/actions", ModerationApi.take_action,
-              "Act on a space, recording, clip or user; returns the statement of reasons",
-              StatementOut, status=201, body=NewAction, auth=MODERATOR,
-              refusals=(404, 409, 429)),
-    Operation("GET", "/api/moderation/audit", ModerationApi.audit_log,
-              "The hash-chained audit log (JSON or CSV)", AuditPage, auth=MODERATOR,
-              query=AuditQuery, refusals=(422, 429), other_media_types=(CSV,)),
-    Operation("GET", "/api/moderation/audit/verify", ModerationApi.verify_audit_log,
-              "Re-compute the audit chain", ChainCheckOut, auth=MODERATOR, refusals=(429,)),
-    Operation("POST", "/api/moderation/moderators", ModerationApi.grant_moderator,
-              "Make a user a moderator", Done, status=201, body=UserTarget, auth=Auth.OPERATOR,
-              refusals=(404,)),
-    Operation("DELETE", "/api/moderation/moderators/{user_id}", ModerationApi.revoke_moderator,
-              "Take a user's moderator role away", status=204, auth=Auth.OPERATOR),
+def operations(api: ModerationApi) -> list[Operation]:
+    """The operations, their endpoints bound to `api`."""
+    return [
+        Operation("POST", "/api/reports", api.file_report,
+                  "Report a space or a user", ReportOut, status=201, body=NewReport,
+                  auth=Auth.OPTIONAL, refusals=(404, 429)),
+        Operation("GET", "/api/transparency", api.transparency,
+                  "Reports received, actions taken, median time to action (JSON or CSV)",
+                  Transparency, query=ExportQuery, refusals=(422,), other_media_types=(CSV,)),
+        Operation("GET", "/api/me/statements", api.my_statements,
+                  "My statements of reasons: the moderation decisions that affect me",
+                  Statements, auth=Auth.USER),
+        Operation("GET", "/api/me/blocks", api.my_blocks,
+                  "Who I blocked from my spaces", Blocked, auth=Auth.USER),
+        Operation("POST", "/api/me/blocks", api.block_user,
+                  "Block a user from all my spaces", Blocked, status=201, body=UserTarget,
+                  auth=Auth.USER, refusals=(404, 409)),
+        Operation("DELETE", "/api/me/blocks/{user_id}", api.unblock_user,
+                  "Unblock a user (from my next space on)", status=204, auth=Auth.USER),
+        Operation("GET", "/api/moderation/reports", api.report_queue,
+                  "The open reports, oldest first", ReportQueue, auth=MODERATOR,
+                  query=QueueQuery, refusals=(422, 429)),
+        Operation("POST", "/api/moderation/actions", api.take_action,
+                  "Act on a space, recording, clip or user; returns the statement of reasons",
+                  StatementOut, status=201, body=NewAction, auth=MODERATOR,
+                  refusals=(404, 409, 429)),
+        Operation("GET", "/api/moderation/audit", api.audit_log,
+                  "The hash-chained audit log (JSON or CSV)", AuditPage, auth=MODERATOR,
+                  query=AuditQuery, refusals=(422, 429), other_media_types=(CSV,)),
+        Operation("GET", "/api/moderation/audit/verify", api.verify_audit_log,
+                  "Re-compute the audit chain", ChainCheckOut, auth=MODERATOR, refusals=(429,)),
+        Operation("POST", "/api/moderation/moderators", api.grant_moderator,
+                  "Make a user a moderator", Done, status=201, body=UserTarget, auth=Auth.OPERATOR,
+                  refusals=(404,)),
+        Operation("DELETE", "/api/moderation/moderators/{user_id}", api.revoke_moderator,
+                  "Take a user's moderator role away", status=204, auth=Auth.OPERATOR),
 ]  # fmt: skip
-"""Documented with the unbound handlers; `routes` binds them to one ModerationApi."""
+
+
+OPERATIONS = operations(ModerationApi.__new__(ModerationApi))
+"""For the OpenAPI document (names and models only: this instance is never called)."""
 
 
 def routes(
     moderation: Moderation, accounts: Accounts, gate: OperatorGate, max_body_bytes: int
 ) -> list[Route]:
-    api = ModerationApi(moderation, accounts, gate, max_body_bytes)
-    return [Route(op.path, getattr(api, op.operation_id), methods=[op.method]) for op in OPERATIONS]
+    """The routes bound to their collaborators: for a composition root that builds the
+    services before the routes (issue 7)."""
+    return routes_of(operations(ModerationApi(moderation, accounts, gate, max_body_bytes)))
 
 
 def deferred_routes(api: Callable[[], ModerationApi]) -> list[Route]:
