@@ -32,6 +32,7 @@ from townhall.api.moderation_models import (
     QueueQuery,
     ReportOut,
     ReportQueue,
+    ReportReasons,
     StatementOut,
     Statements,
     Transparency,
@@ -40,7 +41,7 @@ from townhall.api.moderation_models import (
 from townhall.api.operations import OperatorGate
 from townhall.api.paths import user_id
 from townhall.domain.errors import Invalid
-from townhall.domain.moderation import Subject, transparency_rows
+from townhall.domain.moderation import ReportReason, Subject, transparency_rows
 from townhall.service.accounts import Accounts
 from townhall.service.moderation import OPERATOR, Moderation
 
@@ -104,6 +105,10 @@ class ModerationApi:
             reporter, client_address(request), subject, subject_id, body.reason, body.details
         )
         return JSONResponse(report.to_json(), status_code=201, headers=NO_STORE)
+
+    async def report_reasons(self, request: Request) -> Response:
+        reasons = [reason.value for reason in ReportReason]
+        return JSONResponse({"reasons": reasons}, headers={"cache-control": "public, max-age=3600"})
 
     async def transparency(self, request: Request) -> Response:
         query = parse_query(ExportQuery, request)
@@ -188,6 +193,8 @@ def operations(api: ModerationApi) -> list[Operation]:
         Operation("POST", "/api/reports", api.file_report,
                   "Report a space or a user", ReportOut, status=201, body=NewReport,
                   auth=Auth.OPTIONAL, refusals=(404, 429)),
+        Operation("GET", "/api/reports/reasons", api.report_reasons,
+                  "The reasons a report may give", ReportReasons),
         Operation("GET", "/api/transparency", api.transparency,
                   "Reports received, actions taken, median time to action (JSON or CSV)",
                   Transparency, query=ExportQuery, refusals=(422,), other_media_types=(CSV,)),

@@ -66,6 +66,10 @@ class ReportOut(ResponseBody):
     action_id: str | None
 
 
+class ReportReasons(ResponseBody):
+    reasons: list[ReportReason]
+
+
 class ReportQueue(ResponseBody):
     reports: list[ReportOut]
 
