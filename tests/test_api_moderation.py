@@ -142,11 +142,10 @@ async def test_a_suspended_user_is_signed_out_cannot_sign_in_and_is_told_why(
     client: httpx.AsyncClient,
 ) -> None:
     ann = await sign_up(client, "ann")
-    assert (
-        await client.post("/api/spaces", json={"title": "Mine"}, headers=ann.headers)
-    ).status_code == 201
+    hosting = await live_space(client, ann)
     suspended = await _act(client, OPERATOR, "suspend_user", ann.id)
     assert suspended.status_code == 201, suspended.text
+    assert (await client.get(f"/api/spaces/{hosting['id']}")).json()["state"] == "ended"
     assert_error(await client.post("/api/spaces", json={"title": "x"}, headers=ann.headers), 401)
     sign_in = await client.post("/api/tokens", json={"username": "ann", "password": PASSWORD})
     error = assert_error(sign_in, 403, "suspended")

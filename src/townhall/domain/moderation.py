@@ -74,8 +74,8 @@ STATEMENT_TEXT: dict[ActionKind, str] = {
     ActionKind.END_SPACE: "Your space was ended by a moderator.",
     ActionKind.REMOVE_RECORDING: "The recording of your space was removed by a moderator.",
     ActionKind.REMOVE_CLIP: "Your clip was removed by a moderator.",
-    ActionKind.SUSPEND_USER: "Your account was suspended by a moderator: you cannot sign in, "
-    "create spaces or speak until it is restored.",
+    ActionKind.SUSPEND_USER: "Your account was suspended by a moderator: your live spaces "
+    "were ended, and you cannot sign in, create spaces or speak until it is restored.",
     ActionKind.RESTORE_USER: "Your account was restored.",
 }
 REDRESS = (

@@ -187,6 +187,8 @@ class Moderation:
         if kind is ActionKind.SUSPEND_USER:
             await self._store.suspend(affected, action.id, action.created_at)
             self._accounts.forget_user(affected)
+            for space_id in await self._store.live_spaces_of(affected):
+                await self._spaces.end_for_moderation(space_id)  # a suspended host stops now
         elif kind is ActionKind.RESTORE_USER:
             await self._store.restore(affected)
         await self._store.add_action(action)
