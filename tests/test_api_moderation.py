@@ -141,11 +141,16 @@ async def test_ending_a_space_sends_its_host_a_statement_of_reasons(
 async def test_a_suspended_user_is_signed_out_cannot_sign_in_and_is_told_why(
     client: httpx.AsyncClient,
 ) -> None:
-    ann = await sign_up(client, "ann")
+    ann, other = await sign_up(client, "ann"), await sign_up(client, "other")
     hosting = await live_space(client, ann)
+    speaking = await live_space(client, other, title="Ann speaks here")
+    seat = {"user_id": ann.id, "role": "speaker"}
+    await client.post(f"/api/spaces/{speaking['id']}/stage", json=seat, headers=other.headers)
     suspended = await _act(client, OPERATOR, "suspend_user", ann.id)
     assert suspended.status_code == 201, suspended.text
     assert (await client.get(f"/api/spaces/{hosting['id']}")).json()["state"] == "ended"
+    stage = (await client.get(f"/api/spaces/{speaking['id']}")).json()["stage"]
+    assert [seat["user"]["id"] for seat in stage] == [other.id]
     assert_error(await client.post("/api/spaces", json={"title": "x"}, headers=ann.headers), 401)
     sign_in = await client.post("/api/tokens", json={"username": "ann", "password": PASSWORD})
     error = assert_error(sign_in, 403, "suspended")

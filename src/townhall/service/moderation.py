@@ -189,6 +189,7 @@ class Moderation:
             self._accounts.forget_user(affected)
             for space_id in await self._store.live_spaces_of(affected):
                 await self._spaces.end_for_moderation(space_id)  # a suspended host stops now
+            await self._spaces.leave_every_stage(affected)
         elif kind is ActionKind.RESTORE_USER:
             await self._store.restore(affected)
         await self._store.add_action(action)

@@ -70,6 +70,8 @@ ORPHAN_SWEEP_TICKS = 5
 NODE_ROLE = "all"
 
 
+LIVE_SWEEP_LIMIT = 10_000
+"""Live spaces a sweep over them reads (leave_every_stage)."""
 HostActionHook = Callable[[User, str, str, dict[str, Any]], Awaitable[None]]
 """(host, action, space id, details): what service/moderation.py writes to the audit log."""
 
@@ -675,6 +677,17 @@ class Spaces:
         await self._store.add_removal(space_id, target.id)
         await self._host_action(actor, "remove_from_space", space_id, user_id=target.id)
         return await self.snapshot(space_id)
+
+    async def leave_every_stage(self, user_id: str) -> None:
+        """A suspended user is taken off every stage they sit on (their microphone is cut
+        where the stage runs). Reads the live spaces, at most LIVE_SWEEP_LIMIT of them."""
+        for space in await self._store.list_spaces([SpaceState.LIVE], limit=LIVE_SWEEP_LIMIT):
+            stage = await self._stage(space.id)
+            if stage is None or not stage.is_on_stage(user_id) or stage.host_id == user_id:
+                continue
+            await self._change_stage(
+                space.id, "change the stage", lambda seats: seats.take_off_stage(user_id, user_id)
+            )
 
     async def bar(self, host: User, space_id: str, user_id: str) -> None:
         """Removes a user the host blocked from one of the host's live spaces."""
