@@ -71,6 +71,8 @@ async def test_a_report_needs_a_reason_from_the_list(client: httpx.AsyncClient) 
     assert_error(await client.post("/api/reports", json=nobody), 404, "user_not_found")
     long = {"user_id": ann.id, "reason": "spam", "details": "x" * 2001}
     assert_error(await client.post("/api/reports", json=long), 422, "invalid_details")
+    nul = {"user_id": ann.id, "reason": "spam", "details": "a\u0000b"}
+    assert_error(await client.post("/api/reports", json=nul), 422, "invalid_details")
     filed = await client.post(
         "/api/reports", json={"user_id": ann.id, "reason": "spam", "details": "buy now"}
     )

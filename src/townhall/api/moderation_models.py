@@ -12,6 +12,10 @@ from townhall.domain.moderation import MAX_DETAILS_LENGTH, ActionKind, ReportRea
 MAX_CLIP_ID_LENGTH = 64
 """Clip ids are the clip service's; the shape check stays loose but bounded."""
 MAX_PAGE = 200
+NO_NUL = r"^[^\x00]*$"
+"""Free text without NUL characters, which PostgreSQL's text cannot hold."""
+MAX_SEQ = 2**31 - 1
+"""The audit log's sequence numbers are 32-bit integers."""
 MAX_OFFSET = 100_000
 
 
@@ -21,7 +25,7 @@ class NewReport(RequestBody):
     space_id: str | None = Field(default=None, pattern=ID_PATTERN)
     user_id: str | None = Field(default=None, pattern=ID_PATTERN)
     reason: ReportReason
-    details: str = Field(default="", max_length=MAX_DETAILS_LENGTH)
+    details: str = Field(default="", max_length=MAX_DETAILS_LENGTH, pattern=NO_NUL)
 
 
 class NewAction(RequestBody):
@@ -31,7 +35,9 @@ class NewAction(RequestBody):
     action: ActionKind
     target_id: str = Field(min_length=1, max_length=MAX_CLIP_ID_LENGTH, pattern=r"^[A-Za-z0-9_-]+$")
     ground: ReportReason
-    explanation: str = Field(min_length=1, max_length=MAX_DETAILS_LENGTH, pattern=r"\S")
+    explanation: str = Field(
+        min_length=1, max_length=MAX_DETAILS_LENGTH, pattern=r"^[^\x00]*\S[^\x00]*$"
+    )
     report_id: str | None = Field(default=None, pattern=ID_PATTERN)
 
 
@@ -45,7 +51,7 @@ class QueueQuery(QueryParameters):
 
 
 class AuditQuery(QueryParameters):
-    after: int = Field(default=0, ge=0, description="Entries after this sequence number")
+    after: int = Field(default=0, ge=0, le=MAX_SEQ, description="Entries after this number")
     limit: int = Field(default=MAX_PAGE, ge=1, le=1_000)
     format: Literal["json", "csv"] = "json"
 
