@@ -47,6 +47,7 @@ MAX_BLOCKS_PER_HOST: Final = 10_000
 """Blocks a host may keep: every new stage of theirs carries them all."""
 MAX_STATEMENTS: Final = 100
 AUDIT_PAGE: Final = 1_000
+TRANSPARENCY_TTL_S: Final = 10.0
 AUDIT_CSV_COLUMNS: Final = (
     "seq",
     "at",
@@ -90,6 +91,8 @@ class Moderation:
         per_s = REPORTS_PER_HOUR / 3600
         self._reports_by_address = KeyedBuckets(per_s, REPORTS_PER_HOUR, MAX_RATE_KEYS)
         self._reports_by_account = KeyedBuckets(per_s, REPORTS_PER_HOUR, MAX_RATE_KEYS)
+        self._transparency: tuple[float, dict[str, Any]] | None = None
+        """(good until, the report)."""
 
     def attach(self) -> None:
         """Hooks into the services whose actions moderation shapes or records."""
@@ -309,5 +312,11 @@ class Moderation:
         return check
 
     async def transparency(self) -> dict[str, Any]:
-        by_reason, by_kind, seconds = await self._store.transparency()
-        return transparency_report(by_reason, by_kind, seconds)
+        """Recomputed at most every TRANSPARENCY_TTL_S: the export is public, and its
+        aggregates read every report and action."""
+        now = self._clock()
+        if self._transparency is None or self._transparency[0] <= now:
+            by_reason, by_kind, seconds = await self._store.transparency()
+            report = transparency_report(by_reason, by_kind, seconds)
+            self._transparency = (now + TRANSPARENCY_TTL_S, report)
+        return self._transparency[1]
