@@ -342,3 +342,12 @@ async def test_a_suspension_binds_at_once_where_the_token_is_still_cached(
     ]  # fmt: skip
     for refused in refusals:
         assert_error(refused, 403, "suspended")
+
+
+def test_the_routes_built_by_constructor_are_the_documented_ones() -> None:
+    """For the composition root of issue 7: `routes(...)` binds the same operations."""
+    from townhall.api import moderation as moderation_api
+
+    built = moderation_api.routes(None, None, None, 1024)  # type: ignore[arg-type]
+    documented = [(op.path, op.method, op.operation_id) for op in moderation_api.OPERATIONS]
+    assert [(r.path, *sorted(r.methods - {"HEAD"}), r.name) for r in built] == documented
