@@ -295,6 +295,37 @@ async def test_a_removed_listener_is_cut_on_the_workers_and_refused_after(edge_s
     assert rejoin.status_code == 403 and rejoin.json()["error"]["code"] == "removed"
 
 
+async def test_a_blocked_listener_is_cut_on_the_workers_and_kept_out_of_the_next_space(
+    edge_server,
+) -> None:
+    """Blocking (moderation) rides the removal path: cut now, refused in every space."""
+    async with httpx.AsyncClient(base_url=edge_server.url, timeout=15) as http:
+        host = await _host(http, "edgeblocker")
+        space_id = await _live_space(http, host)
+        guest = await _host(http, "edgeblocked")
+        guest_id = (await http.get("/api/me", headers=guest)).json()["id"]
+        stream = Tap((await _ticket(http, space_id, guest))["live_url"])
+        kept = Tap((await _ticket(http, space_id))["live_url"])
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(t.run(WAIT_S, stop)) for t in (stream, kept)]
+        try:
+            await _until(lambda: stream.received and kept.received, "both streams")
+            blocked = await http.post("/api/me/blocks", json={"user_id": guest_id}, headers=host)
+            assert blocked.status_code == 201, blocked.text
+            await _until(lambda: stream.ended_at, "the blocked listener's stream to end")
+            assert kept.ended_at is None
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        refused = await http.get(stream.url)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "removed"
+        assert (await http.post(f"/api/spaces/{space_id}/end", headers=host)).status_code == 200
+        next_space = await _live_space(http, host)
+        rejoin = await http.post(f"/api/spaces/{next_space}/join", headers=guest)
+        assert rejoin.status_code == 403 and rejoin.json()["error"]["code"] == "removed"
+        await http.post(f"/api/spaces/{next_space}/end", headers=host)
+
+
 async def test_ending_the_space_ends_every_stream(edge_server) -> None:
     async with httpx.AsyncClient(base_url=edge_server.url, timeout=15) as http:
         host = await _host(http, "edgeender")

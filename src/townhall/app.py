@@ -19,6 +19,7 @@ from townhall.api import (
     accounts,
     clips,
     listening,
+    moderation,
     operations,
     space_details,
     spaces,
@@ -42,6 +43,7 @@ from townhall.service.audience_list import AudienceList
 from townhall.service.captions import Captions
 from townhall.service.clips import Clips
 from townhall.service.door import Door
+from townhall.service.moderation import Moderation
 from townhall.service.passwords import Passwords
 from townhall.service.spaces import Spaces, node_id_for
 from townhall.service.write_limits import WriteLimiter
@@ -50,12 +52,19 @@ from townhall.stage.ice import default_host_addresses, use_host_addresses
 from townhall.state import State, open_state
 from townhall.store import SqlStore, Store, open_store
 from townhall.store.clips import SqlClipStore
+from townhall.store.moderation import SqlModerationStore
 from townhall.web import pages
 
 log = logging.getLogger(__name__)
 
 SECRET_FILE = "secret.key"
-JSON_API = [*accounts.OPERATIONS, *spaces.OPERATIONS, *listening.OPERATIONS, *operations.OPERATIONS]
+JSON_API = [
+    *accounts.OPERATIONS,
+    *spaces.OPERATIONS,
+    *listening.OPERATIONS,
+    *operations.OPERATIONS,
+    *moderation.OPERATIONS,
+]
 """Every operation of the JSON API, as GET /openapi.json publishes it."""
 
 
@@ -90,6 +99,7 @@ class Services:
     clips: Clips
     x_directory: SpaceDirectory
     audience_list: AudienceList
+    moderation: Moderation
 
 
 async def open_services(
@@ -118,11 +128,19 @@ async def open_services(
         live_window_s=settings.audio.clip_window_s,
     )
     await clips_service.start()
+    accounts_service = Accounts(store, settings, Passwords(password_limits(settings)))
+    # -- moderation (issue 10): its store runs on the store's engine; it hooks into
+    # Spaces (blocks, host actions) and Accounts (suspensions); it removes clips.
+    assert isinstance(store, SqlStore)
+    moderation_service = Moderation(
+        SqlModerationStore(store.run), store, spaces_service, accounts_service, clips=clips_service
+    )
+    moderation_service.attach()
     return Services(
         settings=settings,
         store=store,
         state=state,
-        accounts=Accounts(store, settings, Passwords(password_limits(settings))),
+        accounts=accounts_service,
         spaces=spaces_service,
         signer=signer,
         door=door,
@@ -131,6 +149,7 @@ async def open_services(
         clips=clips_service,
         x_directory=SpaceDirectory(spaces_service, store),
         audience_list=AudienceList(spaces_service, store),
+        moderation=moderation_service,
     )
 
 
@@ -169,6 +188,14 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
             services.door, app.state.guard, lambda: room_figures(services.spaces.rooms), reports
         )
         metrics_registry.register(collector)
+        moderation_api.append(  # -- moderation (issue 10): its handlers, once services exist
+            moderation.ModerationApi(
+                services.moderation,
+                services.accounts,
+                operator_gate,
+                settings.http.max_body_bytes,
+            )
+        )
         services.door.on_mode_change = app.state.guard.apply_attack_mode(
             settings, services.door.attack
         )
@@ -195,6 +222,7 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
     )
     issue_10_operations = [*clip_operations, *x_operations, *detail_operations]
     # -- end of issue 10 block
+    moderation_api: list[moderation.ModerationApi] = []
     routes = [  # the listener path first: routes are matched in order
         Route("/live/{space_id}.aac", LiveStream(), methods=["GET", "HEAD"]),
         *caption_routes.routes(),  # before listening's /hls/{space_id}/{name}
@@ -205,6 +233,7 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         *operations.routes,
         *metrics_endpoint.routes(),  # /metrics is Prometheus text, not JSON API
         *routes_of(issue_10_operations),
+        *moderation.deferred_routes(lambda: moderation_api[-1]),
         openapi_route(
             [*JSON_API, *caption_routes.operations(), *issue_10_operations], __version__
         ),

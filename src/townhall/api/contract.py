@@ -77,6 +77,8 @@ class Operation:
     media_type: str = "application/json"
     query: type[BaseModel] | None = None
     """The query string's model, if it reads one."""
+    other_media_types: tuple[str, ...] = ()
+    """Other bodies the success may carry (e.g. text/csv for `?format=csv`)."""
 
     @property
     def route(self) -> Route:
@@ -147,6 +149,8 @@ def _responses(operation: Operation) -> dict[str, Any]:
     success: dict[str, Any] = {"description": HTTPStatus(operation.status).phrase}
     if operation.answer is not None:
         success["content"] = _json(_ref(operation.answer))
+        for media_type in operation.other_media_types:
+            success["content"][media_type] = {"schema": {"type": "string"}}
     elif operation.status != 204:
         success["content"] = {operation.media_type: {"schema": {}}}
     responses: dict[str, Any] = {str(operation.status): success}

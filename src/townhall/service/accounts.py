@@ -13,12 +13,15 @@ import hashlib
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from townhall.config import Settings
 from townhall.domain.accounts import check_password, check_username
 from townhall.domain.errors import Unauthorized
+from townhall.domain.moderation import Suspended
 from townhall.domain.spaces import User
 from townhall.service.ids import new_id
 from townhall.service.passwords import PasswordLimits, Passwords
@@ -54,6 +57,9 @@ class Accounts:
         self._settings = settings
         self._passwords = passwords
         self._cache: OrderedDict[str, tuple[float, User | None]] = OrderedDict()
+        self.suspension: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
+        """The statement of reasons that suspended a user, or None (service/moderation.py):
+        a suspended user cannot sign in, and is told why."""
 
     async def sign_up(self, username: object, password: object) -> User:
         name, secret = check_username(username), check_password(password)
@@ -69,6 +75,9 @@ class Accounts:
         if not await self._passwords.verify(hashed, password) or found is None:
             raise refused  # the same work and time whether or not the user exists
         user = found[0]
+        statement = await self.suspension(user.id) if self.suspension is not None else None
+        if statement is not None:
+            raise Suspended(statement)
         if self._passwords.needs_rehash(found[1]):
             await self._store.set_password_hash(user.id, await self._passwords.hash(password))
         return user
@@ -88,6 +97,13 @@ class Accounts:
         digest = token_hash(token)
         self._cache.pop(digest, None)
         await self._store.delete_token(digest)
+
+    def forget_user(self, user_id: str) -> None:
+        """Drops the user's cached tokens here (their rows are deleted by the caller);
+        other nodes stop accepting them within TOKEN_CACHE_TTL_S."""
+        cached = self._cache.items()
+        for digest in [key for key, (_, user) in cached if user and user.id == user_id]:
+            del self._cache[digest]
 
     async def user_for(self, token: str | None) -> User | None:
         if not token or len(token) > 128:

@@ -268,6 +268,15 @@ class Clips:
         clip.require_deletable_by(actor.id, space.host.id)
         await self._remove(clip_id)
 
+    async def remove_for_moderation(self, clip_id: str) -> str:
+        """Deletes the clip for good (service/moderation.py); returns whom the statement
+        of reasons goes to: the clip's maker, or the space's host for an anonymous one."""
+        clip = await self.get(clip_id)
+        await self._remove(clip_id)
+        if clip.creator_id is not None:
+            return clip.creator_id
+        return (await self._spaces.record(clip.space_id)).host.id
+
     async def _remove(self, clip_id: str) -> None:
         clip_path(self._directory, clip_id).unlink(missing_ok=True)
         await self._store.delete_clip(clip_id)

@@ -18,7 +18,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +70,12 @@ NODE_TTL_TICKS = 5
 ORPHAN_SWEEP_TICKS = 5
 """Every this many ticks, live spaces whose stage's node left the registry are ended."""
 NODE_ROLE = "all"
+
+
+LIVE_SWEEP_LIMIT = 10_000
+"""Live spaces a sweep over them reads (leave_every_stage)."""
+HostActionHook = Callable[[User, str, str, dict[str, Any]], Awaitable[None]]
+"""(host, action, space id, details): what service/moderation.py writes to the audit log."""
 
 
 def node_id_for(node_url: str) -> str:
@@ -133,6 +139,15 @@ class Spaces:
         state.subscribe(self._on_remote_change, self._forget_cached)
         self.on_end: Callable[[str], None] | None = None
         """Told when a space ends, so per-space admission state can go."""
+        self.blocked_by: Callable[[str], Awaitable[set[str]]] | None = None
+        """The users a host blocked (service/moderation.py): a new stage starts with them
+        removed, so the removal path (join, fast path, stream workers) keeps them out."""
+        self.on_host_action: HostActionHook | None = None
+        """Told of each host action (end, remove), for the audit log."""
+        self.check_standing: Callable[[str], Awaitable[None]] | None = None
+        """Raises for a suspended user (service/moderation.py): asked, from the store, before
+        anyone creates or starts a space or takes the stage, so a suspension binds on every
+        node at once, whatever a node's token cache still holds."""
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -452,6 +467,7 @@ class Spaces:
         speak_policy: object = None,
         captions: object = None,
     ) -> Snapshot:
+        await self._in_good_standing(host.id)
         now = _now()
         if not isinstance(record, bool):
             raise Invalid("record must be true or false", code="invalid_record")
@@ -494,6 +510,16 @@ class Spaces:
         await self._changed(space.id)
         self._listings.clear()
 
+    async def _host_action(
+        self, actor: User, action: str, space_id: str, **details: str
+    ) -> None:
+        if self.on_host_action is not None:
+            await self.on_host_action(actor, action, space_id, details)
+
+    async def _in_good_standing(self, user_id: str) -> None:
+        if self.check_standing is not None:
+            await self.check_standing(user_id)
+
     def _require_host(self, space: Space, actor: User, action: str) -> None:
         if space.host.id != actor.id:
             raise Forbidden(f"only the host can {action}")
@@ -502,6 +528,7 @@ class Spaces:
         """The stage goes where the host starts it: this node (placement by load is the
         next step); every node learns where through the state."""
         await self.record(space_id)  # refuses a malformed id before a lock exists for it
+        await self._in_good_standing(actor.id)
         async with self._locks.hold(space_id):
             space = await self.record(space_id)
             self._require_host(space, actor, "start the space")
@@ -510,13 +537,24 @@ class Spaces:
             await self._state.place_stage(space_id, self._node_id)
             await self.rooms.open(space_id, record=space.record)
             await self._save(live)
+        await self._host_action(actor, "start_space", space_id)
         return await self._rebuild(space_id)
 
     async def end(self, actor: User, space_id: str) -> Snapshot:
+        snapshot = await self._end(space_id, actor)
+        await self._host_action(actor, "end_space", space_id)
+        return snapshot
+
+    async def end_for_moderation(self, space_id: str) -> Snapshot:
+        """A moderator's decision: no host check (the caller is checked and audited)."""
+        return await self._end(space_id, None)
+
+    async def _end(self, space_id: str, host: User | None) -> Snapshot:
         await self.record(space_id)
         async with self._locks.hold(space_id):
             space = await self.record(space_id)
-            self._require_host(space, actor, "end the space")
+            if host is not None:
+                self._require_host(space, host, "end the space")
             ended = space.end(_now())
             await self._save(ended)
             await self._close_room(ended)
@@ -556,6 +594,8 @@ class Spaces:
         stage = Stage(host_id=space.host.id, speak_policy=space.speak_policy)
         stage.names[space.host.id] = space.host.username
         stage.removed = await self._store.removals(space.id)
+        if self.blocked_by is not None:
+            stage.removed |= await self.blocked_by(space.host.id)
         return stage
 
     async def _change_stage(
@@ -587,6 +627,7 @@ class Spaces:
         return user
 
     async def request_to_speak(self, actor: User, space_id: str) -> None:
+        await self._in_good_standing(actor.id)
         def change(stage: Stage) -> None:
             stage.request_to_speak(actor.id)
             stage.names[actor.id] = actor.username
@@ -600,12 +641,14 @@ class Spaces:
 
     async def invite(self, actor: User, space_id: str, target_ref: UserRef) -> User:
         target = await self._user(target_ref)
+        await self._in_good_standing(target.id)
 
         def change(stage: Stage) -> None:
             stage.invite(actor.id, target.id)
             stage.names[target.id] = target.username
 
         await self._change_stage(space_id, "invite", change)
+        await self._host_action(actor, "invite", space_id, user_id=target.id)
         return target
 
     async def put_on_stage(
@@ -614,18 +657,22 @@ class Spaces:
         if role not in (Role.COHOST.value, Role.SPEAKER.value):
             raise Invalid('role must be "cohost" or "speaker"', code="invalid_role")
         target = await self._user(target_ref)
+        await self._in_good_standing(target.id)
 
         def change(stage: Stage) -> None:
             stage.put_on_stage(actor.id, target.id, Role(role))
             stage.names[target.id] = target.username
 
         await self._change_stage(space_id, "change the stage", change)
+        await self._host_action(actor, "put_on_stage", space_id, user_id=target.id, role=str(role))
         return await self.snapshot(space_id)
 
     async def take_off_stage(self, actor: User, space_id: str, target_id: str) -> Snapshot:
         await self._change_stage(
             space_id, "change the stage", lambda stage: stage.take_off_stage(actor.id, target_id)
         )
+        if target_id != actor.id:  # stepping down oneself is not a host action
+            await self._host_action(actor, "take_off_stage", space_id, user_id=target_id)
         return await self.snapshot(space_id)
 
     async def set_muted(self, actor: User, space_id: str, target_id: str, muted: bool) -> Snapshot:
@@ -636,6 +683,8 @@ class Spaces:
                 stage.unmute(actor.id, target_id)
 
         await self._change_stage(space_id, "mute", change)
+        if target_id != actor.id:
+            await self._host_action(actor, "mute", space_id, user_id=target_id)
         return await self.snapshot(space_id)
 
     async def mute_all(self, actor: User, space_id: str) -> Snapshot:
@@ -652,7 +701,25 @@ class Spaces:
             space_id, "remove people", lambda stage: stage.remove_from_space(actor.id, target.id)
         )
         await self._store.add_removal(space_id, target.id)
+        await self._host_action(actor, "remove_from_space", space_id, user_id=target.id)
         return await self.snapshot(space_id)
+
+    async def leave_every_stage(self, user_id: str) -> None:
+        """A suspended user is taken off every stage they sit on (their microphone is cut
+        where the stage runs). Reads the live spaces, at most LIVE_SWEEP_LIMIT of them."""
+        for space in await self._store.list_spaces([SpaceState.LIVE], limit=LIVE_SWEEP_LIMIT):
+            stage = await self._stage(space.id)
+            if stage is None or not stage.is_on_stage(user_id) or stage.host_id == user_id:
+                continue
+            await self._change_stage(
+                space.id, "change the stage", lambda seats: seats.take_off_stage(user_id, user_id)
+            )
+
+    async def bar(self, host: User, space_id: str, user_id: str) -> None:
+        """Removes a user the host blocked from one of the host's live spaces."""
+        await self._change_stage(
+            space_id, "block people", lambda stage: stage.remove_from_space(host.id, user_id)
+        )
 
     async def requests(self, actor: User, space_id: str) -> list[dict[str, str]]:
         _, stage = await self._live_stage(space_id, "see requests")
@@ -695,6 +762,7 @@ class Spaces:
 
     async def connect_speaker(self, actor: User, space_id: str, offer_sdp: str) -> str:
         _, stage = await self._live_stage(space_id, "join the stage")
+        await self._in_good_standing(actor.id)
         if not stage.is_on_stage(actor.id):
             raise Forbidden("only the host, co-hosts and speakers can send audio")
         room = self.rooms.get(space_id)

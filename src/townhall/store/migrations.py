@@ -17,7 +17,7 @@ from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex
 
-from townhall.store import schema
+from townhall.store import moderation, schema
 from townhall.store.clips import clips
 
 MIGRATION_LOCK_KEY = 0x70776E68
@@ -53,11 +53,17 @@ def _add_space_details(connection: Connection) -> None:
             connection.execute(text(f"ALTER TABLE spaces ADD COLUMN {name} {kind}{default}"))
 
 
+def _add_moderation_tables(connection: Connection) -> None:
+    """Reports, decisions, moderators, suspensions, blocks and the audit chain."""
+    schema.metadata.create_all(connection, tables=list(moderation.TABLES), checkfirst=True)
+
+
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _create_version_1_tables,
     _add_lookup_indexes,
     _create_clips_table,
     _add_space_details,
+    _add_moderation_tables,
 )
 """Step N is MIGRATIONS[N - 1]. Append only; never edit a released step."""
 

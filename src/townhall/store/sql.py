@@ -226,7 +226,8 @@ class SqlStore:
         raise failure
 
     async def run(self, operation: Callable[[Connection], T], *, idempotent: bool = True) -> T:
-        """The same, for the stores of other concepts on these connections (store/clips.py)."""
+        """The same, for the stores of other concepts on these connections (store/clips.py,
+        store/moderation.py)."""
         return await self._run(operation, idempotent=idempotent)
 
     # -- accounts --------------------------------------------------------------

@@ -11,6 +11,7 @@ import { setButton } from './icons.js';
 import { MicPanel } from './micpanel.js';
 import { LivePlayer } from './player.js';
 import { ReactionBar } from './reactions.js';
+import { setUpReport } from './report.js';
 import {
   audienceItems, CaptionsView, ElapsedTimer, ReactionFloats, shareLink, stageTile,
 } from './room.js';
@@ -319,6 +320,7 @@ function setupBar() {
     const how = await shareLink(listenUrl(spaceId), space ? space.title : document.title);
     if (how === 'copied') say($('#player-status'), 'Link copied. Paste it anywhere to invite people.', 'ok');
   });
+  setUpReport($('#report'), spaceId, () => say($('#player-status'), 'Thank you. A moderator will review your report.', 'ok'));
   setButton($('#leave-room'), 'leave', 'Leave');
   $('#leave-room').addEventListener('click', () => player.stop());
 }
