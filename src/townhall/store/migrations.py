@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex
 
 from townhall.store import schema
+from townhall.store.follows import create_follow_tables
 
 MIGRATION_LOCK_KEY = 0x70776E68
 """pg_advisory_xact_lock key held while migrating ("twnh")."""
@@ -38,6 +39,7 @@ def _add_lookup_indexes(connection: Connection) -> None:
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _create_version_1_tables,
     _add_lookup_indexes,
+    create_follow_tables,  # follows, reminders, notifications (issue 10)
 )
 """Step N is MIGRATIONS[N - 1]. Append only; never edit a released step."""
 

@@ -211,6 +211,11 @@ class SqlStore:
             raise StoreUnavailable() from failure
         raise failure
 
+    async def run(self, operation: Callable[[Connection], T], *, idempotent: bool = True) -> T:
+        """One operation for the stores of other concepts (store/follows.py) on this
+        store's connections, with the same retry and unavailability rules."""
+        return await self._run(operation, idempotent=idempotent)
+
     # -- accounts --------------------------------------------------------------
 
     async def create_user(self, user_id: str, username: str, password_hash: str) -> User:
