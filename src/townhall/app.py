@@ -15,9 +15,11 @@ from starlette.routing import Route
 from townhall import __version__
 from townhall.admission.signing import Signer
 from townhall.api import accounts, listening, operations, spaces, stage_forward
+from townhall.api.auth import require_user
 from townhall.api.contract import openapi_route
 from townhall.api.errors import EXCEPTION_HANDLERS
 from townhall.api.fastpath import ListenerFastPath
+from townhall.api.follows import FollowRoutes, FollowServices
 from townhall.api.live import LiveStream, RelayProgram, report_listeners
 from townhall.config import Settings
 from townhall.nodes.peers import HttpPeerNodes
@@ -25,12 +27,18 @@ from townhall.private_files import create_private_file, make_private_dir
 from townhall.server import ConnectionGuard
 from townhall.service.accounts import Accounts, password_limits
 from townhall.service.door import Door
+from townhall.service.door_load import door_load
+from townhall.service.event_hub import EventHub, HubLimits
+from townhall.service.follows import FollowLimits, Follows
+from townhall.service.notifier import Notifier, NotifierSettings
 from townhall.service.passwords import Passwords
 from townhall.service.spaces import Spaces, node_id_for
+from townhall.service.webhooks import Webhooks, WebhookSettings
 from townhall.service.write_limits import WriteLimiter
 from townhall.stage.ice import default_host_addresses, use_host_addresses
 from townhall.state import State, open_state
-from townhall.store import Store, open_store
+from townhall.store import SqlStore, Store, open_store
+from townhall.store.follows import SqlFollowStore
 from townhall.web import pages
 
 log = logging.getLogger(__name__)
@@ -67,6 +75,10 @@ class Services:
     signer: Signer
     door: Door
     write_limits: WriteLimiter
+    follows: Follows
+    event_hub: EventHub
+    webhooks: Webhooks
+    notifier: Notifier
 
 
 async def open_services(settings: Settings, state: State | None = None) -> Services:
@@ -81,6 +93,44 @@ async def open_services(settings: Settings, state: State | None = None) -> Servi
     spaces_service.on_end = door.forget
     await spaces_service.start()
     await door.start()
+    # -- follows and paced notifications (issue 10) --------------------------------------
+    notify = settings.notify
+    if not isinstance(store, SqlStore):
+        raise TypeError("follows need the SQL store (SQLite or PostgreSQL)")
+    follow_store = SqlFollowStore(store)
+    event_hub = EventHub(
+        HubLimits(notify.max_event_streams, notify.max_event_streams_per_user)
+    )
+    webhooks = Webhooks(
+        WebhookSettings(
+            url=notify.webhook_url,
+            secret=notify.webhook_secret,
+            attempts=notify.webhook_attempts,
+            first_backoff_s=notify.webhook_first_backoff_s,
+        )
+    )
+    notifier = Notifier(
+        follow_store,
+        event_hub,
+        webhooks,
+        door_load(door),
+        NotifierSettings(
+            pacing=notify.pacing,
+            interval_s=notify.interval_s,
+            arrival_share=notify.arrival_share,
+            min_wave=notify.min_wave,
+            max_wave=notify.max_wave,
+            feed_retention_days=notify.feed_retention_days,
+        ),
+    )
+    follows = Follows(
+        store, follow_store, notifier, spaces_service.record, FollowLimits(notify.max_following)
+    )
+    spaces_service.on_scheduled = follows.space_created
+    spaces_service.on_live = follows.space_live
+    await webhooks.start()
+    await notifier.start()
+    # -------------------------------------------------------------------------------------
     return Services(
         settings=settings,
         store=store,
@@ -90,10 +140,16 @@ async def open_services(settings: Settings, state: State | None = None) -> Servi
         signer=signer,
         door=door,
         write_limits=WriteLimiter(settings.limits),
+        follows=follows,
+        event_hub=event_hub,
+        webhooks=webhooks,
+        notifier=notifier,
     )
 
 
 async def close_services(services: Services) -> None:
+    await services.notifier.stop()
+    await services.webhooks.stop()
     services.accounts.close()
     await services.door.stop()
     await services.spaces.stop()
@@ -125,6 +181,13 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         finally:
             await close_services(services)
 
+    # -- follows (issue 10): the routes get their services from the lifespan's state ------
+    def follow_services() -> FollowServices:
+        state = starlette.state
+        return FollowServices(state.follows, state.event_hub, state.webhooks, state.operator_gate)
+
+    follow_routes = FollowRoutes(follow_services, require_user)
+    # ---------------------------------------------------------------------------------------
     routes = [  # the listener path first: routes are matched in order
         Route("/live/{space_id}.aac", LiveStream(), methods=["GET", "HEAD"]),
         *listening.routes,
@@ -132,7 +195,8 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         *accounts.routes,
         *spaces.routes,
         *operations.routes,
-        openapi_route(JSON_API, __version__),
+        *follow_routes.routes(),
+        openapi_route([*JSON_API, *follow_routes.operations()], __version__),
         Route("/internal/program/{space_id}.aac", RelayProgram(), methods=["GET"]),
         Route("/internal/listeners", report_listeners, methods=["POST"]),
         *stage_forward.routes,

@@ -128,6 +128,10 @@ class Spaces:
         self._ticks = 0
         state.subscribe(self._on_remote_change, self._forget_cached)
         self.on_end: Callable[[str], None] | None = None
+        self.on_scheduled: Callable[[Space], None] | None = None
+        self.on_live: Callable[[Space], None] | None = None
+        """Told after a space is scheduled (with a date) or goes live: followers are
+        notified (service/follows.py); each queues work and returns at once."""
         """Told when a space ends, so per-space admission state can go."""
 
     # -- lifecycle ---------------------------------------------------------------
@@ -470,6 +474,8 @@ class Spaces:
         self._records.keep(space.id, space)
         await self._changed(space.id)
         self._listings.clear()
+        if self.on_scheduled is not None and space.scheduled_for is not None:
+            self.on_scheduled(space)
         return await self._rebuild(space.id)
 
     async def _save(self, space: Space) -> None:
@@ -500,6 +506,8 @@ class Spaces:
             await self._state.place_stage(space_id, self._node_id)
             await self.rooms.open(space_id, record=space.record)
             await self._save(live)
+        if self.on_live is not None:
+            self.on_live(live)
         return await self._rebuild(space_id)
 
     async def end(self, actor: User, space_id: str) -> Snapshot:
