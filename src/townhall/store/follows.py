@@ -147,6 +147,11 @@ class SqlFollowStore:
         self._insert_notifications = insert(notifications).on_conflict_do_nothing(
             index_elements=[notifications.c.user_id, notifications.c.space_id, notifications.c.kind]
         )
+        self._insert_notifications_returning = self._insert_notifications.returning(
+            notifications.c.user_id
+        )
+        """Run with a page of rows: SQLAlchemy sends it as multi-row INSERTs
+        ("insertmanyvalues") from one cached compiled statement, RETURNING the new ones."""
 
     async def follow(self, follower_id: str, followee_id: str, now: datetime) -> bool:
         row = {"followee_id": followee_id, "follower_id": follower_id, "created_at": now}
@@ -213,8 +218,8 @@ class SqlFollowStore:
             }
             for user_id in user_ids
         ]
-        statement = self._insert_notifications.values(rows).returning(notifications.c.user_id)
-        return list(await self._store.run(lambda db: db.scalars(statement).all()))
+        statement = self._insert_notifications_returning
+        return list(await self._store.run(lambda db: db.execute(statement, rows).scalars().all()))
 
     async def notifications_for(
         self, user_id: str, limit: int, before_id: int | None = None
