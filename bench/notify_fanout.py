@@ -39,9 +39,13 @@ from townhall.store import SqlStore  # noqa: E402
 from townhall.store.follows import SqlFollowStore  # noqa: E402
 
 HOST_ID = "host000000"
+POPULATE_CHUNK = 100_000
+"""Followers created per statement (each well inside the store's 10 s command timeout)."""
 NOW = "2026-01-01T00:00:00+00:00"
 
-SQLITE_SERIES = "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < :last)"
+SQLITE_SERIES = (
+    "WITH RECURSIVE n(i) AS (SELECT :first UNION ALL SELECT i + 1 FROM n WHERE i < :last)"
+)
 POPULATE = {
     "sqlite": [
         f"INSERT INTO users (id, username, password_hash, created_at) {SQLITE_SERIES} "
@@ -52,10 +56,10 @@ POPULATE = {
     "postgresql": [
         "INSERT INTO users (id, username, password_hash, created_at) "
         "SELECT 'f' || lpad(i::text, 9, '0'), 'fan' || lpad(i::text, 9, '0'), 'x', "
-        "now() FROM generate_series(0, :last) AS i",
+        "now() FROM generate_series(CAST(:first AS integer), CAST(:last AS integer)) AS i",
         "INSERT INTO follows (followee_id, follower_id, created_at) "
         "SELECT :host, 'f' || lpad(i::text, 9, '0'), now() "
-        "FROM generate_series(0, :last) AS i",
+        "FROM generate_series(CAST(:first AS integer), CAST(:last AS integer)) AS i",
     ],
 }
 
@@ -66,11 +70,16 @@ def _peak_rss_mib() -> float:
 
 async def _populate(store: SqlStore, followers: int) -> None:
     await store.create_user(HOST_ID, "famous_host", "x")
-    params: dict[str, object] = {"last": followers - 1, "host": HOST_ID}
-    if store.dialect == "sqlite":
-        params["now"] = NOW
-    for statement in POPULATE[store.dialect]:
-        await store.run(lambda db, s=statement: db.execute(text(s), params))
+    for first in range(0, followers, POPULATE_CHUNK):
+        params: dict[str, object] = {
+            "first": first,
+            "last": min(followers, first + POPULATE_CHUNK) - 1,
+            "host": HOST_ID,
+        }
+        if store.dialect == "sqlite":
+            params["now"] = NOW
+        for statement in POPULATE[store.dialect]:
+            await store.run(lambda db, s=statement, p=params: db.execute(text(s), p))
 
 
 async def fan_out(url: str, followers: int) -> dict[str, float]:
