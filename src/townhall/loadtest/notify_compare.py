@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ def comparison_lines(result: dict[str, Any]) -> list[str]:
     names = list(runs)
     lines = [f"{result['followers']} followers told 'live now'".ljust(28)
              + "".join(f"{name:>14}" for name in names)]  # fmt: skip
-    rows = [
+    rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
         ("arrivals", lambda r: str(r["arrivals"])),
         ("admitted", lambda r: str(r["admitted"])),
         ("heard audio", lambda r: str(r["heard_audio"])),

@@ -167,11 +167,11 @@ class SqlFollowStore:
 
     async def count_followers(self, followee_id: str) -> int:
         statement = select(func.count()).where(follows.c.followee_id == followee_id)
-        return await self._store.run(_count(statement))  # type: ignore[no-any-return]
+        return await self._store.run(_count(statement))
 
     async def count_following(self, follower_id: str) -> int:
         statement = select(func.count()).where(follows.c.follower_id == follower_id)
-        return await self._store.run(_count(statement))  # type: ignore[no-any-return]
+        return await self._store.run(_count(statement))
 
     async def is_following(self, follower_id: str, followee_id: str) -> bool:
         statement = select(func.count()).where(
@@ -197,7 +197,7 @@ class SqlFollowStore:
 
     async def count_reminders(self, space_id: str) -> int:
         statement = select(func.count()).where(reminders.c.space_id == space_id)
-        return await self._store.run(_count(statement))  # type: ignore[no-any-return]
+        return await self._store.run(_count(statement))
 
     async def reminded_after(self, space_id: str, after: str, limit: int) -> list[str]:
         params = {"space_id": space_id, "after": after, "limit": max(0, limit)}
