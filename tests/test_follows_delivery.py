@@ -5,6 +5,7 @@ library on its own."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -19,6 +20,7 @@ import httpx
 import pytest
 
 from conftest import RunningServer, start_server, stop_server
+from townhall.service.webhooks import Webhooks, WebhookSettings
 
 SECRET = "webhook-secret-for-the-test"
 ADMIN_TOKEN = "operator-token-for-the-follows-test-0123456789"
@@ -172,3 +174,30 @@ def test_a_signature_under_another_secret_or_an_old_timestamp_is_refused() -> No
     old = str(int(time.time()) - REPLAY_WINDOW_S - 10)
     stale = hmac.new(SECRET.encode(), old.encode() + b"." + body, hashlib.sha256).hexdigest()
     assert not _signature_ok({"townhall-timestamp": old, "townhall-signature": "v1=" + stale}, body)
+
+
+async def test_a_receiver_that_keeps_failing_is_retried_with_backoff_then_logged(
+    receiver: tuple[Receiver, str],
+) -> None:
+    hook, url = receiver
+    hook.failures = 99
+    settings = WebhookSettings(
+        url=url, secret=SECRET, attempts=3, first_backoff_s=0.1, queue_size=1, log_size=2
+    )
+    webhooks = Webhooks(settings)
+    await webhooks.start()
+    try:
+        started = time.monotonic()
+        webhooks.send("space_live", {"recipients": ["a"]})
+        dropped = webhooks.send("space_live", {"recipients": ["b"]})
+        assert dropped is not None and dropped.status == "dropped"  # the queue holds one
+        while len(webhooks.deliveries()) < 2 and time.monotonic() - started < WAIT_S:
+            await asyncio.sleep(0.02)
+        elapsed = time.monotonic() - started
+    finally:
+        await webhooks.stop()
+    log = {entry["status"]: entry for entry in webhooks.deliveries()}
+    assert set(log) == {"failed", "dropped"}
+    assert log["failed"]["attempts"] == 3 and log["failed"]["last_status_code"] == 500
+    assert hook.attempts >= 3 and hook.rejected == 0  # every attempt signed correctly
+    assert elapsed >= 0.1 + 0.2  # waited, doubling, between the attempts
