@@ -12,6 +12,7 @@ from browser import (
     axe_violations,
     chromium_available,
     collect_csp_violations,
+    create_space,
     page_factory,
     screenshot,
     sign_up,
@@ -60,3 +61,26 @@ def test_a_follower_sees_live_now_and_opens_the_space(new_page, server, viewport
     page.wait_for_url(f"**/s/{space['id']}")
     page.wait_for_selector("#play:enabled")
     assert not csp
+
+
+def test_the_host_sees_how_many_followers_were_told(new_page, server) -> None:
+    page = new_page()
+    sign_up(page, server.url, "famous")
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        for name in ("fan_one", "fan_two"):
+            credentials = {"username": name, "password": PASSWORD}
+            http.post("/api/users", json=credentials)
+            token = http.post("/api/tokens", json=credentials).json()["token"]
+            followed = http.post(
+                "/api/users/famous/follow", headers={"authorization": f"Bearer {token}"}
+            )
+            assert followed.status_code == 200
+    create_space(page, "Big news")
+    page.wait_for_function(
+        "() => document.querySelector('#notified').textContent.includes('2 followers and 0')"
+    )
+    page.click("#start")
+    page.wait_for_function(
+        "() => document.querySelector('#notified').textContent.startsWith('Told 2 of 2')"
+    )
+    assert not axe_violations(page)
