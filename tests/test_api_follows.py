@@ -37,6 +37,8 @@ async def test_following_counts_and_refusals(client: httpx.AsyncClient) -> None:
         "following": True,
         "followers": 1,
     }
+    status = await client.get("/api/users/famous/follow", headers=fan.headers)
+    assert status.json()["following"] is True
     again = await client.post("/api/users/FAMOUS/follow", headers=fan.headers)
     assert again.json()["followers"] == 1
     assert_error(await client.post("/api/users/famous/follow"), 401)
@@ -51,6 +53,8 @@ async def test_following_counts_and_refusals(client: httpx.AsyncClient) -> None:
     )
     gone = await client.delete("/api/users/famous/follow", headers=fan.headers)
     assert gone.json()["following"] is False and gone.json()["followers"] == 0
+    status = await client.get("/api/users/famous/follow", headers=fan.headers)
+    assert status.json()["following"] is False
 
 
 async def test_followers_and_reminded_people_hear_once_when_the_host_goes_live(
@@ -69,9 +73,13 @@ async def test_followers_and_reminded_people_hear_once_when_the_host_goes_live(
     assert scheduled["kind"] == "space_scheduled" and scheduled["space_id"] == space_id
     assert scheduled["url"] == f"/s/{space_id}"
 
+    asked = await client.get(f"/api/spaces/{space_id}/reminders", headers=fan.headers)
+    assert asked.json() == {"space_id": space_id, "reminded": False}
     for person in (fan, stranger):
         reminded = await client.post(f"/api/spaces/{space_id}/reminders", headers=person.headers)
         assert reminded.json() == {"space_id": space_id, "reminded": True}
+    asked = await client.get(f"/api/spaces/{space_id}/reminders", headers=fan.headers)
+    assert asked.json()["reminded"] is True
     await client.post(f"/api/spaces/{space_id}/start", headers=host.headers)
 
     fan_feed = await feed_of(client, fan, 2)

@@ -4,6 +4,8 @@ stream, nothing is polled)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
 
@@ -84,3 +86,31 @@ def test_the_host_sees_how_many_followers_were_told(new_page, server) -> None:
         "() => document.querySelector('#notified').textContent.startsWith('Told 2 of 2')"
     )
     assert not axe_violations(page)
+
+
+def test_a_listener_follows_the_host_and_asks_for_a_reminder(new_page, server) -> None:
+    page = new_page("phone")
+    csp = collect_csp_violations(page)
+    sign_up(page, server.url, "listener")
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        credentials = {"username": "famous", "password": PASSWORD}
+        http.post("/api/users", json=credentials)
+        token = http.post("/api/tokens", json=credentials).json()["token"]
+        host = {"authorization": f"Bearer {token}"}
+        when = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+        created = http.post(
+            "/api/spaces", json={"title": "Later", "scheduled_for": when}, headers=host
+        )
+        space_id = created.json()["id"]
+        page.goto(f"{server.url}/s/{space_id}")
+        follow = page.wait_for_selector("#follow-bar button[data-action=follow]")
+        assert follow.inner_text() == "Follow famous"
+        follow.click()
+        page.wait_for_selector("#follow-bar button[aria-pressed=true] >> text=Following")
+        page.click("#follow-bar button[data-action=remind]")
+        page.wait_for_selector("#follow-bar button >> text=Reminder set")
+        assert not axe_violations(page)
+        screenshot(page, "follows-listen-buttons-phone")
+        progress = http.get(f"/api/spaces/{space_id}/notified", headers=host).json()
+        assert progress["followers"] == 1 and progress["reminders"] == 1
+    assert not csp

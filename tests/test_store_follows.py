@@ -93,6 +93,8 @@ async def test_reminders_and_old_notifications(stores) -> None:
         assert await follows.remind("s1", fan.id, T0)
     assert not await follows.remind("s1", fans[0].id, T0)
     assert await follows.count_reminders("s1") == 3
+    assert await follows.is_reminded("s1", fans[0].id)
+    assert not await follows.is_reminded("s1", host.id)
     assert await follows.reminded_after("s1", fans[0].id, 10) == [fans[1].id, fans[2].id]
     assert await follows.unremind("s1", fans[2].id)
     assert await follows.count_reminders("s1") == 2

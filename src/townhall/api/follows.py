@@ -84,6 +84,11 @@ class FollowRoutes:
         actor = await self._user(request)
         return JSONResponse(await self._follows.follow(actor, request.path_params["username"]))
 
+    async def following(self, request: Request) -> Response:
+        actor = await self._user(request)
+        body = await self._follows.relation(actor, request.path_params["username"])
+        return JSONResponse(body, headers={"cache-control": "no-store"})
+
     async def unfollow_user(self, request: Request) -> Response:
         actor = await self._user(request)
         return JSONResponse(await self._follows.unfollow(actor, request.path_params["username"]))
@@ -91,6 +96,11 @@ class FollowRoutes:
     async def add_reminder(self, request: Request) -> Response:
         actor = await self._user(request)
         return JSONResponse(await self._follows.remind(actor, space_id(request)))
+
+    async def my_reminder(self, request: Request) -> Response:
+        actor = await self._user(request)
+        body = await self._follows.reminder(actor, space_id(request))
+        return JSONResponse(body, headers={"cache-control": "no-store"})
 
     async def drop_reminder(self, request: Request) -> Response:
         actor = await self._user(request)
@@ -144,11 +154,15 @@ class FollowRoutes:
         return [
             Operation("POST", f"{USER}/follow", self.follow_user, "Follow someone", Relation,
                       auth=user, refusals=(409, 422)),
+            Operation("GET", f"{USER}/follow", self.following, "Whether I follow someone",
+                      Relation, auth=user),
             Operation("DELETE", f"{USER}/follow", self.unfollow_user, "Stop following someone",
                       Relation, auth=user),
             Operation("POST", f"{SPACE}/reminders", self.add_reminder,
                       "Remind me when this scheduled space starts", Reminder, auth=user,
                       refusals=(409,)),
+            Operation("GET", f"{SPACE}/reminders", self.my_reminder,
+                      "Whether I asked to be reminded", Reminder, auth=user),
             Operation("DELETE", f"{SPACE}/reminders", self.drop_reminder, "No reminder",
                       Reminder, auth=user),
             Operation("GET", "/api/me/notifications", self.my_notifications,

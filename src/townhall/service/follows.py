@@ -66,6 +66,11 @@ class Follows:
             await self._follows.follow(actor.id, followee.id, _now())
         return await self._relation(actor, followee, following=True)
 
+    async def relation(self, actor: User, username: str) -> dict[str, Any]:
+        followee = await self._user_named(username)
+        following = await self._follows.is_following(actor.id, followee.id)
+        return await self._relation(actor, followee, following=following)
+
     async def unfollow(self, actor: User, username: str) -> dict[str, Any]:
         followee = await self._user_named(username)
         await self._follows.unfollow(actor.id, followee.id)
@@ -84,6 +89,11 @@ class Follows:
             raise Conflict("reminders are for spaces that have not started", code="not_scheduled")
         await self._follows.remind(space_id, actor.id, _now())
         return {"space_id": space_id, "reminded": True}
+
+    async def reminder(self, actor: User, space_id: str) -> dict[str, Any]:
+        await self._space(space_id)
+        reminded = await self._follows.is_reminded(space_id, actor.id)
+        return {"space_id": space_id, "reminded": reminded}
 
     async def unremind(self, actor: User, space_id: str) -> dict[str, Any]:
         await self._space(space_id)

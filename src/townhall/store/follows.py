@@ -94,6 +94,8 @@ class FollowStore(Protocol):
 
     async def count_reminders(self, space_id: str) -> int: ...
 
+    async def is_reminded(self, space_id: str, user_id: str) -> bool: ...
+
     async def reminded_after(self, space_id: str, after: str, limit: int) -> list[str]: ...
 
     async def add_notifications(
@@ -198,6 +200,12 @@ class SqlFollowStore:
     async def count_reminders(self, space_id: str) -> int:
         statement = select(func.count()).where(reminders.c.space_id == space_id)
         return await self._store.run(_count(statement))
+
+    async def is_reminded(self, space_id: str, user_id: str) -> bool:
+        statement = select(func.count()).where(
+            reminders.c.space_id == space_id, reminders.c.user_id == user_id
+        )
+        return bool(await self._store.run(_count(statement)))
 
     async def reminded_after(self, space_id: str, after: str, limit: int) -> list[str]:
         params = {"space_id": space_id, "after": after, "limit": max(0, limit)}
