@@ -22,6 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from sqlalchemy import text
@@ -82,6 +83,13 @@ async def _populate(store: SqlStore, followers: int) -> None:
             await store.run(lambda db, s=statement, p=params: db.execute(text(s), p))
 
 
+def _constant(load: Load) -> Callable[[str], Awaitable[Load]]:
+    async def read(_space: str) -> Load:
+        return load
+
+    return read
+
+
 async def fan_out(url: str, followers: int) -> dict[str, float]:
     store = await SqlStore(url).open()
     try:
@@ -94,7 +102,7 @@ async def fan_out(url: str, followers: int) -> dict[str, float]:
             SqlFollowStore(store),
             EventHub(),
             webhooks,
-            lambda _space: idle,
+            _constant(idle),
             NotifierSettings(pacing=False, feed_retention_days=0),
         )
         rss_before = _peak_rss_mib()

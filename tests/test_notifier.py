@@ -11,11 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from townhall.admission.signing import Signer
+from townhall.config import load_settings
 from townhall.domain.pacing import Load
 from townhall.domain.spaces import User
+from townhall.service.door import Door
+from townhall.service.door_load import door_load
 from townhall.service.event_hub import EventHub, HubLimits
 from townhall.service.notifier import Announcement, Kind, Notifier, NotifierSettings
 from townhall.service.webhooks import Webhooks, WebhookSettings
+from townhall.state.base import NodeInfo
+from townhall.state.memory import MemoryState
 from townhall.store import SqlStore
 from townhall.store.follows import SqlFollowStore
 
@@ -37,6 +43,13 @@ async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
         await opened.close()
 
 
+def _constant(load: Load):
+    async def read(_space: str) -> Load:
+        return load
+
+    return read
+
+
 def _notifier(store: SqlStore, hub: EventHub, load: Load, slept: list[float], **settings):
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
@@ -45,7 +58,7 @@ def _notifier(store: SqlStore, hub: EventHub, load: Load, slept: list[float], **
         SqlFollowStore(store),
         hub,
         Webhooks(WebhookSettings()),
-        lambda _space: load,
+        _constant(load),
         NotifierSettings(**settings),
         sleep=sleep,
     )
@@ -91,3 +104,19 @@ async def test_announcing_returns_at_once_and_the_queue_is_bounded(store: SqlSto
         await notifier.stop()
     assert set(notifier.progress("space1")) == {"space_scheduled", "space_live"}
     assert all(p["done"] for p in notifier.progress("space1").values())
+
+
+async def test_with_several_nodes_the_registry_multiplies_the_capacity() -> None:
+    settings = load_settings({"TOWNHALL_ADMISSION_MAX_ADMISSIONS_PER_S": "30"})
+    door = Door(settings, Signer(b"k" * 32), listeners=lambda: 5)
+    state = MemoryState()
+    alone = await door_load(door)("space1")
+    assert (alone.admissions_per_s, alone.listeners, alone.waiting) == (30, 5, 0)
+    for node, listeners in (("a", 40.0), ("b", 60.0)):
+        await state.beat(NodeInfo(node, f"http://{node}", load=listeners), ttl_s=30)
+    for _ in range(7):
+        await state.next_arrival("space1")
+    await state.advance_admitted("space1", 2)
+    both = await door_load(door, state)("space1")
+    assert both.admissions_per_s == 60 and both.max_listeners == 2 * alone.max_listeners
+    assert both.listeners == 100 and both.waiting == 5

@@ -113,7 +113,7 @@ async def open_services(settings: Settings, state: State | None = None) -> Servi
         follow_store,
         event_hub,
         webhooks,
-        door_load(door),
+        door_load(door, state),
         NotifierSettings(
             pacing=notify.pacing,
             interval_s=notify.interval_s,

@@ -105,7 +105,7 @@ class Notifier:
         follows: FollowStore,
         hub: EventHub,
         webhooks: Webhooks,
-        load: Callable[[str], Load],
+        load: Callable[[str], Awaitable[Load]],
         settings: NotifierSettings | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -189,7 +189,7 @@ class Notifier:
         for page in sources:
             after = ""
             while True:
-                size = self._wave_size(announcement, progress)
+                size = await self._wave_size(announcement, progress)
                 recipients = await page(after, size)
                 if not recipients:
                     break
@@ -221,7 +221,7 @@ class Notifier:
             await self._follows.forget_notifications_before(cutoff)
         return progress
 
-    def _wave_size(self, announcement: Announcement, progress: Progress) -> int:
+    async def _wave_size(self, announcement: Announcement, progress: Progress) -> int:
         if not progress.paced:
             return unpaced_wave(self.settings.policy)
-        return wave_size(self._load(announcement.space_id), self.settings.policy)
+        return wave_size(await self._load(announcement.space_id), self.settings.policy)
