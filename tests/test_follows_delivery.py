@@ -201,3 +201,18 @@ async def test_a_receiver_that_keeps_failing_is_retried_with_backoff_then_logged
     assert log["failed"]["attempts"] == 3 and log["failed"]["last_status_code"] == 500
     assert hook.attempts >= 3 and hook.rejected == 0  # every attempt signed correctly
     assert elapsed >= 0.1 + 0.2  # waited, doubling, between the attempts
+
+
+def test_stopping_the_server_ends_open_event_streams_at_once(server: RunningServer) -> None:
+    with httpx.Client(base_url=server.url, timeout=WAIT_S) as http:
+        _, fan = _account(http, "fan")
+        with http.stream("GET", "/api/me/events", headers=fan) as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == "retry: 3000"
+            started = time.monotonic()
+            stop_server(server)
+            stopped_s = time.monotonic() - started
+            rest = list(lines)  # the server ended the stream: iteration finishes
+    assert "event: notification" not in rest
+    assert stopped_s < 3.0, f"the open stream held the stop for {stopped_s:.1f} s"
+    assert "Traceback" not in server.log()

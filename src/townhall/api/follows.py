@@ -123,21 +123,30 @@ class FollowRoutes:
 
     async def my_events(self, request: Request) -> Response:
         actor = await self._user(request)
-        subscription = self._hub.subscribe(actor.id)  # refuses past the bounds, before 200
+        hub = self._hub
+        subscription = hub.subscribe(actor.id)  # refuses past the bounds, before 200
 
         async def stream() -> AsyncIterator[bytes]:
+            closing = asyncio.ensure_future(hub.closing.wait())
             try:
                 yield f"retry: {RETRY_MS}\n\n".encode()
                 yield sse_frame("ready", b"{}")
-                while True:
-                    try:
-                        event = await asyncio.wait_for(subscription.queue.get(), self._heartbeat_s)
-                    except TimeoutError:
-                        yield b": keep-alive\n\n"
+                while not hub.closing.is_set():
+                    getting = asyncio.ensure_future(subscription.queue.get())
+                    done, _ = await asyncio.wait(
+                        {getting, closing},
+                        timeout=self._heartbeat_s,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    if getting in done:
+                        yield sse_frame("notification", getting.result())
                         continue
-                    yield sse_frame("notification", event)
+                    getting.cancel()
+                    if not done:
+                        yield b": keep-alive\n\n"
             finally:
-                self._hub.unsubscribe(subscription)
+                closing.cancel()
+                hub.unsubscribe(subscription)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 

@@ -39,12 +39,20 @@ class EventHub:
         self._count = 0
         self.dropped = 0
         self.delivered = 0
+        self.closing = asyncio.Event()
+        """Set when the server stops: open streams end at once instead of holding the
+        shutdown until its grace period runs out (browsers reconnect elsewhere)."""
+
+    def close(self) -> None:
+        self.closing.set()
 
     @property
     def streams(self) -> int:
         return self._count
 
     def subscribe(self, user_id: str) -> Subscription:
+        if self.closing.is_set():
+            raise Unavailable("this node is stopping; reconnect", retry_after_s=1)
         mine = self._streams.get(user_id, [])
         if len(mine) >= self.limits.max_streams_per_user:
             raise TooManyRequests(
