@@ -35,6 +35,9 @@ from townhall.store.follows import FollowStore
 
 log = logging.getLogger(__name__)
 
+STOP_GRACE_S = 5.0
+"""How long stopping waits for a wave that is being written."""
+
 Page = Callable[[str, int], Awaitable[list[str]]]
 """(after, limit) -> up to `limit` recipient ids after `after`."""
 
@@ -119,6 +122,8 @@ class Notifier:
         self._progress: OrderedDict[tuple[str, str], Progress] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
         self.dropped_jobs = 0
+        self._stopping = asyncio.Event()
+        self._writing = False
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -126,10 +131,19 @@ class Notifier:
         self._task = asyncio.create_task(self._work_forever(), name="notifier")
 
     async def stop(self) -> None:
-        if self._task is not None:
+        """Lets a wave that is writing finish (a store call cancelled half-way can leave
+        a pooled PostgreSQL connection that the store's close then waits on), then ends
+        the task: at once when idle or pausing between waves, else within STOP_GRACE_S."""
+        if self._task is None:
+            return
+        self._stopping.set()
+        if not self._writing:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        done, _ = await asyncio.wait({self._task}, timeout=STOP_GRACE_S)
+        if not done:
+            self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
     def announce(self, announcement: Announcement) -> None:
         """Queues the fan-out; never waits and never touches the store."""
@@ -159,7 +173,7 @@ class Notifier:
         return self.settings.pacing and announcement.kind is Kind.LIVE
 
     async def _work_forever(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             announcement = await self._jobs.get()
             try:
                 await self.run(announcement)
@@ -190,17 +204,21 @@ class Notifier:
             after = ""
             while True:
                 size = await self._wave_size(announcement, progress)
-                recipients = await page(after, size)
+                self._writing = True  # a store call is not cancelled half-way (stop)
+                try:
+                    recipients = await page(after, size)
+                    new = await self._follows.add_notifications(
+                        recipients,
+                        announcement.kind.value,
+                        announcement.space_id,
+                        announcement.host.id,
+                        now,
+                    )
+                finally:
+                    self._writing = False
                 if not recipients:
                     break
                 after = recipients[-1]
-                new = await self._follows.add_notifications(
-                    recipients,
-                    announcement.kind.value,
-                    announcement.space_id,
-                    announcement.host.id,
-                    now,
-                )
                 progress.notified += len(new)
                 progress.reached += len(recipients)
                 progress.waves += 1
@@ -210,6 +228,8 @@ class Notifier:
                         announcement.kind.value,
                         {"notification": event_body(announcement, now), "recipients": new},
                     )
+                if self._stopping.is_set():
+                    return progress  # not done: the node is stopping
                 if len(recipients) < size:
                     break
                 if progress.paced:
