@@ -153,7 +153,12 @@ def test_live_now_arrives_on_the_event_stream_and_as_a_signed_webhook(
         assert delivered["headers"]["townhall-delivery"] == delivered["body"]["id"]
 
         admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
-        log = http.get("/api/admin/webhooks", headers=admin).json()
+        deadline = time.monotonic() + WAIT_S
+        while True:  # the log entry is written once the receiver's answer is read
+            log = http.get("/api/admin/webhooks", headers=admin).json()
+            if log["deliveries"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert log["enabled"] is True
         [entry] = log["deliveries"]
         assert entry["status"] == "delivered" and entry["attempts"] == 2
