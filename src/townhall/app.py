@@ -26,10 +26,12 @@ from townhall.api import (
     stage_forward,
     x_spaces,
 )
+from townhall.api.auth import require_user
 from townhall.api.captions import CaptionRoutes
 from townhall.api.contract import openapi_route, routes_of
 from townhall.api.errors import EXCEPTION_HANDLERS
 from townhall.api.fastpath import ListenerFastPath
+from townhall.api.follows import FollowRoutes, FollowServices
 from townhall.api.live import LiveStream, RelayProgram, report_listeners
 from townhall.api.metrics import MetricsEndpoint
 from townhall.config import Settings
@@ -43,15 +45,21 @@ from townhall.service.audience_list import AudienceList
 from townhall.service.captions import Captions
 from townhall.service.clips import Clips
 from townhall.service.door import Door
+from townhall.service.door_load import door_load
+from townhall.service.event_hub import EventHub, HubLimits
+from townhall.service.follows import FollowLimits, Follows
 from townhall.service.moderation import Moderation
+from townhall.service.notifier import Notifier, NotifierSettings
 from townhall.service.passwords import Passwords
 from townhall.service.spaces import Spaces, node_id_for
+from townhall.service.webhooks import Webhooks, WebhookSettings
 from townhall.service.write_limits import WriteLimiter
 from townhall.service.x_directory import SpaceDirectory
 from townhall.stage.ice import default_host_addresses, use_host_addresses
 from townhall.state import State, open_state
 from townhall.store import SqlStore, Store, open_store
 from townhall.store.clips import SqlClipStore
+from townhall.store.follows import SqlFollowStore
 from townhall.store.moderation import SqlModerationStore
 from townhall.web import pages
 
@@ -100,6 +108,10 @@ class Services:
     x_directory: SpaceDirectory
     audience_list: AudienceList
     moderation: Moderation
+    follows: Follows
+    event_hub: EventHub
+    webhooks: Webhooks
+    notifier: Notifier
 
 
 async def open_services(
@@ -136,6 +148,44 @@ async def open_services(
         SqlModerationStore(store.run), store, spaces_service, accounts_service, clips=clips_service
     )
     moderation_service.attach()
+    # -- follows and paced notifications (issue 10) --------------------------------------
+    notify = settings.notify
+    if not isinstance(store, SqlStore):
+        raise TypeError("follows need the SQL store (SQLite or PostgreSQL)")
+    follow_store = SqlFollowStore(store)
+    event_hub = EventHub(
+        HubLimits(notify.max_event_streams, notify.max_event_streams_per_user)
+    )
+    webhooks = Webhooks(
+        WebhookSettings(
+            url=notify.webhook_url,
+            secret=notify.webhook_secret,
+            attempts=notify.webhook_attempts,
+            first_backoff_s=notify.webhook_first_backoff_s,
+        )
+    )
+    notifier = Notifier(
+        follow_store,
+        event_hub,
+        webhooks,
+        door_load(door, state),
+        NotifierSettings(
+            pacing=notify.pacing,
+            interval_s=notify.interval_s,
+            arrival_share=notify.arrival_share,
+            min_wave=notify.min_wave,
+            max_wave=notify.max_wave,
+            feed_retention_days=notify.feed_retention_days,
+        ),
+    )
+    follows = Follows(
+        store, follow_store, notifier, spaces_service.record, FollowLimits(notify.max_following)
+    )
+    spaces_service.on_scheduled = follows.space_created
+    spaces_service.on_live = follows.space_live
+    await webhooks.start()
+    await notifier.start()
+    # -------------------------------------------------------------------------------------
     return Services(
         settings=settings,
         store=store,
@@ -150,10 +200,16 @@ async def open_services(
         x_directory=SpaceDirectory(spaces_service, store),
         audience_list=AudienceList(spaces_service, store),
         moderation=moderation_service,
+        follows=follows,
+        event_hub=event_hub,
+        webhooks=webhooks,
+        notifier=notifier,
     )
 
 
 async def close_services(services: Services) -> None:
+    await services.notifier.stop()
+    await services.webhooks.stop()
     services.accounts.close()
     await services.clips.stop()
     await services.door.stop()
@@ -223,6 +279,13 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
     issue_10_operations = [*clip_operations, *x_operations, *detail_operations]
     # -- end of issue 10 block
     moderation_api: list[moderation.ModerationApi] = []
+    # -- follows (issue 10): the routes get their services from the lifespan's state ------
+    def follow_services() -> FollowServices:
+        state = starlette.state
+        return FollowServices(state.follows, state.event_hub, state.webhooks, state.operator_gate)
+
+    follow_routes = FollowRoutes(follow_services, require_user)
+    # ---------------------------------------------------------------------------------------
     routes = [  # the listener path first: routes are matched in order
         Route("/live/{space_id}.aac", LiveStream(), methods=["GET", "HEAD"]),
         *caption_routes.routes(),  # before listening's /hls/{space_id}/{name}
@@ -234,8 +297,15 @@ def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> List
         *metrics_endpoint.routes(),  # /metrics is Prometheus text, not JSON API
         *routes_of(issue_10_operations),
         *moderation.deferred_routes(lambda: moderation_api[-1]),
+        *follow_routes.routes(),
         openapi_route(
-            [*JSON_API, *caption_routes.operations(), *issue_10_operations], __version__
+            [
+                *JSON_API,
+                *caption_routes.operations(),
+                *issue_10_operations,
+                *follow_routes.operations(),
+            ],
+            __version__,
         ),
         Route("/internal/program/{space_id}.aac", RelayProgram(), methods=["GET"]),
         Route("/internal/listeners", report_listeners, methods=["POST"]),

@@ -208,6 +208,33 @@ class AdmissionSettings:
 
 
 @dataclass(frozen=True)
+class NotifySettings:
+    """Follows, notifications and webhooks (TOWNHALL_NOTIFY_*; service/notifier.py)."""
+
+    pacing: bool = True
+    """"X is live" goes out in waves sized by the admission capacity; off: all at once."""
+    interval_s: float = 1.0
+    """One wave per interval."""
+    arrival_share: float = 1.0
+    """Share of the notified expected to come at once (1.0 never overfills)."""
+    min_wave: int = 1
+    max_wave: int = 1_000
+    """Recipients per wave at most: one store page, one INSERT, one webhook batch."""
+    max_following: int = 5_000
+    max_event_streams: int = 10_000
+    max_event_streams_per_user: int = 4
+    feed_retention_days: int = 30
+    """Feed entries older than this are deleted; 0 keeps them."""
+    webhook_url: str = ""
+    """Signed POSTs of every notification wave go here; empty disables webhooks."""
+    webhook_secret: str = ""
+    """HMAC-SHA256 key of the Townhall-Signature header."""
+    webhook_attempts: int = 5
+    webhook_first_backoff_s: float = 1.0
+    """Wait before the second attempt, doubled after each failure."""
+
+
+@dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -245,6 +272,7 @@ class Settings:
     edge: EdgeSettings = field(default_factory=EdgeSettings)
     captions: CaptionSettings = field(default_factory=CaptionSettings)
     clips: ClipSettings = field(default_factory=ClipSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
     store: str = ""
     """Durable store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB (env
     TOWNHALL_STORE, flag --store); empty means SQLite at `database_path`."""

@@ -215,6 +215,28 @@ def uvicorn_config(app: Any, settings: Settings, guard: ConnectionGuard) -> uvic
     )
 
 
+class StoppingServer(uvicorn.Server):
+    """uvicorn, telling the app's long-lived event streams (service/event_hub.py) to end
+    the moment a stop signal arrives: uvicorn waits for open connections before the
+    app's own shutdown runs, so otherwise each stream would hold the stop for the whole
+    grace period and then be cancelled (a traceback in the log)."""
+
+    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+        super().__init__(config)
+        self._app = app
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        hub = getattr(self._app.state, "event_hub", None)
+        if hub is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(hub.close)
+        super().handle_exit(sig, frame)
+
+    async def serve(self, sockets: Any = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+
 def serve(settings: Settings) -> None:
     """Run the server until SIGINT/SIGTERM; with ``settings.edge.stream_workers`` the
     stream workers run beside it and stop with it."""
@@ -225,7 +247,7 @@ def serve(settings: Settings) -> None:
     guard = ConnectionGuard.from_settings(settings)
     app = create_app(settings, guard=guard)
     if not settings.edge.stream_workers:
-        uvicorn.Server(uvicorn_config(app, settings, guard)).run()
+        StoppingServer(uvicorn_config(app, settings, guard), app).run()
         return
     from townhall.edge.supervisor import Supervisor, deferred_signals
 
@@ -235,6 +257,6 @@ def serve(settings: Settings) -> None:
     with deferred_signals():
         supervisor.start()
         try:
-            uvicorn.Server(uvicorn_config(app, settings, guard)).run()
+            StoppingServer(uvicorn_config(app, settings, guard), app).run()
         finally:
             supervisor.stop()

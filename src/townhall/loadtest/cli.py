@@ -34,6 +34,7 @@ from townhall.loadtest.config import (
     LoadtestConfig,
 )
 from townhall.loadtest.generators import GeneratorFailed, plan_generators, run_generators
+from townhall.loadtest.notify_compare import COMPARISON_NAME, compare, comparison_lines
 from townhall.loadtest.profiles import (
     DEFAULT_RAMP_S,
     DEFAULT_SPIKE_AT_S,
@@ -124,6 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-open", type=int, default=None,
                    help="listeners alive at once at most (default: from the file limit)")
     g.add_argument("--seed", type=int, default=1)
+    n = p.add_argument_group("notified followers (instead of a profile)")
+    n.add_argument("--notify-followers", type=int, default=0,
+                   help="followers told 'live now': runs twice, without then with pacing, "
+                        "and compares (at most --max-listeners)")
+    n.add_argument("--reaction-s", type=float, default=5.0,
+                   help="mean seconds from being told to arriving (exponential)")
+    n.add_argument("--notify-interval", type=float, default=1.0, dest="notify_interval_s",
+                   help="seconds between paced waves")
+    n.add_argument("--arrival-share", type=fraction, default=1.0,
+                   help="share of the told expected to come (pacing's assumption)")
     b = p.add_argument_group("listener behaviour")
     b.add_argument("--hls-fraction", type=float, default=0.0,
                    help="share of listeners using HLS instead of the live stream")
@@ -183,6 +194,8 @@ def config_from_args(args: argparse.Namespace) -> LoadtestConfig:
         capacity=args.capacity,
         stats_paths=tuple(args.stats_paths) if args.stats_paths else DEFAULT_STATS_PATHS,
         pow_workers=args.pow_workers,
+        notify_followers=args.notify_followers, reaction_s=args.reaction_s,
+        notify_interval_s=args.notify_interval_s, arrival_share=args.arrival_share,
     )
 
 
@@ -242,13 +255,17 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-async def _main_async(config: LoadtestConfig, quiet: bool) -> dict[str, Any]:
+async def _main_async(
+    config: LoadtestConfig, quiet: bool, report_dir: Path | None = None
+) -> dict[str, Any]:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
     progress = None if quiet else ProgressPrinter()
+    if report_dir is not None:
+        return await compare(config, report_dir, progress=progress, stop=stop)
     return await run_loadtest(config, progress=progress, stop=stop)
 
 
@@ -266,6 +283,8 @@ def main(argv: list[str]) -> int:
     )
     if len(args.url) > 1 or args.generators > 1:
         return _main_many(args, argv, report_dir)
+    if config.notify_followers:
+        return _compare_main(config, args.quiet, report_dir)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             report = runner.run(_main_async(config, args.quiet))
@@ -306,4 +325,17 @@ def _finish(report: dict[str, Any], report_dir: Path) -> int:
     if report["meta"].get("client_bug"):
         print(f"warning: a simulated listener crashed: {report['meta']['client_bug']}",
               file=sys.stderr)
+    return EXIT_OK
+
+
+def _compare_main(config: LoadtestConfig, quiet: bool, report_dir: Path) -> int:
+    try:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            result = runner.run(_main_async(config, quiet, report_dir))
+    except LoadtestError as exc:
+        print(f"townhall loadtest: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for line in comparison_lines(result):
+        print(line)
+    print(f"report: {report_dir / COMPARISON_NAME} (each run's report in unpaced/, paced/)")
     return EXIT_OK

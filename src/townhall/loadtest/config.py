@@ -104,6 +104,13 @@ class LoadtestConfig:
     """The node's admissions per second, for goodput as a share of it; None asks /api/stats."""
     stats_paths: tuple[str, ...] = DEFAULT_STATS_PATHS
     pow_workers: int = 1
+    notify_followers: int = 0
+    """Arrivals are followers told "X is live" (loadtest/notified.py) instead of the
+    profile; 0 uses the profile."""
+    notify_paced: bool = True
+    reaction_s: float = 5.0
+    notify_interval_s: float = 1.0
+    arrival_share: float = 1.0
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -20,8 +20,10 @@ import resource
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
+from townhall.domain.pacing import PacingPolicy
 from townhall.loadtest.addresses import (
     DEFAULT_ATTACKER_ADDRESSES,
     DEFAULT_LISTENER_ADDRESSES,
@@ -34,6 +36,7 @@ from townhall.loadtest.config import DEFAULT_DURATION_S, FILE_RESERVE, LoadtestC
 from townhall.loadtest.context import RunContext
 from townhall.loadtest.listener import run_listener
 from townhall.loadtest.metrics import Recorder
+from townhall.loadtest.notified import NotifyPlan, load_from_stats, notified_arrivals
 from townhall.loadtest.pow import PowSolver
 from townhall.loadtest.profiles import Profile, arrival_times, build_profile
 from townhall.loadtest.progress import ProgressPrinter
@@ -123,8 +126,18 @@ class _LagMonitor:
 class _Run:
     """The moving parts of one rehearsal, so that stopping can reach all of them."""
 
-    def __init__(self, ctx: RunContext, profile: Profile, duration_s: float, max_open: int):
+    def __init__(
+        self,
+        ctx: RunContext,
+        profile: Profile,
+        duration_s: float,
+        max_open: int,
+        stats: ServerStats | None = None,
+    ):
         self.ctx = ctx
+        self.stats = stats
+        self.told: list[tuple[float, int]] = []
+        """Notify mode: (t, followers told so far) per wave."""
         self.profile = profile
         self.duration_s = duration_s
         self.max_open = max_open
@@ -143,9 +156,7 @@ class _Run:
         loop = asyncio.get_running_loop()
         recorder = ctx.recorder
         rng = random.Random(config.seed) if config.poisson else None
-        times = arrival_times(
-            self.profile, until_s=self.duration_s, max_count=config.max_listeners, rng=rng
-        )
+        times = self._arrival_times(rng)
         try:
             for index, t in enumerate(times):
                 delay = ctx.started_at + t - loop.time()
@@ -161,6 +172,30 @@ class _Run:
                 task.add_done_callback(self._listener_done)
         finally:
             self.arrivals_done.set()
+
+
+    def _arrival_times(self, rng: random.Random | None) -> Iterator[float]:
+        config = self.ctx.config
+        if not config.notify_followers:
+            return arrival_times(
+                self.profile, until_s=self.duration_s, max_count=config.max_listeners, rng=rng
+            )
+        stats = self.stats
+        plan = NotifyPlan(
+            followers=min(config.notify_followers, config.max_listeners),
+            paced=config.notify_paced,
+            reaction_s=config.reaction_s,
+            policy=PacingPolicy(
+                interval_s=config.notify_interval_s, arrival_share=config.arrival_share
+            ),
+        )
+        return notified_arrivals(
+            plan,
+            until_s=self.duration_s,
+            rng=random.Random(config.seed),
+            load=lambda: load_from_stats(stats.latest if stats else {}),
+            told=self.told,
+        )
 
 
 def _totals(recorder: Recorder) -> dict[str, Any]:
@@ -217,7 +252,9 @@ async def run_loadtest(
             listener_addresses=listener_pool, attacker_addresses=attacker_pool,
             rng=random.Random(config.seed + 1), solver=solver,
         )
-        run = _Run(ctx, profile, duration, config.max_open or default_max_open(client.max_idle))
+        run = _Run(
+            ctx, profile, duration, config.max_open or default_max_open(client.max_idle), stats
+        )
         wall_start = dt.datetime.now(dt.UTC)
         ctx.started_at = loop.time()
         ctx.deadline = ctx.started_at + duration
@@ -266,6 +303,7 @@ async def run_loadtest(
         "event_loop": type(loop).__module__,
         "python": sys.version.split()[0],
         "client_bug": repr(run.bug) if run.bug else None,
+        "notified_waves": [list(wave) for wave in run.told],
     }
     meta["capacity_per_s"] = capacity
     meta["recorder_state"] = recorder.to_state()  # for merging generator processes

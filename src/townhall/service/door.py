@@ -352,5 +352,6 @@ class Door:
             "attack_reason": self.attack.reason,
             "queues": queues,
             "admissions_per_s": sum(q["admitted_per_s"] for q in queues.values()),
+            "waiting": sum(q["waiting"] for q in queues.values()),
             "counts": dict(self.counts),
         }

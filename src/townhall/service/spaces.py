@@ -138,6 +138,10 @@ class Spaces:
         self._ticks = 0
         state.subscribe(self._on_remote_change, self._forget_cached)
         self.on_end: Callable[[str], None] | None = None
+        self.on_scheduled: Callable[[Space], None] | None = None
+        self.on_live: Callable[[Space], None] | None = None
+        """Told after a space is scheduled (with a date) or goes live: followers are
+        notified (service/follows.py); each queues work and returns at once."""
         """Told when a space ends, so per-space admission state can go."""
         self.blocked_by: Callable[[str], Awaitable[set[str]]] | None = None
         """The users a host blocked (service/moderation.py): a new stage starts with them
@@ -496,6 +500,8 @@ class Spaces:
         self._records.keep(space.id, space)
         await self._changed(space.id)
         self._listings.clear()
+        if self.on_scheduled is not None and space.scheduled_for is not None:
+            self.on_scheduled(space)
         return await self._rebuild(space.id)
 
     async def _save(self, space: Space) -> None:
@@ -538,6 +544,8 @@ class Spaces:
             await self.rooms.open(space_id, record=space.record)
             await self._save(live)
         await self._host_action(actor, "start_space", space_id)
+        if self.on_live is not None:
+            self.on_live(live)
         return await self._rebuild(space_id)
 
     async def end(self, actor: User, space_id: str) -> Snapshot:

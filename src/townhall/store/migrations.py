@@ -19,6 +19,7 @@ from sqlalchemy.schema import CreateIndex
 
 from townhall.store import moderation, schema
 from townhall.store.clips import clips
+from townhall.store.follows import create_follow_tables
 
 MIGRATION_LOCK_KEY = 0x70776E68
 """pg_advisory_xact_lock key held while migrating ("twnh")."""
@@ -64,6 +65,7 @@ MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _create_clips_table,
     _add_space_details,
     _add_moderation_tables,
+    create_follow_tables,  # follows, reminders, notifications (issue 10)
 )
 """Step N is MIGRATIONS[N - 1]. Append only; never edit a released step."""
 

@@ -227,7 +227,7 @@ class SqlStore:
 
     async def run(self, operation: Callable[[Connection], T], *, idempotent: bool = True) -> T:
         """The same, for the stores of other concepts on these connections (store/clips.py,
-        store/moderation.py)."""
+        store/moderation.py, store/follows.py)."""
         return await self._run(operation, idempotent=idempotent)
 
     # -- accounts --------------------------------------------------------------

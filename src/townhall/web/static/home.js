@@ -2,6 +2,7 @@
 
 import { sameOriginPath, showAccount } from './account.js';
 import { get, post } from './api.js';
+import { showNotifications } from './notifications.js';
 import { signIn } from './signin.js';
 import { $, formatWhen, h, plural, poll, say } from './ui.js';
 
@@ -125,6 +126,7 @@ async function main() {
       return;
     }
     setupCreate();
+    showNotifications($('#notices'));
   } else {
     setupAuth();
   }
