@@ -65,6 +65,9 @@ class AudioSettings:
     """HLS segment target (the issue caps it at 2 s); a whole number of fragments."""
     hls_window_segments: int = 12
     """Segments listed in the live playlist and kept in memory."""
+    hls_listener_window_s: float = 10.0
+    """An HLS listener is a client that polled the playlist within this (see
+    townhall.audience.pollers): players poll every segment target or faster."""
 
 
 @dataclass(frozen=True)

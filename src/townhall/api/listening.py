@@ -21,6 +21,7 @@ from townhall.api.models import JoinAnswer, JoinRequest
 from townhall.api.paths import space_id as path_space_id
 from townhall.audience.hls import HlsPackager
 from townhall.audience.llhls import BLOCKING_TIMEOUT_TARGETS, ReloadRequest
+from townhall.audience.program import ProgramOutput
 from townhall.config import Settings
 from townhall.domain.errors import Forbidden, Invalid, NotFound
 from townhall.domain.spaces import User
@@ -103,18 +104,24 @@ def live_base(request: Request, settings: Settings) -> str:
     return f"{scheme}://{hostname}:{port}"
 
 
-def _room_hls(request: Request):  # type: ignore[no-untyped-def]
+def _room_program(request: Request) -> ProgramOutput:
     room = _spaces(request).rooms.get(path_space_id(request))
     if room is None:
         raise NotFound("this space is not live on this server", code="not_live")
-    return room.program.hls
+    return room.program
+
+
+def _room_hls(request: Request) -> HlsPackager:
+    return _room_program(request).hls
 
 
 async def hls_playlist(request: Request) -> Response:
     """The live playlist; with `_HLS_msn` (and `_HLS_part`) a blocking reload answered
     as soon as that segment (part) exists (LL-HLS, see townhall.audience.llhls). The
     answer to a blocking reload names a playlist state, so caches may keep it."""
-    hls = _room_hls(request)
+    program = _room_program(request)
+    hls = program.hls
+    program.hls_pollers.saw(client_address(request), request.headers.get("user-agent", ""))
     try:
         reload = ReloadRequest.from_query(
             request.query_params.get("_HLS_msn"), request.query_params.get("_HLS_part")

@@ -169,6 +169,8 @@ class Snapshot(ResponseBody):
     host: UserOut
     stage: list[StageSeat]
     listeners: int
+    peak_listeners: int = 0
+    """The most listeners at once (live stream and HLS); kept after the end."""
     reactions: dict[str, int]
     scheduled_for: str | None
     started_at: str | None

@@ -20,6 +20,7 @@ from townhall.audience.encoder import AAC_FRAME_SAMPLES, AacEncoder, AacPacket
 from townhall.audience.fanout import LiveFanout
 from townhall.audience.fmp4 import Fragment, Fragmenter, init_segment
 from townhall.audience.hls import HlsPackager
+from townhall.audience.pollers import RecentPollers
 from townhall.audience.recorder import (
     EmptyRecording,
     Recorder,
@@ -67,6 +68,8 @@ class ProgramOutput:
         framing = ADTS_HEADER_BYTES * SAMPLE_RATE / AAC_FRAME_SAMPLES
         self.live = LiveFanout(settings, stream_bytes_per_second=settings.bitrate / 8 + framing)
         self.hls = HlsPackager(settings)
+        self.hls_pollers = RecentPollers(settings.hls_listener_window_s)
+        """HLS listeners: distinct recent playlist pollers (counted with the live ones)."""
         self.init_segment = init_segment(
             sample_rate=SAMPLE_RATE,
             channels=self._encoder.channels,
