@@ -65,6 +65,9 @@ class AudioSettings:
     """HLS segment target (the issue caps it at 2 s); a whole number of fragments."""
     hls_window_segments: int = 12
     """Segments listed in the live playlist and kept in memory."""
+    opus_bitrate: int = 32_000
+    """The Opus HLS rendition (townhall.audience.opus_rendition); 0 disables it. At 32 kbps
+    its speech scores above AAC at 48 kbps (bench/codec_quality.py)."""
     hls_listener_window_s: float = 10.0
     """An HLS listener is a client that polled the playlist within this (see
     townhall.audience.pollers): players poll every segment target or faster."""

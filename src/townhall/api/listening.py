@@ -30,6 +30,8 @@ from townhall.service.spaces import Spaces
 
 HLS_PLAYLIST_CACHE = "public, max-age=1"
 HLS_IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
+OPUS_FOLDER = "opus"
+"""The Opus rendition's playlist, init segment, segments and parts: /hls/{id}/opus/..."""
 SEGMENT_NAME = re.compile(r"^(\d{1,12})\.m4s$")
 PART_NAME = re.compile(r"^(\d{1,12})\.(\d{1,6})\.m4s$")
 HLS_BLOCKING_CACHE = "public, max-age=6"
@@ -84,6 +86,8 @@ def add_stream_urls(
         answer["live_url"] = f"{live_url_base}/live/{space_id}.aac?ticket={quote(answer['ticket'])}"
         hls_base = (stage_url or settings.public_url).rstrip("/")
         answer["hls_url"] = f"{hls_base}/hls/{space_id}/index.m3u8"
+        if settings.audio.opus_bitrate > 0:
+            answer["hls_opus_url"] = f"{hls_base}/hls/{space_id}/{OPUS_FOLDER}/index.m3u8"
 
 
 def live_base(request: Request, settings: Settings) -> str:
@@ -115,12 +119,27 @@ def _room_hls(request: Request) -> HlsPackager:
     return _room_program(request).hls
 
 
+def _room_opus_hls(request: Request) -> HlsPackager:
+    opus = _room_program(request).opus
+    if opus is None:
+        raise NotFound("this server makes no Opus rendition", code="not_found")
+    return opus.hls
+
+
 async def hls_playlist(request: Request) -> Response:
     """The live playlist; with `_HLS_msn` (and `_HLS_part`) a blocking reload answered
     as soon as that segment (part) exists (LL-HLS, see townhall.audience.llhls). The
     answer to a blocking reload names a playlist state, so caches may keep it."""
+    return await _playlist(request, _room_hls(request))
+
+
+async def opus_playlist(request: Request) -> Response:
+    """The Opus rendition's live playlist: the same LL-HLS as the AAC one."""
+    return await _playlist(request, _room_opus_hls(request))
+
+
+async def _playlist(request: Request, hls: HlsPackager) -> Response:
     program = _room_program(request)
-    hls = program.hls
     program.hls_pollers.saw(client_address(request), request.headers.get("user-agent", ""))
     try:
         reload = ReloadRequest.from_query(
@@ -148,7 +167,14 @@ async def hls_playlist(request: Request) -> Response:
 
 
 async def hls_file(request: Request) -> Response:
-    hls = _room_hls(request)
+    return await _file(request, _room_hls(request))
+
+
+async def opus_file(request: Request) -> Response:
+    return await _file(request, _room_opus_hls(request))
+
+
+async def _file(request: Request, hls: HlsPackager) -> Response:
     name = request.path_params["name"]
     if name == "init.mp4":
         body = hls.init_segment()
@@ -216,5 +242,7 @@ OPERATIONS = [
 routes = [
     *routes_of(OPERATIONS),
     Route("/hls/{space_id}/index.m3u8", hls_playlist, methods=["GET", "HEAD"]),
+    Route(f"/hls/{{space_id}}/{OPUS_FOLDER}/index.m3u8", opus_playlist, methods=["GET", "HEAD"]),
+    Route(f"/hls/{{space_id}}/{OPUS_FOLDER}/{{name}}", opus_file, methods=["GET", "HEAD"]),
     Route("/hls/{space_id}/{name}", hls_file, methods=["GET", "HEAD"]),
 ]

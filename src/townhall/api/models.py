@@ -237,6 +237,9 @@ class JoinAnswer(ResponseBody):
     ticket: str | None = None
     live_url: str | None = None
     hls_url: str | None = None
+    hls_opus_url: str | None = None
+    """The Opus rendition of the same program (`audio/mp4; codecs="opus"`), when enabled:
+    fewer bytes for the same speech quality; players that take Opus prefer it."""
     expires_at: float | None = None
     wait: Waiting | None = None
 
