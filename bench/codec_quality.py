@@ -30,7 +30,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -40,6 +40,8 @@ from pesq import pesq
 
 from townhall.audience.encoder import AacEncoder
 from townhall.audience.opus_encoder import OPUS_FRAME_SAMPLES, OpusEncoder
+from townhall.audience.program import ProgramOutput
+from townhall.config import AudioSettings
 from townhall.media import SAMPLE_RATE
 
 Signal = npt.NDArray[np.float32]
@@ -217,6 +219,22 @@ def encode_cpu_percent(make: Callable[[], AacEncoder | OpusEncoder], seconds: fl
     return 100.0 * spent / (len(frames) * OPUS_FRAME_SAMPLES / SAMPLE_RATE)
 
 
+def program_cpu_percent(opus_bitrate: int, seconds: float) -> float:
+    """% of one core (process time, so other load on the machine does not count) the
+    whole program push takes: AAC encode, live chunks, CMAF, HLS, and the Opus rendition
+    when `opus_bitrate` > 0."""
+    program = np.concatenate([speech(), music_like()])
+    repeats = max(1, int(np.ceil(seconds * SAMPLE_RATE / len(program))))
+    frames = list(_frames(np.tile(program, repeats)[: int(seconds * SAMPLE_RATE)]))
+    output = ProgramOutput(replace(AudioSettings(), opus_bitrate=opus_bitrate))
+    started = time.process_time()
+    for frame in frames:
+        output.push(frame)
+    spent = time.process_time() - started
+    output.close()
+    return 100.0 * spent / (len(frames) * OPUS_FRAME_SAMPLES / SAMPLE_RATE)
+
+
 def needed_opus_kbps(
     target: float, scores: dict[int, tuple[float, float]], better: Callable[[float, float], bool]
 ) -> str:
@@ -286,6 +304,13 @@ def main() -> None:
     print(
         f"\nencode CPU per live space ({args.cpu_seconds:.0f} s of program, 20 ms pushes, "
         f"{REFERENCE_KBPS} kbps): AAC {aac_cpu:.2f} % of a core, Opus {opus_cpu:.2f} %"
+    )
+
+    without = program_cpu_percent(0, args.cpu_seconds)
+    with_opus = program_cpu_percent(32_000, args.cpu_seconds)
+    print(
+        f"whole program push per live space: {without:.2f} % of a core without the Opus "
+        f"rendition, {with_opus:.2f} % with it at 32 kbps (+{with_opus - without:.2f} %)"
     )
 
 
