@@ -11,7 +11,7 @@ import numpy as np
 
 from tones import dominant_frequencies, tone_power
 from townhall.audience.hls import HlsPackager
-from townhall.audience.opus_rendition import OpusRendition
+from townhall.audience.opus_rendition import OpusRendition, variant_stream_inf
 from townhall.audience.program import ProgramOutput
 from townhall.config import AudioSettings
 from townhall.media import FRAME_SAMPLES, SAMPLE_RATE
@@ -102,3 +102,8 @@ def test_the_opus_segments_take_fewer_bytes_than_the_aac_ones() -> None:
     aac.close()
     ratio = _segment_bytes(opus.hls) / _segment_bytes(aac.hls)
     assert ratio < 0.8, f"Opus segments are {ratio:.0%} of the AAC ones"
+
+
+def test_the_master_playlist_entry_names_the_codec_and_the_playlist() -> None:
+    entry = variant_stream_inf(BITRATE)
+    assert entry == '#EXT-X-STREAM-INF:BANDWIDTH=40000,CODECS="opus"\nopus/index.m3u8\n'

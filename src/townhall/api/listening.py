@@ -21,6 +21,7 @@ from townhall.api.models import JoinAnswer, JoinRequest
 from townhall.api.paths import space_id as path_space_id
 from townhall.audience.hls import HlsPackager
 from townhall.audience.llhls import BLOCKING_TIMEOUT_TARGETS, ReloadRequest
+from townhall.audience.opus_rendition import OPUS_FOLDER, OPUS_PLAYLIST_URI
 from townhall.audience.program import ProgramOutput
 from townhall.config import Settings
 from townhall.domain.errors import Forbidden, Invalid, NotFound
@@ -30,8 +31,6 @@ from townhall.service.spaces import Spaces
 
 HLS_PLAYLIST_CACHE = "public, max-age=1"
 HLS_IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
-OPUS_FOLDER = "opus"
-"""The Opus rendition's playlist, init segment, segments and parts: /hls/{id}/opus/..."""
 SEGMENT_NAME = re.compile(r"^(\d{1,12})\.m4s$")
 PART_NAME = re.compile(r"^(\d{1,12})\.(\d{1,6})\.m4s$")
 HLS_BLOCKING_CACHE = "public, max-age=6"
@@ -87,7 +86,7 @@ def add_stream_urls(
         hls_base = (stage_url or settings.public_url).rstrip("/")
         answer["hls_url"] = f"{hls_base}/hls/{space_id}/index.m3u8"
         if settings.audio.opus_bitrate > 0:
-            answer["hls_opus_url"] = f"{hls_base}/hls/{space_id}/{OPUS_FOLDER}/index.m3u8"
+            answer["hls_opus_url"] = f"{hls_base}/hls/{space_id}/{OPUS_PLAYLIST_URI}"
 
 
 def live_base(request: Request, settings: Settings) -> str:
@@ -242,7 +241,7 @@ OPERATIONS = [
 routes = [
     *routes_of(OPERATIONS),
     Route("/hls/{space_id}/index.m3u8", hls_playlist, methods=["GET", "HEAD"]),
-    Route(f"/hls/{{space_id}}/{OPUS_FOLDER}/index.m3u8", opus_playlist, methods=["GET", "HEAD"]),
+    Route(f"/hls/{{space_id}}/{OPUS_PLAYLIST_URI}", opus_playlist, methods=["GET", "HEAD"]),
     Route(f"/hls/{{space_id}}/{OPUS_FOLDER}/{{name}}", opus_file, methods=["GET", "HEAD"]),
     Route("/hls/{space_id}/{name}", hls_file, methods=["GET", "HEAD"]),
 ]

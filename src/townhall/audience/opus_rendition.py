@@ -47,6 +47,24 @@ def opus_sample_entry(*, channels: int, pre_skip: int, input_sample_rate: int) -
     )
 
 
+OPUS_FOLDER = "opus"
+"""The Opus rendition's playlist, init segment, segments and parts: /hls/{id}/opus/..."""
+OPUS_PLAYLIST_URI = f"{OPUS_FOLDER}/index.m3u8"
+"""The Opus media playlist, relative to /hls/{id}/ (api/listening.py serves it)."""
+BANDWIDTH_OVERHEAD = 1.25
+"""Peak bits per second over the codec's: the ~150-byte moof of each 200 ms part."""
+
+
+def variant_stream_inf(bitrate: int) -> str:
+    """The Opus rendition's entry in a multivariant (master) playlist: a variant of its
+    own (a different codec, not an alternate of the AAC one), so a player that cannot
+    decode Opus skips it by CODECS."""
+    return (
+        f'#EXT-X-STREAM-INF:BANDWIDTH={int(bitrate * BANDWIDTH_OVERHEAD)},CODECS="{OPUS_CODECS}"'
+        f"\n{OPUS_PLAYLIST_URI}\n"
+    )
+
+
 class OpusRendition:
     """Encodes the program once more to Opus and packages it as HLS (CMAF parts)."""
 
