@@ -112,6 +112,7 @@ async def test_two_speakers_reach_listeners_live_and_over_hls(server) -> None:
             received = await asyncio.wait_for(reader, TONE_START_S + LISTEN_S + 15)
             hls_audio = await _read_hls(server.url, join["hls_url"])
             ffmpeg_audio = await _ffmpeg_hls(server.url + join["hls_url"])
+            ffmpeg_opus = await _ffmpeg_hls(server.url + join["hls_opus_url"])
             snapshot = (await http.get(f"/api/spaces/{space_id}")).json()
         finally:
             await speaker_a.close()
@@ -138,6 +139,8 @@ async def test_two_speakers_reach_listeners_live_and_over_hls(server) -> None:
     assert tone_power(hls_audio, 48_000, A_FREQ) > PRESENT_DBFS
     assert tone_power(hls_audio, 48_000, B_FREQ) > PRESENT_DBFS
     assert tone_power(ffmpeg_audio, 48_000, A_FREQ) > PRESENT_DBFS
+    assert tone_power(ffmpeg_opus, 48_000, A_FREQ) > PRESENT_DBFS, "the Opus rendition"
+    assert tone_power(ffmpeg_opus, 48_000, B_FREQ) > PRESENT_DBFS, "the Opus rendition"
     assert tone_power(ffmpeg_audio, 48_000, B_FREQ) > PRESENT_DBFS
     connected = {seat["user"]["id"] for seat in snapshot["stage"] if seat["connected"]}
     assert connected == {host_id, b_id}

@@ -113,6 +113,25 @@ async def test_listener_counts_are_summed_and_a_silent_node_stops_counting(views
     assert await a.listeners("other") == 0
 
 
+async def test_the_peak_is_the_highest_sum_across_nodes_and_outlives_the_end(
+    views: Views,
+) -> None:
+    a, b = views
+    assert await a.peak_listeners("s1") == 0
+    await a.report_listeners("s1", "node-a", 30, ttl_s=60)
+    await b.report_listeners("s1", "node-b", 12, ttl_s=60)
+    await b.report_listeners("s1", "node-b", 2, ttl_s=60)  # the sum falls: the peak stays
+    assert await b.peak_listeners("s1") == 42
+    await a.report_listeners("s1", "node-a", 35, ttl_s=60)
+    assert await a.peak_listeners("s1") == 42, "37 now, never more than 42"
+    await a.report_listeners("s1", "node-a", 41, ttl_s=60)
+    assert await b.peak_listeners("s1") == 43
+    await b.forget("s1")
+    assert await a.listeners("s1") == 0
+    assert await a.peak_listeners("s1") == 43, "kept for the host's end-of-space summary"
+    assert await a.peak_listeners("other") == 0
+
+
 async def test_the_arrival_sequence_is_one_across_nodes(views: Views) -> None:
     a, b = views
     numbers = await asyncio.gather(*(s.next_arrival("s1") for s in [a, b] * 50))

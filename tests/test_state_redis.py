@@ -85,13 +85,14 @@ async def test_an_ended_space_leaves_only_its_expiring_record_and_totals(redis_u
         await state.next_arrival(space_id)
         await state.advance_admitted(space_id, 1)
         await state.place_stage(space_id, "node-a")
-        assert len(await raw.keys(f"*{space_id}*")) == 8
+        assert len(await raw.keys(f"*{space_id}*")) == 9
         assert await raw.ttl(f"townhall:space:{{{space_id}}}:record") == -1  # live: no expiry
 
         await state.put_space(live.end(now))
         await state.forget(space_id)
         left = sorted(await raw.keys(f"*{space_id}*"))
-        assert left == [f"townhall:space:{{{space_id}}}:{name}" for name in ("reactions", "record")]
+        names = ("peak-listeners", "reactions", "record")
+        assert left == [f"townhall:space:{{{space_id}}}:{name}" for name in names]
         for key in left:
             assert 0 < await raw.ttl(key) <= 3600
     finally:

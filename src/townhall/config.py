@@ -68,6 +68,12 @@ class AudioSettings:
     clip_window_s: float = 30.0
     """Program audio kept in memory per live space for clips: the longest live clip
     (X: 30 s), ~200 KB at 48 kbps."""
+    opus_bitrate: int = 32_000
+    """The Opus HLS rendition (townhall.audience.opus_rendition); 0 disables it. At 32 kbps
+    its speech scores above AAC at 48 kbps (bench/codec_quality.py)."""
+    hls_listener_window_s: float = 10.0
+    """An HLS listener is a client that polled the playlist within this (see
+    townhall.audience.pollers): players poll every segment target or faster."""
 
 
 @dataclass(frozen=True)

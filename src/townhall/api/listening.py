@@ -22,6 +22,8 @@ from townhall.api.models import JoinAnswer, JoinRequest
 from townhall.api.paths import space_id as path_space_id
 from townhall.audience.hls import HlsPackager
 from townhall.audience.llhls import BLOCKING_TIMEOUT_TARGETS, ReloadRequest
+from townhall.audience.opus_rendition import OPUS_FOLDER, OPUS_PLAYLIST_URI
+from townhall.audience.program import ProgramOutput
 from townhall.config import Settings
 from townhall.domain.errors import Forbidden, Invalid, NotFound
 from townhall.domain.spaces import User
@@ -84,6 +86,8 @@ def add_stream_urls(
         answer["live_url"] = f"{live_url_base}/live/{space_id}.aac?ticket={quote(answer['ticket'])}"
         hls_base = (stage_url or settings.public_url).rstrip("/")
         answer["hls_url"] = f"{hls_base}/hls/{space_id}/index.m3u8"
+        if settings.audio.opus_bitrate > 0:
+            answer["hls_opus_url"] = f"{hls_base}/hls/{space_id}/{OPUS_PLAYLIST_URI}"
 
 
 def live_base(request: Request, settings: Settings) -> str:
@@ -104,18 +108,39 @@ def live_base(request: Request, settings: Settings) -> str:
     return f"{scheme}://{hostname}:{port}"
 
 
-def _room_hls(request: Request):  # type: ignore[no-untyped-def]
+def _room_program(request: Request) -> ProgramOutput:
     room = _spaces(request).rooms.get(path_space_id(request))
     if room is None:
         raise NotFound("this space is not live on this server", code="not_live")
-    return room.program.hls
+    return room.program
+
+
+def _room_hls(request: Request) -> HlsPackager:
+    return _room_program(request).hls
+
+
+def _room_opus_hls(request: Request) -> HlsPackager:
+    opus = _room_program(request).opus
+    if opus is None:
+        raise NotFound("this server makes no Opus rendition", code="not_found")
+    return opus.hls
 
 
 async def hls_playlist(request: Request) -> Response:
     """The live playlist; with `_HLS_msn` (and `_HLS_part`) a blocking reload answered
     as soon as that segment (part) exists (LL-HLS, see townhall.audience.llhls). The
     answer to a blocking reload names a playlist state, so caches may keep it."""
-    hls = _room_hls(request)
+    return await _playlist(request, _room_hls(request))
+
+
+async def opus_playlist(request: Request) -> Response:
+    """The Opus rendition's live playlist: the same LL-HLS as the AAC one."""
+    return await _playlist(request, _room_opus_hls(request))
+
+
+async def _playlist(request: Request, hls: HlsPackager) -> Response:
+    program = _room_program(request)
+    program.hls_pollers.saw(client_address(request), request.headers.get("user-agent", ""))
     try:
         reload = ReloadRequest.from_query(
             request.query_params.get("_HLS_msn"), request.query_params.get("_HLS_part")
@@ -142,7 +167,14 @@ async def hls_playlist(request: Request) -> Response:
 
 
 async def hls_file(request: Request) -> Response:
-    hls = _room_hls(request)
+    return await _file(request, _room_hls(request))
+
+
+async def opus_file(request: Request) -> Response:
+    return await _file(request, _room_opus_hls(request))
+
+
+async def _file(request: Request, hls: HlsPackager) -> Response:
     name = request.path_params["name"]
     if name == "init.mp4":
         body = hls.init_segment()
@@ -212,5 +244,7 @@ OPERATIONS = [
 routes = [
     *routes_of(OPERATIONS),
     Route("/hls/{space_id}/index.m3u8", hls_playlist, methods=["GET", "HEAD"]),
+    Route(f"/hls/{{space_id}}/{OPUS_PLAYLIST_URI}", opus_playlist, methods=["GET", "HEAD"]),
+    Route(f"/hls/{{space_id}}/{OPUS_FOLDER}/{{name}}", opus_file, methods=["GET", "HEAD"]),
     Route("/hls/{space_id}/{name}", hls_file, methods=["GET", "HEAD"]),
 ]

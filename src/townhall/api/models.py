@@ -173,6 +173,8 @@ class Snapshot(ResponseBody):
     host: UserOut
     stage: list[StageSeat]
     listeners: int
+    peak_listeners: int = 0
+    """The most listeners at once (live stream and HLS); kept after the end."""
     reactions: dict[str, int]
     scheduled_for: str | None
     started_at: str | None
@@ -246,6 +248,9 @@ class JoinAnswer(ResponseBody):
     ticket: str | None = None
     live_url: str | None = None
     hls_url: str | None = None
+    hls_opus_url: str | None = None
+    """The Opus rendition of the same program (`audio/mp4; codecs="opus"`), when enabled:
+    fewer bytes for the same speech quality; players that take Opus prefer it."""
     expires_at: float | None = None
     wait: Waiting | None = None
 

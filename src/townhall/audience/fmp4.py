@@ -80,9 +80,15 @@ def _mp4a(sample_rate: int, channels: int, audio_specific_config: bytes, bitrate
 
 
 def init_segment(
-    *, sample_rate: int, channels: int, audio_specific_config: bytes, bitrate: int
+    *,
+    sample_rate: int,
+    channels: int,
+    audio_specific_config: bytes,
+    bitrate: int,
+    sample_entry: bytes | None = None,
 ) -> bytes:
-    """ftyp + moov with an empty sample table and mvex: what every fragment needs first."""
+    """ftyp + moov with an empty sample table and mvex: what every fragment needs first.
+    The sample entry is AAC's mp4a unless another codec's is given (Opus: opus_rendition)."""
     ftyp = box(b"ftyp", b"iso6", struct.pack(">I", 0), b"iso6cmfcmp41")
     mvhd = full_box(
         b"mvhd", 0, 0,
@@ -105,7 +111,7 @@ def init_segment(
     stbl = box(
         b"stbl",
         full_box(b"stsd", 0, 0, struct.pack(">I", 1),
-                 _mp4a(sample_rate, channels, audio_specific_config, bitrate)),
+                 sample_entry or _mp4a(sample_rate, channels, audio_specific_config, bitrate)),
         full_box(b"stts", 0, 0, struct.pack(">I", 0)),
         full_box(b"stsc", 0, 0, struct.pack(">I", 0)),
         full_box(b"stsz", 0, 0, struct.pack(">II", 0, 0)),

@@ -21,6 +21,8 @@ from townhall.audience.encoder import AAC_FRAME_SAMPLES, AacEncoder, AacPacket
 from townhall.audience.fanout import LiveFanout
 from townhall.audience.fmp4 import Fragment, Fragmenter, init_segment
 from townhall.audience.hls import HlsPackager
+from townhall.audience.opus_rendition import OpusRendition
+from townhall.audience.pollers import RecentPollers
 from townhall.audience.recorder import (
     EmptyRecording,
     Recorder,
@@ -46,7 +48,9 @@ class ProgramStats:
     frames_after_close: int = 0
     """Pushed after ``close`` (a mixer tick racing the end): dropped."""
     encode_seconds: float = 0.0
-    """CPU spent in ``push`` (encode and all three deliveries)."""
+    """CPU spent in ``push`` (encode and all three deliveries, the Opus rendition too)."""
+    opus_encode_seconds: float = 0.0
+    """Of which the Opus rendition (its encode and packaging)."""
     packets: int = 0
     live_chunks: int = 0
     fragments: int = 0
@@ -68,6 +72,12 @@ class ProgramOutput:
         framing = ADTS_HEADER_BYTES * SAMPLE_RATE / AAC_FRAME_SAMPLES
         self.live = LiveFanout(settings, stream_bytes_per_second=settings.bitrate / 8 + framing)
         self.hls = HlsPackager(settings)
+        self.opus: OpusRendition | None = None
+        """The Opus rendition, when enabled (settings.opus_bitrate)."""
+        if settings.opus_bitrate > 0:
+            self.opus = OpusRendition(settings, settings.opus_bitrate)
+        self.hls_pollers = RecentPollers(settings.hls_listener_window_s)
+        """HLS listeners: distinct recent playlist pollers (counted with the live ones)."""
         self.init_segment = init_segment(
             sample_rate=SAMPLE_RATE,
             channels=self._encoder.channels,
@@ -123,6 +133,10 @@ class ProgramOutput:
         self.stats.frames_pushed += 1
         for packet in self._encoder.encode(frame):
             self._deliver(packet)
+        if self.opus is not None:
+            opus_started = time.perf_counter()
+            self.opus.push(frame)
+            self.stats.opus_encode_seconds += time.perf_counter() - opus_started
         self.stats.encode_seconds += time.perf_counter() - started
 
     def close(self, *, finalize: bool = False) -> None:
@@ -155,6 +169,8 @@ class ProgramOutput:
         if last is not None:
             self._store_fragment(last)
         self.hls.close()
+        if self.opus is not None:
+            self.opus.close()
         latest = self.hls.latest_sequence
         self.stats.segments = 0 if latest is None else latest + 1
         self.live.close()

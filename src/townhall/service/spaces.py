@@ -237,13 +237,15 @@ class Spaces:
         tick_s = self._settings.snapshot_tick_s
         reported = 0
         for room in self.rooms:
+            hls_listeners = room.program.hls_pollers.count()
             await self._state.report_listeners(
                 room.space_id,
                 self._node_id,
-                room.program.live.listener_count,
+                room.program.live.listener_count + hls_listeners,
                 ttl_s=LISTENER_TTL_TICKS * tick_s,
             )
-            reported += await self._state.listeners(room.space_id)
+            # the node's load is its live-stream listeners: HLS is cacheable, not held
+            reported += await self._state.listeners(room.space_id) - hls_listeners
         self._reported_listeners = reported
         await self._beat()
         self._ticks += 1
@@ -424,6 +426,7 @@ class Spaces:
             stage,
             listeners=await self._state.listeners(space_id) if space.is_live else 0,
             reactions=await self._state.reactions(space_id),
+            peak_listeners=await self._state.peak_listeners(space_id),
             speaking=room.stage.speaking() if room else (),
             connected=room.stage.connected if room else (),
             recording_url=recording_url,

@@ -116,6 +116,10 @@ class State(Protocol):
     async def listeners(self, space_id: str) -> int:
         """The sum over the nodes whose report has not expired."""
 
+    async def peak_listeners(self, space_id: str) -> int:
+        """The highest sum any report has made (raised by `report_listeners`); kept after
+        the end like the reaction totals, for the end-of-space summary."""
+
     # -- the waiting room (wired by the door) ----------------------------------------
 
     async def next_arrival(self, space_id: str) -> int:
@@ -152,7 +156,8 @@ class State(Protocol):
     # -- the end ----------------------------------------------------------------------
 
     async def forget(self, space_id: str) -> None:
-        """Drops every per-space structure of an ended space; its record and its reaction
-        totals expire with ENDED_RECORD_TTL_S instead (the end-of-space summary)."""
+        """Drops every per-space structure of an ended space; its record, its reaction
+        totals and its peak listeners expire with ENDED_RECORD_TTL_S instead (the
+        end-of-space summary)."""
 
     async def close(self) -> None: ...

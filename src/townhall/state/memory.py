@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from townhall.domain.spaces import Space, SpaceState
 from townhall.domain.stage import Stage
@@ -28,6 +28,15 @@ MAX_ENDED_RECORDS = 10_000
 """Ended records kept for late readers; past this the oldest go (the store has them)."""
 
 
+@dataclass(frozen=True)
+class _EndedTotals:
+    """What an ended space's summary shows, kept as long as its record."""
+
+    reactions: Counter[str]
+    peak_listeners: int
+    expiry: float
+
+
 class MemoryState:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
@@ -36,8 +45,10 @@ class MemoryState:
         """Space id -> (record, expiry as unix time; inf while not ended)."""
         self._stages: dict[str, Stage] = {}
         self._reactions: dict[str, Counter[str]] = {}
-        self._ended_reactions: dict[str, tuple[Counter[str], float]] = {}
-        """Ended space id -> (final totals, expiry), oldest first, at most MAX_ENDED_RECORDS."""
+        self._peaks: dict[str, int] = {}
+        """Live space id -> the highest listener sum reported."""
+        self._ended: dict[str, _EndedTotals] = {}
+        """Ended space id -> its final totals, oldest first, at most MAX_ENDED_RECORDS."""
         self._listeners: dict[str, dict[str, tuple[int, float]]] = {}
         """Space id -> node id -> (count, expiry)."""
         self._arrivals: dict[str, int] = {}
@@ -110,17 +121,30 @@ class MemoryState:
         self._reactions.setdefault(space_id, Counter())[emoji] += 1
 
     async def reactions(self, space_id: str) -> dict[str, int]:
-        ended = self._ended_reactions.get(space_id)
+        ended = self._ended_totals(space_id)
         if ended is not None:
-            if ended[1] > self._clock():
-                return dict(ended[0])
-            del self._ended_reactions[space_id]
+            return dict(ended.reactions)
         return dict(self._reactions.get(space_id, {}))
+
+    def _ended_totals(self, space_id: str) -> _EndedTotals | None:
+        ended = self._ended.get(space_id)
+        if ended is not None and ended.expiry <= self._clock():
+            del self._ended[space_id]
+            return None
+        return ended
 
     async def report_listeners(
         self, space_id: str, node_id: str, count: int, ttl_s: float = LISTENER_REPORT_TTL_S
     ) -> None:
         self._listeners.setdefault(space_id, {})[node_id] = (count, self._clock() + ttl_s)
+        total = await self.listeners(space_id)
+        self._peaks[space_id] = max(self._peaks.get(space_id, 0), total)
+
+    async def peak_listeners(self, space_id: str) -> int:
+        ended = self._ended_totals(space_id)
+        if ended is not None:
+            return ended.peak_listeners
+        return self._peaks.get(space_id, 0)
 
     async def listeners(self, space_id: str) -> int:
         reports = self._listeners.get(space_id, {})
@@ -191,12 +215,14 @@ class MemoryState:
             self._placement,
         ):
             per_space.pop(space_id, None)
-        totals = self._reactions.pop(space_id, None)
-        if totals:  # kept, like the ended record, for the end-of-space summary
-            self._ended_reactions.pop(space_id, None)
-            self._ended_reactions[space_id] = (totals, self._clock() + ENDED_RECORD_TTL_S)
-            if len(self._ended_reactions) > MAX_ENDED_RECORDS:
-                del self._ended_reactions[next(iter(self._ended_reactions))]
+        totals = self._reactions.pop(space_id, None) or Counter()
+        peak = self._peaks.pop(space_id, 0)
+        if totals or peak:  # kept, like the ended record, for the end-of-space summary
+            self._ended.pop(space_id, None)
+            expiry = self._clock() + ENDED_RECORD_TTL_S
+            self._ended[space_id] = _EndedTotals(totals, peak, expiry)
+            if len(self._ended) > MAX_ENDED_RECORDS:
+                del self._ended[next(iter(self._ended))]
 
     async def close(self) -> None:
         return None

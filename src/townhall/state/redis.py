@@ -52,6 +52,8 @@ LISTENERS_KEY = "townhall:space:{%s}:listeners"
 """hash: node id -> that node's listener count."""
 LISTENER_EXPIRY_KEY = "townhall:space:{%s}:listeners-expiry"
 """sorted set: node id -> unix time its count stops counting."""
+PEAK_LISTENERS_KEY = "townhall:space:{%s}:peak-listeners"
+"""integer: the highest listener sum reported; expires ENDED_RECORD_TTL_S after end."""
 ARRIVALS_KEY = "townhall:space:{%s}:arrivals"
 """integer: the waiting room's arrival sequence (INCR)."""
 ADMITTED_KEY = "townhall:space:{%s}:admitted"
@@ -75,8 +77,8 @@ PER_SPACE_KEYS = (
     ADMITTED_KEY,
     STAGE_NODE_KEY,
 )
-"""Deleted when a space ends (its record and its reaction totals expire instead: the
-host's end-of-space summary and late snapshots still show them)."""
+"""Deleted when a space ends (its record, its reaction totals and its peak listeners
+expire instead: the host's end-of-space summary and late snapshots still show them)."""
 
 SOCKET_TIMEOUT_S = 1.0
 """A command that gets no answer by then fails: a slow Redis is an unavailable one."""
@@ -92,16 +94,8 @@ STAGE_UPDATE_ATTEMPTS = 20
 STAGE_RETRY_PAUSE_S = 0.005
 """Upper bound of the random pause before retry n is n times this."""
 
-# KEYS: listeners hash, expiry zset. ARGV: node id, count, ttl (s).
-REPORT_LISTENERS = """
-local now = redis.call('TIME')
-local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[2], t + tonumber(ARGV[3]), ARGV[1])
-return 1
-"""
-# KEYS: listeners hash, expiry zset. Drops expired reports, returns the sum of the rest.
-SUM_LISTENERS = """
+# KEYS: listeners hash, expiry zset. Drops expired reports, leaves the sum of the rest.
+_SUM_FRESH = """
 local now = redis.call('TIME')
 local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
 local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', t)
@@ -113,8 +107,24 @@ local total = 0
 for _, count in ipairs(redis.call('HVALS', KEYS[1])) do
   total = total + tonumber(count)
 end
+"""
+SUM_LISTENERS = _SUM_FRESH + "return total\n"
+# KEYS: listeners hash, expiry zset, peak. ARGV: node id, count, ttl (s). Raises the peak.
+REPORT_LISTENERS = (
+    """
+local now0 = redis.call('TIME')
+local t0 = tonumber(now0[1]) + tonumber(now0[2]) / 1e6
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], t0 + tonumber(ARGV[3]), ARGV[1])
+"""
+    + _SUM_FRESH
+    + """
+if total > tonumber(redis.call('GET', KEYS[3]) or '0') then
+  redis.call('SET', KEYS[3], total)
+end
 return total
 """
+)
 # KEYS: arrivals, admitted. ARGV: at most. Returns the new admitted-up-to.
 ADVANCE_ADMITTED = """
 local arrivals = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -310,7 +320,11 @@ class RedisState:
     async def report_listeners(
         self, space_id: str, node_id: str, count: int, ttl_s: float = LISTENER_REPORT_TTL_S
     ) -> None:
-        keys = [LISTENERS_KEY % space_id, LISTENER_EXPIRY_KEY % space_id]
+        keys = [
+            LISTENERS_KEY % space_id,
+            LISTENER_EXPIRY_KEY % space_id,
+            PEAK_LISTENERS_KEY % space_id,
+        ]
         with _reachable():
             await self._report(keys=keys, args=[node_id, count, ttl_s])
 
@@ -318,6 +332,10 @@ class RedisState:
         keys = [LISTENERS_KEY % space_id, LISTENER_EXPIRY_KEY % space_id]
         with _reachable():
             return int(await self._sum(keys=keys))
+
+    async def peak_listeners(self, space_id: str) -> int:
+        with _reachable():
+            return int(await self._redis.get(PEAK_LISTENERS_KEY % space_id) or 0)
 
     # -- the waiting room ---------------------------------------------------------------
 
@@ -385,6 +403,7 @@ class RedisState:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(*(key % space_id for key in PER_SPACE_KEYS))
                 pipe.expire(REACTIONS_KEY % space_id, int(ENDED_RECORD_TTL_S))
+                pipe.expire(PEAK_LISTENERS_KEY % space_id, int(ENDED_RECORD_TTL_S))
                 await pipe.execute()
 
     async def close(self) -> None:

@@ -14,6 +14,8 @@ import { sleep } from './ui.js';
 const MSE_TYPE = 'audio/aac';
 const FMP4_TYPE = 'audio/mp4; codecs="mp4a.40.2"';
 const HLS_TYPE = 'application/vnd.apple.mpegurl';
+import { chooseHlsRendition } from './rendition.js';
+
 /** hls.js, vendored (static/vendor), loaded only by browsers that need it. */
 const HLS_JS = './vendor/hls.light.min.mjs';
 /** Playback further than this behind the buffered end is pulled forward... */
@@ -84,6 +86,8 @@ export class LivePlayer extends EventTarget {
     this.delivery = chooseDelivery(audio, preferred);
     /** The hls.js instance while delivery is 'hlsjs' (its latency is read by tests). */
     this.hls = null;
+    /** Which HLS rendition hls.js plays: 'opus' or 'aac' (rendition.js). */
+    this.hlsCodec = null;
     this.wait = null;
     this.error = null;
     this.retryInS = 0;
@@ -226,7 +230,11 @@ export class LivePlayer extends EventTarget {
   /** Plays until the stream ends. */
   async _play(ticket, run) {
     if (this.delivery === 'mse') return this._streamMse(ticket.live_url, run);
-    if (this.delivery === 'hlsjs') return this._playHlsJs(ticket.hls_url, run);
+    if (this.delivery === 'hlsjs') {
+      const rendition = chooseHlsRendition(ticket);
+      this.hlsCodec = rendition.codec;
+      return this._playHlsJs(rendition.url, run);
+    }
     const url = this.delivery === 'hls' ? ticket.hls_url : ticket.live_url;
     return this._playElement(url, run);
   }

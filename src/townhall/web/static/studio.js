@@ -39,18 +39,6 @@ let mine = null;
 let space = null;
 let requests = [];
 let endArmedUntil = 0;
-/**
- * The most listeners this studio saw while live (kept across reloads in this tab), for
- * the end-of-space summary until the snapshot carries `peak_listeners` itself.
- */
-const PEAK_KEY = `townhall-peak-${spaceId}`;
-let peakSeen = Number(sessionStorage.getItem(PEAK_KEY)) || null;
-
-function notePeak() {
-  if (space.state !== 'live') return;
-  peakSeen = Math.max(peakSeen || 0, space.listeners);
-  sessionStorage.setItem(PEAK_KEY, String(peakSeen));
-}
 
 const isHost = () => mine && mine.role === 'host';
 
@@ -126,8 +114,8 @@ function renderSummary() {
   const ended = space.state === 'ended';
   $('#summary').hidden = !ended;
   if (!ended) return;
-  const peak = Number.isFinite(space.peak_listeners) ? space.peak_listeners : peakSeen;
-  $('#summary-text').textContent = endedSummary({ ...space, peak_listeners: peak });
+  // The server keeps `peak_listeners` (live stream and HLS, every node) with the ended space.
+  $('#summary-text').textContent = endedSummary(space);
   $('#summary-reactions').replaceChildren(...reactionChips(space));
 }
 
@@ -172,7 +160,6 @@ function renderControls() {
 }
 
 function render() {
-  notePeak();
   showSpaceHeader(space);
   elapsed.follow(space);
   floats.follow(space.reactions);
