@@ -2,9 +2,11 @@
 
     .venv/bin/python -m bench.one_stream [--listeners 10000]
 
-* the worker's stream open: ``LiveFanout.attach`` alone (what a worker did per
-  stream before) against attach + ``Openings.opened`` (what it does now), per
-  call, best of three, so the ratio is the cost on the worker's open rate;
+* the worker's stream open, our code's part of it: the stream gate's ticket check
+  and ``LiveFanout.attach`` (what a worker did per stream before) against the same
+  + ``Openings.opened`` (what it does now), per call, best of three; the ratio is
+  an upper bound of the cost on the worker's open rate (the kernel's accept and
+  the HTTP parse come on top of both);
 * the report: bytes of the ``opened`` part when ``--listeners`` streams opened
   since the last report (one space, anonymous listener ids as the door issues
   them), in how many reports they go, and the origin's time to take them
@@ -20,6 +22,10 @@ import secrets
 import time
 from collections.abc import Callable
 
+from townhall.admission.capacity import Capacity
+from townhall.admission.signing import Signer
+from townhall.admission.stream_gate import StreamGate
+from townhall.admission.tickets import issue_ticket
 from townhall.audience.fanout import LiveFanout
 from townhall.config import AudioSettings
 from townhall.edge.one_stream import (
@@ -29,6 +35,8 @@ from townhall.edge.one_stream import (
     TicketHolders,
     to_wire,
 )
+
+SPACE = "space-0001"
 
 
 class NullTransport(asyncio.WriteTransport):
@@ -70,29 +78,40 @@ def main() -> None:
     ids = ["anon-" + secrets.token_urlsafe(9) for _ in range(n)]
     transport = NullTransport()
 
-    def attach_only(count: int) -> None:
-        fanout = LiveFanout(AudioSettings())
-        for listener_id in ids[:count]:
-            fanout.attach(transport, listener_id, replace=True)
+    signer = Signer(b"bench-secret-0123456789abcdef0123")
+    gate = StreamGate(signer, Capacity())
+    now = time.time()
+    tickets = [issue_ticket(signer, SPACE, i, now, 600).token for i in ids]
 
-    def attach_and_note(count: int) -> None:
+    def open_before(count: int) -> None:
+        fanout = LiveFanout(AudioSettings())
+        for ticket in tickets[:count]:
+            claims = gate.admit(ticket, SPACE, now, removed=(), listeners=0, streaming=())
+            fanout.attach(transport, claims.listener_id, replace=True)
+
+    def open_now(count: int) -> None:
         fanout = LiveFanout(AudioSettings())
         openings = Openings()
-        for listener_id in ids[:count]:
-            listener = fanout.attach(transport, listener_id, replace=True)
-            openings.opened("space-0001", listener_id, listener.attached_at)
+        for ticket in tickets[:count]:
+            claims = gate.admit(ticket, SPACE, now, removed=(), listeners=0, streaming=())
+            listener = fanout.attach(transport, claims.listener_id, replace=True)
+            openings.opened(SPACE, claims.listener_id, listener.attached_at)
 
-    before = best_us_per_call(attach_only, n)
-    after = best_us_per_call(attach_and_note, n)
+    def note_only(count: int) -> None:
+        openings = Openings()
+        for listener_id in ids[:count]:
+            openings.opened(SPACE, listener_id, 1.0)
+
+    print(f"Openings.opened alone: {best_us_per_call(note_only, n):.2f} us per stream")
+    before = best_us_per_call(open_before, n)
+    after = best_us_per_call(open_now, n)
     print(
-        f"stream open, {n} listeners: attach {before:.2f} us, attach + note {after:.2f} us "
+        f"stream open ({n}): gate + attach {before:.2f} us, + note {after:.2f} us "
         f"(open rate x{before / after:.2f}: {1e6 / before:,.0f}/s -> {1e6 / after:,.0f}/s)"
     )
 
     now = time.monotonic()
-    opened = [
-        Opening("space-0001", listener_id, now + i * 1e-4) for i, listener_id in enumerate(ids)
-    ]
+    opened = [Opening(SPACE, listener_id, now + i * 1e-4) for i, listener_id in enumerate(ids)]
     reports = [opened[i : i + MAX_OPENED_PER_REPORT] for i in range(0, n, MAX_OPENED_PER_REPORT)]
     sizes = [len(json.dumps({"opened": to_wire(r)}, separators=(",", ":"))) for r in reports]
     print(

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from townhall.audience.fanout import LiveFanout
 
@@ -60,9 +60,10 @@ class OpeningsRefused(ValueError):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class Opening:
-    """A stream of ``listener_id`` in ``space_id`` opened (or, in a cut: older than) ``at``."""
+class Opening(NamedTuple):
+    """A stream of ``listener_id`` in ``space_id`` opened (or, in a cut: older than) ``at``.
+    A named tuple: one is made per stream opened, on the hot path (a third of the cost of
+    a frozen dataclass)."""
 
     space_id: str
     listener_id: str

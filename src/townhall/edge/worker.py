@@ -233,6 +233,8 @@ async def _report_forever(
                 if cut:
                     log.info("stream worker %d: cut %d removed listener(s)", config.index, cut)
                 cut_replaced(answer.replaced, relays.fanout)
+                if service.openings:  # a crowd opened more than one report carries
+                    clock.report_now()
         await asyncio.sleep(MIN_REPORT_GAP_S)
 
 
