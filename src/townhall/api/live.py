@@ -289,7 +289,8 @@ async def report_listeners(request: Request) -> Response:
     count changed get their snapshot rebuilt on the next tick. The answer, 200
     ``{"removed": {space_id: [listener_id]}}``, names who was removed from the
     reported spaces that have removals (see townhall.edge.removals): the worker
-    cuts and refuses them; and ``"replaced"`` (same shape as ``opened``) names the
+    cuts and refuses them; and ``"replaced"`` (same shape as ``opened``; absent when
+    empty) names the
     tickets whose streams there opened before ``t`` must be cut, a newer stream
     holding them elsewhere on this node (see townhall.edge.one_stream)."""
     try:
@@ -316,10 +317,10 @@ async def report_listeners(request: Request) -> Response:
     holders = _ticket_holders(app.state)
     holders.record(node_id, opened)
     cut_replaced(holders.cuts_for(ORIGIN_NODE), partial(_fanout_of, spaces.rooms))
-    replaced = to_wire(holders.cuts_for(node_id))
-    return JSONResponse(
-        {"removed": removed, "replaced": replaced}, headers={"cache-control": "no-store"}
-    )
+    answer: dict[str, object] = {"removed": removed}
+    if replaced := to_wire(holders.cuts_for(node_id)):
+        answer["replaced"] = replaced
+    return JSONResponse(answer, headers={"cache-control": "no-store"})
 
 
 def _ticket_holders(state: State) -> TicketHolders:
