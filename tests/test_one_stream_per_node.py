@@ -21,13 +21,16 @@ import httpx
 import pytest
 
 from conftest import RunningServer, start_server, stop_server
+from test_audience_fanout import SETTINGS, FakeTransport
 from test_stream_gate import SECRET, Stream, _live_space, _tickets, _wait_for_worker
+from townhall.audience.fanout import LiveFanout
 from townhall.edge.one_stream import (
     ORIGIN_NODE,
     Opening,
     Openings,
     OpeningsRefused,
     TicketHolders,
+    cut_replaced,
     parse_wire,
     to_wire,
 )
@@ -87,6 +90,25 @@ def test_the_origins_map_and_the_workers_queue_are_bounded() -> None:
     openings.put_back(batch)  # a failed report: its openings go first, room permitting
     assert [o.listener_id for o in openings.take()] == ["anon-4", "anon-5", "anon-6", "anon-7"]
     assert openings.dropped == 4
+
+
+def test_a_cut_closes_only_the_connections_older_than_the_newer_stream() -> None:
+    """A worker that restarted keeps its node id, so the origin may still think it holds a
+    ticket and send it a cut: the cut closes what opened before the newer stream, never a
+    connection that opened after it (a reconnect that landed there since)."""
+    fanout = LiveFanout(SETTINGS)
+    older, other = FakeTransport(), FakeTransport()
+    fanout.attach(older, "anon-a")
+    fanout.attach(other, "anon-b")
+    newer_elsewhere = time.monotonic() + 1.0
+    assert cut_replaced([Opening("sp", "anon-a", newer_elsewhere)], {"sp": fanout}.get) == 1
+    assert older.closed and not other.closed
+    since = FakeTransport()
+    reconnect = fanout.attach(since, "anon-a")
+    stale = Opening("sp", "anon-a", reconnect.attached_at - 1e-6)  # from before it
+    assert cut_replaced([stale, Opening("gone", "anon-a", 1e12)], {"sp": fanout}.get) == 0
+    assert not since.closed and fanout.listener_count == 2
+    assert fanout.stats.replaced == 1
 
 
 def test_the_wire_form_round_trips_and_refuses_what_is_not_it() -> None:
