@@ -115,7 +115,13 @@ def test_the_wire_form_round_trips_and_refuses_what_is_not_it() -> None:
     cuts = [Opening("sp", "anon-a", 1.25), Opening("sp", "anon-b", 2.5), Opening("x", "u", 3.0)]
     assert parse_wire(to_wire(cuts), 10) == cuts
     assert parse_wire(None, 10) == []
-    bad_shapes = ([], {"sp": "a"}, {"sp": [["a"]]}, {"sp": [[1, 2.0]]}, {"sp": [["a", True]]})
+    bad_shapes: tuple[object, ...] = (
+        [],
+        {"sp": "a"},
+        {"sp": [["a"]]},
+        {"sp": [[1, 2.0]]},
+        {"sp": [["a", True]]},
+    )
     for bad in bad_shapes:
         with pytest.raises(OpeningsRefused):
             parse_wire(bad, 10)
