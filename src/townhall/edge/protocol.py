@@ -115,6 +115,7 @@ class StreamService:
                 "relays_opened": self.relays.opened,
                 "counts": self.relays.counts(),
                 "removals": asdict(self.relays.removals),
+                "openings": {"pending": len(self.openings), "dropped": self.openings.dropped},
                 **asdict(self.stats),
             }
         ).encode()
