@@ -38,7 +38,8 @@ from townhall.audience.fanout import LiveFanout
 ORIGIN_NODE: Final = "origin"
 """The node id of the origin process's own streams (workers' ids name their port)."""
 MAX_OPENED_PER_REPORT: Final = 5_000
-"""Openings one report carries (~250 KB); more wait for the next report."""
+"""Openings one report carries (~170 KB, bench/one_stream.py); a worker with more reports
+again at once (20 ms apart) until they are all sent."""
 MAX_PENDING_OPENINGS: Final = 100_000
 """Openings a worker keeps for its next reports; past this (a report-less origin for a
 long crowd) the oldest are dropped and counted: only their duplicate check is lost."""
