@@ -27,7 +27,7 @@ from townhall.edge import (
 from townhall.edge.framing import AdtsFramer
 from townhall.edge.relay import Origin, Refusal, Relays
 from townhall.edge.removals import MAX_ANSWER_BYTES, MAX_REMOVED_PER_SPACE
-from townhall.edge.worker import report_once
+from townhall.edge.worker import ReportAnswer, report_once
 
 FRAME_MS = 1024 * 1000 / 48_000
 
@@ -276,12 +276,14 @@ async def test_report_answers_are_read_within_their_bound() -> None:
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     origin = Origin("127.0.0.1", server.sockets[0].getsockname()[1], "w", Signer(b"k" * 32))
     try:
-        assert await report_once(origin, {"s": 1}) == (200, {"s": frozenset({"u1"})})
-        assert await report_once(origin, {"s": 1}) == (204, {})
+        assert await report_once(origin, {"s": 1}) == ReportAnswer(
+            200, {"s": frozenset({"u1"})}, []
+        )
+        assert await report_once(origin, {"s": 1}) == ReportAnswer(204, {}, [])
         for _ in range(2):
             with pytest.raises(RemovalsRefused):
                 await report_once(origin, {"s": 1})
     finally:
         server.close()
         await server.wait_closed()
-    assert bodies[0] == b'{"counts": {"s": 1}}'
+    assert bodies[0] == b'{"counts":{"s":1}}'

@@ -9,7 +9,9 @@ drives a small adapter that forwards through `send`.
 
 With stream workers (townhall.edge) the listeners go to the stream port
 instead; here the origin serves each worker's relay of the program and takes
-its listener counts, both behind relay tokens.
+its listener counts, both behind relay tokens. One ticket holds one stream per
+node: the origin's own streams and the ones the workers report opening go into
+one map, and the older stream of a ticket is cut (townhall.edge.one_stream).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import contextlib
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 from urllib.parse import parse_qs
 
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
@@ -29,12 +33,28 @@ from starlette.types import Message, Receive, Scope, Send
 from townhall.admission.stream_gate import StreamDenied
 from townhall.api.bodies import read_json
 from townhall.api.stream_denials import denied_retry_after_s, denied_status
-from townhall.audience.fanout import LiveFanout
+from townhall.audience.fanout import LiveFanout, LiveListener
 from townhall.domain.errors import DomainError
+from townhall.edge.one_stream import (
+    MAX_OPENED_PER_REPORT,
+    ORIGIN_NODE,
+    Opening,
+    OpeningsRefused,
+    TicketHolders,
+    cut_replaced,
+    parse_wire,
+    to_wire,
+)
 from townhall.edge.relay_token import HEADER as RELAY_HEADER_NAME
 from townhall.edge.relay_token import RelayRefused, check_relay_token
 from townhall.edge.removals import removed_answer
-from townhall.edge.reports import ListenerReports, ReportRefused, parse_counts, parse_figures
+from townhall.edge.reports import (
+    MAX_REPORT_BYTES,
+    ListenerReports,
+    ReportRefused,
+    parse_counts,
+    parse_figures,
+)
 from townhall.service.live import LiveRooms
 
 TRANSPORT_EXTENSION = "townhall.transport"
@@ -170,7 +190,15 @@ class LiveStream:
             await send({"type": "http.response.start", "status": 200, "headers": LIVE_HEADERS})
             await send({"type": "http.response.body", "body": b""})
             return
-        await _stream(scope, receive, send, fanout, claims.listener_id, replace=True)
+        holders = _ticket_holders(app.state)
+
+        def opened(listener: LiveListener) -> None:  # cuts an older one on a worker
+            opening = Opening(space_id, claims.listener_id, listener.attached_at)
+            holders.record(ORIGIN_NODE, [opening])
+
+        await _stream(
+            scope, receive, send, fanout, claims.listener_id, replace=True, on_attached=opened
+        )
 
 
 async def _deny(send: Send, denied: StreamDenied) -> None:
@@ -187,13 +215,17 @@ async def _stream(
     listener_id: str,
     *,
     replace: bool = False,
+    on_attached: Callable[[LiveListener], None] | None = None,
 ) -> None:
     """Hand the connection to ``fanout`` until the listener (or relay) leaves; ``replace``
-    closes any earlier connection of ``listener_id`` (one stream per ticket)."""
+    closes any earlier connection of ``listener_id`` (one stream per ticket);
+    ``on_attached`` is told of the connection once it streams."""
     transport = scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
     if transport is not None:
         transport.write(LIVE_HEAD)
         listener = fanout.attach(transport, listener_id, replace=replace)
+        if on_attached is not None:
+            on_attached(listener)
         try:
             await _until_disconnect(receive)
         finally:
@@ -202,6 +234,8 @@ async def _stream(
     await send({"type": "http.response.start", "status": 200, "headers": LIVE_HEADERS})
     adapter = SendTransport(send)
     listener = fanout.attach(adapter, listener_id, replace=replace)
+    if on_attached is not None:
+        on_attached(listener)
     pump = asyncio.create_task(adapter.pump())
     try:
         await _until_disconnect(receive)
@@ -253,24 +287,29 @@ class RelayProgram:
 
 
 async def report_listeners(request: Request) -> Response:
-    """POST /internal/listeners ``{"counts": {space_id: n}}`` from a stream worker.
+    """POST /internal/listeners ``{"counts": {space_id: n}, "opened"?: {space_id:
+    [[listener_id, t]]}}`` from a stream worker.
 
     Each report replaces the worker's last one (see townhall.edge.reports); the
     counts go to the shared state under the worker's node id, and the spaces whose
     count changed get their snapshot rebuilt on the next tick. The answer, 200
     ``{"removed": {space_id: [listener_id]}}``, names who was removed from the
     reported spaces that have removals (see townhall.edge.removals): the worker
-    cuts and refuses them."""
+    cuts and refuses them; and ``"replaced"`` (same shape as ``opened``; absent when
+    empty) names the
+    tickets whose streams there opened before ``t`` must be cut, a newer stream
+    holding them elsewhere on this node (see townhall.edge.one_stream)."""
     try:
         node_id = _relay_node(request.scope)
     except RelayRefused as refused:
         return _error(403, "relay_refused", f"not a stream worker ({refused.code})")
     app = request.app
-    body = await read_json(request, app.state.settings.http.max_body_bytes)
+    body = await read_json(request, MAX_REPORT_BYTES)
     try:
         counts = parse_counts(body.get("counts"))
         figures = parse_figures(body.get("figures"))
-    except ReportRefused as refused:
+        opened = parse_wire(body.get("opened"), MAX_OPENED_PER_REPORT)
+    except (ReportRefused, OpeningsRefused) as refused:
         return _error(422, "bad_report", str(refused))
     reports = getattr(app.state, "listener_reports", None)
     if reports is None:
@@ -282,7 +321,26 @@ async def report_listeners(request: Request) -> Response:
     for space_id, _ in changed:
         spaces.listeners_changed(space_id)
     removed = removed_answer(counts, partial(_removed_in, spaces.rooms))
-    return JSONResponse({"removed": removed}, headers={"cache-control": "no-store"})
+    holders = _ticket_holders(app.state)
+    holders.record(node_id, opened)
+    cut_replaced(holders.cuts_for(ORIGIN_NODE), partial(_fanout_of, spaces.rooms))
+    answer: dict[str, object] = {"removed": removed}
+    if replaced := to_wire(holders.cuts_for(node_id)):
+        answer["replaced"] = replaced
+    return JSONResponse(answer, headers={"cache-control": "no-store"})
+
+
+def _ticket_holders(state: State) -> TicketHolders:
+    """The node's one map of who holds each ticket's stream (made on first use)."""
+    holders = getattr(state, "ticket_holders", None)
+    if holders is None:
+        holders = state.ticket_holders = TicketHolders()
+    return holders
+
+
+def _fanout_of(rooms: LiveRooms, space_id: str) -> LiveFanout | None:
+    room = rooms.get(space_id)
+    return None if room is None else room.program.live
 
 
 def _removed_in(rooms: LiveRooms, space_id: str) -> set[str] | None:

@@ -188,15 +188,26 @@ class LiveFanout:
     def cut(self, listener_id: str, *, count: bool = True) -> int:
         """Close every connection of ``listener_id``; returns how many there were."""
         connections = list(self._by_id.get(listener_id, ()))
+        self._close(connections)
+        if count:
+            self.stats.cut_by_id += len(connections)
+        return len(connections)
+
+    def cut_older(self, listener_id: str, before: float) -> int:
+        """Close the connections of ``listener_id`` attached before ``before`` (monotonic):
+        a newer one of the same ticket holds it elsewhere (see townhall.edge.one_stream)."""
+        older = [c for c in self._by_id.get(listener_id, ()) if c.attached_at < before]
+        self._close(older)
+        self.stats.replaced += len(older)
+        return len(older)
+
+    def _close(self, connections: list[LiveListener]) -> None:
         if not connections:
-            return 0
+            return
         for listener in connections:
             self._forget(listener)
             listener.transport.close()
-        if count:
-            self.stats.cut_by_id += len(connections)
         self._count_changed()
-        return len(connections)
 
     def close(self) -> None:
         """End the stream: every connection is closed after what it already has."""

@@ -9,7 +9,8 @@ per connection is paid tens of thousands of times. It answers
   stream here: ticket checked by HMAC alone (a forged ticket never reaches the
   relay or the origin), not removed, room in this worker (``max_listeners``),
   one stream per ticket (a new connection replaces the old one). A removal the
-  relay learns later is applied by the relay, see townhall.edge.removals;
+  relay learns later is applied by the relay, see townhall.edge.removals; a newer
+  stream of the ticket on another process of this node, see townhall.edge.one_stream;
 * ``HEAD`` of the same: the ticket's verdict, no body;
 * ``GET /healthz``: this worker's counters as JSON;
 * ``OPTIONS``: CORS preflight (the listener page fetches across ports);
@@ -42,6 +43,7 @@ from townhall.admission.stream_gate import (
 from townhall.api.stream_denials import denied_retry_after_s, denied_status
 from townhall.audience.fanout import LiveFanout, LiveListener
 from townhall.config import EdgeSettings
+from townhall.edge.one_stream import Openings
 from townhall.edge.relay import Refusal, Relay, Relays
 
 NOT_TICKET_FAULTS: Final = frozenset({TICKET_REQUIRED, REMOVED, OVER_CAPACITY})
@@ -85,7 +87,14 @@ class StreamStats:
 class StreamService:
     """What every connection of one worker shares."""
 
-    def __init__(self, gate: StreamGate, relays: Relays, edge: EdgeSettings, name: str) -> None:
+    def __init__(
+        self,
+        gate: StreamGate,
+        relays: Relays,
+        edge: EdgeSettings,
+        name: str,
+        openings: Openings | None = None,
+    ) -> None:
         self.gate = gate
         """May this ticket stream here: the origin's own decision, on this process's
         listeners and capacity (see townhall.admission.stream_gate)."""
@@ -93,6 +102,8 @@ class StreamService:
         self.edge = edge
         self.name = name
         self.stats = StreamStats()
+        self.openings = Openings() if openings is None else openings
+        """Streams opened since the last report: the origin keeps one per ticket per node."""
 
     def health(self) -> bytes:
         return json.dumps(
@@ -104,6 +115,7 @@ class StreamService:
                 "relays_opened": self.relays.opened,
                 "counts": self.relays.counts(),
                 "removals": asdict(self.relays.removals),
+                "openings": {"pending": len(self.openings), "dropped": self.openings.dropped},
                 **asdict(self.stats),
             }
         ).encode()
@@ -128,7 +140,7 @@ def error_body(code: str, message: str) -> bytes:
 class StreamProtocol(asyncio.Protocol):
     __slots__ = (
         "_deadline", "_fanout", "_head_bytes", "_listener", "_listener_id", "_parser", "_relay",
-        "_responded", "_service", "_trailing", "_transport", "_url",
+        "_responded", "_service", "_space_id", "_trailing", "_transport", "_url",
     )
 
     def __init__(self, service: StreamService) -> None:
@@ -144,6 +156,7 @@ class StreamProtocol(asyncio.Protocol):
         self._fanout: LiveFanout | None = None
         self._listener: LiveListener | None = None
         self._listener_id = ""
+        self._space_id = ""
 
     # -- asyncio --------------------------------------------------------------------------
 
@@ -249,6 +262,7 @@ class StreamProtocol(asyncio.Protocol):
             return
         self._responded = True  # the relay answers: stream or refusal
         self._listener_id = claims.listener_id
+        self._space_id = space_id
         self._relay = relays.join(space_id, self)
 
     def start_stream(self, fanout: LiveFanout) -> None:
@@ -259,7 +273,8 @@ class StreamProtocol(asyncio.Protocol):
         transport.write(LIVE_HEAD)
         self._service.stats.streams_started += 1
         self._fanout = fanout
-        self._listener = fanout.attach(transport, self._listener_id, replace=True)
+        self._listener = listener = fanout.attach(transport, self._listener_id, replace=True)
+        self._service.openings.opened(self._space_id, self._listener_id, listener.attached_at)
 
     def refuse(self, refusal: Refusal) -> None:
         self._refuse(refusal.status, refusal.code, refusal.message)

@@ -342,6 +342,11 @@ class Relays:
         relay = self._relays.get(space_id)
         return () if relay is None else relay.fanout.listener_ids
 
+    def fanout(self, space_id: str) -> LiveFanout | None:
+        """The space's fan-out here, if this worker relays it."""
+        relay = self._relays.get(space_id)
+        return None if relay is None else relay.fanout
+
     @property
     def load(self) -> int:
         """Streams this worker holds or is about to start: what its capacity bounds."""

@@ -27,6 +27,9 @@ from typing import Final
 
 MAX_SPACES_PER_REPORT: Final = 10_000
 """A worker carries at most this many live spaces in one report; more is refused."""
+MAX_REPORT_BYTES: Final = 1024 * 1024
+"""Largest report body the origin reads (from an authenticated worker): 10,000 spaces'
+counts and ``one_stream.MAX_OPENED_PER_REPORT`` openings fit."""
 MAX_NODES: Final = 1_024
 """Distinct worker node ids remembered; a node id is stable per worker slot, so this
 bounds a misbehaving (but authenticated) sender, not a real deployment."""

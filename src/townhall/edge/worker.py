@@ -12,7 +12,10 @@ and the answer carries who was removed from the spaces it reported (see
 townhall.edge.removals): a host's removal reaches every worker within about a
 report interval. A relay that opens asks for a report at once, so a removed
 listener who lands on a worker new to the space is refused or cut within one
-round trip, not one interval.
+round trip, not one interval. The report also carries the streams opened since
+the last one, and the answer the ones this worker must cut because a newer
+stream of the same ticket opened on another process of the node (see
+townhall.edge.one_stream): one ticket, one stream per node.
 """
 
 from __future__ import annotations
@@ -37,6 +40,14 @@ from townhall.admission.signing import Signer
 from townhall.admission.stream_gate import StreamGate
 from townhall.config import AudioSettings, EdgeSettings
 from townhall.edge.limits import raise_open_file_limit
+from townhall.edge.one_stream import (
+    MAX_CUTS_PER_ANSWER,
+    Opening,
+    OpeningsRefused,
+    cut_replaced,
+    parse_wire,
+    to_wire,
+)
 from townhall.edge.protocol import StreamProtocol, StreamService
 from townhall.edge.relay import Origin, Relays, parse_head
 from townhall.edge.removals import MAX_ANSWER_BYTES, RemovalsRefused, parse_removed
@@ -105,25 +116,40 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+@dataclass(frozen=True)
+class ReportAnswer:
+    status: int
+    removed: dict[str, frozenset[str]]
+    """Removed listener ids of the reported spaces that have any."""
+    replaced: list[Opening]
+    """Tickets whose streams here that opened before ``at`` must be cut (see one_stream)."""
+
+
 async def report_once(
-    origin: Origin, counts: dict[str, int], figures: WorkerFigures | None = None
-) -> tuple[int, dict[str, frozenset[str]]]:
-    """POST this worker's counts to the origin; returns the HTTP status and, on success,
-    the removed listener ids of the reported spaces that have any.
+    origin: Origin,
+    counts: dict[str, int],
+    opened: list[Opening] | None = None,
+    figures: WorkerFigures | None = None,
+) -> ReportAnswer:
+    """POST this worker's counts, the streams it ``opened`` since the last report and its
+    ``figures`` (for /metrics) to the origin; returns the HTTP status and, on success,
+    removals and cuts.
 
     Raises RemovalsRefused (a ValueError) for an answer past ``MAX_ANSWER_BYTES`` or not
-    of the agreed shape: none of its removals is applied."""
-    report: dict[str, Any] = {"counts": counts}
+    of the agreed shape: none of its removals or cuts is applied."""
+    report: dict[str, object] = {"counts": counts}
+    if opened:
+        report["opened"] = to_wire(opened)
     if figures is not None:
         report["figures"] = figures.to_json()
-    body = json.dumps(report).encode()
+    body = json.dumps(report, separators=(",", ":")).encode()
     async with asyncio.timeout(REPORT_TIMEOUT_S):
         reader, writer = await asyncio.open_connection(origin.host, origin.port)
         try:
             writer.write(origin.request("POST", REPORT_PATH, body))
             status, length = parse_head(await reader.readuntil(b"\r\n\r\n"))
             if status != 200:
-                return status, {}
+                return ReportAnswer(status, {}, [])
             if length is not None and length > MAX_ANSWER_BYTES:
                 raise RemovalsRefused(f"a report answer of {length} bytes")
             if length is None:  # close-delimited: read to EOF, one byte past the bound
@@ -140,7 +166,11 @@ async def report_once(
         raise RemovalsRefused("a report answer that is not JSON") from None
     if not isinstance(document, dict):
         raise RemovalsRefused("a report answer that is not an object")
-    return status, parse_removed(document.get("removed"))
+    try:
+        replaced = parse_wire(document.get("replaced"), MAX_CUTS_PER_ANSWER)
+    except OpeningsRefused as refused:
+        raise RemovalsRefused(f"a report answer's cuts: {refused}") from None
+    return ReportAnswer(status, parse_removed(document.get("removed")), replaced)
 
 
 class ReportClock:
@@ -166,8 +196,13 @@ class ReportClock:
 
 
 async def _report_forever(
-    config: WorkerConfig, origin: Origin, relays: Relays, stop: asyncio.Event, clock: ReportClock
+    config: WorkerConfig,
+    origin: Origin,
+    service: StreamService,
+    stop: asyncio.Event,
+    clock: ReportClock,
 ) -> None:
+    relays = service.relays
     failures = 0
     while not stop.is_set():
         await clock.wait()
@@ -178,9 +213,10 @@ async def _report_forever(
         if stop.is_set():
             return
         counts = relays.counts()
+        opened = service.openings.take()
         try:
-            status, removed = await report_once(
-                origin, counts, relays.figures(time.monotonic())
+            answer = await report_once(
+                origin, counts, opened, relays.figures(time.monotonic())
             )
         except RemovalsRefused as refused:  # the counts arrived; the removals wait
             failures = 0
@@ -190,17 +226,24 @@ async def _report_forever(
             OSError, TimeoutError, ValueError, asyncio.IncompleteReadError,
             asyncio.LimitOverrunError,
         ) as exc:  # fmt: skip
-            status, failures = 0, failures + 1
+            failures += 1
+            service.openings.put_back(opened)
             if failures in (1, 10) or failures % 60 == 0:
                 log.warning("stream worker %d: count report failed: %r", config.index, exc)
         else:
             failures = 0
-            if status >= 300:
-                log.warning("stream worker %d: count report answered %d", config.index, status)
+            if answer.status >= 300:
+                log.warning(
+                    "stream worker %d: count report answered %d", config.index, answer.status
+                )
+                service.openings.put_back(opened)
             else:
-                cut = relays.apply_removed(counts, removed)
+                cut = relays.apply_removed(counts, answer.removed)
                 if cut:
                     log.info("stream worker %d: cut %d removed listener(s)", config.index, cut)
+                cut_replaced(answer.replaced, relays.fanout)
+                if service.openings:  # a crowd opened more than one report carries
+                    clock.report_now()
         await asyncio.sleep(MIN_REPORT_GAP_S)
 
 
@@ -223,7 +266,7 @@ async def run_worker(config: WorkerConfig, secret: bytes) -> None:
         "stream worker %d (pid %d) serving %s:%d, relaying from %s:%d",
         config.index, os.getpid(), config.host, config.port, config.origin_host, config.origin_port,
     )  # fmt: skip
-    reporter = asyncio.create_task(_report_forever(config, origin, relays, stop, clock))
+    reporter = asyncio.create_task(_report_forever(config, origin, service, stop, clock))
     try:
         await stop.wait()
     finally:
