@@ -21,7 +21,7 @@ async def origin(settings) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, s
     """The app over ASGI, and the header a stream worker of this node would send."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        relay = {HEADER: issue_relay_token(app.state.signer, "edge-test-0", time.time())}
+        relay = {HEADER: issue_relay_token(app.services.signer, "edge-test-0", time.time())}
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http, relay

@@ -1,142 +1,100 @@
-"""Composition: every backend is chosen here, once, and handed to the routes."""
+"""The ASGI app of one node: its routes, built from its services (townhall.services).
+
+Registering more: a route module exposes `routes(services) -> list[Route]` (its JSON
+operations also in `OPERATIONS`, which `JSON_API` lists for GET /openapi.json); a
+service is a field of `Services`, built in `build_services`.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from dataclasses import fields as dataclass_fields
+from functools import partial
 
+import uvicorn
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from townhall import __version__
-from townhall.admission.signing import Signer
 from townhall.api import accounts, listening, operations, spaces, stage_forward
 from townhall.api.contract import openapi_route
 from townhall.api.errors import EXCEPTION_HANDLERS
 from townhall.api.fastpath import ListenerFastPath
 from townhall.api.live import LiveStream, RelayProgram, report_listeners
 from townhall.config import Settings
-from townhall.nodes.peers import HttpPeerNodes
-from townhall.private_files import create_private_file, make_private_dir
-from townhall.server import ConnectionGuard
-from townhall.service.accounts import Accounts, password_limits
-from townhall.service.door import Door
-from townhall.service.passwords import Passwords
-from townhall.service.spaces import Spaces, node_id_for
-from townhall.service.write_limits import WriteLimiter
-from townhall.stage.ice import default_host_addresses, use_host_addresses
-from townhall.state import State, open_state
-from townhall.store import Store, open_store
+from townhall.server import ConnectionGuard, uvicorn_config
+from townhall.services import Services, build_services, load_secret
 from townhall.web import pages
 
-log = logging.getLogger(__name__)
-
-SECRET_FILE = "secret.key"
 JSON_API = [*accounts.OPERATIONS, *spaces.OPERATIONS, *listening.OPERATIONS, *operations.OPERATIONS]
 """Every operation of the JSON API, as GET /openapi.json publishes it."""
 
 
-def load_secret(settings: Settings) -> bytes:
-    """The ticket key: configured, or generated once and kept beside the data, 0600
-    from its creation (townhall.private_files)."""
-    if settings.secret:
-        return settings.secret.encode()
-    path = settings.data_dir / SECRET_FILE
-    make_private_dir(path.parent)
-    try:
-        fd = create_private_file(path)
-    except FileExistsError:
-        pass
-    else:
-        with open(fd, "w") as new_key:
-            new_key.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+def app_routes(services: Services) -> list[BaseRoute]:
+    """Every route of the node, each handler given the services it uses."""
+    snapshot = next(op for op in spaces.OPERATIONS if op.endpoint is spaces.get_space)
+    return [  # the listener path first: routes are matched in order
+        Route("/live/{space_id}.aac", LiveStream(services), methods=["GET", "HEAD"]),
+        *listening.routes(services),
+        snapshot.route(services),
+        *accounts.routes(services),
+        *spaces.routes(services),
+        *operations.routes(services),
+        openapi_route(JSON_API, __version__),
+        Route("/internal/program/{space_id}.aac", RelayProgram(services), methods=["GET"]),
+        Route(
+            "/internal/listeners", partial(report_listeners, services), methods=["POST"]
+        ),
+        *stage_forward.routes(services),
+        *pages.page_routes(services.settings, services.spaces),
+    ]
 
 
-@dataclass
-class Services:
-    settings: Settings
-    store: Store
-    state: State
-    accounts: Accounts
-    spaces: Spaces
-    signer: Signer
-    door: Door
-    write_limits: WriteLimiter
-
-
-async def open_services(settings: Settings, state: State | None = None) -> Services:
-    make_private_dir(settings.data_dir)
-    use_host_addresses(default_host_addresses(settings.stage.ice_host_addresses, settings.host))
-    store = await open_store(settings.store_url)
-    state = state or open_state(settings.state)
-    node_id = node_id_for(settings.node_url)
-    signer = Signer(load_secret(settings))
-    spaces_service = Spaces(store, state, settings, node_id, peers=HttpPeerNodes(signer))
-    door = Door(settings, signer, listeners=spaces_service.node_listeners)
-    spaces_service.on_end = door.forget
-    await spaces_service.start()
-    await door.start()
-    return Services(
-        settings=settings,
-        store=store,
-        state=state,
-        accounts=Accounts(store, settings, Passwords(password_limits(settings))),
-        spaces=spaces_service,
-        signer=signer,
-        door=door,
-        write_limits=WriteLimiter(settings.limits),
-    )
-
-
-async def close_services(services: Services) -> None:
-    services.accounts.close()
-    await services.door.stop()
-    await services.spaces.stop()
-    await services.state.close()
-    await services.store.close()
-
-
-def create_app(settings: Settings, guard: ConnectionGuard | None = None) -> ListenerFastPath:
-    """`guard` is the server's connection guard when run by townhall.server.
+def create_app(
+    settings: Settings, guard: ConnectionGuard | None = None, services: Services | None = None
+) -> ListenerFastPath:
+    """`guard` is the server's connection guard when run by `serve`; `services` replaces
+    the ones built from `settings` (their lifespan is still this app's).
 
     The snapshot and join routes, which every arriving listener calls, are answered by
     ListenerFastPath in front of Starlette (the same answers without its routing,
     middleware and Request/Response objects); the Starlette routes stay for everything
-    else and as the reference the fast path is tested against. The wrapper's `state`
-    and `router` are Starlette's."""
+    else and as the reference the fast path is tested against."""
+    services = services or build_services(settings, guard)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services = await open_services(settings)
-        for service in dataclass_fields(Services):  # every service, for the routes
-            setattr(app.state, service.name, getattr(services, service.name))
-        app.state.guard = guard or ConnectionGuard.from_settings(settings)
-        app.state.operator_gate = operations.OperatorGate(settings.admin_token)
-        services.door.on_mode_change = app.state.guard.apply_attack_mode(
-            settings, services.door.attack
-        )
+        await services.start()
         try:
             yield
         finally:
-            await close_services(services)
+            await services.stop()
 
-    routes = [  # the listener path first: routes are matched in order
-        Route("/live/{space_id}.aac", LiveStream(), methods=["GET", "HEAD"]),
-        *listening.routes,
-        Route("/api/spaces/{space_id}", spaces.get_space, methods=["GET"]),
-        *accounts.routes,
-        *spaces.routes,
-        *operations.routes,
-        openapi_route(JSON_API, __version__),
-        Route("/internal/program/{space_id}.aac", RelayProgram(), methods=["GET"]),
-        Route("/internal/listeners", report_listeners, methods=["POST"]),
-        *stage_forward.routes,
-        *pages.page_routes(settings),
-    ]
-    starlette = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
-    return ListenerFastPath(starlette)
+    starlette = Starlette(
+        routes=app_routes(services), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan
+    )
+    return ListenerFastPath(starlette, services)
+
+
+def serve(settings: Settings) -> None:
+    """Run the server until SIGINT/SIGTERM; with ``settings.edge.stream_workers`` the
+    stream workers run beside it and stop with it."""
+    from townhall.edge.limits import raise_open_file_limit
+
+    raise_open_file_limit()
+    guard = ConnectionGuard.from_settings(settings)
+    app = create_app(settings, guard=guard)
+    if not settings.edge.stream_workers:
+        uvicorn.Server(uvicorn_config(app, settings, guard)).run()
+        return
+    from townhall.edge.supervisor import Supervisor, deferred_signals
+
+    supervisor = Supervisor(settings, load_secret(settings))
+    # uvicorn re-raises the signal that stopped it once it is done; deferring it lets
+    # the workers stop (and their listeners get EOF) before the process exits by it.
+    with deferred_signals():
+        supervisor.start()
+        try:
+            uvicorn.Server(uvicorn_config(app, settings, guard)).run()
+        finally:
+            supervisor.stop()

@@ -17,17 +17,16 @@ so our protocol subclass adds five things:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from townhall.admission.attack_mode import AttackMode
+from townhall.admission.attack_mode import ATTACK_RESTRICTIONS
 from townhall.admission.connection_caps import ConnectionCaps
+from townhall.api.errors import error_body
 from townhall.api.live import TRANSPORT_EXTENSION
 from townhall.config import Settings
 from townhall.forwarded import TrustedProxies
@@ -37,7 +36,7 @@ log = logging.getLogger(__name__)
 
 def _raw_error(status: str, code: str, message: str, retry_after_s: int | None = None) -> bytes:
     """A whole error response, for refusals made below the ASGI app."""
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    body = error_body(code, message)
     retry = f"Retry-After: {retry_after_s}\r\n" if retry_after_s is not None else ""
     head = (
         f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{retry}"
@@ -69,17 +68,15 @@ class ConnectionGuard:
     cut_slow_headers: int = 0
     cut_slow_bodies: int = 0
     refused_large_heads: int = 0
+    normal_max_per_address: int = 0
+    attack_max_per_address: int = ATTACK_RESTRICTIONS.max_connections_per_address
+    """The per-address connection cap while attack mode is on (the door's restrictions)."""
 
-    def apply_attack_mode(self, settings: Settings, attack: AttackMode) -> Callable[[bool], None]:
-        """The callback that tightens the per-address cap while attack mode is on."""
-
-        def on_change(active: bool) -> None:
-            normal = settings.http.max_connections_per_address
-            self.caps.max_per_key = (
-                attack.restrictions.max_connections_per_address if active else normal
-            )
-
-        return on_change
+    def follow_attack_mode(self, active: bool) -> None:
+        """Tightens the per-address cap while attack mode is on (an Events handler)."""
+        self.caps.max_per_key = (
+            self.attack_max_per_address if active else self.normal_max_per_address
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConnectionGuard:
@@ -90,6 +87,7 @@ class ConnectionGuard:
             ConnectionCaps(http.max_connections_per_address),
             http.max_header_bytes,
             TrustedProxies(http.trusted_proxies, http.forwarded_header),
+            normal_max_per_address=http.max_connections_per_address,
         )
 
 
@@ -204,28 +202,3 @@ def uvicorn_config(app: Any, settings: Settings, guard: ConnectionGuard) -> uvic
         backlog=4096,
         proxy_headers=False,
     )
-
-
-def serve(settings: Settings) -> None:
-    """Run the server until SIGINT/SIGTERM; with ``settings.edge.stream_workers`` the
-    stream workers run beside it and stop with it."""
-    from townhall.app import create_app, load_secret
-    from townhall.edge.limits import raise_open_file_limit
-
-    raise_open_file_limit()
-    guard = ConnectionGuard.from_settings(settings)
-    app = create_app(settings, guard=guard)
-    if not settings.edge.stream_workers:
-        uvicorn.Server(uvicorn_config(app, settings, guard)).run()
-        return
-    from townhall.edge.supervisor import Supervisor, deferred_signals
-
-    supervisor = Supervisor(settings, load_secret(settings))
-    # uvicorn re-raises the signal that stopped it once it is done; deferring it lets
-    # the workers stop (and their listeners get EOF) before the process exits by it.
-    with deferred_signals():
-        supervisor.start()
-        try:
-            uvicorn.Server(uvicorn_config(app, settings, guard)).run()
-        finally:
-            supervisor.stop()

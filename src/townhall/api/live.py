@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections import deque
 from functools import partial
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
@@ -28,14 +28,19 @@ from starlette.types import Message, Receive, Scope, Send
 
 from townhall.admission.stream_gate import StreamDenied
 from townhall.api.bodies import read_json
+from townhall.api.errors import JsonError, error_body
 from townhall.api.stream_denials import denied_retry_after_s, denied_status
 from townhall.audience.fanout import LiveFanout
 from townhall.domain.errors import DomainError
 from townhall.edge.relay_token import HEADER as RELAY_HEADER_NAME
 from townhall.edge.relay_token import RelayRefused, check_relay_token
 from townhall.edge.removals import removed_answer
-from townhall.edge.reports import ListenerReports, ReportRefused, parse_counts
+from townhall.edge.reports import ReportRefused, parse_counts
 from townhall.service.live import LiveRooms
+
+if TYPE_CHECKING:
+    from townhall.admission.signing import Signer
+    from townhall.services import Services
 
 TRANSPORT_EXTENSION = "townhall.transport"
 RELAY_HEADER = RELAY_HEADER_NAME.encode()
@@ -59,7 +64,7 @@ LIVE_HEADERS = [
 async def _refuse(
     send: Send, status: int, code: str, message: str, retry_after_s: int | None = None
 ) -> None:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    body = error_body(code, message)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -131,18 +136,20 @@ class LiveStream:
     stream workers ask the same); a second connection with the same ticket
     replaces the first."""
 
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        app = scope["app"]
         space_id = scope["path_params"]["space_id"]
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         token = (query.get("ticket") or [""])[0]
-        door = app.state.door
+        door = self._services.door
         try:  # the ticket first: a forged one costs one HMAC, never a lookup
             door.stream_gate.ticket(token, space_id, time.time())
         except StreamDenied as denied:
             await _deny(send, denied)
             return
-        spaces = app.state.spaces
+        spaces = self._services.spaces
         try:
             await spaces.record(space_id)
         except DomainError as error:
@@ -213,7 +220,7 @@ async def _stream(
             await pump
 
 
-def _relay_node(scope: Scope) -> str:
+def _relay_node(signer: Signer, scope: Scope) -> str:
     """The stream worker's node id from its relay token; RelayRefused otherwise."""
     token = b""
     for name, value in scope.get("headers", ()):
@@ -222,7 +229,7 @@ def _relay_node(scope: Scope) -> str:
             break
     if not token:
         raise RelayRefused("missing")
-    return check_relay_token(scope["app"].state.signer, token.decode("latin-1"), time.time())
+    return check_relay_token(signer, token.decode("latin-1"), time.time())
 
 
 class RelayProgram:
@@ -232,27 +239,30 @@ class RelayProgram:
     opens one per space it serves and fans it out itself. It is one connection of
     the program's fan-out like any listener (burst, backlog bound and all)."""
 
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        app = scope["app"]
+        spaces = self._services.spaces
         try:
-            node_id = _relay_node(scope)
+            node_id = _relay_node(self._services.signer, scope)
         except RelayRefused as refused:
             await _refuse(send, 403, "relay_refused", f"not a stream worker ({refused.code})")
             return
         space_id = scope["path_params"]["space_id"]
         try:
-            await app.state.spaces.record(space_id)
+            await spaces.record(space_id)
         except DomainError as error:
             await _refuse(send, 404, error.code, error.message)
             return
-        room = app.state.spaces.rooms.get(space_id)
+        room = spaces.rooms.get(space_id)
         if room is None or room.program.closed:
             await _refuse(send, 409, "not_live", "this space is not live on this server")
             return
         await _stream(scope, receive, send, room.program.live, f"{RELAY_LISTENER_PREFIX}{node_id}")
 
 
-async def report_listeners(request: Request) -> Response:
+async def report_listeners(services: Services, request: Request) -> Response:
     """POST /internal/listeners ``{"counts": {space_id: n}}`` from a stream worker.
 
     Each report replaces the worker's last one (see townhall.edge.reports); the
@@ -262,22 +272,18 @@ async def report_listeners(request: Request) -> Response:
     reported spaces that have removals (see townhall.edge.removals): the worker
     cuts and refuses them."""
     try:
-        node_id = _relay_node(request.scope)
+        node_id = _relay_node(services.signer, request.scope)
     except RelayRefused as refused:
         return _error(403, "relay_refused", f"not a stream worker ({refused.code})")
-    app = request.app
-    body = await read_json(request, app.state.settings.http.max_body_bytes)
+    body = await read_json(request, services.settings.http.max_body_bytes)
     try:
         counts = parse_counts(body.get("counts"))
     except ReportRefused as refused:
         return _error(422, "bad_report", str(refused))
-    reports = getattr(app.state, "listener_reports", None)
-    if reports is None:
-        reports = app.state.listener_reports = ListenerReports()
-    spaces = app.state.spaces
-    changed = reports.replace(node_id, counts)
+    spaces = services.spaces
+    changed = services.listener_reports.replace(node_id, counts)
     for space_id, count in {**counts, **dict(changed)}.items():  # counts expire: refresh all
-        await app.state.state.report_listeners(space_id, node_id, count)
+        await services.state.report_listeners(space_id, node_id, count)
     for space_id, _ in changed:
         spaces.listeners_changed(space_id)
     removed = removed_answer(counts, partial(_removed_in, spaces.rooms))
@@ -289,9 +295,5 @@ def _removed_in(rooms: LiveRooms, space_id: str) -> set[str] | None:
     return None if room is None else room.removed
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}},
-        status_code=status,
-        headers={"cache-control": "no-store"},
-    )
+def _error(status: int, code: str, message: str) -> Response:
+    return JsonError(status, error_body(code, message), headers={"cache-control": "no-store"})

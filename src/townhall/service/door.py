@@ -40,9 +40,10 @@ from townhall.admission import (
 from townhall.admission.attack_mode import ATTACK_RESTRICTIONS, NORMAL_RESTRICTIONS
 from townhall.admission.capacity import Action, Decision, shed_retry_s
 from townhall.admission.signing import Signer
-from townhall.api.errors import RequestError
 from townhall.config import Settings
+from townhall.domain.errors import Forbidden, Invalid, TooManyRequests
 from townhall.domain.spaces import User
+from townhall.service.events import Events
 
 log = logging.getLogger(__name__)
 
@@ -62,24 +63,16 @@ is overloaded. Their place is kept and an overload is seconds long, so sending t
 for a minute only made them wait long after it ended (the lull came and nobody polled)."""
 
 
-class Refused(RequestError):
-    """A refusal that carries Retry-After and, for proof of work, the challenge."""
-
+class Door:
     def __init__(
         self,
-        status: int,
-        code: str,
-        message: str,
-        retry_after_s: float | None = None,
-        **extra: Any,
+        settings: Settings,
+        signer: Signer,
+        listeners: Callable[[], int],
+        events: Events | None = None,
     ) -> None:
-        super().__init__(status, code, message)
-        self.retry_after_s = retry_after_s
-        self.extra = extra
-
-
-class Door:
-    def __init__(self, settings: Settings, signer: Signer, listeners: Callable[[], int]) -> None:
+        """`listeners` counts the node's live-stream listeners; `events` is told when
+        attack mode changes and tells the door when a space ends (its line goes)."""
         admission = settings.admission
         self._settings = settings
         self._signer = signer
@@ -111,7 +104,8 @@ class Door:
         self._rooms: dict[str, WaitingRoom] = {}
         self.counts: Counter[str] = Counter()
         self._task: asyncio.Task[None] | None = None
-        self.on_mode_change: Callable[[bool], None] | None = None
+        self._events = events or Events()
+        self._events.listen_space_ended(self.forget)
         self._cpu = (time.process_time(), time.monotonic(), 0.0)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -149,8 +143,7 @@ class Door:
                 "attack mode %s (%s)", "on" if self.attack.active else "off", self.attack.reason
             )
             self._limiter.reconfigure(*self._bucket_specs())
-            if self.on_mode_change is not None:
-                self.on_mode_change(self.attack.active)
+            self._events.attack_mode_changed(self.attack.active)
         self._limiter.sweep(now)
         cpu, wall, _ = self._cpu
         cpu_now, wall_now = time.process_time(), time.monotonic()
@@ -166,13 +159,13 @@ class Door:
         self.attack.force(on)
         self._housekeeping()
         self._limiter.reconfigure(*self._bucket_specs())
-        if self.on_mode_change is not None:
-            self.on_mode_change(self.attack.active)
+        self._events.attack_mode_changed(self.attack.active)
 
     # -- the hot path --------------------------------------------------------------------
 
     def check_address(self, address: str) -> None:
-        """Per-address and per-prefix buckets for joins and writes; 429 when exhausted."""
+        """Per-address and per-prefix buckets for joins and writes; TooManyRequests when
+        exhausted."""
         now = time.time()
         self.attack.record(now, requests=1)
         try:
@@ -184,11 +177,8 @@ class Door:
             # prefix); counting it let one client switch the whole node (issue 6).
             self.counts[f"rate_limited_{refused_by}"] += 1
             retry = max(1.0, round(self._limiter.retry_after_s(address, now)))
-            raise Refused(
-                429,
-                "rate_limited",
-                f"too many requests from your {refused_by}; slow down",
-                retry_after_s=retry,
+            raise TooManyRequests(
+                f"too many requests from your {refused_by}; slow down", retry_after_s=retry
             )
 
     def _room(self, space_id: str, now: float) -> WaitingRoom:
@@ -218,10 +208,9 @@ class Door:
             self.counts["pow_failed"] += 1
         challenge = issue_challenge(self._signer, now, bits)
         self.attack.record(now, refused=1)
-        raise Refused(
-            403,
-            "pow_required",
+        raise Forbidden(
             "the server is under heavy load: solve the challenge and join again",
+            "pow_required",
             challenge=challenge.token,
             difficulty=bits,
         )
@@ -261,14 +250,15 @@ class Door:
         return replace(status, retry_after_s=retry, eta_s=max(retry, status.eta_s))
 
     def join(self, space_id: str, user: User | None, body: dict[str, Any]) -> dict[str, Any]:
-        """A ticket, or a place in the line; raises Refused with Retry-After."""
+        """A ticket, or a place in the line; raises a domain refusal (townhall.domain.errors:
+        api/errors.py gives it its status and Retry-After)."""
         now = time.time()
         self.attack.record(now, joins=1)
         room = self._room(space_id, now)
         token = body.get("token")
         if token is not None:
             if not isinstance(token, str):
-                raise Refused(422, "invalid_token", "token must be the string the line gave you")
+                raise Invalid("token must be the string the line gave you", "invalid_token")
             decision = self._apply_load(room)
             try:
                 status = room.poll(token, now)
@@ -276,8 +266,8 @@ class Door:
                 self.counts[f"queue_{refused.code}"] += 1
                 if refused.code in FORGERY_CODES:
                     self.attack.record(now, refused=1)
-                raise Refused(
-                    403, f"queue_{refused.code}", refused.message + "; join again without a token"
+                raise Forbidden(
+                    refused.message + "; join again without a token", f"queue_{refused.code}"
                 ) from None
         else:
             if self.attack.active and user is None:

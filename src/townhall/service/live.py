@@ -8,28 +8,18 @@ its speaking set changes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from townhall.audience.program import ProgramOutput
-from townhall.audience.recorder import finalize_recording
 from townhall.config import Settings
 from townhall.domain.stage import Stage
-from townhall.private_files import make_private_dir
+from townhall.service.recordings import Recordings
 from townhall.stage.room import StageRoom
 
 log = logging.getLogger(__name__)
-
-
-def partial_recording_path(directory: Path, space_id: str) -> Path:
-    return directory / f"{space_id}.part.mp4"
-
-
-def final_recording_path(directory: Path, space_id: str) -> Path:
-    return directory / f"{space_id}.m4a"
 
 
 @dataclass
@@ -43,8 +33,15 @@ class LiveRoom:
 
 
 class LiveRooms:
-    def __init__(self, settings: Settings, on_change: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        on_change: Callable[[str], None],
+        recordings: Recordings | None = None,
+    ) -> None:
         self._settings = settings
+        self.recordings = recordings or Recordings(settings.recordings_dir)
+        """Where rooms record, and who finishes the recordings."""
         self._on_change = on_change
         self._rooms: dict[str, LiveRoom] = {}
 
@@ -60,8 +57,7 @@ class LiveRooms:
             return self._rooms[space_id]
         recording = None
         if record:
-            make_private_dir(self._settings.recordings_dir)
-            recording = partial_recording_path(self._settings.recordings_dir, space_id)
+            recording = self.recordings.prepare(space_id)
         program = ProgramOutput(self._settings.audio, recording_path=recording)
         program.live.on_count_change = lambda _count: self._on_change(space_id)
         stage = StageRoom(
@@ -82,16 +78,9 @@ class LiveRooms:
             return None
         await room.stage.stop()
         room.program.close()
-        if room.recording is None or not room.recording.exists():
+        if room.recording is None:
             return None
-        final = final_recording_path(self._settings.recordings_dir, space_id)
-        try:
-            seconds = await asyncio.to_thread(finalize_recording, room.recording, final)
-        except Exception:  # a broken recording must not stop the space from ending
-            log.exception("could not finalize the recording of %s", space_id)
-            return None
-        room.recording.unlink(missing_ok=True)
-        return seconds
+        return await self.recordings.finish(space_id)
 
     async def close_all(self) -> None:
         for room in list(self._rooms.values()):

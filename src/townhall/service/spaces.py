@@ -26,7 +26,6 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from townhall.audience.recorder import finalize_recording
 from townhall.audience.snapshot import Snapshot, render, snapshot_data
 from townhall.config import Settings
 from townhall.domain.errors import Conflict, Forbidden, Invalid, NotFound
@@ -41,9 +40,10 @@ from townhall.domain.spaces import (
 )
 from townhall.domain.stage import Role, Stage
 from townhall.nodes.peers import PeerNodes
+from townhall.service.events import Events
 from townhall.service.ids import looks_like_id, new_id
 from townhall.service.keyed_locks import KeyedLocks
-from townhall.service.live import LiveRooms, final_recording_path, partial_recording_path
+from townhall.service.live import LiveRooms
 from townhall.service.trusted_cache import TrustedCache
 from townhall.stage import InvalidOffer, StageUnavailable
 from townhall.state.base import NodeInfo, State, StateUnavailable
@@ -100,13 +100,18 @@ class Spaces:
         node_id: str,
         cache_size: int = MAX_CACHED_SPACES,
         peers: PeerNodes | None = None,
+        events: Events | None = None,
     ) -> None:
+        """`events` is told when a space ends, so per-space admission state can go."""
         self._store = store
+        self._events = events or Events()
         self._peers = peers
         self._state = state
         self._settings = settings
         self._node_id = node_id
         self.rooms = LiveRooms(settings, self._mark_dirty)
+        self.recordings = self.rooms.recordings
+        """The one owner of recording files (townhall.service.recordings)."""
         self._records: TrustedCache[Space] = TrustedCache(state, cache_size)
         self._missing: OrderedDict[str, float] = OrderedDict()
         self._snapshots: LRUCache[str, Snapshot] = LRUCache(cache_size)
@@ -127,8 +132,6 @@ class Spaces:
         self._state_lost = False
         self._ticks = 0
         state.subscribe(self._on_remote_change, self._forget_cached)
-        self.on_end: Callable[[str], None] | None = None
-        """Told when a space ends, so per-space admission state can go."""
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -176,15 +179,8 @@ class Spaces:
         return await self._peers.answers(holder.public_url)
 
     async def _end_orphan(self, space: Space) -> None:
-        seconds = space.recording_seconds  # finalized already by a graceful stop
-        partial = partial_recording_path(self._settings.recordings_dir, space.id)
-        if partial.exists():
-            final = final_recording_path(self._settings.recordings_dir, space.id)
-            try:
-                seconds = await asyncio.to_thread(finalize_recording, partial, final)
-                partial.unlink()
-            except Exception:
-                log.exception("could not recover the recording of %s", space.id)
+        recovered = await self.recordings.finish(space.id)
+        seconds = space.recording_seconds if recovered is None else recovered
         ended = replace(space.end(_now()), recording_seconds=seconds)
         await self._store.save_space(ended)
         await self._state.put_space(ended)
@@ -516,8 +512,7 @@ class Spaces:
         """Stops the media here (if the stage is here) and drops the live state."""
         seconds = await self.rooms.close(ended.id)
         await self._state.forget(ended.id)
-        if self.on_end is not None:
-            self.on_end(ended.id)
+        self._events.space_ended(ended.id)
         if seconds is not None:
             await self._save(replace(ended, recording_seconds=seconds))
 
@@ -703,7 +698,7 @@ class Spaces:
 
     async def recording_path(self, space_id: str) -> Path:
         space = await self.record(space_id)
-        path = final_recording_path(self._settings.recordings_dir, space_id)
+        path = self.recordings.final_path(space_id)
         if space.state is not SpaceState.ENDED or not space.record or not path.exists():
             raise NotFound("this space has no recording (yet)", code="no_recording")
         return path
