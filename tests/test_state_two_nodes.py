@@ -29,6 +29,11 @@ TONE_HZ = 660.0
 PRESENT_DBFS = -30.0
 
 SHARED_SECRET = "two-nodes-one-deployment"
+ADMIN_TOKEN = "operator-token-of-the-two-node-deployment"
+OPERATOR = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+ATTACK_MODE_S = 2.0
+"""An operator's attack-mode setting reaches every node within this (each follows the
+shared setting once a second, service/door.py HOUSEKEEPING_S)."""
 DECISION_S = 1.0
 """What one node decides shows on the other within this (the issue's figure)."""
 TICK_S = 1.0
@@ -40,7 +45,11 @@ COUNTS_S = 3.0
 @pytest.fixture
 def nodes(tmp_path: Path, redis_url: str) -> Iterator[tuple[RunningServer, RunningServer]]:
     shared = tmp_path / "shared"
-    env = {"TOWNHALL_STATE": redis_url, "TOWNHALL_SECRET": SHARED_SECRET}
+    env = {
+        "TOWNHALL_STATE": redis_url,
+        "TOWNHALL_SECRET": SHARED_SECRET,
+        "TOWNHALL_ADMIN_TOKEN": ADMIN_TOKEN,
+    }
     a = start_server(shared, **env)
     try:
         b = start_server(shared, **env)
@@ -81,6 +90,27 @@ async def _first_bytes(url: str, at_least: int = 2_000) -> int:
             if received >= at_least:
                 return received
     return received
+
+
+async def test_an_operators_attack_mode_on_one_node_holds_on_both(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    node_a, node_b = nodes
+    async with (
+        httpx.AsyncClient(base_url=node_a.url, timeout=10) as a,
+        httpx.AsyncClient(base_url=node_b.url, timeout=10) as b,
+    ):
+
+        async def attack_mode_on_b() -> bool:
+            return bool((await b.get("/api/stats")).json()["attack_mode"])
+
+        assert not await attack_mode_on_b()
+        for mode, expected in (("on", True), ("auto", False)):
+            answer = await a.post("/api/admin/attack-mode", json={"mode": mode}, headers=OPERATOR)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["attack_mode"] is expected
+            took = await _within(ATTACK_MODE_S, attack_mode_on_b, lambda on, e=expected: on is e)
+            print(f"attack mode {mode} on A held on B after {took:.2f} s")
 
 
 async def test_two_nodes_share_one_truth(nodes: tuple[RunningServer, RunningServer]) -> None:

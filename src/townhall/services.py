@@ -110,7 +110,7 @@ def build_services(
         peers=HttpPeerNodes(signer),
         events=events,
     )
-    door = Door(settings, signer, listeners=spaces.node_listeners, events=events)
+    door = Door(settings, signer, listeners=spaces.node_listeners, events=events, state=state)
     return Services(
         settings=settings,
         store=store,

@@ -43,7 +43,7 @@ async def set_attack_mode(services: Services, request: Request) -> Response:
     max_bytes = services.settings.http.max_body_bytes
     body = await read_model(request, AttackModeChange, max_bytes)
     door: Door = services.door
-    door.force_attack_mode(ATTACK_MODES[body.mode])
+    await door.set_attack_mode(ATTACK_MODES[body.mode])
     return JSONResponse({"attack_mode": door.attack.active, "forced": door.attack.forced})
 
 

@@ -41,9 +41,10 @@ from townhall.admission.attack_mode import ATTACK_RESTRICTIONS, NORMAL_RESTRICTI
 from townhall.admission.capacity import Action, Decision, shed_retry_s
 from townhall.admission.signing import Signer
 from townhall.config import Settings
-from townhall.domain.errors import Forbidden, Invalid, TooManyRequests
+from townhall.domain.errors import Forbidden, Invalid, TooManyRequests, Unavailable
 from townhall.domain.spaces import User
 from townhall.service.events import Events
+from townhall.state import State
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,11 @@ them, and no per-address bucket has absorbed them."""
 LINE_TICK_S = 0.2
 """How often every waiting room is moved on by time alone (issue 6: a line paused by an
 overload resumed only when a fresh join happened to arrive)."""
+ATTACK_MODE_TTL_S = 24 * 3600.0
+"""How long an operator's attack-mode setting is kept in the shared state: every node of
+the deployment follows it (a forgotten "on" must not outlive a day)."""
+ATTACK_MODES: dict[bool | None, str] = {True: "on", False: "off", None: "auto"}
+"""An operator's forced setting as the shared state holds it."""
 MAX_QUEUED_SHED_RETRY_S = 15.0
 """Longest interval (before jitter) a person in line is told to stay away while the node
 is overloaded. Their place is kept and an overload is seconds long, so sending them away
@@ -70,9 +76,11 @@ class Door:
         signer: Signer,
         listeners: Callable[[], int],
         events: Events | None = None,
+        state: State | None = None,
     ) -> None:
         """`listeners` counts the node's live-stream listeners; `events` is told when
-        attack mode changes and tells the door when a space ends (its line goes)."""
+        attack mode changes and tells the door when a space ends (its line goes);
+        `state` carries an operator's attack-mode setting to every node."""
         admission = settings.admission
         self._settings = settings
         self._signer = signer
@@ -103,21 +111,43 @@ class Door:
         self._spent = SpentChallenges()
         self._rooms: dict[str, WaitingRoom] = {}
         self.counts: Counter[str] = Counter()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._events = events or Events()
+        self._state = state
         self._events.listen_space_ended(self.forget)
         self._cpu = (time.process_time(), time.monotonic(), 0.0)
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._probe_forever(), name="door-probe")
+        self._tasks.append(asyncio.create_task(self._probe_forever(), name="door-probe"))
+        if self._state is not None:
+            follow = self._follow_shared_attack_mode_forever()
+            self._tasks.append(asyncio.create_task(follow, name="door-attack-mode"))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+        self._tasks.clear()
+
+    async def _follow_shared_attack_mode_forever(self) -> None:
+        """Applies the deployment's attack-mode setting (an operator's, made on any node)
+        once per HOUSEKEEPING_S; in its own task so that an unreachable state never
+        holds up the lag probe or the lines."""
+        assert self._state is not None
+        by_name = {name: on for on, name in ATTACK_MODES.items()}
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_S)
+            try:
+                mode = await self._state.attack_mode()
+            except Unavailable:
+                continue  # the state is away: keep what we have
+            if mode in by_name and by_name[mode] != self.attack.forced:
+                log.warning("attack mode set to %s on another node", mode)
+                self.force_attack_mode(by_name[mode])
 
     async def _probe_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -154,6 +184,12 @@ class Door:
             return UNLIMITED, UNLIMITED
         restrictions = self.attack.restrictions
         return restrictions.per_address, restrictions.per_prefix
+
+    async def set_attack_mode(self, on: bool | None) -> None:
+        """An operator's setting: here at once, on every node through the shared state."""
+        self.force_attack_mode(on)
+        if self._state is not None:
+            await self._state.set_attack_mode(ATTACK_MODES[on], ATTACK_MODE_TTL_S)
 
     def force_attack_mode(self, on: bool | None) -> None:
         self.attack.force(on)
