@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from conftest import RunningServer, start_server, stop_server
-from http_helpers import Account, assert_error, sign_up, speak_over_http
+from http_helpers import Account, assert_error, live_space, sign_up, speak_over_http
 from tones import Recording, ToneTrack, read_live_stream, tone_power
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_ice")]
@@ -42,13 +42,15 @@ COUNTS_S = 3.0
 """Listener counts add up across nodes within this."""
 
 
-@pytest.fixture
-def nodes(tmp_path: Path, redis_url: str) -> Iterator[tuple[RunningServer, RunningServer]]:
+def _two_nodes(
+    tmp_path: Path, redis_url: str, **more: str
+) -> Iterator[tuple[RunningServer, RunningServer]]:
     shared = tmp_path / "shared"
     env = {
         "TOWNHALL_STATE": redis_url,
         "TOWNHALL_SECRET": SHARED_SECRET,
         "TOWNHALL_ADMIN_TOKEN": ADMIN_TOKEN,
+        **more,
     }
     a = start_server(shared, **env)
     try:
@@ -59,6 +61,23 @@ def nodes(tmp_path: Path, redis_url: str) -> Iterator[tuple[RunningServer, Runni
             stop_server(b)
     finally:
         stop_server(a)
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, redis_url: str) -> Iterator[tuple[RunningServer, RunningServer]]:
+    yield from _two_nodes(tmp_path, redis_url)
+
+
+SLOW_DOOR_PER_S = 0.2
+"""Admissions per second per node: each node admits its burst (one) on arrival, then a
+line forms and moves slowly enough to read positions off it."""
+IN_LINE = 12
+
+
+@pytest.fixture
+def slow_doors(tmp_path: Path, redis_url: str) -> Iterator[tuple[RunningServer, RunningServer]]:
+    rate = str(SLOW_DOOR_PER_S)
+    yield from _two_nodes(tmp_path, redis_url, TOWNHALL_ADMISSION_MAX_ADMISSIONS_PER_S=rate)
 
 
 async def _within(
@@ -90,6 +109,46 @@ async def _first_bytes(url: str, at_least: int = 2_000) -> int:
             if received >= at_least:
                 return received
     return received
+
+
+async def test_the_waiting_room_is_one_line_across_nodes(
+    slow_doors: tuple[RunningServer, RunningServer],
+) -> None:
+    """Joins sent alternately to A and B, both over their admission rate, get places
+    1..N in one sequence; a place reads the same on either node, and admissions made
+    by either node move it on both."""
+    node_a, node_b = slow_doors
+    async with (
+        httpx.AsyncClient(base_url=node_a.url, timeout=10) as a,
+        httpx.AsyncClient(base_url=node_b.url, timeout=10) as b,
+    ):
+        host = await sign_up(a, "host")
+        space_id = (await live_space(a, host))["id"]
+        join = f"/api/spaces/{space_id}/join"
+        for node in (a, b):  # each node's burst: admitted on arrival, no place in line
+            assert "ticket" in (await node.post(join)).json()
+        waits = []
+        for i in range(IN_LINE):
+            answer = await (a if i % 2 == 0 else b).post(join)
+            assert answer.status_code == 200, answer.text
+            waits.append(answer.json()["wait"])
+        positions = [wait["position"] for wait in waits]
+        assert positions == list(range(1, IN_LINE + 1)), positions
+
+        last = waits[-1]["token"]
+
+        async def place(node: httpx.AsyncClient) -> int:
+            answer = (await node.post(join, json={"token": last})).json()
+            assert "wait" in answer, answer
+            return int(answer["wait"]["position"])
+
+        async def places() -> tuple[int, int]:
+            return await place(a), await place(b)
+
+        took = await _within(
+            2 / SLOW_DOOR_PER_S, places, lambda both: both[0] == both[1] < IN_LINE
+        )
+        print(f"the line moved on both nodes after {took:.1f} s: {await places()}")
 
 
 async def test_an_operators_attack_mode_on_one_node_holds_on_both(

@@ -27,10 +27,11 @@ from townhall.service.door import Door
 from townhall.service.events import Events
 from townhall.service.operator_gate import OperatorGate
 from townhall.service.passwords import Passwords
+from townhall.service.shared_line import SharedLine
 from townhall.service.spaces import Spaces, node_id_for
 from townhall.service.write_limits import WriteLimiter
 from townhall.stage.ice import default_host_addresses, use_host_addresses
-from townhall.state import State, open_state
+from townhall.state import State, is_shared, open_state
 from townhall.store import SqlStore, Store
 
 SECRET_FILE = "secret.key"
@@ -110,7 +111,10 @@ def build_services(
         peers=HttpPeerNodes(signer),
         events=events,
     )
-    door = Door(settings, signer, listeners=spaces.node_listeners, events=events, state=state)
+    line = SharedLine(state) if is_shared(settings.state) else None
+    door = Door(
+        settings, signer, listeners=spaces.node_listeners, events=events, state=state, line=line
+    )
     return Services(
         settings=settings,
         store=store,

@@ -237,7 +237,7 @@ class ListenerFastPath:
         await refuse_if_removed(spaces, space_id, user)
         settings = services.settings
         body = await _read_optional_json(scope, receive, settings.http.max_body_bytes)
-        answer = door.join(space_id, user, body)
+        answer = await door.join(space_id, user, body)
         if "ticket" in answer:
             stage_url = await spaces.stage_url(space_id)
             base = stage_url or self.live_base(scope, settings)

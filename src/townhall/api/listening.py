@@ -55,7 +55,7 @@ async def join(services: Services, request: Request) -> Response:
     await refuse_if_removed(spaces, space_id, user)
     settings = services.settings
     body = await read_model(request, JoinRequest, settings.http.max_body_bytes, optional=True)
-    answer = door.join(space_id, user, join_fields(body))
+    answer = await door.join(space_id, user, join_fields(body))
     if "ticket" in answer:
         stage_url = await spaces.stage_url(space_id)
         base = stage_url or live_base(request, settings)

@@ -28,6 +28,7 @@ from townhall.admission import (
     Capacity,
     LoopLagMonitor,
     QueuePolicy,
+    QueueRefused,
     SpentChallenges,
     StreamGate,
     Ticket,
@@ -44,6 +45,7 @@ from townhall.config import Settings
 from townhall.domain.errors import Forbidden, Invalid, TooManyRequests, Unavailable
 from townhall.domain.spaces import User
 from townhall.service.events import Events
+from townhall.service.shared_line import SharedLine
 from townhall.state import State
 
 log = logging.getLogger(__name__)
@@ -77,10 +79,13 @@ class Door:
         listeners: Callable[[], int],
         events: Events | None = None,
         state: State | None = None,
+        line: SharedLine | None = None,
     ) -> None:
         """`listeners` counts the node's live-stream listeners; `events` is told when
         attack mode changes and tells the door when a space ends (its line goes);
-        `state` carries an operator's attack-mode setting to every node."""
+        `state` carries an operator's attack-mode setting to every node; `line`, when
+        several nodes serve one deployment, makes each space's line one sequence across
+        them (townhall.service.shared_line)."""
         admission = settings.admission
         self._settings = settings
         self._signer = signer
@@ -114,6 +119,7 @@ class Door:
         self._tasks: list[asyncio.Task[None]] = []
         self._events = events or Events()
         self._state = state
+        self._line = line
         self._events.listen_space_ended(self.forget)
         self._cpu = (time.process_time(), time.monotonic(), 0.0)
 
@@ -124,6 +130,8 @@ class Door:
         if self._state is not None:
             follow = self._follow_shared_attack_mode_forever()
             self._tasks.append(asyncio.create_task(follow, name="door-attack-mode"))
+        if self._line is not None:
+            self._tasks.append(asyncio.create_task(self._sync_lines_forever(), name="door-lines"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -132,6 +140,18 @@ class Door:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+
+    async def _sync_lines_forever(self) -> None:
+        """Every LINE_TICK_S, each line here takes in the other nodes' arrivals and
+        admissions and adds its own (O(live spaces) calls to the state, none per join)."""
+        assert self._line is not None
+        while True:
+            await asyncio.sleep(LINE_TICK_S)
+            for space_id, room in list(self._rooms.items()):
+                try:
+                    await self._line.sync(space_id, room)
+                except Unavailable:
+                    break  # the state is away: the lines here go on alone meanwhile
 
     async def _follow_shared_attack_mode_forever(self) -> None:
         """Applies the deployment's attack-mode setting (an operator's, made on any node)
@@ -220,13 +240,16 @@ class Door:
     def _room(self, space_id: str, now: float) -> WaitingRoom:
         room = self._rooms.get(space_id)
         if room is None:
+            epoch = None if self._line is None else self._line.epoch(space_id)
             room = self._rooms[space_id] = WaitingRoom.open(
-                self._signer, space_id, now, self._policy
+                self._signer, space_id, now, self._policy, epoch
             )
         return room
 
     def forget(self, space_id: str) -> None:
         self._rooms.pop(space_id, None)
+        if self._line is not None:
+            self._line.forget(space_id)
 
     def _require_proof_of_work(self, body: dict[str, Any], now: float) -> None:
         bits = self.attack.restrictions.pow_bits
@@ -285,7 +308,9 @@ class Door:
         retry = max(status.retry_after_s, stretched)
         return replace(status, retry_after_s=retry, eta_s=max(retry, status.eta_s))
 
-    def join(self, space_id: str, user: User | None, body: dict[str, Any]) -> dict[str, Any]:
+    async def join(
+        self, space_id: str, user: User | None, body: dict[str, Any]
+    ) -> dict[str, Any]:
         """A ticket, or a place in the line; raises a domain refusal (townhall.domain.errors:
         api/errors.py gives it its status and Retry-After)."""
         now = time.time()
@@ -297,7 +322,7 @@ class Door:
                 raise Invalid("token must be the string the line gave you", "invalid_token")
             decision = self._apply_load(room)
             try:
-                status = room.poll(token, now)
+                status = await self._poll(space_id, room, token, now)
             except AdmissionRefused as refused:
                 self.counts[f"queue_{refused.code}"] += 1
                 if refused.code in FORGERY_CODES:
@@ -309,7 +334,10 @@ class Door:
             if self.attack.active and user is None:
                 self._require_proof_of_work(body, now)
             decision = self._apply_load(room)
-            _, status = room.join(now, priority=user is not None)
+            if self._line is not None and user is None:
+                status = await self._join_shared_line(space_id, room, now)
+            else:
+                _, status = room.join(now, priority=user is not None)
         if decision.action is Action.SHED and isinstance(status, Waiting):
             status = self._stay_away(status)
         if isinstance(status, Waiting):
@@ -318,6 +346,31 @@ class Door:
         self.counts["admitted"] += 1
         ticket = self._ticket(space_id, user, status, now)
         return {"ticket": ticket.token, "expires_at": ticket.expires_at}
+
+    async def _poll(
+        self, space_id: str, room: WaitingRoom, token: str, now: float
+    ) -> Admitted | Waiting:
+        """The room's answer. On a shared line a number another node handed out since our
+        last sync looks unknown here: the line is synced (one call to the state, on this
+        rare path only) and the token asked about again."""
+        try:
+            return room.poll(token, now)
+        except QueueRefused as refused:
+            if self._line is None or refused.code != "stale":
+                raise
+        await self._line.sync(space_id, room)
+        return room.poll(token, now)
+
+    async def _join_shared_line(
+        self, space_id: str, room: WaitingRoom, now: float
+    ) -> Admitted | Waiting:
+        """At once if nobody is in line (no call to the state), else the next number of
+        the one line all nodes share."""
+        admitted = room.admit_unnumbered(now)
+        if admitted is not None:
+            return admitted
+        assert self._line is not None
+        return room.wait_as(now, await self._line.number(space_id))[1]
 
     def _ticket(self, space_id: str, user: User | None, admitted: Admitted, now: float) -> Ticket:
         """The ticket an admission buys. An admitted queue token turns into one ticket:
