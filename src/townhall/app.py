@@ -1,8 +1,16 @@
 """The ASGI app of one node: its routes, built from its services (townhall.services).
 
-Registering more: a route module exposes `routes(services) -> list[Route]` (its JSON
-operations also in `OPERATIONS`, which `JSON_API` lists for GET /openapi.json); a
-service is a field of `Services`, built in `build_services`.
+Registering a route module: its handlers take the services first,
+`async def clip(services: Services, request: Request) -> Response`; it lists its JSON
+operations in `OPERATIONS` (for GET /openapi.json: add them to `JSON_API` below) and
+exposes `def routes(services: Services) -> list[Route]: return routes_of(OPERATIONS,
+services)` (other routes: `Route(path, partial(handler, services))`, or an ASGI class
+built with the services); add `*clips.routes(services)` to `app_routes`. Registering a
+service: a field of `Services`, built in `build_services` with its collaborators as
+constructor arguments (started and stopped in `Services.start`/`stop` if it runs
+tasks); to hear of ended spaces it takes the `Events` hub and listens in its
+constructor. Refusals are domain errors (townhall.domain.errors); api/errors.py
+gives them their status and body.
 """
 
 from __future__ import annotations

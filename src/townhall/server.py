@@ -26,7 +26,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from townhall.admission.attack_mode import ATTACK_RESTRICTIONS
 from townhall.admission.connection_caps import ConnectionCaps
-from townhall.api.errors import error_body
+from townhall.api.error_body import error_body
 from townhall.api.live import TRANSPORT_EXTENSION
 from townhall.config import Settings
 from townhall.forwarded import TrustedProxies

@@ -3,8 +3,8 @@
 The one place that turns refusals into HTTP: `status_for` maps the domain's refusal
 kinds (townhall.domain.errors, raised by the domain, admission and services, which
 know nothing of HTTP) to statuses, and `error_body` writes the body's bytes for every
-server that answers (Starlette's handlers here, the fast path, the live stream, the
-connection guard below HTTP in server.py, the stream workers' raw protocol).
+server that answers (api/error_body.py: Starlette's handlers here, the fast path, the
+live stream, the connection guard below HTTP in server.py, the stream workers).
 
 A 500 means a bug: it is logged with its traceback and the client still gets
 JSON, never an HTML page or a dropped connection.
@@ -12,14 +12,13 @@ JSON, never an HTML page or a dropped connection.
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from townhall.api.error_body import error_body
 from townhall.domain.errors import (
     Conflict,
     DomainError,
@@ -50,15 +49,6 @@ HTTP_CODES = {
     413: "body_too_large",
     415: "unsupported_media_type",
 }
-
-
-ERROR_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-"""Starlette's JSONResponse rendering, so every error body has the same bytes."""
-
-
-def error_body(code: str, message: str, **extra: Any) -> bytes:
-    """The one error body: `{"error": {"code", "message", ...extra}}` as bytes."""
-    return ERROR_ENCODER.encode({"error": {"code": code, "message": message, **extra}}).encode()
 
 
 def retry_after_header(retry_after_s: float) -> str:

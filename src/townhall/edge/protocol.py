@@ -39,7 +39,7 @@ from townhall.admission.stream_gate import (
     StreamDenied,
     StreamGate,
 )
-from townhall.api.errors import error_body
+from townhall.api.error_body import error_body
 from townhall.api.stream_denials import denied_retry_after_s, denied_status
 from townhall.audience.fanout import LiveFanout, LiveListener
 from townhall.config import EdgeSettings
