@@ -32,20 +32,25 @@ tests/js/node_modules/axe-core/axe.min.js: tests/js/package.json tests/js/packag
 
 test-tools: tests/js/node_modules/axe-core/axe.min.js
 
-# The API and end-to-end modules, run once more on the scale-out backends (started by
-# the tests themselves): each test gets a fresh PostgreSQL database.
-BACKEND_SUITE ?= tests/test_api_*.py tests/test_e2e_*.py tests/test_recording.py
+# The API and end-to-end modules and the two-node scenario, run once more on the
+# scale-out backends, both started by the tests themselves: Redis as the state
+# (TOWNHALL_TEST_STATE=redis) and PostgreSQL as the store (a fresh database per test).
+BACKEND_SUITE ?= tests/test_api_*.py tests/test_e2e_*.py tests/test_recording.py \
+	tests/test_state_two_nodes.py
 
 test: deps system-deps test-tools
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 	scripts/isolated $(BIN)/pytest $(PYTEST_ARGS)
 	$(MAKE) test-backends
 
 test-backends: deps
-	scripts/isolated $(BIN)/pytest -q --store postgresql:// $(BACKEND_SUITE) $(PYTEST_ARGS)
+	TOWNHALL_TEST_STATE=redis scripts/isolated $(BIN)/pytest -q --store postgresql:// \
+		$(BACKEND_SUITE) $(PYTEST_ARGS)
 
 lint: deps
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 
 bench: deps system-deps
 	$(BIN)/python -m bench

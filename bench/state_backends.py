@@ -1,23 +1,26 @@
-"""The cost of shared state: one node with memory state vs Redis state, same run.
+"""The cost of the scale-out backends: one node on memory state + SQLite store vs Redis
+state + PostgreSQL store, same run.
 
     scripts/isolated .venv/bin/python -m bench.state_backends [--seconds 5] [--rounds 3]
 
-For each backend, starts `townhall serve` (Redis: a private redis-server, no
-persistence), puts a space live and measures over keep-alive connections:
+For each pair of backends, starts `townhall serve` (Redis: a private redis-server, no
+persistence; PostgreSQL: a private initdb + postgres, a fresh database per round),
+puts a space live and measures over keep-alive connections:
 - snapshot rate (GET /api/spaces/{id}),
 - join rate (POST /api/spaces/{id}/join, anonymous and signed in),
 - join -> first audio byte of the live stream, p50 and p99, for listeners who each
   join and then open the stream,
 - Redis commands per 1,000 joins (the node's own ticks and heartbeats included).
 Prints the two side by side with the Redis/memory ratio. The issue's target: Redis
-costs the join path at most 30 % of its rate. Store: SQLite in both (the PostgreSQL
-store is another engineer's). Every loop is bounded in time and count; loopback only.
+costs the join path at most 30 % of its rate. Every loop is bounded in time and
+count; loopback only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import sys
 import tempfile
@@ -34,6 +37,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from bench.townhall_server import ADMISSION_FOR_BENCH  # noqa: E402
 from conftest import start_server, stop_server  # noqa: E402
 from http_helpers import live_space, sign_up  # noqa: E402
+from pg_server import start_postgres  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
 from townhall.loadtest.client import HttpClient  # noqa: E402
 
@@ -138,11 +142,14 @@ async def _run(seconds: float, concurrency: int, listeners: int, rounds: int) ->
     with tempfile.TemporaryDirectory(prefix="bench-state-") as tmp:
         redis = RedisServer(Path(tmp))
         redis.start()
+        postgres = start_postgres()
         try:
             backends = [("memory", "memory"), ("redis", redis.url())]
             for round_no in range(rounds):
                 for name, state in backends if round_no % 2 == 0 else backends[::-1]:
                     env = {**ADMISSION_FOR_BENCH, "TOWNHALL_STATE": state}
+                    if name == "redis":
+                        env["TOWNHALL_STORE"] = postgres.url(postgres.create_database())
                     server = start_server(Path(tmp) / f"{name}-{round_no}", **env)
                     try:
                         figures = await _measure(server.url, state, seconds, concurrency, listeners)
@@ -151,11 +158,13 @@ async def _run(seconds: float, concurrency: int, listeners: int, rounds: int) ->
                         stop_server(server)
         finally:
             redis.stop()
+            postgres.stop()
+            shutil.rmtree(postgres.root, ignore_errors=True)
 
     def median(name: str, key: str) -> float:
         return statistics.median(figures[key] for figures in results[name])
 
-    print(f"\n{'':24}{'memory':>12}{'redis':>12}{'redis/memory':>14}")
+    print(f"\n{'':24}{'mem+sqlite':>12}{'redis+pg':>12}{'redis/memory':>14}")
     for key in results["memory"][0]:
         value, other = median("memory", key), median("redis", key)
         ratio = f"{other / value:.2f}" if value else "-"
@@ -163,7 +172,7 @@ async def _run(seconds: float, concurrency: int, listeners: int, rounds: int) ->
     print(
         f"\nmedian of {rounds} alternating rounds; {seconds:g} s per rate, {concurrency} "
         f"concurrent keep-alive callers, {listeners} listeners for join->audio; "
-        "store: SQLite (both)."
+        "stores: SQLite (memory), PostgreSQL (redis)."
     )
 
 

@@ -41,7 +41,7 @@ async def test_wrong_password_is_refused(client: httpx.AsyncClient) -> None:
 
 async def test_password_is_stored_hashed_with_argon2(client: httpx.AsyncClient) -> None:
     await sign_up(client, "ann", password="correct horse")
-    store = client._transport.app.state.store  # type: ignore[attr-defined]
+    store = client._transport.app.services.store  # type: ignore[attr-defined]
     _, hashed = await store.credentials("ann")
     assert hashed.startswith("$argon2id$") and "correct horse" not in hashed
 

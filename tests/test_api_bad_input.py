@@ -113,7 +113,7 @@ async def test_malformed_path_ids_never_reach_the_services(client: httpx.AsyncCl
     """A 60 KB id on /start or /end used to leave a lock behind in the service, per
     request, forever; it is now a 404 from the shape check alone."""
     host = await sign_up(client, "host")
-    spaces = client._transport.app.state.spaces  # type: ignore[attr-defined]
+    spaces = client._transport.app.services.spaces  # type: ignore[attr-defined]
     locks_before = len(spaces._locks)
     for n in range(20):
         made_up = f"{n}" + "x" * 60_000

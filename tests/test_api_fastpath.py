@@ -21,7 +21,9 @@ from http_helpers import Account, assert_error, live_space, sign_up
 from townhall.admission.tickets import check_ticket
 from townhall.api.fastpath import ListenerFastPath
 from townhall.app import create_app
+from townhall.audience.opus_rendition import OPUS_PLAYLIST_URI
 from townhall.config import load_settings
+from townhall.services import build_services
 
 BASE = "http://testserver"
 MAX_BODY = 1024
@@ -104,17 +106,17 @@ def _same_but_fresh(fast: httpx.Response, reference: httpx.Response) -> None:
 async def _ticket_for(pair: Pair, fast: httpx.Response, space_id: str) -> str:
     """The listener id a join's ticket was issued to; checks the URLs on the way."""
     answer = fast.json()
-    assert set(answer) == {"ticket", "expires_at", "live_url", "hls_url"}
+    assert set(answer) == {"ticket", "expires_at", "live_url", "hls_url", "hls_opus_url"}
     assert answer["live_url"] == f"/live/{space_id}.aac?ticket={answer['ticket']}"
     assert answer["hls_url"] == f"/hls/{space_id}/index.m3u8"
-    claims = check_ticket(pair.app.state.signer, answer["ticket"], space_id, time.time())
+    assert answer["hls_opus_url"] == f"/hls/{space_id}/{OPUS_PLAYLIST_URI}"
+    claims = check_ticket(pair.app.services.signer, answer["ticket"], space_id, time.time())
     return claims.listener_id
 
 
 async def test_the_wrapper_is_the_app_tests_and_servers_see(pair: Pair) -> None:
-    assert pair.app.state is pair.app.app.state
     assert pair.app.router is pair.app.app.router
-    assert pair.app.state.spaces is not None, "the lifespan filled the wrapped app's state"
+    assert pair.app.services.started, "the lifespan started the services"
 
 
 async def test_snapshot_of_a_live_space_etag_and_head(pair: Pair) -> None:
@@ -142,7 +144,7 @@ async def test_snapshot_follows_a_rebuild(pair: Pair) -> None:
     before = await pair.same("GET", url)
     reacted = await pair.fast.post(f"{url}/reactions", json={"emoji": "👏"})
     assert reacted.status_code == 202
-    await pair.app.state.spaces.tick()
+    await pair.app.services.spaces.tick()
     after = await pair.same("GET", url)
     assert after.headers["etag"] != before.headers["etag"]
     assert after.json()["reactions"] == {"👏": 1}
@@ -340,11 +342,12 @@ class TestStreamWorkersAndPublicUrl:
         before = await pair.fast.post(f"/api/spaces/{space['id']}/join")
         assert before.json()["live_url"].startswith("http://testserver:8081/")
         public = "https://tównhall.example/"
-        pair.app.state.settings = settings.with_overrides(public_url=public)
+        pair.app.services.settings = settings.with_overrides(public_url=public)
         fast, reference = await pair.both("POST", f"/api/spaces/{space['id']}/join")
         _same_but_fresh(fast, reference)
         assert _without(fast.json(), "ticket", "expires_at", "live_url") == {
-            "hls_url": f"https://tównhall.example/hls/{space['id']}/index.m3u8"
+            "hls_url": f"https://tównhall.example/hls/{space['id']}/index.m3u8",
+            "hls_opus_url": f"https://tównhall.example/hls/{space['id']}/{OPUS_PLAYLIST_URI}",
         }
         assert "tównhall".encode() in fast.content, "JSON as Starlette writes it: UTF-8"
         live = f"https://tównhall.example:8081/live/{space['id']}.aac?ticket="
@@ -409,7 +412,7 @@ class TestRefusalsWithRetryAfter:
     async def test_proof_of_work_challenge_alike(self, pair: Pair) -> None:
         host = await sign_up(pair.fast, "host")
         space = await live_space(pair.fast, host)
-        pair.app.state.door.force_attack_mode(True)
+        pair.app.services.door.force_attack_mode(True)
         join = f"/api/spaces/{space['id']}/join"
         fast, reference = await pair.both("POST", join)
         _same_but_fresh(fast, reference)
@@ -419,16 +422,24 @@ class TestRefusalsWithRetryAfter:
         assert fast_error["challenge"] != reference_error["challenge"]
 
 
-async def test_a_bug_is_the_same_json_500(settings) -> None:
-    """Before the lifespan has run there are no services: a bug, answered as errors.py
-    answers bugs (the reference transport would re-raise it otherwise)."""
-    app = create_app(settings)
+async def test_a_bug_is_the_same_json_500(settings, monkeypatch) -> None:
+    """A bug in a service is answered as errors.py answers bugs (the reference transport
+    would re-raise it otherwise)."""
+    services = build_services(settings)
+
+    async def bug(space_id: str) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(services.spaces, "snapshot", bug)
+    monkeypatch.setattr(services.spaces, "record", bug)
+    app = create_app(settings, services=services)
     fast = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
     reference = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app.app, raise_app_exceptions=False), base_url=BASE
     )
     async with fast, reference:
-        for method, url in [("GET", "/api/spaces/abcdefghijkm"), ("POST", "/api/spaces/x/join")]:
+        space = "/api/spaces/abcdefghijkm"
+        for method, url in [("GET", space), ("POST", f"{space}/join")]:
             answered, expected = (
                 await fast.request(method, url),
                 await reference.request(method, url),

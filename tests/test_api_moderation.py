@@ -273,7 +273,7 @@ async def test_the_audit_log_records_every_action_and_detects_tampering(
     assert verified == {"ok": True, "entries": 8, "head": entries[-1]["hash"],
                         "broken_at": None, "problem": None}  # fmt: skip
 
-    store = _app(client).state.store
+    store = _app(client).services.store
     await store.run(
         lambda db: db.execute(
             text("UPDATE audit_log SET entry = replace(entry, :a, :b) WHERE seq = 7"),
@@ -320,7 +320,7 @@ async def test_a_suspension_binds_at_once_where_the_token_is_still_cached(
     ready = await client.post("/api/spaces", json={"title": "Ready"}, headers=ann.headers)
     live = await live_space(client, host)
     assert (await client.get("/api/me", headers=ann.headers)).status_code == 200  # cached
-    elsewhere = SqlModerationStore(_app(client).state.store.run)
+    elsewhere = SqlModerationStore(_app(client).services.store.run)
     await elsewhere.suspend(ann.id, "a" * 12, datetime.now(UTC))
     assert (await client.get("/api/me", headers=ann.headers)).status_code == 200  # still cached
     refusals = [
@@ -338,6 +338,6 @@ def test_the_routes_built_by_constructor_are_the_documented_ones() -> None:
     """For the composition root of issue 7: `routes(...)` binds the same operations."""
     from townhall.api import moderation as moderation_api
 
-    built = moderation_api.routes(None, None, None, 1024)  # type: ignore[arg-type]
+    built = moderation_api.routes(None)  # type: ignore[arg-type]
     documented = [(op.path, op.method, op.operation_id) for op in moderation_api.OPERATIONS]
     assert [(r.path, *sorted(r.methods - {"HEAD"}), r.name) for r in built] == documented

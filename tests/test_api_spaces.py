@@ -123,7 +123,7 @@ async def test_reactions_are_aggregated(client: httpx.AsyncClient) -> None:
         422,
         "invalid_emoji",
     )
-    await client._transport.app.state.spaces.tick()  # type: ignore[attr-defined]
+    await client._transport.app.services.spaces.tick()  # type: ignore[attr-defined]
     snapshot = (await client.get(f"/api/spaces/{space['id']}")).json()
     assert snapshot["reactions"] == {"🔥": 2, "👏": 1}
 

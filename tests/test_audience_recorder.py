@@ -23,11 +23,11 @@ from townhall.audience.recorder import (
     Recorder,
     final_path_for,
     finalize_recording,
-    partial_path,
     recover_recordings,
 )
 from townhall.config import AudioSettings
 from townhall.media import FRAME_SAMPLES, SAMPLE_RATE
+from townhall.service.recordings import Recordings
 
 SETTINGS = AudioSettings()
 CRASH_AFTER_S = 4.0
@@ -139,14 +139,16 @@ def assert_seekable_m4a(path: Path, duration: float, freq: float) -> None:
 
 
 async def test_program_close_then_finalize_off_the_loop(tmp_path: Path) -> None:
-    partial = partial_path(tmp_path / "recordings", "space-1")
+    recordings = Recordings(tmp_path / "recordings")
+    partial = recordings.prepare("space-1")
     program = record(partial, 5.0, freq=660)
     assert partial.exists() and program.recorder is not None
     # Every whole fragment is on disk; the last one waits for the frame past its boundary.
     assert program.recorder.stats.fragments == round(5.0 * 1000 / SETTINGS.fragment_ms) - 1
-    seconds = await program.aclose()
-    final = final_path_for(partial)
-    assert program.recording_final_path == final and not partial.exists()
+    program.close()
+    seconds = await recordings.finish("space-1")
+    final = recordings.final_path("space-1")
+    assert final.exists() and not partial.exists()
     assert seconds is not None and abs(seconds - 5.0) < 0.1
     assert_seekable_m4a(final, seconds, 660)
     played = decode_file(final)
@@ -157,7 +159,7 @@ def test_close_without_finalize_leaves_a_whole_partial_file(tmp_path: Path) -> N
     partial = tmp_path / "s.part.mp4"
     program = record(partial, 2.0)
     program.close()
-    assert program.recording_final_path is None
+    assert not final_path_for(partial).exists()
     assert abs(len(decode_file(partial)) / SAMPLE_RATE - 2.0) < 0.1
     assert program.recorder is not None and program.recorder.stats.fsyncs >= 1
 

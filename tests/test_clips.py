@@ -223,7 +223,7 @@ async def test_clips_expire_and_each_address_has_an_allowance(
     assert (await client.get(clip_url)).status_code == 200
     await asyncio.sleep(1.2)
     assert_error(await client.get(clip_url), 404, "clip_expired")
-    clips_service = client._transport.app.state.clips  # type: ignore[attr-defined]
+    clips_service = client._transport.app.services.clips  # type: ignore[attr-defined]
     assert await clips_service.sweep() == 2
     assert not list(clips_service._directory.glob("*.m4a"))
     assert_error(await client.get(clip_url), 404, "clip_not_found")

@@ -28,7 +28,7 @@ async def _served(
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         now = time.time()
-        relays = [{HEADER: issue_relay_token(app.state.signer, node, now)} for node in node_ids]
+        relays = [{HEADER: issue_relay_token(app.services.signer, node, now)} for node in node_ids]
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http, relays

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from test_audience_recorder import record
-from townhall.app import SECRET_FILE, close_services, load_secret, open_services
 from townhall.audience.recorder import final_path_for, finalize_recording, partial_path
 from townhall.config import load_settings
+from townhall.services import SECRET_FILE, build_services, load_secret
 
 WIDE_UMASK = 0o022
 """The usual default: without care, new files come out 0644 (world-readable)."""
@@ -52,11 +52,12 @@ def test_secret_key_is_created_0600(tmp_path: Path, wide_umask, no_chmod) -> Non
 
 async def test_database_is_0600(tmp_path: Path, wide_umask, no_chmod) -> None:
     settings = load_settings({}, data_dir=tmp_path / "data")
-    services = await open_services(settings)
+    services = build_services(settings)
+    await services.start()
     try:
         await services.accounts.sign_up("someone", "correct horse")
     finally:
-        await close_services(services)
+        await services.stop()
     database = settings.database_path
     assert mode(database) == 0o600
     for sidecar in database.parent.glob(database.name + "-*"):  # WAL and shared memory

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from conftest import RunningServer, start_server, stop_server
-from http_helpers import Account, assert_error, sign_up, speak_over_http
+from http_helpers import Account, assert_error, live_space, sign_up, speak_over_http
 from tones import Recording, ToneTrack, read_live_stream, tone_power
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_ice")]
@@ -29,6 +29,11 @@ TONE_HZ = 660.0
 PRESENT_DBFS = -30.0
 
 SHARED_SECRET = "two-nodes-one-deployment"
+ADMIN_TOKEN = "operator-token-of-the-two-node-deployment"
+OPERATOR = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+ATTACK_MODE_S = 2.0
+"""An operator's attack-mode setting reaches every node within this (each follows the
+shared setting once a second, service/door.py HOUSEKEEPING_S)."""
 DECISION_S = 1.0
 """What one node decides shows on the other within this (the issue's figure)."""
 TICK_S = 1.0
@@ -37,10 +42,16 @@ COUNTS_S = 3.0
 """Listener counts add up across nodes within this."""
 
 
-@pytest.fixture
-def nodes(tmp_path: Path, redis_url: str) -> Iterator[tuple[RunningServer, RunningServer]]:
+def _two_nodes(
+    tmp_path: Path, redis_url: str, **more: str
+) -> Iterator[tuple[RunningServer, RunningServer]]:
     shared = tmp_path / "shared"
-    env = {"TOWNHALL_STATE": redis_url, "TOWNHALL_SECRET": SHARED_SECRET}
+    env = {
+        "TOWNHALL_STATE": redis_url,
+        "TOWNHALL_SECRET": SHARED_SECRET,
+        "TOWNHALL_ADMIN_TOKEN": ADMIN_TOKEN,
+        **more,
+    }
     a = start_server(shared, **env)
     try:
         b = start_server(shared, **env)
@@ -50,6 +61,32 @@ def nodes(tmp_path: Path, redis_url: str) -> Iterator[tuple[RunningServer, Runni
             stop_server(b)
     finally:
         stop_server(a)
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, redis_url: str) -> Iterator[tuple[RunningServer, RunningServer]]:
+    yield from _two_nodes(tmp_path, redis_url)
+
+
+SLOW_DOOR_PER_S = 0.2
+"""Admissions per second per node: each node admits its burst (one) on arrival, then a
+line forms and moves slowly enough to read positions off it."""
+IN_LINE = 12
+MAX_READS = 5
+MOVE_S = 10 / SLOW_DOOR_PER_S
+"""Bound for the line to move by one on both nodes (expected ~1/(2 * rate)); not a
+speed figure: a loaded machine pauses lines while its loop lags."""
+
+
+@pytest.fixture
+def slow_doors(tmp_path: Path, redis_url: str) -> Iterator[tuple[RunningServer, RunningServer]]:
+    rate = str(SLOW_DOOR_PER_S)
+    yield from _two_nodes(
+        tmp_path,
+        redis_url,
+        TOWNHALL_ADMISSION_MAX_ADMISSIONS_PER_S=rate,
+        TOWNHALL_ADMISSION_PER_ADDRESS_RATE="0",  # every poll comes from 127.0.0.1
+    )
 
 
 async def _within(
@@ -81,6 +118,86 @@ async def _first_bytes(url: str, at_least: int = 2_000) -> int:
             if received >= at_least:
                 return received
     return received
+
+
+async def test_the_waiting_room_is_one_line_across_nodes(
+    slow_doors: tuple[RunningServer, RunningServer],
+) -> None:
+    """Joins sent alternately to A and B, both over their admission rate, hold places
+    that are one sequence without gaps or duplicates, read the same on either node; and
+    admissions made by the nodes move the line on both.
+
+    A place is read relative to the first person in line, polled just before and after
+    on the same node: when both polls agree the line did not move in between, so the
+    difference is exact however loaded the machine (a lagging node pauses its line,
+    and a line that moves mid-read would otherwise shift the places read)."""
+    node_a, node_b = slow_doors
+    async with (
+        httpx.AsyncClient(base_url=node_a.url, timeout=10) as a,
+        httpx.AsyncClient(base_url=node_b.url, timeout=10) as b,
+    ):
+        host = await sign_up(a, "host")
+        space_id = (await live_space(a, host))["id"]
+        join = f"/api/spaces/{space_id}/join"
+        tokens = []
+        for i in range(IN_LINE + 2):  # each node's burst (one) may be admitted at once
+            answer = await (a if i % 2 == 0 else b).post(join)
+            assert answer.status_code == 200, answer.text
+            if "wait" in answer.json():
+                tokens.append(answer.json()["wait"]["token"])
+        assert len(tokens) >= IN_LINE
+
+        async def place(node: httpx.AsyncClient, token: str) -> int:
+            answer = (await node.post(join, json={"token": token})).json()
+            assert "wait" in answer, answer
+            return int(answer["wait"]["position"])
+
+        async def behind_first(node: httpx.AsyncClient, token: str) -> int:
+            for _ in range(MAX_READS):
+                before, mine, after = (
+                    await place(node, tokens[0]),
+                    await place(node, token),
+                    await place(node, tokens[0]),
+                )
+                if before == after:
+                    return mine - before
+            raise AssertionError(f"the line never held still for {MAX_READS} reads")
+
+        for node in (a, b):
+            behind = [await behind_first(node, token) for token in tokens]
+            assert behind == list(range(len(tokens))), behind
+
+        last = tokens[-1]
+        joined_at = await place(a, last)
+
+        async def places() -> tuple[int, int]:
+            return await place(a, last), await place(b, last)
+
+        took = await _within(
+            MOVE_S, places, lambda both: both[0] == both[1] < joined_at
+        )
+        print(f"the line moved on both nodes after {took:.1f} s: {await places()}")
+
+
+async def test_an_operators_attack_mode_on_one_node_holds_on_both(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    node_a, node_b = nodes
+    async with (
+        httpx.AsyncClient(base_url=node_a.url, timeout=10) as a,
+        httpx.AsyncClient(base_url=node_b.url, timeout=10) as b,
+    ):
+
+        async def attack_mode_on_b() -> bool:
+            return bool((await b.get("/api/stats")).json()["attack_mode"])
+
+        assert not await attack_mode_on_b()
+        for mode, expected in (("on", True), ("auto", False)):
+            answer = await a.post("/api/admin/attack-mode", json={"mode": mode}, headers=OPERATOR)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["attack_mode"] is expected
+            took = await _within(ATTACK_MODE_S, attack_mode_on_b, lambda on, e=expected: on is e)
+            print(f"attack mode {mode} on A held on B after {took:.2f} s")
 
 
 async def test_two_nodes_share_one_truth(nodes: tuple[RunningServer, RunningServer]) -> None:

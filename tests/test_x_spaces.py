@@ -122,7 +122,7 @@ async def test_what_x_would_refuse_is_a_400_in_both_shapes(
 async def test_the_listener_path_never_waits_on_the_database(client: httpx.AsyncClient) -> None:
     host = await sign_up(client, "x_quiet")
     live = await live_space(client, host, title="Quiet")
-    store = client._transport.app.state.store  # type: ignore[attr-defined]
+    store = client._transport.app.services.store  # type: ignore[attr-defined]
     calls: list[str] = []
     for name in ("get_space", "list_spaces", "get_user"):
         original = getattr(store, name)

@@ -39,7 +39,7 @@ def _refusal(settings: Settings) -> str | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from townhall.server import serve
+    from townhall.app import serve
 
     settings = load_settings(
         host=args.host,

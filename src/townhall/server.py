@@ -17,7 +17,6 @@ so our protocol subclass adds five things:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,8 +25,9 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from townhall.admission.attack_mode import AttackMode
+from townhall.admission.attack_mode import ATTACK_RESTRICTIONS
 from townhall.admission.connection_caps import ConnectionCaps
+from townhall.api.error_body import error_body
 from townhall.api.live import TRANSPORT_EXTENSION
 from townhall.config import Settings
 from townhall.forwarded import TrustedProxies
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 def _raw_error(status: str, code: str, message: str, retry_after_s: int | None = None) -> bytes:
     """A whole error response, for refusals made below the ASGI app."""
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    body = error_body(code, message)
     retry = f"Retry-After: {retry_after_s}\r\n" if retry_after_s is not None else ""
     head = (
         f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{retry}"
@@ -69,6 +69,9 @@ class ConnectionGuard:
     cut_slow_headers: int = 0
     cut_slow_bodies: int = 0
     refused_large_heads: int = 0
+    normal_max_per_address: int = 0
+    attack_max_per_address: int = ATTACK_RESTRICTIONS.max_connections_per_address
+    """The per-address connection cap while attack mode is on (the door's restrictions)."""
 
     def refusals(self) -> dict[str, int]:
         """Connections refused or cut below HTTP, by kind (for GET /metrics)."""
@@ -79,16 +82,11 @@ class ConnectionGuard:
             "header_too_large": self.refused_large_heads,
         }
 
-    def apply_attack_mode(self, settings: Settings, attack: AttackMode) -> Callable[[bool], None]:
-        """The callback that tightens the per-address cap while attack mode is on."""
-
-        def on_change(active: bool) -> None:
-            normal = settings.http.max_connections_per_address
-            self.caps.max_per_key = (
-                attack.restrictions.max_connections_per_address if active else normal
-            )
-
-        return on_change
+    def follow_attack_mode(self, active: bool) -> None:
+        """Tightens the per-address cap while attack mode is on (an Events handler)."""
+        self.caps.max_per_key = (
+            self.attack_max_per_address if active else self.normal_max_per_address
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConnectionGuard:
@@ -99,6 +97,7 @@ class ConnectionGuard:
             ConnectionCaps(http.max_connections_per_address),
             http.max_header_bytes,
             TrustedProxies(http.trusted_proxies, http.forwarded_header),
+            normal_max_per_address=http.max_connections_per_address,
         )
 
 
@@ -219,44 +218,19 @@ class StoppingServer(uvicorn.Server):
     """uvicorn, telling the app's long-lived event streams (service/event_hub.py) to end
     the moment a stop signal arrives: uvicorn waits for open connections before the
     app's own shutdown runs, so otherwise each stream would hold the stop for the whole
-    grace period and then be cancelled (a traceback in the log)."""
+    grace period and then be cancelled (a traceback in the log). `on_stop` is called on
+    the server's loop (the event hub's `close`)."""
 
-    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None]) -> None:
         super().__init__(config)
-        self._app = app
+        self._on_stop = on_stop
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        hub = getattr(self._app.state, "event_hub", None)
-        if hub is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(hub.close)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._on_stop)
         super().handle_exit(sig, frame)
 
     async def serve(self, sockets: Any = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
-
-
-def serve(settings: Settings) -> None:
-    """Run the server until SIGINT/SIGTERM; with ``settings.edge.stream_workers`` the
-    stream workers run beside it and stop with it."""
-    from townhall.app import create_app, load_secret
-    from townhall.edge.limits import raise_open_file_limit
-
-    raise_open_file_limit()
-    guard = ConnectionGuard.from_settings(settings)
-    app = create_app(settings, guard=guard)
-    if not settings.edge.stream_workers:
-        StoppingServer(uvicorn_config(app, settings, guard), app).run()
-        return
-    from townhall.edge.supervisor import Supervisor, deferred_signals
-
-    supervisor = Supervisor(settings, load_secret(settings))
-    # uvicorn re-raises the signal that stopped it once it is done; deferring it lets
-    # the workers stop (and their listeners get EOF) before the process exits by it.
-    with deferred_signals():
-        supervisor.start()
-        try:
-            StoppingServer(uvicorn_config(app, settings, guard), app).run()
-        finally:
-            supervisor.stop()

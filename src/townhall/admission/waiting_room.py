@@ -418,7 +418,11 @@ def _close_period(state: WaitingRoomState, at: float) -> None:
 
 
 def admit_on_arrival(
-    state: WaitingRoomState, policy: QueuePolicy, lane: Lane, listeners: int = 0
+    state: WaitingRoomState,
+    policy: QueuePolicy,
+    lane: Lane,
+    listeners: int = 0,
+    numbered: bool = True,
 ) -> int | None:
     """Takes a number for someone arriving at an empty room and admits it at once, if the
     bucket holds a whole admission (and there is a free slot); returns it, or None.
@@ -427,6 +431,9 @@ def admit_on_arrival(
     admission, not q. Priced at q, a counter that caught up with a flood would hand
     tickets on the spot to every arrival at max_speedup times the rate. Call it after
     `advance` to the same moment; with q = 1 it does what `arrive` and `advance` would.
+
+    `numbered=False` (a line shared by many nodes, whose numbers the shared state hands
+    out to people who wait) admits without taking a number: it returns -1.
     """
     p, n = state.priority, state.normal
     if p.next_seq - p.admitted_upto > _EPS or n.next_seq - n.admitted_upto > _EPS:
@@ -436,10 +443,12 @@ def admit_on_arrival(
     if policy.capacity and policy.capacity - listeners - state.in_flight < 1.0 - _EPS:
         return None
     counters = state.lane(lane)
-    seq = counters.next_seq
-    counters.next_seq += 1
-    counters.admitted_upto = float(counters.next_seq)
-    counters.young.on_arrival += 1
+    seq = -1
+    if numbered:
+        seq = counters.next_seq
+        counters.next_seq += 1
+        counters.admitted_upto = float(counters.next_seq)
+        counters.young.on_arrival += 1
     state.allowance -= 1.0
     state.in_flight += 1.0
     state.admit_rate += 1.0 / policy.rate_tau_s
@@ -564,10 +573,17 @@ class WaitingRoom:
 
     @classmethod
     def open(
-        cls, signer: Signer, space_id: str, now: float, policy: QueuePolicy | None = None
+        cls,
+        signer: Signer,
+        space_id: str,
+        now: float,
+        policy: QueuePolicy | None = None,
+        epoch: int | None = None,
     ) -> WaitingRoom:
+        """`epoch`: fixed for a line that several nodes share (their tokens must check
+        out on each other); random otherwise, so a restarted room refuses old tokens."""
         policy = policy or QueuePolicy()
-        return cls(signer, space_id, policy, WaitingRoomState.fresh(now, policy.burst))
+        return cls(signer, space_id, policy, WaitingRoomState.fresh(now, policy.burst, epoch))
 
     def set_load(self, listeners: int, paused: bool = False) -> None:
         """What the node carries now; `paused` when capacity.decide says QUEUE or SHED.
@@ -584,13 +600,15 @@ class WaitingRoom:
     def tick(self, now: float) -> float:
         return advance(self.state, self.policy, now, listeners=self.listeners, paused=self.paused)
 
-    def arrive(self, now: float, priority: bool = False) -> QueueToken:
-        """Takes the next number of the lane: a place in the line (see `join`)."""
+    def arrive(self, now: float, priority: bool = False, seq: int | None = None) -> QueueToken:
+        """Takes the next number of the lane: a place in the line (see `join`); or `seq`,
+        the number a line shared by many nodes handed out (townhall.state)."""
         self.tick(now)
         lane: Lane = PRIORITY if priority else NORMAL
         counters = self.state.lane(lane)
-        seq = counters.next_seq
-        counters.next_seq += 1
+        if seq is None:
+            seq = counters.next_seq
+        counters.next_seq = max(counters.next_seq, seq + 1)
         counters.arrival_rate += 1.0 / self.policy.rate_tau_s
         return self._token(lane, seq, now)
 
@@ -609,6 +627,32 @@ class WaitingRoom:
                 return queued, Admitted(seq, lane, self.state.epoch, queued.arrived_at, 0.0)
         queued = self.arrive(now, priority)
         return queued, self._status(queued.lane, queued.seq, queued.arrived_at, now)
+
+    def admit_unnumbered(self, now: float, priority: bool = False) -> Admitted | None:
+        """For a line shared by many nodes: admits someone arriving at an empty line at
+        once, taking no number (numbers go to people who wait); None if they must wait."""
+        self.tick(now)
+        if self.paused:
+            return None
+        lane: Lane = PRIORITY if priority else NORMAL
+        if admit_on_arrival(self.state, self.policy, lane, self.listeners, numbered=False) is None:
+            return None
+        self.state.lane(lane).arrival_rate += 1.0 / self.policy.rate_tau_s
+        return Admitted(-1, lane, self.state.epoch, int(now), 0.0)
+
+    def wait_as(
+        self, now: float, seq: int, priority: bool = False
+    ) -> tuple[QueueToken, Admitted | Waiting]:
+        """For a line shared by many nodes: a place in line under the shared number `seq`."""
+        queued = self.arrive(now, priority, seq)
+        return queued, self._status(queued.lane, queued.seq, queued.arrived_at, now)
+
+    def follow(self, next_seq: int, admitted_upto: float, lane: Lane = NORMAL) -> None:
+        """Takes in the shared line's counters (other nodes' arrivals and admissions):
+        neither counter ever goes back."""
+        counters = self.state.lane(lane)
+        counters.next_seq = max(counters.next_seq, next_seq)
+        counters.admitted_upto = max(counters.admitted_upto, min(admitted_upto, counters.next_seq))
 
     def poll(self, token: str, now: float) -> Admitted | Waiting:
         """Where the token's holder stands; QueueRefused if the token is not a live one of ours.

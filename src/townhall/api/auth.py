@@ -62,8 +62,7 @@ def _check_same_site(request: Request) -> None:
         )
 
 
-async def optional_user(request: Request) -> User | None:
-    accounts: Accounts = request.app.state.accounts
+async def optional_user(request: Request, accounts: Accounts) -> User | None:
     token, from_cookie = presented_token(request)
     if token is None:
         return None
@@ -77,8 +76,8 @@ async def optional_user(request: Request) -> User | None:
     return user
 
 
-async def require_user(request: Request) -> User:
-    user = await optional_user(request)
+async def require_user(request: Request, accounts: Accounts) -> User:
+    user = await optional_user(request, accounts)
     if user is None:
         raise Unauthorized("sign in first", code="sign_in_required")
     return user

@@ -14,8 +14,9 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -25,7 +26,11 @@ from starlette.routing import Route
 
 from townhall.api.models import ID_PATTERN, ErrorBody
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+if TYPE_CHECKING:
+    from townhall.services import Services
+
+Handler = Callable[["Services", Request], Awaitable[Response]]
+"""A route's code: the node's services (bound once by `routes_of`) and the request."""
 
 OPENAPI_VERSION = "3.1.0"
 SCHEMA_REF = "#/components/schemas/{model}"
@@ -64,7 +69,7 @@ class Operation:
 
     method: str
     path: str
-    endpoint: Endpoint
+    endpoint: Handler
     summary: str
     answer: type[BaseModel] | None = None
     """The success body's model; None for no body (204) or a non-JSON one."""
@@ -80,9 +85,13 @@ class Operation:
     other_media_types: tuple[str, ...] = ()
     """Other bodies the success may carry (e.g. text/csv for `?format=csv`)."""
 
-    @property
-    def route(self) -> Route:
-        return Route(self.path, self.endpoint, methods=[self.method])
+    def route(self, services: Services) -> Route:
+        return Route(
+            self.path,
+            partial(self.endpoint, services),
+            methods=[self.method],
+            name=self.operation_id,  # a partial has no name of its own
+        )
 
     @property
     def operation_id(self) -> str:
@@ -107,8 +116,9 @@ class Operation:
         return sorted(implied)
 
 
-def routes_of(operations: Iterable[Operation]) -> list[Route]:
-    return [operation.route for operation in operations]
+def routes_of(operations: Iterable[Operation], services: Services) -> list[Route]:
+    """The operations' routes, their handlers bound to `services`."""
+    return [operation.route(services) for operation in operations]
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,11 @@
 """Every refusal is a JSON body `{"error": {"code", "message"}}` with a 4xx status.
 
+The one place that turns refusals into HTTP: `status_for` maps the domain's refusal
+kinds (townhall.domain.errors, raised by the domain, admission and services, which
+know nothing of HTTP) to statuses, and `error_body` writes the body's bytes for every
+server that answers (api/error_body.py: Starlette's handlers here, the fast path, the
+live stream, the connection guard below HTTP in server.py, the stream workers).
+
 A 500 means a bug: it is logged with its traceback and the client still gets
 JSON, never an HTML page or a dropped connection.
 """
@@ -10,8 +16,9 @@ import logging
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from townhall.api.error_body import error_body
 from townhall.domain.errors import (
     Conflict,
     DomainError,
@@ -44,6 +51,22 @@ HTTP_CODES = {
 }
 
 
+def retry_after_header(retry_after_s: float) -> str:
+    """Retry-After in whole seconds, as every refusal with a retry time sends it."""
+    return str(round(retry_after_s))
+
+
+class JsonError(Response):
+    """An error response whose body error_body wrote."""
+
+    media_type = "application/json"
+
+    def __init__(
+        self, status: int, body: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(body, status_code=status, headers=headers)
+
+
 class RequestError(DomainError):
     """A request the HTTP layer itself refuses (malformed JSON, oversized body)."""
 
@@ -54,10 +77,8 @@ class RequestError(DomainError):
 
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+) -> Response:
+    return JsonError(status, error_body(code, message), headers=headers)
 
 
 def status_for(error: DomainError) -> int:
@@ -69,15 +90,21 @@ def status_for(error: DomainError) -> int:
     return 400
 
 
+def refusal_response(refusal: DomainError) -> Response:
+    """A domain refusal as HTTP: its status, the one body, Retry-After if it has one."""
+    extra = dict(refusal.extra)
+    retry_after = getattr(refusal, "retry_after_s", None)
+    headers = None
+    if retry_after is not None:
+        headers = {"retry-after": retry_after_header(retry_after)}
+        extra["retry_after_s"] = retry_after
+    body = error_body(refusal.code, refusal.message, **extra)
+    return JsonError(status_for(refusal), body, headers=headers)
+
+
 async def domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    extra = getattr(exc, "extra", None) or {}
-    retry_after = getattr(exc, "retry_after_s", None)
-    headers = {"retry-after": str(round(retry_after))} if retry_after is not None else None
-    body = {"error": {"code": exc.code, "message": exc.message, **extra}}
-    if retry_after is not None:
-        body["error"]["retry_after_s"] = retry_after
-    return JSONResponse(body, status_code=status_for(exc), headers=headers)
+    return refusal_response(exc)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

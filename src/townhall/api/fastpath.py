@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
-from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Router
@@ -43,6 +42,9 @@ from townhall.audience.snapshot import Snapshot
 from townhall.config import Settings
 from townhall.domain.errors import DomainError
 from townhall.forwarded import client_origin
+
+if TYPE_CHECKING:
+    from townhall.services import Services
 
 __all__ = ["ListenerFastPath"]
 
@@ -148,21 +150,18 @@ async def _read_optional_json(scope: Scope, receive: Receive, max_bytes: int) ->
 class ListenerFastPath:
     """ASGI app: the snapshot and join routes answered directly, the rest by `app`.
 
-    Services are read from `app.state` at each request (the lifespan sets them), so
-    the wrapper can be built before the app starts. `state` and `router` are the
-    wrapped app's, for code that starts the lifespan or reaches the services."""
+    `services` are the node's (townhall.services), the very ones the wrapped app's
+    routes were built with; `router` is the wrapped app's, for code that starts the
+    lifespan."""
 
-    def __init__(self, app: Starlette) -> None:
+    def __init__(self, app: Starlette, services: Services) -> None:
         self.app = app
+        self.services = services
         self.answered = 0
         """Requests this fast path answered itself (the rest went to `app`)."""
         self._snapshots: dict[str, _EncodedSnapshot] = {}
         self._live_bases: dict[tuple[Any, ...], str] = {}
         self._live_bases_for: Settings | None = None
-
-    @property
-    def state(self) -> State:
-        return self.app.state
 
     @property
     def router(self) -> Router:
@@ -211,7 +210,7 @@ class ListenerFastPath:
     # -- GET /api/spaces/{id} (api/spaces.py get_space, snapshot_response) -------------
 
     async def _snapshot(self, scope: Scope, space_id: str) -> Answer:
-        snapshot = await self.app.state.spaces.snapshot(check_space_id(space_id))
+        snapshot = await self.services.spaces.snapshot(check_space_id(space_id))
         encoded = self._snapshots.get(space_id)
         if encoded is None or encoded.snapshot is not snapshot:
             if len(self._snapshots) >= MAX_ENCODED_SNAPSHOTS:
@@ -225,21 +224,20 @@ class ListenerFastPath:
     # -- POST /api/spaces/{id}/join (api/listening.py join) ------------------------------
 
     async def _join(self, scope: Scope, receive: Receive, space_id: str) -> Answer:
-        state = self.app.state
-        spaces = state.spaces
-        door = state.door
+        services = self.services
+        spaces = services.spaces
+        door = services.door
         door.check_address(client_origin(scope).address)
         check_space_id(space_id)
         space = await spaces.record(space_id)
         space.require_live("join")
         user = None
         if _signed_in_maybe(scope):
-            scope["app"] = self.app  # auth.py finds the accounts there, as under Starlette
-            user = await optional_user(Request(scope, receive))
+            user = await optional_user(Request(scope, receive), services.accounts)
         await refuse_if_removed(spaces, space_id, user)
-        settings = state.settings
+        settings = services.settings
         body = await _read_optional_json(scope, receive, settings.http.max_body_bytes)
-        answer = door.join(space_id, user, body)
+        answer = await door.join(space_id, user, body)
         if "ticket" in answer:
             stage_url = await spaces.stage_url(space_id)
             base = stage_url or self.live_base(scope, settings)

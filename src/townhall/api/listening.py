@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from starlette.requests import Request
@@ -18,6 +19,7 @@ from starlette.routing import Route
 from townhall.api.auth import client_address, optional_user
 from townhall.api.bodies import read_model
 from townhall.api.contract import Auth, Operation, routes_of
+from townhall.api.errors import JsonError, error_body
 from townhall.api.models import JoinAnswer, JoinRequest
 from townhall.api.paths import space_id as path_space_id
 from townhall.audience.hls import HlsPackager
@@ -30,6 +32,10 @@ from townhall.domain.spaces import User
 from townhall.service.door import Door
 from townhall.service.spaces import Spaces
 
+if TYPE_CHECKING:
+    from townhall.services import Services
+
+HEADABLE = ["GET", "HEAD"]
 HLS_PLAYLIST_CACHE = "public, max-age=1"
 HLS_IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
 SEGMENT_NAME = re.compile(r"^(\d{1,12})\.m4s$")
@@ -38,23 +44,21 @@ HLS_BLOCKING_CACHE = "public, max-age=6"
 """A blocking reload's answer lists the part it asked for; later copies only add more."""
 
 
-def _spaces(request: Request) -> Spaces:
-    return request.app.state.spaces
 
 
-async def join(request: Request) -> Response:
+async def join(services: Services, request: Request) -> Response:
     """A ticket for the live stream, or a place in line (API.md); never a wait on I/O."""
-    spaces = _spaces(request)
-    door: Door = request.app.state.door
+    spaces = services.spaces
+    door: Door = services.door
     door.check_address(client_address(request))
     space_id = path_space_id(request)
     space = await spaces.record(space_id)
     space.require_live("join")
-    user = await optional_user(request)
+    user = await optional_user(request, services.accounts)
     await refuse_if_removed(spaces, space_id, user)
-    settings = request.app.state.settings
+    settings = services.settings
     body = await read_model(request, JoinRequest, settings.http.max_body_bytes, optional=True)
-    answer = door.join(space_id, user, join_fields(body))
+    answer = await door.join(space_id, user, join_fields(body))
     if "ticket" in answer:
         stage_url = await spaces.stage_url(space_id)
         base = stage_url or live_base(request, settings)
@@ -108,38 +112,34 @@ def live_base(request: Request, settings: Settings) -> str:
     return f"{scheme}://{hostname}:{port}"
 
 
-def _room_program(request: Request) -> ProgramOutput:
-    room = _spaces(request).rooms.get(path_space_id(request))
+def _room_program(services: Services, request: Request) -> ProgramOutput:
+    room = services.spaces.rooms.get(path_space_id(request))
     if room is None:
         raise NotFound("this space is not live on this server", code="not_live")
     return room.program
 
 
-def _room_hls(request: Request) -> HlsPackager:
-    return _room_program(request).hls
-
-
-def _room_opus_hls(request: Request) -> HlsPackager:
-    opus = _room_program(request).opus
+def _opus_hls(program: ProgramOutput) -> HlsPackager:
+    opus = program.opus
     if opus is None:
         raise NotFound("this server makes no Opus rendition", code="not_found")
     return opus.hls
 
 
-async def hls_playlist(request: Request) -> Response:
+async def hls_playlist(services: Services, request: Request) -> Response:
     """The live playlist; with `_HLS_msn` (and `_HLS_part`) a blocking reload answered
     as soon as that segment (part) exists (LL-HLS, see townhall.audience.llhls). The
     answer to a blocking reload names a playlist state, so caches may keep it."""
-    return await _playlist(request, _room_hls(request))
+    return await _playlist(request, _room_program(services, request), opus=False)
 
 
-async def opus_playlist(request: Request) -> Response:
+async def opus_playlist(services: Services, request: Request) -> Response:
     """The Opus rendition's live playlist: the same LL-HLS as the AAC one."""
-    return await _playlist(request, _room_opus_hls(request))
+    return await _playlist(request, _room_program(services, request), opus=True)
 
 
-async def _playlist(request: Request, hls: HlsPackager) -> Response:
-    program = _room_program(request)
+async def _playlist(request: Request, program: ProgramOutput, *, opus: bool) -> Response:
+    hls = _opus_hls(program) if opus else program.hls
     program.hls_pollers.saw(client_address(request), request.headers.get("user-agent", ""))
     try:
         reload = ReloadRequest.from_query(
@@ -153,9 +153,9 @@ async def _playlist(request: Request, hls: HlsPackager) -> Response:
             raise Invalid("_HLS_msn is too far ahead of the live edge", code="hls_msn_ahead")
         timeout_s = BLOCKING_TIMEOUT_TARGETS * max(1, hls.target_duration)
         if not await hls.updates.until(lambda: hls.is_ready(reload), timeout_s):
-            return JSONResponse(
-                {"error": {"code": "hls_not_ready", "message": "that part is late; reload"}},
-                status_code=503,
+            return JsonError(
+                503,
+                error_body("hls_not_ready", "that part is late; reload"),
                 headers={"cache-control": "no-store", "retry-after": "1"},
             )
         cache = HLS_BLOCKING_CACHE
@@ -166,12 +166,12 @@ async def _playlist(request: Request, hls: HlsPackager) -> Response:
     )
 
 
-async def hls_file(request: Request) -> Response:
-    return await _file(request, _room_hls(request))
+async def hls_file(services: Services, request: Request) -> Response:
+    return await _file(request, _room_program(services, request).hls)
 
 
-async def opus_file(request: Request) -> Response:
-    return await _file(request, _room_opus_hls(request))
+async def opus_file(services: Services, request: Request) -> Response:
+    return await _file(request, _opus_hls(_room_program(services, request)))
 
 
 async def _file(request: Request, hls: HlsPackager) -> Response:
@@ -186,9 +186,9 @@ async def _file(request: Request, hls: HlsPackager) -> Response:
             raise NotFound(f"no HLS file named {name!r}", code="not_found")
         body = hls.segment(int(match.group(1)))
     if body is None:
-        return JSONResponse(
-            {"error": {"code": "not_found", "message": f"{name} is not available (yet)"}},
-            status_code=404,
+        return JsonError(
+            404,
+            error_body("not_found", f"{name} is not available (yet)"),
             headers={"cache-control": "public, max-age=1"},
         )
     media_address = None if name == "init.mp4" else client_address(request)
@@ -214,8 +214,8 @@ async def _part_when_ready(hls: HlsPackager, sequence: int, index: int) -> bytes
     return hls.part(sequence, index)
 
 
-async def recording(request: Request) -> Response:
-    spaces = _spaces(request)
+async def recording(services: Services, request: Request) -> Response:
+    spaces = services.spaces
     space_id = path_space_id(request)
     path = await spaces.recording_path(space_id)
     space = await spaces.record(space_id)
@@ -241,10 +241,21 @@ OPERATIONS = [
         "The recorded audio, after the end", media_type="audio/mp4",
     ),
 ]  # fmt: skip
-routes = [
-    *routes_of(OPERATIONS),
-    Route("/hls/{space_id}/index.m3u8", hls_playlist, methods=["GET", "HEAD"]),
-    Route(f"/hls/{{space_id}}/{OPUS_PLAYLIST_URI}", opus_playlist, methods=["GET", "HEAD"]),
-    Route(f"/hls/{{space_id}}/{OPUS_FOLDER}/{{name}}", opus_file, methods=["GET", "HEAD"]),
-    Route("/hls/{space_id}/{name}", hls_file, methods=["GET", "HEAD"]),
-]
+
+
+def routes(services: Services) -> list[Route]:
+    return [
+        *routes_of(OPERATIONS, services),
+        Route("/hls/{space_id}/index.m3u8", partial(hls_playlist, services), methods=HEADABLE),
+        Route(
+            f"/hls/{{space_id}}/{OPUS_PLAYLIST_URI}",
+            partial(opus_playlist, services),
+            methods=HEADABLE,
+        ),
+        Route(
+            f"/hls/{{space_id}}/{OPUS_FOLDER}/{{name}}",
+            partial(opus_file, services),
+            methods=HEADABLE,
+        ),
+        Route("/hls/{space_id}/{name}", partial(hls_file, services), methods=HEADABLE),
+    ]

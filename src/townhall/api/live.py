@@ -18,20 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
-from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from townhall.admission.stream_gate import StreamDenied
 from townhall.api.bodies import read_json
+from townhall.api.errors import JsonError, error_body
 from townhall.api.stream_denials import denied_retry_after_s, denied_status
 from townhall.audience.fanout import LiveFanout, LiveListener
 from townhall.domain.errors import DomainError
@@ -40,7 +40,6 @@ from townhall.edge.one_stream import (
     ORIGIN_NODE,
     Opening,
     OpeningsRefused,
-    TicketHolders,
     cut_replaced,
     parse_wire,
     to_wire,
@@ -50,12 +49,15 @@ from townhall.edge.relay_token import RelayRefused, check_relay_token
 from townhall.edge.removals import removed_answer
 from townhall.edge.reports import (
     MAX_REPORT_BYTES,
-    ListenerReports,
     ReportRefused,
     parse_counts,
     parse_figures,
 )
 from townhall.service.live import LiveRooms
+
+if TYPE_CHECKING:
+    from townhall.admission.signing import Signer
+    from townhall.services import Services
 
 TRANSPORT_EXTENSION = "townhall.transport"
 RELAY_HEADER = RELAY_HEADER_NAME.encode()
@@ -79,7 +81,7 @@ LIVE_HEADERS = [
 async def _refuse(
     send: Send, status: int, code: str, message: str, retry_after_s: int | None = None
 ) -> None:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    body = error_body(code, message)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -151,18 +153,20 @@ class LiveStream:
     stream workers ask the same); a second connection with the same ticket
     replaces the first."""
 
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        app = scope["app"]
         space_id = scope["path_params"]["space_id"]
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         token = (query.get("ticket") or [""])[0]
-        door = app.state.door
+        door = self._services.door
         try:  # the ticket first: a forged one costs one HMAC, never a lookup
             door.stream_gate.ticket(token, space_id, time.time())
         except StreamDenied as denied:
             await _deny(send, denied)
             return
-        spaces = app.state.spaces
+        spaces = self._services.spaces
         try:
             await spaces.record(space_id)
         except DomainError as error:
@@ -190,7 +194,7 @@ class LiveStream:
             await send({"type": "http.response.start", "status": 200, "headers": LIVE_HEADERS})
             await send({"type": "http.response.body", "body": b""})
             return
-        holders = _ticket_holders(app.state)
+        holders = self._services.ticket_holders
 
         def opened(listener: LiveListener) -> None:  # cuts an older one on a worker
             opening = Opening(space_id, claims.listener_id, listener.attached_at)
@@ -247,7 +251,7 @@ async def _stream(
             await pump
 
 
-def _relay_node(scope: Scope) -> str:
+def _relay_node(signer: Signer, scope: Scope) -> str:
     """The stream worker's node id from its relay token; RelayRefused otherwise."""
     token = b""
     for name, value in scope.get("headers", ()):
@@ -256,7 +260,7 @@ def _relay_node(scope: Scope) -> str:
             break
     if not token:
         raise RelayRefused("missing")
-    return check_relay_token(scope["app"].state.signer, token.decode("latin-1"), time.time())
+    return check_relay_token(signer, token.decode("latin-1"), time.time())
 
 
 class RelayProgram:
@@ -266,27 +270,30 @@ class RelayProgram:
     opens one per space it serves and fans it out itself. It is one connection of
     the program's fan-out like any listener (burst, backlog bound and all)."""
 
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        app = scope["app"]
+        spaces = self._services.spaces
         try:
-            node_id = _relay_node(scope)
+            node_id = _relay_node(self._services.signer, scope)
         except RelayRefused as refused:
             await _refuse(send, 403, "relay_refused", f"not a stream worker ({refused.code})")
             return
         space_id = scope["path_params"]["space_id"]
         try:
-            await app.state.spaces.record(space_id)
+            await spaces.record(space_id)
         except DomainError as error:
             await _refuse(send, 404, error.code, error.message)
             return
-        room = app.state.spaces.rooms.get(space_id)
+        room = spaces.rooms.get(space_id)
         if room is None or room.program.closed:
             await _refuse(send, 409, "not_live", "this space is not live on this server")
             return
         await _stream(scope, receive, send, room.program.live, f"{RELAY_LISTENER_PREFIX}{node_id}")
 
 
-async def report_listeners(request: Request) -> Response:
+async def report_listeners(services: Services, request: Request) -> Response:
     """POST /internal/listeners ``{"counts": {space_id: n}, "opened"?: {space_id:
     [[listener_id, t]]}}`` from a stream worker.
 
@@ -300,10 +307,9 @@ async def report_listeners(request: Request) -> Response:
     tickets whose streams there opened before ``t`` must be cut, a newer stream
     holding them elsewhere on this node (see townhall.edge.one_stream)."""
     try:
-        node_id = _relay_node(request.scope)
+        node_id = _relay_node(services.signer, request.scope)
     except RelayRefused as refused:
         return _error(403, "relay_refused", f"not a stream worker ({refused.code})")
-    app = request.app
     body = await read_json(request, MAX_REPORT_BYTES)
     try:
         counts = parse_counts(body.get("counts"))
@@ -311,31 +317,20 @@ async def report_listeners(request: Request) -> Response:
         opened = parse_wire(body.get("opened"), MAX_OPENED_PER_REPORT)
     except (ReportRefused, OpeningsRefused) as refused:
         return _error(422, "bad_report", str(refused))
-    reports = getattr(app.state, "listener_reports", None)
-    if reports is None:
-        reports = app.state.listener_reports = ListenerReports()
-    spaces = app.state.spaces
-    changed = reports.replace(node_id, counts, figures)
+    spaces = services.spaces
+    changed = services.listener_reports.replace(node_id, counts, figures)
     for space_id, count in {**counts, **dict(changed)}.items():  # counts expire: refresh all
-        await app.state.state.report_listeners(space_id, node_id, count)
+        await services.state.report_listeners(space_id, node_id, count)
     for space_id, _ in changed:
         spaces.listeners_changed(space_id)
     removed = removed_answer(counts, partial(_removed_in, spaces.rooms))
-    holders = _ticket_holders(app.state)
+    holders = services.ticket_holders
     holders.record(node_id, opened)
     cut_replaced(holders.cuts_for(ORIGIN_NODE), partial(_fanout_of, spaces.rooms))
     answer: dict[str, object] = {"removed": removed}
     if replaced := to_wire(holders.cuts_for(node_id)):
         answer["replaced"] = replaced
     return JSONResponse(answer, headers={"cache-control": "no-store"})
-
-
-def _ticket_holders(state: State) -> TicketHolders:
-    """The node's one map of who holds each ticket's stream (made on first use)."""
-    holders = getattr(state, "ticket_holders", None)
-    if holders is None:
-        holders = state.ticket_holders = TicketHolders()
-    return holders
 
 
 def _fanout_of(rooms: LiveRooms, space_id: str) -> LiveFanout | None:
@@ -348,9 +343,5 @@ def _removed_in(rooms: LiveRooms, space_id: str) -> set[str] | None:
     return None if room is None else room.removed
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}},
-        status_code=status,
-        headers={"cache-control": "no-store"},
-    )
+def _error(status: int, code: str, message: str) -> Response:
+    return JsonError(status, error_body(code, message), headers={"cache-control": "no-store"})

@@ -9,37 +9,37 @@ secret or setting is needed; nginx need not expose /metrics at all.
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from townhall.api.auth import client_address
 from townhall.api.contract import Auth, Operation, routes_of
-from townhall.api.operations import OperatorGate
+
+if TYPE_CHECKING:
+    from townhall.services import Services
 
 
-class MetricsEndpoint:
-    """Made with the registry its collectors join once the services are up, and the
-    gate that checks the operator token."""
+async def scrape(services: Services, request: Request) -> Response:
+    services.operator_gate.check(request.headers.get("authorization", ""), client_address(request))
+    return Response(
+        generate_latest(services.metrics_registry),
+        media_type=CONTENT_TYPE_LATEST,
+        headers={"cache-control": "no-store"},
+    )
 
-    def __init__(self, registry: CollectorRegistry, gate: OperatorGate) -> None:
-        self._registry = registry
-        self._gate = gate
-        self.operations = [
-            Operation(
-                "GET", "/metrics", self.scrape, "The node's figures in Prometheus text format",
-                auth=Auth.OPERATOR, media_type=CONTENT_TYPE_LATEST,
-            ),
-        ]  # fmt: skip
 
-    async def scrape(self, request: Request) -> Response:
-        self._gate.check(request.headers.get("authorization", ""), client_address(request))
-        return Response(
-            generate_latest(self._registry),
-            media_type=CONTENT_TYPE_LATEST,
-            headers={"cache-control": "no-store"},
-        )
+OPERATIONS = [
+    Operation(
+        "GET", "/metrics", scrape, "The node's figures in Prometheus text format",
+        auth=Auth.OPERATOR, media_type=CONTENT_TYPE_LATEST,
+    ),
+]  # fmt: skip
+"""Prometheus text, not JSON API: not in townhall.app's JSON_API."""
 
-    def routes(self) -> list[Route]:
-        return routes_of(self.operations)
+
+def routes(services: Services) -> list[Route]:
+    return routes_of(OPERATIONS, services)

@@ -7,8 +7,11 @@ the crowd.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from townhall.api.auth import client_address, optional_user, require_user
 from townhall.api.bodies import Body, parse_query, read_model
@@ -34,7 +37,10 @@ from townhall.api.models import Snapshot as SnapshotOut
 from townhall.api.paths import space_id, user_id
 from townhall.audience.snapshot import Snapshot
 from townhall.domain.reactions import ALLOWED_REACTIONS
-from townhall.service.spaces import Spaces, UserRef
+from townhall.service.spaces import UserRef
+
+if TYPE_CHECKING:
+    from townhall.services import Services
 
 NOT_ON_STAGE = "not_on_stage"
 NO_REQUEST = "no_request"
@@ -42,12 +48,10 @@ NO_REQUEST = "no_request"
 SNAPSHOT_CACHE_CONTROL = "public, max-age=1, stale-while-revalidate=5"
 
 
-def _spaces(request: Request) -> Spaces:
-    return request.app.state.spaces
 
 
-async def _body(request: Request, model: type[Body]) -> Body:
-    return await read_model(request, model, request.app.state.settings.http.max_body_bytes)
+async def _body(services: Services, request: Request, model: type[Body]) -> Body:
+    return await read_model(request, model, services.settings.http.max_body_bytes)
 
 
 def _target(body: UserChoice) -> UserRef:
@@ -73,21 +77,21 @@ def _private(snapshot: Snapshot, status: int = 200) -> Response:
     )
 
 
-async def list_spaces(request: Request) -> Response:
+async def list_spaces(services: Services, request: Request) -> Response:
     page = parse_query(ListingQuery, request)
-    body = await _spaces(request).listing(page.limit, page.live_offset, page.upcoming_offset)
+    body = await services.spaces.listing(page.limit, page.live_offset, page.upcoming_offset)
     return Response(
         body, media_type="application/json", headers={"cache-control": "public, max-age=1"}
     )
 
 
-async def create_space(request: Request) -> Response:
+async def create_space(services: Services, request: Request) -> Response:
     address = client_address(request)
-    request.app.state.door.check_address(address)
-    user = await require_user(request)
-    body = await _body(request, NewSpace)
-    request.app.state.write_limits.create_space(address, user.id)
-    snapshot = await _spaces(request).create(
+    services.door.check_address(address)
+    user = await require_user(request, services.accounts)
+    body = await _body(services, request, NewSpace)
+    services.write_limits.create_space(address, user.id)
+    snapshot = await services.spaces.create(
         user,
         body.title,
         scheduled_for=body.scheduled_for,
@@ -98,115 +102,115 @@ async def create_space(request: Request) -> Response:
     return _private(snapshot, status=201)
 
 
-async def get_space(request: Request) -> Response:
-    snapshot = await _spaces(request).snapshot(space_id(request))
+async def get_space(services: Services, request: Request) -> Response:
+    snapshot = await services.spaces.snapshot(space_id(request))
     return snapshot_response(request, snapshot)
 
 
-async def start_space(request: Request) -> Response:
-    user = await require_user(request)
-    snapshot = await _spaces(request).go_live(user, space_id(request))
+async def start_space(services: Services, request: Request) -> Response:
+    user = await require_user(request, services.accounts)
+    snapshot = await services.spaces.go_live(user, space_id(request))
     return _private(snapshot)
 
 
-async def end_space(request: Request) -> Response:
-    user = await require_user(request)
-    snapshot = await _spaces(request).end(user, space_id(request))
+async def end_space(services: Services, request: Request) -> Response:
+    user = await require_user(request, services.accounts)
+    snapshot = await services.spaces.end(user, space_id(request))
     return _private(snapshot)
 
 
-async def my_status(request: Request) -> Response:
-    user = await require_user(request)
-    status = await _spaces(request).my_status(user, space_id(request))
+async def my_status(services: Services, request: Request) -> Response:
+    user = await require_user(request, services.accounts)
+    status = await services.spaces.my_status(user, space_id(request))
     return JSONResponse(status, headers={"cache-control": "no-store"})
 
 
-async def list_requests(request: Request) -> Response:
-    user = await require_user(request)
-    found = await _spaces(request).requests(user, space_id(request))
+async def list_requests(services: Services, request: Request) -> Response:
+    user = await require_user(request, services.accounts)
+    found = await services.spaces.requests(user, space_id(request))
     return JSONResponse({"requests": found}, headers={"cache-control": "no-store"})
 
 
-async def request_to_speak(request: Request) -> Response:
-    request.app.state.door.check_address(client_address(request))
-    user = await require_user(request)
-    await _spaces(request).request_to_speak(user, space_id(request))
+async def request_to_speak(services: Services, request: Request) -> Response:
+    services.door.check_address(client_address(request))
+    user = await require_user(request, services.accounts)
+    await services.spaces.request_to_speak(user, space_id(request))
     return JSONResponse({"requested": True}, status_code=202)
 
 
-async def drop_request(request: Request) -> Response:
-    user = await require_user(request)
-    await _spaces(request).drop_request(user, space_id(request), user_id(request, NO_REQUEST))
+async def drop_request(services: Services, request: Request) -> Response:
+    user = await require_user(request, services.accounts)
+    await services.spaces.drop_request(user, space_id(request), user_id(request, NO_REQUEST))
     return Response(status_code=204)
 
 
-async def invite(request: Request) -> Response:
-    user = await require_user(request)
-    body = await _body(request, UserChoice)
-    invited = await _spaces(request).invite(user, space_id(request), _target(body))
+async def invite(services: Services, request: Request) -> Response:
+    user = await require_user(request, services.accounts)
+    body = await _body(services, request, UserChoice)
+    invited = await services.spaces.invite(user, space_id(request), _target(body))
     return JSONResponse({"invited": invited.to_json()}, status_code=201)
 
 
-async def put_on_stage(request: Request) -> Response:
-    user = await require_user(request)
-    body = await _body(request, StageChange)
-    snapshot = await _spaces(request).put_on_stage(
+async def put_on_stage(services: Services, request: Request) -> Response:
+    user = await require_user(request, services.accounts)
+    body = await _body(services, request, StageChange)
+    snapshot = await services.spaces.put_on_stage(
         user, space_id(request), _target(body), body.role
     )
     return _private(snapshot)
 
 
-async def take_off_stage(request: Request) -> Response:
-    user = await require_user(request)
-    snapshot = await _spaces(request).take_off_stage(
+async def take_off_stage(services: Services, request: Request) -> Response:
+    user = await require_user(request, services.accounts)
+    snapshot = await services.spaces.take_off_stage(
         user, space_id(request), user_id(request, NOT_ON_STAGE)
     )
     return _private(snapshot)
 
 
-async def mute(request: Request) -> Response:
-    user = await require_user(request)
-    snapshot = await _spaces(request).set_muted(
+async def mute(services: Services, request: Request) -> Response:
+    user = await require_user(request, services.accounts)
+    snapshot = await services.spaces.set_muted(
         user, space_id(request), user_id(request, NOT_ON_STAGE), True
     )
     return _private(snapshot)
 
 
-async def unmute(request: Request) -> Response:
-    user = await require_user(request)
-    snapshot = await _spaces(request).set_muted(
+async def unmute(services: Services, request: Request) -> Response:
+    user = await require_user(request, services.accounts)
+    snapshot = await services.spaces.set_muted(
         user, space_id(request), user_id(request, NOT_ON_STAGE), False
     )
     return _private(snapshot)
 
 
-async def remove_from_space(request: Request) -> Response:
-    user = await require_user(request)
-    body = await _body(request, UserChoice)
-    snapshot = await _spaces(request).remove_from_space(user, space_id(request), _target(body))
+async def remove_from_space(services: Services, request: Request) -> Response:
+    user = await require_user(request, services.accounts)
+    body = await _body(services, request, UserChoice)
+    snapshot = await services.spaces.remove_from_space(user, space_id(request), _target(body))
     return _private(snapshot)
 
 
-async def react(request: Request) -> Response:
+async def react(services: Services, request: Request) -> Response:
     address = client_address(request)
-    request.app.state.door.check_address(address)
-    user = await optional_user(request)
-    body = await _body(request, Reaction)
-    request.app.state.write_limits.react(address, user.id if user else None)
-    await _spaces(request).react(space_id(request), body.emoji)
+    services.door.check_address(address)
+    user = await optional_user(request, services.accounts)
+    body = await _body(services, request, Reaction)
+    services.write_limits.react(address, user.id if user else None)
+    await services.spaces.react(space_id(request), body.emoji)
     return JSONResponse({"accepted": True}, status_code=202)
 
 
-async def allowed_reactions(request: Request) -> Response:
+async def allowed_reactions(services: Services, request: Request) -> Response:
     return JSONResponse(
         {"allowed": list(ALLOWED_REACTIONS)}, headers={"cache-control": "public, max-age=3600"}
     )
 
 
-async def stage_offer(request: Request) -> Response:
-    user = await require_user(request)
+async def stage_offer(services: Services, request: Request) -> Response:
+    user = await require_user(request, services.accounts)
     body = await read_model(request, StageOffer, MAX_SDP_BYTES)
-    answer = await _spaces(request).connect_speaker(user, space_id(request), body.sdp)
+    answer = await services.spaces.connect_speaker(user, space_id(request), body.sdp)
     return JSONResponse({"type": "answer", "sdp": answer}, headers={"cache-control": "no-store"})
 
 
@@ -255,4 +259,7 @@ OPERATIONS = [
     Operation("POST", f"{SPACE}/reactions", react, "Send a reaction", Accepted, 202, Reaction,
               auth=Auth.OPTIONAL, refusals=(409, 429)),
 ]  # fmt: skip
-routes = routes_of(OPERATIONS)
+
+
+def routes(services: Services) -> list[Route]:
+    return routes_of(OPERATIONS, services)

@@ -4,6 +4,8 @@ of the deployment (see townhall.nodes.peers), answered here where the stage is."
 from __future__ import annotations
 
 import time
+from functools import partial
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -13,15 +15,17 @@ from townhall.api.bodies import read_json
 from townhall.api.errors import error_response
 from townhall.nodes.peers import HEADER, PATH, ForwardRefused, check_token
 
+if TYPE_CHECKING:
+    from townhall.services import Services
+
 MAX_SDP_BYTES = 64 * 1024
 
 
-async def forwarded_offer(request: Request) -> Response:
+async def forwarded_offer(services: Services, request: Request) -> Response:
     space_id = request.path_params["space_id"]
-    app = request.app
     try:
         user_id = check_token(
-            app.state.signer, request.headers.get(HEADER, ""), space_id, time.time()
+            services.signer, request.headers.get(HEADER, ""), space_id, time.time()
         )
     except ForwardRefused as refused:
         return error_response(403, "forward_refused", f"not a node of ours ({refused.code})")
@@ -29,8 +33,9 @@ async def forwarded_offer(request: Request) -> Response:
     sdp = body.get("sdp")
     if not isinstance(sdp, str) or not sdp.strip():
         return error_response(422, "bad_sdp", "sdp must be a non-empty string")
-    answer = await app.state.spaces.connect_forwarded_speaker(user_id, space_id, sdp)
+    answer = await services.spaces.connect_forwarded_speaker(user_id, space_id, sdp)
     return JSONResponse({"type": "answer", "sdp": answer}, headers={"cache-control": "no-store"})
 
 
-routes = [Route(PATH, forwarded_offer, methods=["POST"])]
+def routes(services: Services) -> list[Route]:
+    return [Route(PATH, partial(forwarded_offer, services), methods=["POST"])]

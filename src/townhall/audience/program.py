@@ -9,7 +9,6 @@ Nothing here waits on I/O except the recorder's buffered write of a finished fra
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -23,12 +22,7 @@ from townhall.audience.fmp4 import Fragment, Fragmenter, init_segment
 from townhall.audience.hls import HlsPackager
 from townhall.audience.opus_rendition import OpusRendition
 from townhall.audience.pollers import RecentPollers
-from townhall.audience.recorder import (
-    EmptyRecording,
-    Recorder,
-    final_path_for,
-    finalize_recording,
-)
+from townhall.audience.recorder import Recorder
 from townhall.config import AudioSettings
 from townhall.media import SAMPLE_RATE, PcmFrame
 
@@ -98,8 +92,6 @@ class ProgramOutput:
         self._live_samples = 0
         self._recorder: Recorder | None = None
         self.recording_path = recording_path
-        self.recording_final_path: Path | None = None
-        self.recording_duration_s: float | None = None
         if recording_path is not None:
             self._recorder = Recorder(recording_path)
             self._recorder.write_init(self.init_segment)
@@ -139,26 +131,15 @@ class ProgramOutput:
             self.stats.opus_encode_seconds += time.perf_counter() - opus_started
         self.stats.encode_seconds += time.perf_counter() - started
 
-    def close(self, *, finalize: bool = False) -> None:
+    def close(self) -> None:
         """End the program: flush the encoder; live listeners get EOF; the playlist gets
         EXT-X-ENDLIST; the recording is flushed, fsynced and closed, a playable
-        fragmented MP4 at ``recording_path``.
-
-        The remux into the final ``.m4a`` blocks for about a second per hour of audio,
-        so it is left to the caller (``finalize_recording`` in a thread, or ``aclose``);
-        ``finalize=True`` does it here."""
-        if self._end() and finalize:
-            self._finalize()
-
-    async def aclose(self) -> float | None:
-        """``close`` plus the remux, in a worker thread; returns the recording's length
-        in seconds (None without a recording or when it could not be finalized)."""
-        if self._end():
-            await asyncio.to_thread(self._finalize)
-        return self.recording_duration_s
+        fragmented MP4 at ``recording_path``. Turning it into the final ``.m4a`` is the
+        recordings' owner's (townhall.service.recordings), not the program's."""
+        self._end()
 
     def _end(self) -> bool:
-        """Everything but the remux; True when there is a recording to finalize."""
+        """Everything that ends the program; True when it closed a recording."""
         if self._closed:
             return False
         self._closed = True
@@ -178,20 +159,6 @@ class ProgramOutput:
             return False
         self._recorder.close()
         return True
-
-    def _finalize(self) -> None:
-        assert self.recording_path is not None
-        final = final_path_for(self.recording_path)
-        try:
-            self.recording_duration_s = finalize_recording(self.recording_path, final)
-        except EmptyRecording:
-            log.warning("recording %s holds no audio; removed", self.recording_path)
-            self.recording_path.unlink(missing_ok=True)
-        except Exception:
-            # The partial file is still whole and playable; recover_recordings retries.
-            log.exception("finalizing %s failed; partial file kept", self.recording_path)
-        else:
-            self.recording_final_path = final
 
     def _deliver(self, packet: AacPacket) -> None:
         self.stats.packets += 1

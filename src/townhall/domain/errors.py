@@ -6,17 +6,21 @@ but it does know *why* something is refused, and says so.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DomainError(Exception):
     """Base of every refusal the domain can explain to the caller."""
 
     code = "invalid"
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str, code: str | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        self.extra: dict[str, Any] = extra
+        """More fields for the caller (a proof-of-work challenge and its difficulty)."""
 
 
 class Invalid(DomainError):
@@ -52,8 +56,10 @@ class Unavailable(DomainError):
 
     code = "unavailable"
 
-    def __init__(self, message: str, retry_after_s: float, code: str | None = None) -> None:
-        super().__init__(message, code)
+    def __init__(
+        self, message: str, retry_after_s: float, code: str | None = None, **extra: Any
+    ) -> None:
+        super().__init__(message, code, **extra)
         self.retry_after_s = retry_after_s
 
 
@@ -62,6 +68,8 @@ class TooManyRequests(DomainError):
 
     code = "rate_limited"
 
-    def __init__(self, message: str, retry_after_s: float, code: str | None = None) -> None:
-        super().__init__(message, code)
+    def __init__(
+        self, message: str, retry_after_s: float, code: str | None = None, **extra: Any
+    ) -> None:
+        super().__init__(message, code, **extra)
         self.retry_after_s = retry_after_s

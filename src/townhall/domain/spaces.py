@@ -6,6 +6,7 @@ returned copy, which keeps every rule testable in isolation.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -118,12 +119,11 @@ def check_schedule(value: object, now: datetime, max_days: int) -> datetime | No
 def check_speak_policy(value: object) -> SpeakPolicy:
     if value is None:
         return SpeakPolicy.EVERYONE
-    try:
-        return SpeakPolicy(value)
-    except ValueError:
-        allowed = ", ".join(p.value for p in SpeakPolicy)
-        message = f"speak_policy must be one of: {allowed}"
-        raise Invalid(message, code="invalid_speak_policy") from None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return SpeakPolicy(value)
+    allowed = ", ".join(p.value for p in SpeakPolicy)
+    raise Invalid(f"speak_policy must be one of: {allowed}", code="invalid_speak_policy")
 
 
 def iso(moment: datetime | None) -> str | None:

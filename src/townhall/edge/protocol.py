@@ -40,6 +40,7 @@ from townhall.admission.stream_gate import (
     StreamDenied,
     StreamGate,
 )
+from townhall.api.error_body import error_body
 from townhall.api.stream_denials import denied_retry_after_s, denied_status
 from townhall.audience.fanout import LiveFanout, LiveListener
 from townhall.config import EdgeSettings
@@ -131,10 +132,6 @@ def json_response(
         f"Cache-Control: no-store\r\n{retry}"
     ).encode() + CORS + b"Connection: close\r\n\r\n"
     return head if head_only else head + body
-
-
-def error_body(code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
 
 
 class StreamProtocol(asyncio.Protocol):

@@ -52,14 +52,20 @@ def password_limits(settings: Settings) -> PasswordLimits:
 
 
 class Accounts:
-    def __init__(self, store: Store, settings: Settings, passwords: Passwords) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        passwords: Passwords,
+        suspension: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None,
+    ) -> None:
+        """`suspension` gives the statement of reasons that suspended a user, or None
+        (townhall.service.standing): a suspended user cannot sign in, and is told why."""
         self._store = store
         self._settings = settings
         self._passwords = passwords
         self._cache: OrderedDict[str, tuple[float, User | None]] = OrderedDict()
-        self.suspension: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
-        """The statement of reasons that suspended a user, or None (service/moderation.py):
-        a suspended user cannot sign in, and is told why."""
+        self._suspension = suspension
 
     async def sign_up(self, username: object, password: object) -> User:
         name, secret = check_username(username), check_password(password)
@@ -75,7 +81,7 @@ class Accounts:
         if not await self._passwords.verify(hashed, password) or found is None:
             raise refused  # the same work and time whether or not the user exists
         user = found[0]
-        statement = await self.suspension(user.id) if self.suspension is not None else None
+        statement = await self._suspension(user.id) if self._suspension is not None else None
         if statement is not None:
             raise Suspended(statement)
         if self._passwords.needs_rehash(found[1]):

@@ -28,6 +28,7 @@ from townhall.admission import (
     Capacity,
     LoopLagMonitor,
     QueuePolicy,
+    QueueRefused,
     SpentChallenges,
     StreamGate,
     Ticket,
@@ -40,9 +41,12 @@ from townhall.admission import (
 from townhall.admission.attack_mode import ATTACK_RESTRICTIONS, NORMAL_RESTRICTIONS
 from townhall.admission.capacity import Action, Decision, shed_retry_s
 from townhall.admission.signing import Signer
-from townhall.api.errors import RequestError
 from townhall.config import Settings
+from townhall.domain.errors import Forbidden, Invalid, TooManyRequests, Unavailable
 from townhall.domain.spaces import User
+from townhall.service.events import Events
+from townhall.service.shared_line import SharedLine
+from townhall.state import State
 
 log = logging.getLogger(__name__)
 
@@ -56,30 +60,32 @@ them, and no per-address bucket has absorbed them."""
 LINE_TICK_S = 0.2
 """How often every waiting room is moved on by time alone (issue 6: a line paused by an
 overload resumed only when a fresh join happened to arrive)."""
+ATTACK_MODE_TTL_S = 24 * 3600.0
+"""How long an operator's attack-mode setting is kept in the shared state: every node of
+the deployment follows it (a forgotten "on" must not outlive a day)."""
+ATTACK_MODES: dict[bool | None, str] = {True: "on", False: "off", None: "auto"}
+"""An operator's forced setting as the shared state holds it."""
 MAX_QUEUED_SHED_RETRY_S = 15.0
 """Longest interval (before jitter) a person in line is told to stay away while the node
 is overloaded. Their place is kept and an overload is seconds long, so sending them away
 for a minute only made them wait long after it ended (the lull came and nobody polled)."""
 
 
-class Refused(RequestError):
-    """A refusal that carries Retry-After and, for proof of work, the challenge."""
-
+class Door:
     def __init__(
         self,
-        status: int,
-        code: str,
-        message: str,
-        retry_after_s: float | None = None,
-        **extra: Any,
+        settings: Settings,
+        signer: Signer,
+        listeners: Callable[[], int],
+        events: Events | None = None,
+        state: State | None = None,
+        line: SharedLine | None = None,
     ) -> None:
-        super().__init__(status, code, message)
-        self.retry_after_s = retry_after_s
-        self.extra = extra
-
-
-class Door:
-    def __init__(self, settings: Settings, signer: Signer, listeners: Callable[[], int]) -> None:
+        """`listeners` counts the node's live-stream listeners; `events` is told when
+        attack mode changes and tells the door when a space ends (its line goes);
+        `state` carries an operator's attack-mode setting to every node; `line`, when
+        several nodes serve one deployment, makes each space's line one sequence across
+        them (townhall.service.shared_line)."""
         admission = settings.admission
         self._settings = settings
         self._signer = signer
@@ -110,20 +116,58 @@ class Door:
         self._spent = SpentChallenges()
         self._rooms: dict[str, WaitingRoom] = {}
         self.counts: Counter[str] = Counter()
-        self._task: asyncio.Task[None] | None = None
-        self.on_mode_change: Callable[[bool], None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._events = events or Events()
+        self._state = state
+        self._line = line
+        self._events.listen_space_ended(self.forget)
         self._cpu = (time.process_time(), time.monotonic(), 0.0)
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._probe_forever(), name="door-probe")
+        self._tasks.append(asyncio.create_task(self._probe_forever(), name="door-probe"))
+        if self._state is not None:
+            follow = self._follow_shared_attack_mode_forever()
+            self._tasks.append(asyncio.create_task(follow, name="door-attack-mode"))
+        if self._line is not None:
+            self._tasks.append(asyncio.create_task(self._sync_lines_forever(), name="door-lines"))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+        self._tasks.clear()
+
+    async def _sync_lines_forever(self) -> None:
+        """Every LINE_TICK_S, each line here takes in the other nodes' arrivals and
+        admissions and adds its own (O(live spaces) calls to the state, none per join)."""
+        assert self._line is not None
+        while True:
+            await asyncio.sleep(LINE_TICK_S)
+            for space_id, room in list(self._rooms.items()):
+                try:
+                    await self._line.sync(space_id, room)
+                except Unavailable:
+                    break  # the state is away: the lines here go on alone meanwhile
+
+    async def _follow_shared_attack_mode_forever(self) -> None:
+        """Applies the deployment's attack-mode setting (an operator's, made on any node)
+        once per HOUSEKEEPING_S; in its own task so that an unreachable state never
+        holds up the lag probe or the lines."""
+        assert self._state is not None
+        by_name = {name: on for on, name in ATTACK_MODES.items()}
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_S)
+            try:
+                mode = await self._state.attack_mode()
+            except Unavailable:
+                continue  # the state is away: keep what we have
+            if mode in by_name and by_name[mode] != self.attack.forced:
+                log.warning("attack mode set to %s on another node", mode)
+                self.force_attack_mode(by_name[mode])
 
     async def _probe_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -149,8 +193,7 @@ class Door:
                 "attack mode %s (%s)", "on" if self.attack.active else "off", self.attack.reason
             )
             self._limiter.reconfigure(*self._bucket_specs())
-            if self.on_mode_change is not None:
-                self.on_mode_change(self.attack.active)
+            self._events.attack_mode_changed(self.attack.active)
         self._limiter.sweep(now)
         cpu, wall, _ = self._cpu
         cpu_now, wall_now = time.process_time(), time.monotonic()
@@ -162,17 +205,23 @@ class Door:
         restrictions = self.attack.restrictions
         return restrictions.per_address, restrictions.per_prefix
 
+    async def set_attack_mode(self, on: bool | None) -> None:
+        """An operator's setting: here at once, on every node through the shared state."""
+        self.force_attack_mode(on)
+        if self._state is not None:
+            await self._state.set_attack_mode(ATTACK_MODES[on], ATTACK_MODE_TTL_S)
+
     def force_attack_mode(self, on: bool | None) -> None:
         self.attack.force(on)
         self._housekeeping()
         self._limiter.reconfigure(*self._bucket_specs())
-        if self.on_mode_change is not None:
-            self.on_mode_change(self.attack.active)
+        self._events.attack_mode_changed(self.attack.active)
 
     # -- the hot path --------------------------------------------------------------------
 
     def check_address(self, address: str) -> None:
-        """Per-address and per-prefix buckets for joins and writes; 429 when exhausted."""
+        """Per-address and per-prefix buckets for joins and writes; TooManyRequests when
+        exhausted."""
         now = time.time()
         self.attack.record(now, requests=1)
         try:
@@ -184,23 +233,23 @@ class Door:
             # prefix); counting it let one client switch the whole node (issue 6).
             self.counts[f"rate_limited_{refused_by}"] += 1
             retry = max(1.0, round(self._limiter.retry_after_s(address, now)))
-            raise Refused(
-                429,
-                "rate_limited",
-                f"too many requests from your {refused_by}; slow down",
-                retry_after_s=retry,
+            raise TooManyRequests(
+                f"too many requests from your {refused_by}; slow down", retry_after_s=retry
             )
 
     def _room(self, space_id: str, now: float) -> WaitingRoom:
         room = self._rooms.get(space_id)
         if room is None:
+            epoch = None if self._line is None else self._line.epoch(space_id)
             room = self._rooms[space_id] = WaitingRoom.open(
-                self._signer, space_id, now, self._policy
+                self._signer, space_id, now, self._policy, epoch
             )
         return room
 
     def forget(self, space_id: str) -> None:
         self._rooms.pop(space_id, None)
+        if self._line is not None:
+            self._line.forget(space_id)
 
     def _require_proof_of_work(self, body: dict[str, Any], now: float) -> None:
         bits = self.attack.restrictions.pow_bits
@@ -218,10 +267,9 @@ class Door:
             self.counts["pow_failed"] += 1
         challenge = issue_challenge(self._signer, now, bits)
         self.attack.record(now, refused=1)
-        raise Refused(
-            403,
-            "pow_required",
+        raise Forbidden(
             "the server is under heavy load: solve the challenge and join again",
+            "pow_required",
             challenge=challenge.token,
             difficulty=bits,
         )
@@ -260,8 +308,11 @@ class Door:
         retry = max(status.retry_after_s, stretched)
         return replace(status, retry_after_s=retry, eta_s=max(retry, status.eta_s))
 
-    def join(self, space_id: str, user: User | None, body: dict[str, Any]) -> dict[str, Any]:
-        """A ticket, or a place in the line; raises Refused with Retry-After."""
+    async def join(
+        self, space_id: str, user: User | None, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A ticket, or a place in the line; raises a domain refusal (townhall.domain.errors:
+        api/errors.py gives it its status and Retry-After)."""
         now = time.time()
         self.attack.record(now, joins=1)
         self.counts["joins"] += 1
@@ -269,22 +320,25 @@ class Door:
         token = body.get("token")
         if token is not None:
             if not isinstance(token, str):
-                raise Refused(422, "invalid_token", "token must be the string the line gave you")
+                raise Invalid("token must be the string the line gave you", "invalid_token")
             decision = self._apply_load(room)
             try:
-                status = room.poll(token, now)
+                status = await self._poll(space_id, room, token, now)
             except AdmissionRefused as refused:
                 self.counts[f"queue_{refused.code}"] += 1
                 if refused.code in FORGERY_CODES:
                     self.attack.record(now, refused=1)
-                raise Refused(
-                    403, f"queue_{refused.code}", refused.message + "; join again without a token"
+                raise Forbidden(
+                    refused.message + "; join again without a token", f"queue_{refused.code}"
                 ) from None
         else:
             if self.attack.active and user is None:
                 self._require_proof_of_work(body, now)
             decision = self._apply_load(room)
-            _, status = room.join(now, priority=user is not None)
+            if self._line is not None and user is None:
+                status = await self._join_shared_line(space_id, room, now)
+            else:
+                _, status = room.join(now, priority=user is not None)
         if decision.action is Action.SHED and isinstance(status, Waiting):
             status = self._stay_away(status)
         if isinstance(status, Waiting):
@@ -293,6 +347,31 @@ class Door:
         self.counts["admitted"] += 1
         ticket = self._ticket(space_id, user, status, now)
         return {"ticket": ticket.token, "expires_at": ticket.expires_at}
+
+    async def _poll(
+        self, space_id: str, room: WaitingRoom, token: str, now: float
+    ) -> Admitted | Waiting:
+        """The room's answer. On a shared line a number another node handed out since our
+        last sync looks unknown here: the line is synced (one call to the state, on this
+        rare path only) and the token asked about again."""
+        try:
+            return room.poll(token, now)
+        except QueueRefused as refused:
+            if self._line is None or refused.code != "stale":
+                raise
+        await self._line.sync(space_id, room)
+        return room.poll(token, now)
+
+    async def _join_shared_line(
+        self, space_id: str, room: WaitingRoom, now: float
+    ) -> Admitted | Waiting:
+        """At once if nobody is in line (no call to the state), else the next number of
+        the one line all nodes share."""
+        admitted = room.admit_unnumbered(now)
+        if admitted is not None:
+            return admitted
+        assert self._line is not None
+        return room.wait_as(now, await self._line.number(space_id))[1]
 
     def _ticket(self, space_id: str, user: User | None, admitted: Admitted, now: float) -> Ticket:
         """The ticket an admission buys. An admitted queue token turns into one ticket:

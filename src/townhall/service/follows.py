@@ -15,6 +15,7 @@ from typing import Any
 from townhall.domain.accounts import USERNAME_PATTERN
 from townhall.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from townhall.domain.spaces import Space, SpaceState, User
+from townhall.service.events import Events
 from townhall.service.notifier import Announcement, Kind, Notifier
 from townhall.store.base import Store
 from townhall.store.follows import FollowStore
@@ -40,12 +41,17 @@ class Follows:
         notifier: Notifier,
         space_record: Callable[[str], Awaitable[Space]],
         limits: FollowLimits | None = None,
+        events: Events | None = None,
     ) -> None:
+        """With `events`, followers are told of the spaces that are scheduled or go live."""
         self._store = store
         self._follows = follows
         self._notifier = notifier
         self._space = space_record
         self.limits = limits or FollowLimits()
+        if events is not None:
+            events.listen_space_scheduled(self.space_created)
+            events.listen_space_live(self.space_live)
 
     async def _user_named(self, username: str) -> User:
         found = None

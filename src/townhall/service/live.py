@@ -8,30 +8,20 @@ its speaking set changes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from townhall.audience.program import ProgramOutput
-from townhall.audience.recorder import finalize_recording
 from townhall.config import Settings
 from townhall.domain.stage import Stage
 from townhall.media import PcmFrame, ProgramSink
-from townhall.private_files import make_private_dir
 from townhall.service.captions import Captions
+from townhall.service.recordings import Recordings
 from townhall.stage.room import StageRoom
 
 log = logging.getLogger(__name__)
-
-
-def partial_recording_path(directory: Path, space_id: str) -> Path:
-    return directory / f"{space_id}.part.mp4"
-
-
-def final_recording_path(directory: Path, space_id: str) -> Path:
-    return directory / f"{space_id}.m4a"
 
 
 def both(program: ProgramSink, captions: ProgramSink) -> ProgramSink:
@@ -59,9 +49,12 @@ class LiveRooms:
         self,
         settings: Settings,
         on_change: Callable[[str], None],
+        recordings: Recordings | None = None,
         captions: Captions | None = None,
     ) -> None:
         self._settings = settings
+        self.recordings = recordings or Recordings(settings.recordings_dir)
+        """Where rooms record, and who finishes the recordings."""
         self._captions = captions
         self._on_change = on_change
         self._rooms: dict[str, LiveRoom] = {}
@@ -78,8 +71,7 @@ class LiveRooms:
             return self._rooms[space_id]
         recording = None
         if record:
-            make_private_dir(self._settings.recordings_dir)
-            recording = partial_recording_path(self._settings.recordings_dir, space_id)
+            recording = self.recordings.prepare(space_id)
         program = ProgramOutput(self._settings.audio, recording_path=recording)
         program.live.on_count_change = lambda _count: self._on_change(space_id)
         captioner = self._captions.open(space_id, program) if self._captions is not None else None
@@ -106,16 +98,9 @@ class LiveRooms:
                 await self._captions.close(space_id, keep=room.recording is not None)
             except Exception:  # captions must not stop the space from ending
                 log.exception("could not close the captions of %s", space_id)
-        if room.recording is None or not room.recording.exists():
+        if room.recording is None:
             return None
-        final = final_recording_path(self._settings.recordings_dir, space_id)
-        try:
-            seconds = await asyncio.to_thread(finalize_recording, room.recording, final)
-        except Exception:  # a broken recording must not stop the space from ending
-            log.exception("could not finalize the recording of %s", space_id)
-            return None
-        room.recording.unlink(missing_ok=True)
-        return seconds
+        return await self.recordings.finish(space_id)
 
     async def close_all(self) -> None:
         for room in list(self._rooms.values()):

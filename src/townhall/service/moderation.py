@@ -26,8 +26,6 @@ from townhall.domain.moderation import (
     Report,
     ReportReason,
     Subject,
-    Suspended,
-    audit_entry_text,
     transparency_report,
     verify_chain,
 )
@@ -35,6 +33,7 @@ from townhall.domain.spaces import SpaceState, User
 from townhall.service.accounts import Accounts
 from townhall.service.ids import new_id
 from townhall.service.spaces import Spaces
+from townhall.service.standing import MAX_BLOCKS_PER_HOST, MAX_STATEMENTS, Standing
 from townhall.store.base import Store
 from townhall.store.moderation import ModerationStore
 
@@ -43,9 +42,6 @@ OPERATOR: Final = "operator"
 REPORTS_PER_HOUR: Final = 20
 """Reports one address (and one account) may file per hour: the queue cannot be flooded."""
 MAX_RATE_KEYS: Final = 50_000
-MAX_BLOCKS_PER_HOST: Final = 10_000
-"""Blocks a host may keep: every new stage of theirs carries them all."""
-MAX_STATEMENTS: Final = 100
 AUDIT_PAGE: Final = 1_000
 TRANSPARENCY_TTL_S: Final = 10.0
 AUDIT_CSV_COLUMNS: Final = (
@@ -78,6 +74,7 @@ class Moderation:
         users: Store,
         spaces: Spaces,
         accounts: Accounts,
+        standing: Standing,
         clips: ClipRemover | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -85,21 +82,14 @@ class Moderation:
         self._users = users
         self._spaces = spaces
         self._accounts = accounts
+        self._standing = standing
         self.clips = clips
-        """Set by the composition root once the clip service exists."""
         self._clock = clock
         per_s = REPORTS_PER_HOUR / 3600
         self._reports_by_address = KeyedBuckets(per_s, REPORTS_PER_HOUR, MAX_RATE_KEYS)
         self._reports_by_account = KeyedBuckets(per_s, REPORTS_PER_HOUR, MAX_RATE_KEYS)
         self._transparency: tuple[float, dict[str, Any]] | None = None
         """(good until, the report)."""
-
-    def attach(self) -> None:
-        """Hooks into the services whose actions moderation shapes or records."""
-        self._spaces.blocked_by = self._blocked_by
-        self._spaces.on_host_action = self._host_action
-        self._accounts.suspension = self.suspension_statement
-        self._spaces.check_standing = self.refuse_if_suspended
 
     # -- reports -------------------------------------------------------------
 
@@ -235,18 +225,10 @@ class Moderation:
         ]
 
     async def refuse_if_suspended(self, user_id: str) -> None:
-        statement = await self.suspension_statement(user_id)
-        if statement is not None:
-            raise Suspended(statement)
+        await self._standing.refuse_if_suspended(user_id)
 
     async def suspension_statement(self, user_id: str) -> dict[str, Any] | None:
-        action_id = await self._store.suspension(user_id)
-        if action_id is None:
-            return None
-        for action in await self._store.statements_for(user_id, MAX_STATEMENTS):
-            if action.id == action_id:
-                return action.statement()
-        return {"id": action_id}
+        return await self._standing.suspension_statement(user_id)
 
     # -- blocks (hosts) ------------------------------------------------------------
 
@@ -272,22 +254,12 @@ class Moderation:
     async def blocked(self, host: User) -> list[str]:
         return sorted(await self._store.blocked_by(host.id, MAX_BLOCKS_PER_HOST))
 
-    async def _blocked_by(self, host_id: str) -> set[str]:
-        return await self._store.blocked_by(host_id, MAX_BLOCKS_PER_HOST)
-
-    async def _host_action(
-        self, host: User, action: str, space_id: str, details: dict[str, Any]
-    ) -> None:
-        await self.audit(host.id, action, space_id, details)
-
     # -- the audit log and transparency ----------------------------------------------
 
     async def audit(
         self, actor: str, action: str, target: str, details: dict[str, Any] | None = None
     ) -> None:
-        await self._store.append_audit(
-            audit_entry_text(_now(), actor, action, target, details or {})
-        )
+        await self._standing.audit(actor, action, target, details)
 
     async def audit_page(self, after_seq: int, limit: int) -> list[dict[str, Any]]:
         entries = await self._store.audit_entries(after_seq, limit)

@@ -18,15 +18,14 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cachetools import LRUCache
 
-from townhall.audience.recorder import finalize_recording
 from townhall.audience.snapshot import Snapshot, render, snapshot_data
 from townhall.config import Settings
 from townhall.domain.errors import Conflict, Forbidden, Invalid, NotFound
@@ -43,9 +42,10 @@ from townhall.domain.spaces import (
 from townhall.domain.stage import Role, Stage
 from townhall.nodes.peers import PeerNodes
 from townhall.service.captions import Captions
+from townhall.service.events import Events
 from townhall.service.ids import looks_like_id, new_id
 from townhall.service.keyed_locks import KeyedLocks
-from townhall.service.live import LiveRooms, final_recording_path, partial_recording_path
+from townhall.service.live import LiveRooms
 from townhall.service.trusted_cache import TrustedCache
 from townhall.stage import InvalidOffer, StageUnavailable
 from townhall.state.base import NodeInfo, State, StateUnavailable
@@ -74,8 +74,23 @@ NODE_ROLE = "all"
 
 LIVE_SWEEP_LIMIT = 10_000
 """Live spaces a sweep over them reads (leave_every_stage)."""
-HostActionHook = Callable[[User, str, str, dict[str, Any]], Awaitable[None]]
-"""(host, action, space id, details): what service/moderation.py writes to the audit log."""
+
+
+class SpaceStanding(Protocol):
+    """Who may act, and where hosts' actions are recorded (townhall.service.standing)."""
+
+    async def blocked_by(self, host_id: str) -> set[str]:
+        """The users a host blocked: a new stage starts with them removed, so the
+        removal path (join, fast path, stream workers) keeps them out."""
+
+    async def refuse_if_suspended(self, user_id: str) -> None:
+        """Raises for a suspended user: asked, from the store, before anyone creates or
+        starts a space or takes the stage, so a suspension binds on every node at once."""
+
+    async def host_action(
+        self, host: User, action: str, space_id: str, details: dict[str, Any]
+    ) -> None:
+        """Told of each host action (end, remove), for the audit log."""
 
 
 def node_id_for(node_url: str) -> str:
@@ -109,14 +124,23 @@ class Spaces:
         cache_size: int = MAX_CACHED_SPACES,
         peers: PeerNodes | None = None,
         captions: Captions | None = None,
+        events: Events | None = None,
+        standing: SpaceStanding | None = None,
     ) -> None:
+        """`events` is told when a space is scheduled, goes live (followers are notified)
+        or ends (per-space admission state can go); `standing` (moderation) keeps blocked
+        and suspended users out and hears of hosts' actions."""
         self._store = store
+        self._standing = standing
         self._captions = captions
+        self._events = events or Events()
         self._peers = peers
         self._state = state
         self._settings = settings
         self._node_id = node_id
-        self.rooms = LiveRooms(settings, self._mark_dirty, captions)
+        self.rooms = LiveRooms(settings, self._mark_dirty, captions=captions)
+        self.recordings = self.rooms.recordings
+        """The one owner of recording files (townhall.service.recordings)."""
         self._records: TrustedCache[Space] = TrustedCache(state, cache_size)
         self._missing: OrderedDict[str, float] = OrderedDict()
         self._snapshots: LRUCache[str, Snapshot] = LRUCache(cache_size)
@@ -137,21 +161,6 @@ class Spaces:
         self._state_lost = False
         self._ticks = 0
         state.subscribe(self._on_remote_change, self._forget_cached)
-        self.on_end: Callable[[str], None] | None = None
-        self.on_scheduled: Callable[[Space], None] | None = None
-        self.on_live: Callable[[Space], None] | None = None
-        """Told after a space is scheduled (with a date) or goes live: followers are
-        notified (service/follows.py); each queues work and returns at once."""
-        """Told when a space ends, so per-space admission state can go."""
-        self.blocked_by: Callable[[str], Awaitable[set[str]]] | None = None
-        """The users a host blocked (service/moderation.py): a new stage starts with them
-        removed, so the removal path (join, fast path, stream workers) keeps them out."""
-        self.on_host_action: HostActionHook | None = None
-        """Told of each host action (end, remove), for the audit log."""
-        self.check_standing: Callable[[str], Awaitable[None]] | None = None
-        """Raises for a suspended user (service/moderation.py): asked, from the store, before
-        anyone creates or starts a space or takes the stage, so a suspension binds on every
-        node at once, whatever a node's token cache still holds."""
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -199,15 +208,8 @@ class Spaces:
         return await self._peers.answers(holder.public_url)
 
     async def _end_orphan(self, space: Space) -> None:
-        seconds = space.recording_seconds  # finalized already by a graceful stop
-        partial = partial_recording_path(self._settings.recordings_dir, space.id)
-        if partial.exists():
-            final = final_recording_path(self._settings.recordings_dir, space.id)
-            try:
-                seconds = await asyncio.to_thread(finalize_recording, partial, final)
-                partial.unlink()
-            except Exception:
-                log.exception("could not recover the recording of %s", space.id)
+        recovered = await self.recordings.finish(space.id)
+        seconds = space.recording_seconds if recovered is None else recovered
         ended = replace(space.end(_now()), recording_seconds=seconds)
         await self._store.save_space(ended)
         await self._state.put_space(ended)
@@ -503,8 +505,8 @@ class Spaces:
         self._records.keep(space.id, space)
         await self._changed(space.id)
         self._listings.clear()
-        if self.on_scheduled is not None and space.scheduled_for is not None:
-            self.on_scheduled(space)
+        if space.scheduled_for is not None:
+            self._events.space_scheduled(space)
         return await self._rebuild(space.id)
 
     async def _save(self, space: Space) -> None:
@@ -522,12 +524,12 @@ class Spaces:
     async def _host_action(
         self, actor: User, action: str, space_id: str, **details: str
     ) -> None:
-        if self.on_host_action is not None:
-            await self.on_host_action(actor, action, space_id, details)
+        if self._standing is not None:
+            await self._standing.host_action(actor, action, space_id, details)
 
     async def _in_good_standing(self, user_id: str) -> None:
-        if self.check_standing is not None:
-            await self.check_standing(user_id)
+        if self._standing is not None:
+            await self._standing.refuse_if_suspended(user_id)
 
     def _require_host(self, space: Space, actor: User, action: str) -> None:
         if space.host.id != actor.id:
@@ -547,8 +549,7 @@ class Spaces:
             await self.rooms.open(space_id, record=space.record)
             await self._save(live)
         await self._host_action(actor, "start_space", space_id)
-        if self.on_live is not None:
-            self.on_live(live)
+        self._events.space_live(live)
         return await self._rebuild(space_id)
 
     async def end(self, actor: User, space_id: str) -> Snapshot:
@@ -583,8 +584,7 @@ class Spaces:
         """Stops the media here (if the stage is here) and drops the live state."""
         seconds = await self.rooms.close(ended.id)
         await self._state.forget(ended.id)
-        if self.on_end is not None:
-            self.on_end(ended.id)
+        self._events.space_ended(ended.id)
         if seconds is not None:
             await self._save(replace(ended, recording_seconds=seconds))
 
@@ -605,8 +605,8 @@ class Spaces:
         stage = Stage(host_id=space.host.id, speak_policy=space.speak_policy)
         stage.names[space.host.id] = space.host.username
         stage.removed = await self._store.removals(space.id)
-        if self.blocked_by is not None:
-            stage.removed |= await self.blocked_by(space.host.id)
+        if self._standing is not None:
+            stage.removed |= await self._standing.blocked_by(space.host.id)
         return stage
 
     async def _change_stage(
@@ -808,7 +808,7 @@ class Spaces:
 
     async def recording_path(self, space_id: str) -> Path:
         space = await self.record(space_id)
-        path = final_recording_path(self._settings.recordings_dir, space_id)
+        path = self.recordings.final_path(space_id)
         if space.state is not SpaceState.ENDED or not space.record or not path.exists():
             raise NotFound("this space has no recording (yet)", code="no_recording")
         return path

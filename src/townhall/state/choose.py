@@ -26,6 +26,11 @@ def check_state_url(url: str) -> None:
         )
 
 
+def is_shared(url: str) -> bool:
+    """Whether the state the URL names is shared by many nodes (not this process's)."""
+    return url not in ("", MEMORY)
+
+
 def open_state(url: str) -> State:
     """`memory` (one process) or `redis://host:port/db` (`rediss://`, `unix://` too)."""
     check_state_url(url)

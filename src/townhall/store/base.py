@@ -16,6 +16,9 @@ from townhall.domain.spaces import Space, SpaceState, User
 
 
 class Store(Protocol):
+    async def open(self) -> Store:
+        """Connects and runs the pending migrations; built without I/O, opened at start."""
+
     async def create_user(self, user_id: str, username: str, password_hash: str) -> User:
         """Raises Conflict when the username (case-insensitive) is taken."""
 

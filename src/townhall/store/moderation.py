@@ -45,7 +45,12 @@ from townhall.domain.spaces import SpaceState
 from townhall.store.schema import UtcTimestamp, metadata, spaces, tokens
 
 T = TypeVar("T")
-Run = Callable[[Callable[[Connection], T]], Awaitable[T]]
+
+
+class Run(Protocol):
+    """Runs one operation on a connection: SqlStore.run, or an engine's run."""
+
+    def __call__(self, operation: Callable[[Connection], T], /) -> Awaitable[T]: ...
 
 AUDIT_APPEND_ATTEMPTS = 20
 """Appends racing for the head that one append will wait out before failing (SQLite
@@ -231,7 +236,7 @@ class SqlModerationStore:
     """ModerationStore over the store's runner (`SqlStore.run`): the same engine,
     pool and unavailability handling as the rest of the store."""
 
-    def __init__(self, run: Run[Any]) -> None:
+    def __init__(self, run: Run) -> None:
         self._run = run
 
     async def add_report(self, report: Report) -> None:

@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 from townhall.api.listening import live_base
 from townhall.config import Settings
 from townhall.domain.errors import DomainError
+from townhall.service.spaces import Spaces
 from townhall.web.preview import with_preview
 from townhall.web.security import NOSNIFF, SecurityHeaders, page_security_headers
 
@@ -41,7 +42,7 @@ def _page(name: str, media_urls: MediaUrls):  # type: ignore[no-untyped-def]
     return endpoint
 
 
-def _listen_page(media_urls: MediaUrls):  # type: ignore[no-untyped-def]
+def _listen_page(media_urls: MediaUrls, spaces: Spaces):  # type: ignore[no-untyped-def]
     """The listening page, with the space's link-preview tags (see preview.py). The
     snapshot comes from memory (rebuilt at most once a second), so a crowd arriving
     on the page costs no database work; an unknown space gets the plain shell."""
@@ -50,7 +51,7 @@ def _listen_page(media_urls: MediaUrls):  # type: ignore[no-untyped-def]
         headers = {"cache-control": PAGE_CACHE, **page_security_headers(media_urls(request))}
         page = _template("listen.html")
         try:
-            snapshot = await request.app.state.spaces.snapshot(request.path_params["space_id"])
+            snapshot = await spaces.snapshot(request.path_params["space_id"])
         except DomainError:
             snapshot = None
         if snapshot is not None:
@@ -70,12 +71,12 @@ def media_urls_for(settings: Settings) -> MediaUrls:
     return media_urls
 
 
-def page_routes(settings: Settings) -> list[BaseRoute]:
+def page_routes(settings: Settings, spaces: Spaces) -> list[BaseRoute]:
     media_urls = media_urls_for(settings)
     static = StaticFiles(directory=WEB_DIR / "static")
     return [
         Route("/", _page("home.html", media_urls), methods=["GET", "HEAD"]),
-        Route("/s/{space_id}", _listen_page(media_urls), methods=["GET", "HEAD"]),
+        Route("/s/{space_id}", _listen_page(media_urls, spaces), methods=["GET", "HEAD"]),
         Route("/s/{space_id}/studio", _page("studio.html", media_urls), methods=["GET", "HEAD"]),
         Route("/s/{space_id}/replay", _page("replay.html", media_urls), methods=["GET", "HEAD"]),
         Route("/c/{clip_id}", _page("clip.html", media_urls), methods=["GET", "HEAD"]),
