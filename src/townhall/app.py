@@ -8,9 +8,9 @@ services)` (other routes: `Route(path, partial(handler, services))`, or an ASGI 
 built with the services); add `*clips.routes(services)` to `app_routes`. Registering a
 service: a field of `Services`, built in `build_services` with its collaborators as
 constructor arguments (started and stopped in `Services.start`/`stop` if it runs
-tasks); to hear of ended spaces it takes the `Events` hub and listens in its
-constructor. Refusals are domain errors (townhall.domain.errors); api/errors.py
-gives them their status and body.
+tasks); to hear of spaces scheduled, gone live or ended it takes the `Events` hub
+and listens in its constructor (as Follows and the Door do). Refusals are domain
+errors (townhall.domain.errors); api/errors.py gives them their status and body.
 """
 
 from __future__ import annotations
