@@ -104,9 +104,10 @@ def _same_but_fresh(fast: httpx.Response, reference: httpx.Response) -> None:
 async def _ticket_for(pair: Pair, fast: httpx.Response, space_id: str) -> str:
     """The listener id a join's ticket was issued to; checks the URLs on the way."""
     answer = fast.json()
-    assert set(answer) == {"ticket", "expires_at", "live_url", "hls_url"}
+    assert set(answer) == {"ticket", "expires_at", "live_url", "hls_url", "hls_opus_url"}
     assert answer["live_url"] == f"/live/{space_id}.aac?ticket={answer['ticket']}"
     assert answer["hls_url"] == f"/hls/{space_id}/index.m3u8"
+    assert answer["hls_opus_url"] == f"/hls/{space_id}/opus/index.m3u8"
     claims = check_ticket(pair.app.state.signer, answer["ticket"], space_id, time.time())
     return claims.listener_id
 
@@ -344,7 +345,8 @@ class TestStreamWorkersAndPublicUrl:
         fast, reference = await pair.both("POST", f"/api/spaces/{space['id']}/join")
         _same_but_fresh(fast, reference)
         assert _without(fast.json(), "ticket", "expires_at", "live_url") == {
-            "hls_url": f"https://tównhall.example/hls/{space['id']}/index.m3u8"
+            "hls_url": f"https://tównhall.example/hls/{space['id']}/index.m3u8",
+            "hls_opus_url": f"https://tównhall.example/hls/{space['id']}/opus/index.m3u8",
         }
         assert "tównhall".encode() in fast.content, "JSON as Starlette writes it: UTF-8"
         live = f"https://tównhall.example:8081/live/{space['id']}.aac?ticket="
