@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from townhall.api.follow_models import MAX_FEED_CURSOR
 from townhall.domain.spaces import Space, SpaceState, User
 from townhall.store import SqlStore
 from townhall.store.follows import SqlFollowStore
@@ -82,6 +83,9 @@ async def test_a_page_of_notifications_is_written_once_per_person(stores) -> Non
     assert feed[0].created_at == T0
     older = await follows.notifications_for(ids[0], 10, before_id=feed[0].id)
     assert [n.id for n in older] == [feed[1].id]
+    # any cursor the API accepts, on both backends (PostgreSQL's int4 refused 2**62 - 1)
+    newest = await follows.notifications_for(ids[0], 10, before_id=MAX_FEED_CURSOR)
+    assert [n.id for n in newest] == [n.id for n in feed]
 
 
 async def test_reminders_and_old_notifications(stores) -> None:

@@ -15,7 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, Table, bindparam, delete, func, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    Table,
+    bindparam,
+    delete,
+    func,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.types import TEXT
@@ -46,7 +57,14 @@ reminders = Table(
 notifications = Table(
     "notifications",
     metadata,
-    Column("id", Integer(), primary_key=True, autoincrement=True),
+    # BIGINT on PostgreSQL (a feed of millions of followers outgrows int4, and a client's
+    # cursor may name any id up to MAX_FEED_CURSOR); SQLite's rowid is 64-bit already.
+    Column(
+        "id",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     Column("user_id", TEXT(), nullable=False),
     Column("kind", TEXT(), nullable=False),
     Column("space_id", TEXT(), nullable=False),
