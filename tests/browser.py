@@ -20,15 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conftest import NO_LAG_DOOR as NO_LAG_DOOR  # the browser tests' servers use it too
+
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 """The two sizes every page is tried at: a laptop and a current phone."""
-NO_LAG_DOOR = {"TOWNHALL_ADMISSION_MAX_LOOP_LAG_MS": "0"}
-"""These tests are about the pages, not the door: on a shared 2-core machine under load
-the server's loop lag passes the door's 50 ms often enough that the first listener was
-queued ("number 1 in line") and the test timed out. 0 disables only that guard
-(tests/test_admission_* cover it)."""
 SCREENSHOT_DIR = Path(os.environ.get("TOWNHALL_SCREENSHOTS", Path(__file__).parent / "screenshots"))
 """Where browser tests leave a picture of each page (git-ignored) for a person to look at."""
 SAMPLE_RATE = 48_000

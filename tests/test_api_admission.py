@@ -7,6 +7,7 @@ import asyncio
 import httpx
 import pytest
 
+from conftest import NO_LAG_DOOR
 from http_helpers import assert_error, live_space, sign_up
 from townhall.admission.proof_of_work import solve
 from townhall.config import load_settings
@@ -20,6 +21,7 @@ def settings(tmp_path, store_env):
     return load_settings(
         {
             **store_env,
+            **NO_LAG_DOOR,
             "TOWNHALL_ARGON2_TIME_COST": "1",
             "TOWNHALL_ARGON2_MEMORY_KIB": "8192",
             "TOWNHALL_ADMISSION_MAX_ADMISSIONS_PER_S": str(ADMIT_RATE),
@@ -128,6 +130,7 @@ class TestRateLimits:
         return load_settings(
             {
                 **store_env,
+            **NO_LAG_DOOR,
                 "TOWNHALL_ARGON2_TIME_COST": "1",
                 "TOWNHALL_ARGON2_MEMORY_KIB": "8192",
                 "TOWNHALL_ADMISSION_PER_ADDRESS_RATE": "2",

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import NO_LAG_DOOR
 from http_helpers import Account, assert_error, live_space, sign_up
 from townhall.admission.tickets import check_ticket
 from townhall.api.fastpath import ListenerFastPath
@@ -35,6 +36,7 @@ def settings(tmp_path, store_env):
     return load_settings(
         {
             **store_env,
+            **NO_LAG_DOOR,
             **CHEAP,
             "TOWNHALL_ADMISSION_PER_ADDRESS_RATE": "0",
             "TOWNHALL_HTTP_MAX_BODY_BYTES": str(MAX_BODY),
@@ -316,6 +318,7 @@ class TestStreamWorkersAndPublicUrl:
         return load_settings(
             {
                 **store_env,
+            **NO_LAG_DOOR,
                 **CHEAP,
                 "TOWNHALL_ADMISSION_PER_ADDRESS_RATE": "0",
                 "TOWNHALL_EDGE_STREAM_WORKERS": "2",
@@ -360,6 +363,7 @@ class TestWaitingRoom:
         return load_settings(
             {
                 **store_env,
+            **NO_LAG_DOOR,
                 **CHEAP,
                 "TOWNHALL_ADMISSION_PER_ADDRESS_RATE": "0",
                 "TOWNHALL_ADMISSION_MAX_ADMISSIONS_PER_S": "1",
@@ -390,6 +394,7 @@ class TestRefusalsWithRetryAfter:
         return load_settings(
             {
                 **store_env,
+            **NO_LAG_DOOR,
                 **CHEAP,
                 "TOWNHALL_ADMISSION_PER_ADDRESS_RATE": "1",
                 "TOWNHALL_ADMISSION_POW_BITS": "8",

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from conftest import NO_LAG_DOOR
 from http_helpers import Account, assert_error, live_space, sign_up
 from townhall.config import load_settings
 from townhall.domain.moderation import ReportReason
@@ -28,6 +29,7 @@ PASSWORD = "correct horse"
 def settings(tmp_path, store_env, state_backend):
     env = {
         **store_env,
+            **NO_LAG_DOOR,
         "TOWNHALL_ARGON2_TIME_COST": "1",
         "TOWNHALL_ARGON2_MEMORY_KIB": "8192",
         "TOWNHALL_ADMIN_TOKEN": ADMIN_TOKEN,
