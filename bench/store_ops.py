@@ -28,9 +28,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from bench.first_release_store import SqliteStore  # noqa: E402
 from pg_server import start_postgres  # noqa: E402
 from townhall.domain.spaces import Space, SpaceState  # noqa: E402
-from townhall.store import SqliteStore, SqlStore  # noqa: E402
+from townhall.store import SqlStore  # noqa: E402
 
 SPACES_TO_LIST = 50
 

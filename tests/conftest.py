@@ -16,9 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from townhall.admission.capacity import DEFAULT_MAX_LOOP_LAG_MS
 from townhall.app import create_app
-from townhall.config import load_settings
+from townhall.config import AdmissionSettings, load_settings
 from townhall.stage.ice import use_host_addresses
 
 pytest_plugins = [
@@ -38,10 +37,11 @@ keep the door's lag probe from waking, so the door read the client's own work as
 lag and queued the very first listener (CI: "assert 1 <= 0" admitted at once). Across
 processes on a shared 2-core machine under load, the server's lag passes 50 ms often
 enough to do the same. 0 disables only that guard; tests/test_admission_capacity.py,
-tests/test_service_door.py and tests/test_door_overload_lull.py cover it (the last with
-the guard at its default, DEFAULT_LAG_DOOR)."""
-DEFAULT_LAG_DOOR = {"TOWNHALL_ADMISSION_MAX_LOOP_LAG_MS": str(DEFAULT_MAX_LOOP_LAG_MS)}
-"""The product's default guard, for subprocess servers in tests about the door."""
+tests/test_service_door.py and tests/test_door_overload_lull.py cover it. `settings` and
+`start_server` apply it by default (a forgotten opt-out queued the first listener of
+test_state_outage and test_space_details under load); pass LAG_DOOR to keep the guard."""
+LAG_DOOR = {"TOWNHALL_ADMISSION_MAX_LOOP_LAG_MS": str(AdmissionSettings().max_loop_lag_ms)}
+"""The door's loop-lag guard at its default, for a subprocess server whose test is about it."""
 SERVER_START_TIMEOUT_S = 30.0
 
 
@@ -95,9 +95,8 @@ def start_server(
     data_dir: Path, port: int | None = None, args: tuple[str, ...] = (), **env: str
 ) -> RunningServer:
     """`townhall serve` on 127.0.0.1 with `args` added to its command line (flags such
-    as --stream-workers) and `env` to its environment. The door's loop-lag guard is off
-    (NO_LAG_DOOR) unless `env` sets TOWNHALL_ADMISSION_MAX_LOOP_LAG_MS: CI at load 15
-    queued the joins of tests about streams and workers, not the door."""
+    as --stream-workers) and `env` to its environment (NO_LAG_DOOR unless `env` says
+    otherwise, e.g. **LAG_DOOR)."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"server-{port}.log"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,21 @@ import httpx
 from aiortc.mediastreams import MediaStreamTrack
 
 from tones import ToneClient
+
+SERVED_WITHIN_S = 10.0
+"""How long a server may take to count closed connections out, on a loaded machine."""
+
+
+def get_when_served(url: str, within_s: float = SERVED_WITHIN_S) -> httpx.Response:
+    """GETs `url` until it answers 200, or `within_s` is up (then the last answer): a server
+    frees a closed connection's place only once it has read the close, which on a loaded
+    machine takes longer than any fixed pause a test could choose."""
+    deadline = time.monotonic() + within_s
+    while True:
+        answer = httpx.get(url, timeout=5)
+        if answer.status_code == 200 or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.1)
 
 
 @dataclass

@@ -7,6 +7,9 @@ gets a fresh database, dropped after it. The server is stopped by its PID.
 
 `pytest --store postgresql://` makes the suite's servers (the `settings` fixture and
 `start_server` subprocesses) use such a fresh database instead of SQLite.
+
+The store contract tests (test_store_*.py) ask for `store` (or `store_url`): one
+fixture, run on each backend in turn, an empty database every time.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from conftest import free_port
+from townhall.store import SqlStore
 
 
 def _pg_bin() -> Path:
@@ -40,6 +44,7 @@ PG_START_TIMEOUT_S = 30.0
 PG_STOP_TIMEOUT_S = 15.0
 STORE_OPTION = "--store"
 POSTGRESQL_STORE = "postgresql://"
+STORE_BACKENDS = ("sqlite", "postgresql")
 
 
 def _run_as() -> str | None:
@@ -211,3 +216,22 @@ def store_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     url = request.getfixturevalue("postgres_url")
     monkeypatch.setenv("TOWNHALL_STORE", url)
     return {"TOWNHALL_STORE": url}
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on each store backend in turn: a new SQLite file under the
+    test's tmp dir, or a new database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'data' / 'townhall.sqlite3'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[SqlStore]:
+    """The store opened (migrated) on that database, closed after the test."""
+    opened = await SqlStore(store_url).open()
+    try:
+        yield opened
+    finally:
+        await opened.close()

@@ -18,13 +18,17 @@ import numpy as np
 import pytest
 
 from http_helpers import speak_over_http
-from tones import Recording, ToneTrack, read_live_stream, tone_power
+from tones import Recording, ToneTrack, read_live_stream, steady_tone_power
 
 A_FREQ, B_FREQ = 440.0, 660.0
 TONE_START_S = 2.0
 """Speakers send silence first so the onset is measured on a stream in steady state."""
 LISTEN_S = 6.0
 PRESENT_DBFS = -30.0
+"""Levels are steady_tone_power (median of 100 ms blocks), not one projection over the clip:
+on a loaded machine the live path drops or repeats some 20 ms frames, and each one jumps the
+tone's phase. A whole-clip projection then under-reads a tone that is at full level in every
+frame (seen: B at -19.5 dBFS whole-clip, -10.5 dBFS steady, in what speaker A heard)."""
 MIN_REJECTION_DB = 20.0
 ONSET_DBFS = -30.0
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_ice")]
@@ -121,8 +125,8 @@ async def test_two_speakers_reach_listeners_live_and_over_hls(server) -> None:
     assert received > 20_000
     assert tone_a.tone_started_at and tone_b.tone_started_at
     tail = live.samples(since=tone_b.tone_started_at + 1.0)
-    assert tone_power(tail, 48_000, A_FREQ) > PRESENT_DBFS
-    assert tone_power(tail, 48_000, B_FREQ) > PRESENT_DBFS
+    assert steady_tone_power(tail, 48_000, A_FREQ) > PRESENT_DBFS
+    assert steady_tone_power(tail, 48_000, B_FREQ) > PRESENT_DBFS
 
     onset = live.onset_time(A_FREQ, ONSET_DBFS, since=tone_a.tone_started_at - 0.5)
     assert onset is not None, "the 440 Hz tone never reached the live stream"
@@ -131,16 +135,16 @@ async def test_two_speakers_reach_listeners_live_and_over_hls(server) -> None:
     assert 0 < latency < 3.0
 
     heard = speaker_a.heard.samples(since=tone_b.tone_started_at + 1.0)
-    own, other = tone_power(heard, 48_000, A_FREQ), tone_power(heard, 48_000, B_FREQ)
+    own, other = steady_tone_power(heard, 48_000, A_FREQ), steady_tone_power(heard, 48_000, B_FREQ)
     print(f"speaker A hears B at {other:.1f} dBFS and itself at {own:.1f} dBFS")
     assert other > PRESENT_DBFS
     assert other - own > MIN_REJECTION_DB
 
-    assert tone_power(hls_audio, 48_000, A_FREQ) > PRESENT_DBFS
-    assert tone_power(hls_audio, 48_000, B_FREQ) > PRESENT_DBFS
-    assert tone_power(ffmpeg_audio, 48_000, A_FREQ) > PRESENT_DBFS
-    assert tone_power(ffmpeg_opus, 48_000, A_FREQ) > PRESENT_DBFS, "the Opus rendition"
-    assert tone_power(ffmpeg_opus, 48_000, B_FREQ) > PRESENT_DBFS, "the Opus rendition"
-    assert tone_power(ffmpeg_audio, 48_000, B_FREQ) > PRESENT_DBFS
+    assert steady_tone_power(hls_audio, 48_000, A_FREQ) > PRESENT_DBFS
+    assert steady_tone_power(hls_audio, 48_000, B_FREQ) > PRESENT_DBFS
+    assert steady_tone_power(ffmpeg_audio, 48_000, A_FREQ) > PRESENT_DBFS
+    assert steady_tone_power(ffmpeg_opus, 48_000, A_FREQ) > PRESENT_DBFS, "the Opus rendition"
+    assert steady_tone_power(ffmpeg_opus, 48_000, B_FREQ) > PRESENT_DBFS, "the Opus rendition"
+    assert steady_tone_power(ffmpeg_audio, 48_000, B_FREQ) > PRESENT_DBFS
     connected = {seat["user"]["id"] for seat in snapshot["stage"] if seat["connected"]}
     assert connected == {host_id, b_id}

@@ -26,7 +26,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from conftest import RunningServer, start_server, stop_server
-from tones import ToneTrack, tone_power
+from tones import ToneTrack, steady_tone_power
 from townhall.admission.signing import Signer
 from townhall.admission.tickets import issue_ticket
 
@@ -200,9 +200,9 @@ async def test_listeners_on_the_stream_port_hear_the_speaker_and_are_counted(edg
     for audio, ended in results:
         assert not ended
         assert audio.size > 48_000, "less than a second of audio"
-        level = tone_power(audio[-48_000:], 48_000, TONE_HZ)
+        level = steady_tone_power(audio[-48_000:], 48_000, TONE_HZ)
         assert level > PRESENT_DBFS, f"440 Hz at {level:.1f} dBFS"
-        assert tone_power(audio[-48_000:], 48_000, 660.0) < level - 20
+        assert steady_tone_power(audio[-48_000:], 48_000, 660.0) < level - 20
 
 
 @dataclass

@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import math
 import os
 import random
 import subprocess
@@ -35,6 +36,7 @@ import pytest
 
 from townhall.admission.proof_of_work import meets_difficulty, solution_digest
 from townhall.audience.adts import adts_header
+from townhall.loadtest.attacks import UNFINISHED
 from townhall.loadtest.cli import main as cli_main
 from townhall.loadtest.config import AttackRate, LoadtestConfig
 from townhall.loadtest.runner import TICK_S, run_loadtest
@@ -334,16 +336,23 @@ class _OriginConnection(asyncio.Protocol):
             transport.write(_json(404, {"error": {"code": "not_found", "message": path}}))
 
 
+CROWD_ADMISSIONS_PER_S = 15.0
+"""Well under the crowd's 80 arrivals/s: a generator slowed to a third of its pace by a
+busy machine still outruns the waiting room, so some listeners wait on every run."""
+
+
 @pytest.fixture
-async def origin():
-    server = FakeOrigin(admissions_per_s=50.0, burst=20)
+async def origin(request: pytest.FixtureRequest):
+    """The fake origin admitting 50/s, or `request.param` per second (indirect)."""
+    server = FakeOrigin(admissions_per_s=getattr(request, "param", 50.0), burst=20)
     await server.start()
     yield server
     await server.stop()
 
 
+@pytest.mark.parametrize("origin", [CROWD_ADMISSIONS_PER_S], indirect=True)
 async def test_crowd_with_waiting_room_and_attacks(origin: FakeOrigin, tmp_path: Path):
-    """~200 listeners in 2.5 s against 50 admissions/s: some wait; attacks are refused."""
+    """~240 listeners in 3 s against 15 admissions/s: some wait; attacks are refused."""
     config = LoadtestConfig(
         url=f"http://127.0.0.1:{origin.port}", profile="constant", rate=80, poisson=False,
         duration_s=3.0, think_s=0.05, hold_s=0.6, hold_sigma=0.3, hls_fraction=0.1,
@@ -368,11 +377,17 @@ async def test_crowd_with_waiting_room_and_attacks(origin: FakeOrigin, tmp_path:
     flood_tickets = s["attacks"]["join_flood"]["tickets_obtained"]
     in_flight = sum(n for kind, n in s["outcomes"].items()
                     if kind in ("unfinished:joining", "unfinished:waiting"))
+    flood_cut = s["attacks"]["join_flood"]["results"].get(UNFINISHED, 0)
     counted = s["admitted"] + flood_tickets
-    assert counted <= origin.counts["tickets"] <= counted + in_flight + 2
-    hls_heard = s["heard_audio"] - origin.counts["streams"]
-    assert 0 <= hls_heard <= s["heard_audio"] // 3  # about a tenth chose HLS
-    assert origin.counts.get("segments", 0) >= hls_heard
+    assert counted <= origin.counts["tickets"] <= counted + in_flight + flood_cut
+    # Live streams the origin served were heard, but for listeners the run's end cut while
+    # opening theirs (still "joining"): the origin may have served them or not. So the
+    # listeners who heard HLS number between these two bounds.
+    cut_while_opening = s["outcomes"].get("unfinished:joining", 0)
+    hls_heard_at_least = s["heard_audio"] - origin.counts["streams"]
+    assert hls_heard_at_least + cut_while_opening >= 0
+    assert hls_heard_at_least <= s["heard_audio"] // 3  # about a tenth chose HLS
+    assert origin.counts.get("segments", 0) >= hls_heard_at_least
     assert s["waited"] > 0 and s["told_vs_actual"]["waited"] == s["waited"]
     still = s["told_vs_actual"]["still_waiting"]
     assert still == s["outcomes"].get("unfinished:waiting", 0) > 0
@@ -382,13 +397,16 @@ async def test_crowd_with_waiting_room_and_attacks(origin: FakeOrigin, tmp_path:
     assert 0 < s["ttfa_s"]["p50"] <= s["ttfa_s"]["p99"]
     assert s["unrecognised_audio"] == 0
     # Capacity came from /api/stats; goodput cannot exceed what the origin admits by much.
-    assert s["goodput"]["capacity_per_s"] == 50.0
+    assert s["goodput"]["capacity_per_s"] == CROWD_ADMISSIONS_PER_S
     assert 0 < s["goodput"]["share_of_capacity"] < 1.6
     forged = s["attacks"]["forged_tickets"]
     assert forged["accepted"] == 0
-    assert all(r.startswith("refused:") for r in forged["results"])
+    assert all(r.startswith("refused:") or r == UNFINISHED for r in forged["results"])
+    # Requests the run's end cut in flight (UNFINISHED) may or may not have been refused.
     refused_by_check = forged["results"].get("refused:4xx:403:forged", 0)
-    assert refused_by_check == origin.counts["forged_refused"] >= forged["requests"] * 0.6
+    forged_cut = forged["results"].get(UNFINISHED, 0)
+    assert refused_by_check <= origin.counts["forged_refused"] <= refused_by_check + forged_cut
+    assert refused_by_check >= (forged["requests"] - forged_cut) * 0.6  # 2 kinds in 3: 403
     assert s["attacks"]["snapshot_flood"]["results"].get("ok", 0) > 0
     slow = s["attacks"]["slowloris"]
     assert slow["cut"] >= 2 and origin.counts["slowloris_cut"] >= 2
@@ -485,8 +503,36 @@ def test_cli_usage_errors():
 
 # -- how far one load-generator process goes ------------------------------------------------
 
-async def _measure(listeners: int, chunk_ms: int, ramp_s: float, hold_s: float) -> dict[str, Any]:
-    """All listeners admitted at once (no waiting room); the origin in its own process."""
+PLATEAU_TIMEOUT_S = 60.0
+"""How long the test waits for every listener to stream: a busy machine ramps slower."""
+
+
+class _StopOnPlateau:
+    """A progress hook for run_loadtest: stops the run once every listener has streamed
+    for `ticks` whole ticks, so a loaded machine makes the run longer rather than the
+    test fail (the speed itself is measured by --measure, not asserted)."""
+
+    def __init__(self, listeners: int, ticks: int) -> None:
+        self.listeners = listeners
+        self.ticks = ticks
+        self.full = 0
+        self.stop = asyncio.Event()
+
+    def update(self, row: dict[str, Any], totals: dict[str, Any]) -> None:
+        self.full = self.full + 1 if row["streaming"] >= self.listeners else 0
+        if self.full >= self.ticks:
+            self.stop.set()
+
+    def finish(self) -> None:
+        pass
+
+
+async def _measure(listeners: int, chunk_ms: int, ramp_s: float, hold_s: float,
+                   *, until_plateau: bool = False) -> dict[str, Any]:
+    """All listeners admitted at once (no waiting room); the origin in its own process.
+
+    `until_plateau`: run until all listeners have streamed for `hold_s` (at most
+    PLATEAU_TIMEOUT_S) instead of for `ramp_s + hold_s` seconds."""
     origin = subprocess.Popen(
         [sys.executable, __file__, "--serve", "--chunk-ms", str(chunk_ms)],
         stdout=subprocess.PIPE, text=True,
@@ -497,10 +543,13 @@ async def _measure(listeners: int, chunk_ms: int, ramp_s: float, hold_s: float) 
         rate = listeners / ramp_s
         config = LoadtestConfig(
             url=f"http://127.0.0.1:{port}", space=SPACE, rate=rate, poisson=False,
-            duration_s=ramp_s + hold_s, max_listeners=listeners, think_s=0,
+            duration_s=ramp_s + (PLATEAU_TIMEOUT_S if until_plateau else hold_s),
+            max_listeners=listeners, think_s=0,
             hold_s=3600, hold_sigma=0.01, request_timeout_s=30, first_audio_timeout_s=30,
         )
-        report = await run_loadtest(config)
+        watcher = _StopOnPlateau(listeners, math.ceil(hold_s / TICK_S)) if until_plateau else None
+        report = await run_loadtest(config, progress=watcher,
+                                    stop=watcher.stop if watcher else None)
     finally:
         origin.terminate()
         origin.wait(timeout=10)
@@ -524,7 +573,8 @@ async def _measure(listeners: int, chunk_ms: int, ramp_s: float, hold_s: float) 
 
 async def test_one_process_holds_live_listeners():
     """A small version of the capacity measurement, so the figure is printed on every run."""
-    result = await _measure(listeners=1000, chunk_ms=100, ramp_s=1.0, hold_s=2.5)
+    result = await _measure(listeners=1000, chunk_ms=100, ramp_s=1.0, hold_s=2.0,
+                            until_plateau=True)
     print(f"\nload generator: {result}")
     assert result["heard"] == 1000 and result["peak_streaming"] == 1000
     assert result["plateau_s"] >= 1

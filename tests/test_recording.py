@@ -13,7 +13,7 @@ import pytest
 
 from conftest import start_server, stop_server
 from http_helpers import speak_over_http
-from tones import ToneTrack, first_onset, tone_power
+from tones import ToneTrack, first_onset, steady_tone_power
 
 FREQ = 440.0
 PRESENT_DBFS = -30.0
@@ -61,7 +61,7 @@ async def test_recording_after_a_normal_end(server) -> None:
         assert replay.status_code == 200
     audio, seconds = _decode(download.content)
     assert 3.0 <= seconds <= 6.0
-    assert tone_power(audio, 48_000, FREQ) > PRESENT_DBFS
+    assert steady_tone_power(audio, 48_000, FREQ) > PRESENT_DBFS
 
 
 @pytest.mark.parametrize("how", ["kill -9", "SIGTERM"])
@@ -104,4 +104,4 @@ async def test_recording_survives_the_server_stopping(tmp_path, how: str) -> Non
     kept = seconds - onset
     print(f"\n{how}: spoke {spoken:.2f} s before; the recording kept {kept:.2f} s of it")
     assert kept >= spoken - MAX_CRASH_LOSS_S
-    assert tone_power(audio[-48_000:], 48_000, FREQ) > PRESENT_DBFS
+    assert steady_tone_power(audio[-48_000:], 48_000, FREQ) > PRESENT_DBFS

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from conftest import RunningServer, start_server, stop_server
+from http_helpers import get_when_served
 
 HEADER_TIMEOUT_S = 1.0
 BODY_TIMEOUT_S = 1.0
@@ -85,5 +86,4 @@ def test_per_address_cap_and_others_unaffected(guarded: RunningServer) -> None:
     finally:
         for sock in held:
             sock.close()
-    time.sleep(0.2)
-    assert httpx.get(guarded.url + "/api/spaces", timeout=5).status_code == 200
+    assert get_when_served(guarded.url + "/api/spaces").status_code == 200

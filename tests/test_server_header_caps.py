@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from conftest import RunningServer, start_server, stop_server
+from http_helpers import get_when_served
 from townhall.admission.connection_caps import DEFAULT_MAX_PER_ADDRESS
 from townhall.config import HttpLimits
 
@@ -109,8 +110,7 @@ def test_default_per_address_connection_cap(defaults: RunningServer) -> None:
     finally:
         for sock in held:
             sock.close()
-    time.sleep(0.3)
-    assert httpx.get(defaults.url + "/api/spaces", timeout=5).status_code == 200
+    assert get_when_served(defaults.url + "/api/spaces").status_code == 200
     assert "Traceback" not in defaults.log()
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from http_helpers import assert_error, live_space, sign_up
-from test_store_contract import T0, _host, _space, store, store_url  # noqa: F401 (fixtures)
+from test_store_contract import T0, _host, _space
 from townhall.domain.errors import Forbidden, Invalid
 from townhall.domain.space_details import check_pinned_url, check_topics, edit_details
 from townhall.domain.spaces import Space, SpaceState, User
@@ -64,7 +64,7 @@ def test_the_details_survive_the_shared_state() -> None:
     assert space_from_json(space_to_json(space)) == space
 
 
-async def test_the_details_survive_the_store(store: SqlStore) -> None:  # noqa: F811
+async def test_the_details_survive_the_store(store: SqlStore) -> None:
     host = await _host(store)
     space = replace(_space("s1", host, SpaceState.LIVE), description="Line one\nline two",
                     pinned_url="https://example.org", topics=("jazz", "C++"))  # fmt: skip

@@ -13,7 +13,7 @@ from townhall.domain.errors import NotFound
 from townhall.domain.spaces import User
 from townhall.service.spaces import Spaces
 from townhall.state import MemoryState, RedisState, State
-from townhall.store.sqlite import SqliteStore
+from townhall.store import SqlStore
 
 CACHE_SIZE = 5
 
@@ -23,7 +23,7 @@ async def spaces(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     state: State = MemoryState()
     if request.param == "redis":
         state = RedisState(request.getfixturevalue("redis_url"))
-    store = await SqliteStore(tmp_path / "store.sqlite3").open()
+    store = await SqlStore(f"sqlite:///{tmp_path / 'store.sqlite3'}").open()
     settings = Settings(data_dir=tmp_path)
     service = Spaces(store, state, settings, "node-test", cache_size=CACHE_SIZE)
     await service.start()

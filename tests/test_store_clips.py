@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from test_store_contract import T0, _host, _space, store, store_url  # noqa: F401 (fixtures)
+from test_store_contract import T0, _host, _space
 from townhall.domain.clips import Clip, ClipSource
 from townhall.domain.spaces import SpaceState
 from townhall.store import SqlStore
@@ -27,7 +27,7 @@ def _clip(clip_id: str, space_id: str, *, minutes: int = 0, ttl_minutes: int = 6
     )
 
 
-async def test_a_clip_comes_back_as_it_was_saved(store: SqlStore) -> None:  # noqa: F811
+async def test_a_clip_comes_back_as_it_was_saved(store: SqlStore) -> None:
     host = await _host(store)
     await store.save_space(_space("s1", host, SpaceState.ENDED))
     clips = SqlClipStore(store)
@@ -42,7 +42,7 @@ async def test_a_clip_comes_back_as_it_was_saved(store: SqlStore) -> None:  # no
 
 
 async def test_expired_clips_come_oldest_first_in_bounded_batches(
-    store: SqlStore,  # noqa: F811
+    store: SqlStore,
 ) -> None:
     host = await _host(store)
     await store.save_space(_space("s1", host, SpaceState.LIVE))
@@ -57,7 +57,7 @@ async def test_expired_clips_come_oldest_first_in_bounded_batches(
     assert [c.id for c in await clips.clips_of_space("s2", 1)] == ["c4"]
 
 
-async def test_a_clip_of_no_space_is_refused(store: SqlStore) -> None:  # noqa: F811
+async def test_a_clip_of_no_space_is_refused(store: SqlStore) -> None:
     clips = SqlClipStore(store)
     with pytest.raises(IntegrityError):
         await clips.add_clip(_clip("c1", "no-such-space"))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -22,24 +21,7 @@ from townhall.domain.spaces import Space, SpaceState, SpeakPolicy, User
 from townhall.store import SqlStore, StoreUrlError, backend_name, open_store
 from townhall.store.migrations import LATEST_VERSION
 
-BACKENDS = ["sqlite", "postgresql"]
 T0 = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'data' / 'townhall.sqlite3'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[SqlStore]:
-    opened = await SqlStore(store_url).open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _host(store: SqlStore, name: str = "host") -> User:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -13,24 +11,12 @@ from townhall.domain.spaces import Space, SpaceState, User
 from townhall.store import SqlStore
 from townhall.store.follows import SqlFollowStore
 
-BACKENDS = ["sqlite", "postgresql"]
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'data' / 'townhall.sqlite3'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 @pytest.fixture
-async def stores(store_url: str) -> AsyncIterator[tuple[SqlStore, SqlFollowStore]]:
-    store = await SqlStore(store_url).open()
-    try:
-        yield store, SqlFollowStore(store)
-    finally:
-        await store.close()
+def stores(store: SqlStore) -> tuple[SqlStore, SqlFollowStore]:
+    return store, SqlFollowStore(store)
 
 
 async def _users(store: SqlStore, count: int) -> list[User]:

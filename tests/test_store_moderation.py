@@ -4,9 +4,7 @@ verified and broken by editing and deleting rows behind the application's back."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -29,22 +27,6 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CONCURRENT = 400
 WRITERS = 8
 """Writers racing for the head of the chain, each appending its share in turn."""
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'data' / 'townhall.sqlite3'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[SqlStore]:
-    opened = await SqlStore(store_url).open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture

@@ -152,7 +152,7 @@ def build_services(
     use_host_addresses(default_host_addresses(settings.stage.ice_host_addresses, settings.host))
     guard = guard or ConnectionGuard.from_settings(settings)
     events = Events(on_attack_mode=[guard.follow_attack_mode])
-    store = SqlStore(settings.store_url)
+    store: Store = SqlStore(settings.store_url)
     state = state or open_state(settings.state)
     signer = Signer(load_secret(settings))
     captions = captions or Captions(settings.captions, settings.recordings_dir)

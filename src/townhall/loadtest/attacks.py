@@ -43,6 +43,10 @@ base64 character, whose low bits may be padding that decoders ignore."""
 _B64URL = string.ascii_letters + string.digits + "-_"
 
 
+UNFINISHED = "unfinished"
+"""The result of an attack request the run's end cut while it was in flight."""
+
+
 async def paced(
     ctx: RunContext,
     name: str,
@@ -62,6 +66,11 @@ async def paced(
             result = exc.kind
         except ValueError:
             result = "protocol:bad_json"
+        except asyncio.CancelledError:
+            # The run ended with it in flight: counted, so that a server's own tally
+            # (which may or may not include it) can be checked against the report.
+            recorder.attack(name, UNFINISHED)
+            raise
         recorder.attack(name, result, loop.time() - started)
 
     credit = 0.0

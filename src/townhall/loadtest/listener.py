@@ -72,8 +72,8 @@ class Listener:
     """State of one listener; ``run`` is its whole life."""
 
     __slots__ = (
-        "address", "arrived", "ctx", "hls", "hold_s", "index", "phase", "think_s", "told_at",
-        "told_s",
+        "address", "arrived", "ctx", "hls", "hold_s", "index", "phase", "started", "think_s",
+        "told_at", "told_s",
     )
 
     def __init__(self, ctx: RunContext, index: int):
@@ -89,6 +89,7 @@ class Listener:
         )
         self.arrived = 0.0
         self.phase = ""
+        self.started = False
         self.told_s: float | None = None
         """ETA of the first waiting-room answer, and when it came."""
         self.told_at = 0.0
@@ -108,11 +109,24 @@ class Listener:
         """
         return first_audio_at - self.arrived - self.think_s
 
-    async def run(self) -> None:
-        recorder = self.ctx.recorder
+    def arrive(self) -> None:
+        """Counted when due, before its task first runs: a run that ends while the loop is
+        behind cancels tasks that never started, and those arrivals must count all the same
+        (the count must not depend on how busy the machine is)."""
         self.arrived = asyncio.get_running_loop().time()
-        recorder.arrival()
+        self.ctx.recorder.arrival()
         self._enter("joining")
+
+    def cut_before_start(self) -> None:
+        """The run ended before this listener's task ran at all: still joining, unfinished."""
+        if not self.started:
+            self.ctx.recorder.outcome("unfinished:joining")
+            self._enter("")
+
+    async def run(self) -> None:
+        """Its whole life, after `arrive`."""
+        self.started = True
+        recorder = self.ctx.recorder
         try:
             await self._snapshot()
             if self.think_s:
@@ -413,5 +427,8 @@ def _optional_str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-async def run_listener(ctx: RunContext, index: int) -> None:
-    await Listener(ctx, index).run()
+def start_listener(ctx: RunContext, index: int) -> tuple[Listener, asyncio.Task[None]]:
+    """A listener that has arrived now, and the task that runs it."""
+    listener = Listener(ctx, index)
+    listener.arrive()
+    return listener, asyncio.get_running_loop().create_task(listener.run())

@@ -40,6 +40,11 @@ def challenge_of(answer: dict[str, Any]) -> tuple[str, int]:
     raise ValueError("pow_required answer without a challenge and difficulty")
 
 
+def _ready() -> None:
+    """Run once in each worker: imports the solver, so the first challenge finds it loaded."""
+    import townhall.admission.proof_of_work  # noqa: F401
+
+
 def _solve(token: str, bits: int) -> str:
     from townhall.admission.proof_of_work import solve
 
@@ -47,23 +52,35 @@ def _solve(token: str, bits: int) -> str:
 
 
 class PowSolver:
-    """Solves challenges in worker processes; started on first use, closed with the run."""
+    """Solves challenges in worker processes; started before the run's clock, closed with it."""
 
     def __init__(self, workers: int = 1):
         self._workers = max(1, workers)
         self._pool: ProcessPoolExecutor | None = None
         self.solved = 0
 
-    async def solve(self, answer: dict[str, Any]) -> dict[str, str]:
-        token, bits = challenge_of(answer)
-        if not 0 <= bits <= MAX_SOLVE_BITS:
-            raise ValueError(f"difficulty {bits} bits is beyond what we solve")
+    async def start(self) -> None:
+        """Spawns the workers and waits until each has loaded the solver. Started on first
+        use instead, the first challenged listeners' time to first audio would include an
+        interpreter start (seconds on a busy machine), and a short run could end before a
+        single challenge was solved."""
+        loop = asyncio.get_running_loop()
+        pool = self._started()
+        await asyncio.gather(*(loop.run_in_executor(pool, _ready) for _ in range(self._workers)))
+
+    def _started(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: the parent holds an event loop and thousands of sockets.
             context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(self._workers, mp_context=context)
+        return self._pool
+
+    async def solve(self, answer: dict[str, Any]) -> dict[str, str]:
+        token, bits = challenge_of(answer)
+        if not 0 <= bits <= MAX_SOLVE_BITS:
+            raise ValueError(f"difficulty {bits} bits is beyond what we solve")
         loop = asyncio.get_running_loop()
-        solution = await loop.run_in_executor(self._pool, _solve, token, bits)
+        solution = await loop.run_in_executor(self._started(), _solve, token, bits)
         self.solved += 1
         return {"challenge": token, "solution": solution}
 

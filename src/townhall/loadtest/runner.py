@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import random
 import resource
 import socket
@@ -34,7 +35,7 @@ from townhall.loadtest.attacks import start_attacks
 from townhall.loadtest.client import DEFAULT_MAX_IDLE, HttpClient, RequestError
 from townhall.loadtest.config import DEFAULT_DURATION_S, FILE_RESERVE, LoadtestConfig
 from townhall.loadtest.context import RunContext
-from townhall.loadtest.listener import run_listener
+from townhall.loadtest.listener import Listener, start_listener
 from townhall.loadtest.metrics import Recorder
 from townhall.loadtest.notified import NotifyPlan, load_from_stats, notified_arrivals
 from townhall.loadtest.pow import PowSolver
@@ -145,9 +146,11 @@ class _Run:
         self.arrivals_done = asyncio.Event()
         self.bug: BaseException | None = None
 
-    def _listener_done(self, task: asyncio.Task[None]) -> None:
+    def _listener_done(self, listener: Listener, task: asyncio.Task[None]) -> None:
         self.listeners.discard(task)
-        if not task.cancelled() and task.exception() is not None and self.bug is None:
+        if task.cancelled():
+            listener.cut_before_start()
+        elif task.exception() is not None and self.bug is None:
             self.bug = task.exception()
 
     async def spawn_arrivals(self) -> None:
@@ -167,9 +170,9 @@ class _Run:
                     recorder.error("client:max_open")
                     recorder.outcome("skipped:client_full")
                     continue
-                task = loop.create_task(run_listener(ctx, index))
+                listener, task = start_listener(ctx, index)
                 self.listeners.add(task)
-                task.add_done_callback(self._listener_done)
+                task.add_done_callback(functools.partial(self._listener_done, listener))
         finally:
             self.arrivals_done.set()
 
@@ -255,6 +258,7 @@ async def run_loadtest(
         run = _Run(
             ctx, profile, duration, config.max_open or default_max_open(client.max_idle), stats
         )
+        await solver.start()
         wall_start = dt.datetime.now(dt.UTC)
         ctx.started_at = loop.time()
         ctx.deadline = ctx.started_at + duration

@@ -4,7 +4,6 @@ from townhall.store.base import Store
 from townhall.store.engine import StoreUrlError, backend_name
 from townhall.store.errors import StoreUnavailable
 from townhall.store.sql import SqlStore
-from townhall.store.sqlite import SqliteStore
 
 
 async def open_store(url: str) -> Store:
@@ -14,7 +13,6 @@ async def open_store(url: str) -> Store:
 
 __all__ = [
     "SqlStore",
-    "SqliteStore",
     "Store",
     "StoreUnavailable",
     "StoreUrlError",

@@ -8,14 +8,21 @@ implements this Protocol; a call that cannot reach the database raises
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+from sqlalchemy.engine import Connection
 
 from townhall.domain.spaces import Space, SpaceState, User
 
+T = TypeVar("T")
+
 
 class Store(Protocol):
+    dialect: str
+    """SQLAlchemy's name of the database ("sqlite", "postgresql"): where SQL differs."""
+
     async def open(self) -> Store:
         """Connects and runs the pending migrations; built without I/O, opened at start."""
 
@@ -54,5 +61,11 @@ class Store(Protocol):
     async def add_removal(self, space_id: str, user_id: str) -> None: ...
 
     async def removals(self, space_id: str) -> set[str]: ...
+
+    async def run(self, operation: Callable[[Connection], T], *, idempotent: bool = True) -> T:
+        """Runs `operation` on one of the store's connections, for the stores of other
+        concepts that share its database and its migrations (store/clips.py, follows.py,
+        moderation.py). An idempotent operation is tried once more when its pooled
+        connection had died; an unreachable database raises StoreUnavailable."""
 
     async def close(self) -> None: ...

@@ -1,23 +1,21 @@
 """Clips in the durable store: one table, its Protocol and the one SQL implementation.
 
 The clip's audio is a file (service/clips.py); the row says whose it is, which space
-it came from and when it goes. Runs on the main store's connections (SqlStore.run),
+it came from and when it goes. Runs on the main store's connections (Store.run),
 so SQLite and PostgreSQL share this code path and its migration (step 3).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Column, Float, ForeignKey, Index, Table, bindparam, delete, select
 from sqlalchemy.types import TEXT
 
 from townhall.domain.clips import Clip, ClipSource
+from townhall.store.base import Store
 from townhall.store.schema import UtcTimestamp, metadata
-
-if TYPE_CHECKING:
-    from townhall.store.sql import SqlStore
 
 clips = Table(
     "clips",
@@ -79,7 +77,7 @@ def _row(clip: Clip) -> dict[str, Any]:
 
 
 class SqlClipStore:
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
 
     async def add_clip(self, clip: Clip) -> None:

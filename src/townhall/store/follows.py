@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import (
     BigInteger,
@@ -31,10 +31,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.types import TEXT
 
+from townhall.store.base import Store
 from townhall.store.schema import UtcTimestamp, metadata
-
-if TYPE_CHECKING:  # store.sql imports the migrations, which import this module
-    from townhall.store.sql import SqlStore
 
 follows = Table(
     "follows",
@@ -153,9 +151,9 @@ def _count(statement: Any) -> Any:
 
 
 class SqlFollowStore:
-    """The FollowStore on a SqlStore's connections (one database, one migration run)."""
+    """The FollowStore on the main store's connections (one database, one migration run)."""
 
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
         insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
         self._insert_follow = insert(follows).on_conflict_do_nothing(

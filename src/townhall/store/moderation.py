@@ -48,7 +48,7 @@ T = TypeVar("T")
 
 
 class Run(Protocol):
-    """Runs one operation on a connection: SqlStore.run, or an engine's run."""
+    """Runs one operation on a connection: Store.run, or an engine's run."""
 
     def __call__(self, operation: Callable[[Connection], T], /) -> Awaitable[T]: ...
 
@@ -233,7 +233,7 @@ def _append_at_head(db: Connection, entry: str) -> AuditEntry:
 
 
 class SqlModerationStore:
-    """ModerationStore over the store's runner (`SqlStore.run`): the same engine,
+    """ModerationStore over the store's runner (`Store.run`): the same engine,
     pool and unavailability handling as the rest of the store."""
 
     def __init__(self, run: Run) -> None:

@@ -1,4 +1,7 @@
-"""SQLite store: one connection on one worker thread.
+"""The first release's hand-written SQLite store, kept only as bench.store_ops' baseline
+("sqlite-before"): the server uses the SQLAlchemy Core store (townhall.store.sql).
+
+One connection on one worker thread.
 
 sqlite3 blocks, so every call runs on a single dedicated thread; one thread
 also serializes writers, which is what SQLite wants anyway. WAL keeps reads
