@@ -10,8 +10,11 @@ Needs the loopback-only namespace of scripts/isolated.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from browser import (
@@ -68,9 +71,12 @@ def test_loopback_quick_start_goes_live_and_is_heard(
     screenshot(host, f"studio-live-{host_size}")
 
     listener = new_page(listener_size)
-    open_and_play(listener, url, space_id, f"qs_host_{host_size}")
+    to_playing = open_and_play(listener, url, space_id, f"qs_host_{host_size}")
+    playing_at = time.monotonic()
     assert attach_analyser(listener) == "running"
     wait_for_tone(listener, TONE_HZ, MIN_TONE_DB, TONE_WAIT_MS)
+    to_tone = to_playing + time.monotonic() - playing_at
+    print(f"\nquick start, play pressed -> the tone at the listener: {to_tone:.2f} s")
     heard = median_spectrum(listener, TONE_HZ, reads=6, interval_ms=300)
     print(f"\nquick start, the listener hears {heard.peak_hz:.1f} Hz at {heard.tone_db:.1f} dBFS")
     assert heard.tone_db > MIN_TONE_DB
@@ -126,18 +132,102 @@ def test_reactions_float_for_other_listeners_and_in_the_studio(new_page, browser
     sender = new_page("phone")
     open_and_play(sender, browser_server.url, space_id, "fl_host")
     watcher = new_page("desktop")
+    watcher.emulate_media(reduced_motion="reduce")  # this person asked for less motion
     watcher.goto(f"{browser_server.url}/s/{space_id}")
     watcher.wait_for_selector("#play:enabled")
     watcher.wait_for_timeout(2_500)  # the watcher has seen the totals once
 
     sender.click("#react-toggle")
     sender.click("#reactions button[aria-label^='React: Love']")
+    # Reduced motion: reactions fade in place, speaking rings do not pulse.
+    animation = "el => getComputedStyle(el).animationName"
     wait_for_floats(sender)
+    assert sender.eval_on_selector("#floats .float", animation) == "float-up"
     wait_for_floats(watcher)
+    assert watcher.eval_on_selector("#floats .float", animation) == "float-fade"
     wait_for_floats(host)
     assert watcher.eval_on_selector("#floats .float", "el => el.dataset.emoji") == "❤️"
     assert host.eval_on_selector("#floats .float", "el => el.dataset.emoji") == "❤️"
+    speaking = "#stage .tile.speaking .avatar"
+    for page in (sender, watcher):
+        page.wait_for_selector(speaking)
+    assert sender.eval_on_selector(speaking, animation) == "pulse"
+    assert watcher.eval_on_selector(speaking, animation) == "none"
     screenshot(watcher, "listen-reactions-desktop")
+
+
+def test_the_audience_shows_signed_in_listeners_to_everyone(new_page, browser_server) -> None:
+    """A signed-in listener who plays appears in the audience of another listener's page
+    and of the studio (a face and a name, the others counted), and leaves it on leaving."""
+    url = browser_server.url
+    host = new_page("desktop")
+    sign_up(host, url, "aud_host")
+    space_id = create_space(host, "Who is here")
+    go_live_with_mic(host)
+    fan = new_page("phone")
+    sign_up(fan, url, "aud_fan")
+    watcher = new_page("desktop")  # anonymous: counted, never named
+    open_and_play(watcher, url, space_id, "aud_host")
+
+    open_and_play(fan, url, space_id, "aud_host")
+    playing_at = time.monotonic()
+    fan_tile = "#audience .tile:has-text('aud_fan')"
+    watcher.wait_for_selector(fan_tile, timeout=COUNT_FOLLOWS_MS)
+    host.wait_for_selector(fan_tile, timeout=COUNT_FOLLOWS_MS)
+    print(f"\nsigned-in listener plays -> their face on the others' pages: "
+          f"{time.monotonic() - playing_at:.2f} s")  # fmt: skip
+    assert fan.locator("#audience .name").all_inner_texts() == [
+        "aud_fan (you)",
+        "and 1 other listener",
+    ]  # the fan once, as "you"; the anonymous watcher counted
+    assert "aud_host" not in watcher.inner_text("#audience")  # on stage, not in the audience
+    for page in (watcher, fan, host):
+        page.wait_for_selector("#audience .count:has-text('and 1 other listener')")
+    screenshot(watcher, "listen-audience-desktop")  # the README's pictures
+    screenshot(fan, "listen-audience-phone")
+    screenshot(host, "studio-audience-desktop")
+
+    fan.click("#leave-room")
+    host.wait_for_selector(fan_tile, state="detached", timeout=COUNT_FOLLOWS_MS)
+    watcher.wait_for_selector(fan_tile, state="detached", timeout=COUNT_FOLLOWS_MS)
+
+
+@contextlib.contextmanager
+def _api_host(url: str, username: str) -> Iterator[httpx.Client]:
+    """A host who acts through the API (signed up, the token in every request)."""
+    with httpx.Client(base_url=url, timeout=15) as http:
+        credentials = {"username": username, "password": PASSWORD}
+        assert http.post("/api/users", json=credentials).status_code == 201
+        token = http.post("/api/tokens", json=credentials).json()["token"]
+        http.headers["Authorization"] = f"Bearer {token}"
+        yield http
+
+
+def _start(http: httpx.Client, title: str, record: bool = False) -> str:
+    space = http.post("/api/spaces", json={"title": title, "record": record}).json()
+    assert http.post(f"/api/spaces/{space['id']}/start").status_code == 200
+    return str(space["id"])
+
+
+def test_an_ended_space_offers_its_recording_and_other_live_spaces(
+    new_page, browser_server
+) -> None:
+    with _api_host(browser_server.url, "end_host") as ending, _api_host(
+        browser_server.url, "other_host"
+    ) as other:
+        space_id = _start(ending, "Ends now", record=True)
+        _start(other, "Still going")
+        listener = new_page("phone")
+        listener.goto(f"{browser_server.url}/s/{space_id}")
+        listener.wait_for_selector("#play:enabled")
+        assert ending.post(f"/api/spaces/{space_id}/end").status_code == 200
+        listener.wait_for_selector("#ended:not([hidden])")
+        listener.wait_for_selector("#other-live-list a:has-text('Still going')")
+        # The recording is listed once it is closed and its length known.
+        listener.wait_for_selector("#replay:not([hidden])", timeout=COUNT_FOLLOWS_MS)
+        assert listener.get_attribute("#replay-link", "href").endswith(f"/s/{space_id}/replay")
+        assert listener.is_hidden("#play") and listener.is_hidden("#audience-section")
+        screenshot(listener, "listen-ended-offers-phone")
 
 
 def test_next_after_sign_in_stays_on_this_origin(new_page, browser_server) -> None:
