@@ -319,6 +319,7 @@ def test_every_page_is_accessible_and_photographed(new_page, browser_server, siz
     host.wait_for_selector("#summary:not([hidden])")
     summary = host.inner_text("#summary")
     assert "Lasted" in summary and "1 reaction" in summary and "peak 1 listener" in summary
+    assert host.is_hidden("#listeners-section") and host.is_hidden("#audience-section")
     look(host, f"studio-ended-{size}", host_csp)
     listener.wait_for_selector("#ended:not([hidden])")
     listener.wait_for_function("() => window.townhallPlayer.state === 'ended'")

@@ -153,6 +153,7 @@ function renderControls() {
   // An ended space is its summary: who was on stage and the queue are history.
   for (const id of ['#stage-section', '#requests-section']) $(id).hidden = state === 'ended';
   $('#audience-section').hidden = state !== 'live';
+  if (state !== 'live') $('#listeners-section').hidden = true; // shown again by its own poll
   $('#mic').hidden = state !== 'live';
   $('#listen-link').href = spaceUrl(spaceId);
   $('#invite-form').hidden = !(space.speak_policy === 'invited' && state !== 'ended');
