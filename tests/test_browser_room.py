@@ -289,6 +289,7 @@ def test_every_page_is_accessible_and_photographed(new_page, browser_server, siz
     look(listener, f"listen-ready-{size}", listener_csp)
 
     go_live_with_mic(host)
+    assert host.is_hidden("#mic-test-status") and host.is_hidden("#mic-meter")  # test over
     listener.wait_for_selector("#play:enabled")
     tab_to(listener, "#play")
     listener.keyboard.press("Enter")

@@ -270,12 +270,14 @@ function setupMicTest() {
     }
     render();
   };
+  const stopTest = () => {
+    micTest.stop();
+    say(status, '');
+    render();
+  };
   button.addEventListener('click', async () => {
-    if (micTest.running) {
-      micTest.stop();
-      say(status, '');
-      render();
-    } else await startTest();
+    if (micTest.running) stopTest();
+    else await startTest();
   });
   select.addEventListener('change', () => {
     micPanel.mic.deviceId = select.value;
@@ -283,10 +285,7 @@ function setupMicTest() {
   });
   // The stage takes the microphone: the test lets go of it first.
   $('#mic').addEventListener('click', () => {
-    if (micTest.running) {
-      micTest.stop();
-      render();
-    }
+    if (micTest.running) stopTest(); // its "Nobody hears this test" is no longer true
   }, { capture: true });
   fillDevices();
   render();
