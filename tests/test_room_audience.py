@@ -17,6 +17,7 @@ from http_helpers import live_space, sign_up
 from test_space_details import _listen
 from townhall.audience.snapshot import audience_json
 from townhall.domain.spaces import User
+from townhall.service.ids import signed_in_ids
 from townhall.service.listener_names import ListenerNames
 
 FOLLOW_TIMEOUT_S = 15.0
@@ -48,7 +49,7 @@ async def test_each_user_is_looked_up_once_and_anonymous_ids_never() -> None:
     store = CountingUsers()
     names = ListenerNames(store)  # type: ignore[arg-type]
     ids = ["anon-7f3a", "abcdefghijkm", "zzzzzzzzzzzz"]
-    signed_in = ListenerNames.signed_in_ids(ids, scan_at_most=10)
+    signed_in = signed_in_ids(ids, scan_at_most=10)
     assert signed_in == ["abcdefghijkm", "zzzzzzzzzzzz"]
     for _ in range(5):
         assert await names.people(signed_in, limit=24) == [User("abcdefghijkm", "ann")]

@@ -14,6 +14,7 @@ from typing import Any
 from townhall.domain.errors import Forbidden
 from townhall.domain.spaces import User
 from townhall.domain.stage import Role
+from townhall.service.ids import signed_in_ids as ids_of_users
 from townhall.service.listener_names import ListenerNames
 from townhall.service.spaces import Spaces
 
@@ -38,7 +39,7 @@ class AudienceList:
             raise Forbidden("only the host or a co-host can see who is listening")
         room = self._spaces.rooms.get(space_id)
         ids = room.program.live.first_listener_ids(MAX_SCANNED) if room else []
-        signed_in_ids = ListenerNames.signed_in_ids(ids, MAX_SCANNED)
+        signed_in_ids = ids_of_users(ids, MAX_SCANNED)
         people = await self._names.people(signed_in_ids[: self._max_named], self._max_named)
         named = [person.to_json() for person in people]
         named.sort(key=lambda user: user["username"].casefold())

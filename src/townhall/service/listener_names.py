@@ -9,13 +9,11 @@ never reaches the database.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
 
 from cachetools import LRUCache
 
 from townhall.domain.spaces import User
-from townhall.service.ids import looks_like_id
 from townhall.store.base import Store
 
 NAME_CACHE_SIZE = 10_000
@@ -25,11 +23,6 @@ class ListenerNames:
     def __init__(self, store: Store, cache_size: int = NAME_CACHE_SIZE) -> None:
         self._store = store
         self._users: LRUCache[str, User | None] = LRUCache(cache_size)
-
-    @staticmethod
-    def signed_in_ids(listener_ids: Iterable[str], scan_at_most: int) -> list[str]:
-        """The ids among the first `scan_at_most` that are users' (not anonymous)."""
-        return [i for i in itertools.islice(listener_ids, scan_at_most) if looks_like_id(i)]
 
     async def people(self, user_ids: Iterable[str], limit: int) -> list[User]:
         """Up to `limit` users, in the order given; unknown ids are skipped."""

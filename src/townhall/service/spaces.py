@@ -43,7 +43,7 @@ from townhall.domain.stage import Role, Stage
 from townhall.nodes.peers import PeerNodes
 from townhall.service.captions import Captions
 from townhall.service.events import Events
-from townhall.service.ids import looks_like_id, new_id
+from townhall.service.ids import looks_like_id, new_id, signed_in_ids
 from townhall.service.keyed_locks import KeyedLocks
 from townhall.service.listener_names import ListenerNames
 from townhall.service.live import LiveRooms
@@ -252,7 +252,9 @@ class Spaces:
                 room.program.live.listener_count + hls_listeners,
                 ttl_s=LISTENER_TTL_TICKS * tick_s,
             )
-            await self._report_audience(room.space_id, room.program.live.listener_ids, tick_s)
+            await self.report_audience(
+                room.space_id, self._node_id, room.program.live.listener_ids, tick_s
+            )
             # the node's load is its live-stream listeners: HLS is cacheable, not held
             reported += await self._state.listeners(room.space_id) - hls_listeners
         self._reported_listeners = reported
@@ -273,14 +275,15 @@ class Spaces:
             if space_id in self._records:
                 await self._rebuild(space_id)
 
-    async def _report_audience(
-        self, space_id: str, listener_ids: Iterable[str], tick_s: float
+    async def report_audience(
+        self, space_id: str, node_id: str, listener_ids: Iterable[str], tick_s: float
     ) -> None:
-        """The signed-in listeners of this node's live stream, for every node's snapshot."""
-        signed_in = ListenerNames.signed_in_ids(listener_ids, AUDIENCE_SCAN)
+        """The signed-in listeners of a live stream here (this node's, or a stream
+        worker's as `node_id`), named for every node's snapshot."""
+        signed_in = signed_in_ids(listener_ids, AUDIENCE_SCAN)
         people = await self._names.people(signed_in, AUDIENCE_REPORT_MAX)
         await self._state.report_audience(
-            space_id, self._node_id, people, ttl_s=LISTENER_TTL_TICKS * tick_s
+            space_id, node_id, people, ttl_s=LISTENER_TTL_TICKS * tick_s
         )
 
     async def _counts_moved(self, data: dict[str, Any]) -> bool:
