@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from conftest import NO_LAG_DOOR as NO_LAG_DOOR  # the browser tests' servers use it too
+from conftest import RunningServer, start_server, stop_server
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
@@ -28,6 +31,9 @@ VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, 
 """The two sizes every page is tried at: a laptop and a current phone."""
 SCREENSHOT_DIR = Path(os.environ.get("TOWNHALL_SCREENSHOTS", Path(__file__).parent / "screenshots"))
 """Where browser tests leave a picture of each page (git-ignored) for a person to look at."""
+UI_TIMEOUT_MS = 20_000
+"""Generous: a loaded 2-core CI machine starts Chromium and aiortc slowly. A module may
+set its own UI_TIMEOUT_MS (the pages' default timeout in `new_page`)."""
 SAMPLE_RATE = 48_000
 TONE_AMPLITUDE = 0.4
 """Loud enough to stand far above the codec's noise, with headroom for gain control."""
@@ -65,6 +71,21 @@ def launch_chromium(playwright: Any, fake_audio: Path | None = None) -> Any:
     return playwright.chromium.launch(
         executable_path=CHROMIUM, args=chromium_args(fake_audio), headless=True
     )
+
+
+@contextlib.contextmanager
+def running_chromium(fake_audio: Path) -> Iterator[Any]:
+    """Playwright and a headless Chromium whose microphone plays `fake_audio`, closed on
+    exit (the `chromium` fixture; a module whose microphone must say something else
+    overrides that fixture with this)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright, fake_audio)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def write_tone_wav(path: Path, freq_hz: float, seconds: float = 4.0) -> Path:
@@ -251,6 +272,35 @@ def page_factory(browser, timeout_ms: float) -> Iterator[Callable[..., Any]]:
     finally:
         for context in contexts:
             context.close()
+
+
+# -- the fixtures every browser test uses (a pytest plugin: see conftest.pytest_plugins) ------
+
+
+@pytest.fixture
+def browser_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningServer]:
+    """`townhall serve` for a browser test, without the door's loop-lag guard (see
+    NO_LAG_DOOR). A test that needs more in the server's environment says so with
+    `@pytest.mark.server_env(NAME="value")` (on the test or its module)."""
+    env = dict(NO_LAG_DOOR)
+    for marker in reversed(list(request.node.iter_markers("server_env"))):
+        env.update(marker.kwargs)
+    running = start_server(tmp_path / "server", **env)
+    try:
+        yield running
+    finally:
+        stop_server(running)
+
+
+@pytest.fixture
+def new_page(
+    request: pytest.FixtureRequest, chromium: Any, browser_server: RunningServer
+) -> Iterator[Callable[..., Any]]:
+    """`new_page(viewport)`: pages of `browser_server`'s test, each its own person (see
+    page_factory), all closed before the server stops (no stream holds its shutdown)."""
+    timeout_ms = getattr(request.module, "UI_TIMEOUT_MS", UI_TIMEOUT_MS)
+    with page_factory(chromium, timeout_ms) as make:
+        yield make
 
 
 def screenshot(page: Any, name: str) -> Path:

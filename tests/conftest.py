@@ -23,6 +23,7 @@ from townhall.stage.ice import use_host_addresses
 pytest_plugins = [
     "redis_server",  # redis_server, redis_url, state_backend (TOWNHALL_TEST_STATE=redis)
     "pg_server",  # a real PostgreSQL; `--store postgresql://` runs on it
+    "browser",  # browser_server, new_page (headless Chromium against `townhall serve`)
 ]
 
 CHEAP_ARGON2 = {"TOWNHALL_ARGON2_TIME_COST": "1", "TOWNHALL_ARGON2_MEMORY_KIB": "8192"}
@@ -160,15 +161,10 @@ FAKE_MIC_HZ = 440.0
 
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory):
-    """Headless Debian Chromium (Playwright), one per test module."""
-    from playwright.sync_api import sync_playwright
-
-    from browser import launch_chromium, write_tone_wav
+    """Headless Debian Chromium (Playwright), one per test module; its fake microphone
+    plays FAKE_MIC_HZ."""
+    from browser import running_chromium, write_tone_wav
 
     tone = write_tone_wav(tmp_path_factory.mktemp("fake-mic") / "tone.wav", FAKE_MIC_HZ)
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright, tone)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with running_chromium(tone) as browser:
+        yield browser

@@ -13,6 +13,7 @@ from tones import dominant_frequencies, tone_power
 from townhall.audience.hls import HlsPackager
 from townhall.audience.opus_rendition import OpusRendition, variant_stream_inf
 from townhall.audience.program import ProgramOutput
+from townhall.audience.subtitles import master_playlist
 from townhall.config import AudioSettings
 from townhall.media import FRAME_SAMPLES, SAMPLE_RATE
 
@@ -107,3 +108,13 @@ def test_the_opus_segments_take_fewer_bytes_than_the_aac_ones() -> None:
 def test_the_master_playlist_entry_names_the_codec_and_the_playlist() -> None:
     entry = variant_stream_inf(BITRATE)
     assert entry == '#EXT-X-STREAM-INF:BANDWIDTH=40000,CODECS="opus"\nopus/index.m3u8\n'
+
+
+def test_the_master_playlist_offers_aac_first_then_opus_each_with_the_captions() -> None:
+    text = master_playlist(48_000, captions=True, opus_bitrate=BITRATE).decode()
+    variants = [line for line in text.splitlines() if line.startswith("#EXT-X-STREAM-INF")]
+    uris = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert uris == ["index.m3u8", "opus/index.m3u8"]
+    assert 'CODECS="mp4a.40.2"' in variants[0] and 'CODECS="opus"' in variants[1]
+    assert all('SUBTITLES="captions"' in variant for variant in variants)
+    assert "opus" not in master_playlist(48_000, captions=False, opus_bitrate=None).decode()

@@ -25,7 +25,6 @@ from browser import (
     go_live_with_mic,
     median_spectrum,
     open_and_play,
-    page_factory,
     player_state,
     sign_up,
     spectrum,
@@ -39,8 +38,6 @@ pytestmark = [
 ]
 
 TONE_HZ = 440.0
-UI_TIMEOUT_MS = 20_000
-"""Generous: a loaded 2-core CI machine starts Chromium and aiortc slowly."""
 LISTEN_S = 4.0
 MIN_ADVANCE_S = 1.5
 SPECTRUM_READS = 8
@@ -55,22 +52,14 @@ MUTE_TO_SILENCE_MAX_S = 5.0
 """Bound on host mute -> silence at the listener; measured ~0.6 s, printed."""
 
 
-@pytest.fixture
-def new_page(chromium, server):
-    """Pages in their own contexts, closed before the server stops (no stream holds its
-    shutdown)."""
-    with page_factory(chromium, UI_TIMEOUT_MS) as make:
-        yield make
-
-
-def test_listener_hears_the_host_live(new_page, server) -> None:
+def test_listener_hears_the_host_live(new_page, browser_server) -> None:
     host = new_page()
-    sign_up(host, server.url, "host_live")
+    sign_up(host, browser_server.url, "host_live")
     space_id = create_space(host, "Tone check")
     go_live_with_mic(host)
 
     listener = new_page()  # anonymous: no cookie
-    to_playing = open_and_play(listener, server.url, space_id, "host_live")
+    to_playing = open_and_play(listener, browser_server.url, space_id, "host_live")
     print(f"\nplay pressed -> playing: {to_playing:.2f} s")
     assert attach_analyser(listener) == "running"
 
@@ -109,15 +98,15 @@ def test_listener_hears_the_host_live(new_page, server) -> None:
     print(f"host presses mute -> silence at the listener: {time.monotonic() - muted_at:.2f} s")
 
 
-def test_request_to_speak_then_stage_then_back(new_page, server) -> None:
+def test_request_to_speak_then_stage_then_back(new_page, browser_server) -> None:
     host = new_page()
-    sign_up(host, server.url, "host_mod")
+    sign_up(host, browser_server.url, "host_mod")
     space_id = create_space(host, "Open mic")
     go_live_with_mic(host)
 
     guest = new_page()
-    sign_up(guest, server.url, "guest_mod")
-    open_and_play(guest, server.url, space_id, "host_mod")
+    sign_up(guest, browser_server.url, "guest_mod")
+    open_and_play(guest, browser_server.url, space_id, "host_mod")
     guest.click("#ask")
     guest.wait_for_selector("text=You asked to speak")
 

@@ -8,58 +8,44 @@ from __future__ import annotations
 
 import pytest
 
-from browser import attach_analyser, chromium_available, median_spectrum
-from conftest import start_server, stop_server
-from test_browser import (
-    TONE_HZ,
+from browser import (
+    attach_analyser,
+    chromium_available,
     create_space,
     go_live_with_mic,
+    median_spectrum,
     open_and_play,
     sign_up,
 )
+from conftest import FAKE_MIC_HZ as TONE_HZ
+
+POW_BITS = 14
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium"),
+    pytest.mark.server_env(
+        TOWNHALL_ADMISSION_ATTACK_MODE="on", TOWNHALL_ADMISSION_POW_BITS=str(POW_BITS)
+    ),
 ]
 
-POW_BITS = 14
 
+def test_anonymous_listener_solves_the_challenge_and_hears(new_page, browser_server) -> None:
+    host, listener = new_page(), new_page()
+    sign_up(host, browser_server.url, "host_attack")
+    space_id = create_space(host, "Under attack")
+    go_live_with_mic(host)
 
-@pytest.fixture
-def attacked_server(tmp_path):
-    running = start_server(
-        tmp_path / "attacked",
-        TOWNHALL_ADMISSION_ATTACK_MODE="on",
-        TOWNHALL_ADMISSION_POW_BITS=str(POW_BITS),
+    states: list[str] = []
+    listener.expose_function("noteState", lambda state: states.append(state))
+    listener.add_init_script(
+        "const hook = setInterval(() => { const p = window.townhallPlayer; if (!p) return;"
+        " clearInterval(hook);"
+        " p.addEventListener('change', () => window.noteState(p.state)); }, 5);"
     )
-    yield running
-    stop_server(running)
-
-
-def test_anonymous_listener_solves_the_challenge_and_hears(chromium, attacked_server) -> None:
-    contexts = [chromium.new_context(), chromium.new_context()]
-    try:
-        host, listener = (context.new_page() for context in contexts)
-        for page in (host, listener):
-            page.set_default_timeout(20_000)
-        sign_up(host, attacked_server.url, "host_attack")
-        space_id = create_space(host, "Under attack")
-        go_live_with_mic(host)
-
-        states: list[str] = []
-        listener.expose_function("noteState", lambda state: states.append(state))
-        listener.add_init_script(
-            "const hook = setInterval(() => { const p = window.townhallPlayer; if (!p) return;"
-            " clearInterval(hook);"
-            " p.addEventListener('change', () => window.noteState(p.state)); }, 5);"
-        )
-        open_and_play(listener, attacked_server.url, space_id, "host_attack")
-        assert "solving" in states, f"the page never proved work: {sorted(set(states))}"
-        assert attach_analyser(listener) == "running"
-        heard = median_spectrum(listener, TONE_HZ, reads=6, interval_ms=250)
-        print(f"\nunder attack, the listener hears {heard.peak_hz:.0f} Hz at {heard.tone_db:.1f}")
-        assert abs(heard.peak_hz - TONE_HZ) < 15
-    finally:
-        for context in contexts:
-            context.close()
+    open_and_play(listener, browser_server.url, space_id, "host_attack")
+    assert "solving" in states, f"the page never proved work: {sorted(set(states))}"
+    assert attach_analyser(listener) == "running"
+    heard = median_spectrum(listener, TONE_HZ, reads=6, interval_ms=250)
+    print(f"\nunder attack, the listener hears {heard.peak_hz:.0f} Hz at {heard.tone_db:.1f}")
+    assert abs(heard.peak_hz - TONE_HZ) < 15

@@ -15,7 +15,6 @@ from browser import (
     chromium_available,
     collect_csp_violations,
     create_space,
-    page_factory,
     screenshot,
     sign_up,
 )
@@ -25,21 +24,16 @@ pytestmark = [
     pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium"),
 ]
 
-UI_TIMEOUT_MS = 20_000
-
-
-@pytest.fixture
-def new_page(chromium, server):
-    with page_factory(chromium, UI_TIMEOUT_MS) as make:
-        yield make
 
 
 @pytest.mark.parametrize("viewport", ["desktop", "phone"])
-def test_a_follower_sees_live_now_and_opens_the_space(new_page, server, viewport: str) -> None:
+def test_a_follower_sees_live_now_and_opens_the_space(
+    new_page, browser_server, viewport: str
+) -> None:
     page = new_page(viewport)
     csp = collect_csp_violations(page)
-    sign_up(page, server.url, "follower")
-    with httpx.Client(base_url=server.url, timeout=10) as http:
+    sign_up(page, browser_server.url, "follower")
+    with httpx.Client(base_url=browser_server.url, timeout=10) as http:
         credentials = {"username": "famous", "password": PASSWORD}
         assert http.post("/api/users", json=credentials).status_code == 201
         token = http.post("/api/tokens", json=credentials).json()["token"]
@@ -48,7 +42,7 @@ def test_a_follower_sees_live_now_and_opens_the_space(new_page, server, viewport
         follow = http.post(
             "/api/users/famous/follow",
             cookies=page_session,
-            headers={"content-type": "application/json", "origin": server.url},
+            headers={"content-type": "application/json", "origin": browser_server.url},
         )
         assert follow.status_code == 200, follow.text
         space = http.post("/api/spaces", json={"title": "Breaking news"}, headers=host).json()
@@ -65,10 +59,10 @@ def test_a_follower_sees_live_now_and_opens_the_space(new_page, server, viewport
     assert not csp
 
 
-def test_the_host_sees_how_many_followers_were_told(new_page, server) -> None:
+def test_the_host_sees_how_many_followers_were_told(new_page, browser_server) -> None:
     page = new_page()
-    sign_up(page, server.url, "famous")
-    with httpx.Client(base_url=server.url, timeout=10) as http:
+    sign_up(page, browser_server.url, "famous")
+    with httpx.Client(base_url=browser_server.url, timeout=10) as http:
         for name in ("fan_one", "fan_two"):
             credentials = {"username": name, "password": PASSWORD}
             http.post("/api/users", json=credentials)
@@ -88,11 +82,11 @@ def test_the_host_sees_how_many_followers_were_told(new_page, server) -> None:
     assert not axe_violations(page)
 
 
-def test_a_listener_follows_the_host_and_asks_for_a_reminder(new_page, server) -> None:
+def test_a_listener_follows_the_host_and_asks_for_a_reminder(new_page, browser_server) -> None:
     page = new_page("phone")
     csp = collect_csp_violations(page)
-    sign_up(page, server.url, "listener")
-    with httpx.Client(base_url=server.url, timeout=10) as http:
+    sign_up(page, browser_server.url, "listener")
+    with httpx.Client(base_url=browser_server.url, timeout=10) as http:
         credentials = {"username": "famous", "password": PASSWORD}
         http.post("/api/users", json=credentials)
         token = http.post("/api/tokens", json=credentials).json()["token"]
@@ -102,7 +96,7 @@ def test_a_listener_follows_the_host_and_asks_for_a_reminder(new_page, server) -
             "/api/spaces", json={"title": "Later", "scheduled_for": when}, headers=host
         )
         space_id = created.json()["id"]
-        page.goto(f"{server.url}/s/{space_id}")
+        page.goto(f"{browser_server.url}/s/{space_id}")
         follow = page.wait_for_selector("#follow-bar button[data-action=follow]")
         assert follow.inner_text() == "Follow famous"
         follow.click()

@@ -15,22 +15,18 @@ LL-HLS: hls.js in low-latency mode on a playlist with parts, and the tone heard.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from browser import (
-    NO_LAG_DOOR,
     attach_analyser,
     chromium_available,
     create_space,
     go_live_with_mic,
     median_spectrum,
-    page_factory,
     sign_up,
 )
-from conftest import RunningServer, start_server, stop_server
+from conftest import RunningServer
 from test_nginx_cache import edge  # noqa: F401  (the nginx edge fixture, in front of `server`)
 
 pytestmark = [
@@ -42,13 +38,9 @@ TONE_HZ = 440.0
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RunningServer]:
-    """The origin behind the edge, without the loop-lag door (see NO_LAG_DOOR)."""
-    running = start_server(tmp_path / "server", **NO_LAG_DOOR)
-    try:
-        yield running
-    finally:
-        stop_server(running)
+def server(browser_server: RunningServer) -> RunningServer:
+    """The origin behind the edge (test_nginx_cache's `edge` stands in front of `server`)."""
+    return browser_server
 
 
 UI_TIMEOUT_MS = 30_000
@@ -67,29 +59,30 @@ LATENCY_JS = """
 """
 
 
-def test_hls_js_plays_ll_hls_through_nginx_in_low_latency_mode(chromium, server, edge) -> None:  # noqa: F811
-    with page_factory(chromium, UI_TIMEOUT_MS) as new_page:
-        host = new_page("desktop")
-        sign_up(host, server.url, "llhls_browser_host")
-        space_id = create_space(host, "LL-HLS")
-        go_live_with_mic(host)
+def test_hls_js_plays_ll_hls_through_nginx_in_low_latency_mode(
+    new_page, server, edge  # noqa: F811
+) -> None:
+    host = new_page("desktop")
+    sign_up(host, server.url, "llhls_browser_host")
+    space_id = create_space(host, "LL-HLS")
+    go_live_with_mic(host)
 
-        listener = new_page("phone")
-        listener.goto(f"{edge}/s/{space_id}?via=hls")
-        listener.wait_for_selector("#play:enabled")
-        assert listener.evaluate("() => window.townhallPlayer.delivery") == "hlsjs"
-        listener.click("#play")
-        listener.wait_for_function("() => window.townhallPlayer.state === 'playing'")
-        assert attach_analyser(listener) == "running"
-        listener.wait_for_timeout(WARM_UP_MS)
+    listener = new_page("phone")
+    listener.goto(f"{edge}/s/{space_id}?via=hls")
+    listener.wait_for_selector("#play:enabled")
+    assert listener.evaluate("() => window.townhallPlayer.delivery") == "hlsjs"
+    listener.click("#play")
+    listener.wait_for_function("() => window.townhallPlayer.state === 'playing'")
+    assert attach_analyser(listener) == "running"
+    listener.wait_for_timeout(WARM_UP_MS)
 
-        samples = []
-        for _ in range(SAMPLES):
-            listener.wait_for_timeout(SAMPLE_EVERY_MS)
-            found = listener.evaluate(LATENCY_JS)
-            if found is not None:
-                samples.append(found)
-        heard = median_spectrum(listener, TONE_HZ, reads=4, interval_ms=250)
+    samples = []
+    for _ in range(SAMPLES):
+        listener.wait_for_timeout(SAMPLE_EVERY_MS)
+        found = listener.evaluate(LATENCY_JS)
+        if found is not None:
+            samples.append(found)
+    heard = median_spectrum(listener, TONE_HZ, reads=4, interval_ms=250)
 
     behind = sorted(s["behindS"] for s in samples)
     print(

@@ -3,32 +3,20 @@ reaches the moderators' queue; the dialog passes axe-core and the CSP on both si
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import pytest
 
-from browser import chromium_available, collect_csp_violations, page_factory
-from conftest import RunningServer, start_server, stop_server
+from browser import chromium_available, collect_csp_violations
+from conftest import RunningServer
 from test_browser_room import look
+
+ADMIN_TOKEN = "operator-secret-" + "b" * 32
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium"),
+    pytest.mark.server_env(TOWNHALL_ADMIN_TOKEN=ADMIN_TOKEN),
 ]
-
-ADMIN_TOKEN = "operator-secret-" + "b" * 32
-UI_TIMEOUT_MS = 20_000
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RunningServer]:
-    running = start_server(tmp_path / "server", TOWNHALL_ADMIN_TOKEN=ADMIN_TOKEN)
-    try:
-        yield running
-    finally:
-        stop_server(running)
 
 
 def _live_space(server: RunningServer, host: str) -> str:
@@ -44,25 +32,24 @@ def _live_space(server: RunningServer, host: str) -> str:
 
 @pytest.mark.parametrize("size", ["desktop", "phone"])
 def test_a_listener_reports_the_space_and_a_moderator_sees_it(
-    chromium, server: RunningServer, size: str
+    new_page, browser_server: RunningServer, size: str
 ) -> None:
-    space_id = _live_space(server, f"rep_host_{size}")
-    with page_factory(chromium, UI_TIMEOUT_MS) as new_page:
-        listener = new_page(size)
-        csp = collect_csp_violations(listener)
-        listener.goto(f"{server.url}/s/{space_id}")
-        listener.wait_for_selector("#play:enabled")
-        listener.click("#report")
-        listener.wait_for_selector("#report-form select option[value=harassment]", state="attached")
-        label = listener.inner_text("#report-form option[value=harassment]")
-        assert label == "Harassment or bullying"
-        look(listener, f"listen-report-{size}", csp)
-        listener.select_option("#report-form select[name=reason]", "harassment")
-        listener.fill("#report-form textarea[name=details]", "The host insults callers.")
-        listener.click("#report-form button[type=submit]")
-        listener.wait_for_selector("#player-status:has-text('A moderator will review')")
-        assert not listener.is_visible("#report-form")
-    with httpx.Client(base_url=server.url, timeout=10) as http:
+    space_id = _live_space(browser_server, f"rep_host_{size}")
+    listener = new_page(size)
+    csp = collect_csp_violations(listener)
+    listener.goto(f"{browser_server.url}/s/{space_id}")
+    listener.wait_for_selector("#play:enabled")
+    listener.click("#report")
+    listener.wait_for_selector("#report-form select option[value=harassment]", state="attached")
+    label = listener.inner_text("#report-form option[value=harassment]")
+    assert label == "Harassment or bullying"
+    look(listener, f"listen-report-{size}", csp)
+    listener.select_option("#report-form select[name=reason]", "harassment")
+    listener.fill("#report-form textarea[name=details]", "The host insults callers.")
+    listener.click("#report-form button[type=submit]")
+    listener.wait_for_selector("#player-status:has-text('A moderator will review')")
+    assert not listener.is_visible("#report-form")
+    with httpx.Client(base_url=browser_server.url, timeout=10) as http:
         queue = http.get(
             "/api/moderation/reports", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
         )

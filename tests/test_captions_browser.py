@@ -6,25 +6,24 @@ from __future__ import annotations
 
 import time
 import wave
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from browser import (
-    NO_LAG_DOOR,
     axe_violations,
     chromium_available,
     collect_csp_violations,
     create_space,
     go_live_with_mic,
-    launch_chromium,
     open_and_play,
-    page_factory,
+    running_chromium,
     screenshot,
     sign_up,
 )
-from conftest import start_server, stop_server
 from speech import with_pauses
 from tones import SAMPLE_RATE
 
@@ -62,57 +61,52 @@ def _wait_for_the_recording(base_url: str, space_id: str) -> None:
     raise AssertionError("the recording was never listed")
 
 
-def test_captions_appear_on_the_listener_page(tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """This module's Chromium speaks SENTENCES into its microphone (not the suite's tone)."""
+    with running_chromium(_speech_wav(tmp_path_factory.mktemp("speech") / "speech.wav")) as b:
+        yield b
 
-    speech = _speech_wav(tmp_path / "speech.wav")
-    server = start_server(tmp_path / "server", TOWNHALL_CAPTIONS_ENABLED="1", **NO_LAG_DOOR)
-    try:
-        with sync_playwright() as playwright:
-            browser = launch_chromium(playwright, speech)
-            try:
-                with page_factory(browser, UI_TIMEOUT_MS) as make:
-                    host = make()
-                    sign_up(host, server.url, "host")
-                    host.check("#create-form input[name=record]")
-                    space_id = create_space(host, "Captioned")
-                    go_live_with_mic(host)
-                    listener = make()
-                    csp = collect_csp_violations(listener)
-                    open_and_play(listener, server.url, space_id, "host")
-                    # The fake microphone starts mid-file: wait past the first fragment.
-                    listener.wait_for_function(
-                        """(words) => {
-                          const shown = document.querySelector('#captions')?.innerText || '';
-                          const heard = new Set(shown.toLowerCase().split(/\\s+/));
-                          return words.filter((word) => heard.has(word)).length >= 3;
-                        }""",
-                        arg=sorted(WORDS),
-                        timeout=CAPTION_WAIT_MS,
-                    )
-                    shown = listener.inner_text("#captions").lower()
-                    assert listener.is_visible("#captions")
-                    assert axe_violations(listener) == []
-                    assert csp == []
-                    screenshot(listener, "listen-captions-desktop")
 
-                    host.click("#end")
-                    host.click("#end")  # the second press confirms
-                    host.wait_for_selector("#summary:not([hidden])")
-                    _wait_for_the_recording(server.url, space_id)
-                    replay = make()
-                    replay_csp = collect_csp_violations(replay)
-                    replay.goto(f"{server.url}/s/{space_id}/replay")
-                    replay.wait_for_selector("#recording:not([hidden])")
-                    replay.eval_on_selector("#recording-audio", "(audio) => audio.play()")
-                    replay.wait_for_selector("#replay-captions p", timeout=CAPTION_WAIT_MS)
-                    replayed = replay.inner_text("#replay-captions")
-                    assert axe_violations(replay) == [] and replay_csp == []
-                    screenshot(replay, "replay-captions-desktop")
-            finally:
-                browser.close()
-    finally:
-        stop_server(server)
+@pytest.mark.server_env(TOWNHALL_CAPTIONS_ENABLED="1")
+def test_captions_appear_on_the_listener_page(new_page, browser_server) -> None:
+    host = new_page()
+    sign_up(host, browser_server.url, "host")
+    host.check("#create-form input[name=record]")
+    space_id = create_space(host, "Captioned")
+    go_live_with_mic(host)
+    listener = new_page()
+    csp = collect_csp_violations(listener)
+    open_and_play(listener, browser_server.url, space_id, "host")
+    # The fake microphone starts mid-file: wait past the first fragment.
+    listener.wait_for_function(
+        """(words) => {
+          const shown = document.querySelector('#captions')?.innerText || '';
+          const heard = new Set(shown.toLowerCase().split(/\\s+/));
+          return words.filter((word) => heard.has(word)).length >= 3;
+        }""",
+        arg=sorted(WORDS),
+        timeout=CAPTION_WAIT_MS,
+    )
+    shown = listener.inner_text("#captions").lower()
+    assert listener.is_visible("#captions")
+    assert axe_violations(listener) == []
+    assert csp == []
+    screenshot(listener, "listen-captions-desktop")
+
+    host.click("#end")
+    host.click("#end")  # the second press confirms
+    host.wait_for_selector("#summary:not([hidden])")
+    _wait_for_the_recording(browser_server.url, space_id)
+    replay = new_page()
+    replay_csp = collect_csp_violations(replay)
+    replay.goto(f"{browser_server.url}/s/{space_id}/replay")
+    replay.wait_for_selector("#recording:not([hidden])")
+    replay.eval_on_selector("#recording-audio", "(audio) => audio.play()")
+    replay.wait_for_selector("#replay-captions p", timeout=CAPTION_WAIT_MS)
+    replayed = replay.inner_text("#replay-captions")
+    assert axe_violations(replay) == [] and replay_csp == []
+    screenshot(replay, "replay-captions-desktop")
     print(f"\ncaptions on the page: {shown!r}")
     assert len(WORDS & set(shown.split())) >= 3, shown
     print(f"captions on the replay: {replayed!r}")

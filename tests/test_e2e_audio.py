@@ -117,6 +117,8 @@ async def test_two_speakers_reach_listeners_live_and_over_hls(server) -> None:
             hls_audio = await _read_hls(server.url, join["hls_url"])
             ffmpeg_audio = await _ffmpeg_hls(server.url + join["hls_url"])
             ffmpeg_opus = await _ffmpeg_hls(server.url + join["hls_opus_url"])
+            master = (await http.get(f"/hls/{space_id}/master.m3u8")).text
+            ffmpeg_master = await _ffmpeg_hls(server.url + f"/hls/{space_id}/master.m3u8")
             snapshot = (await http.get(f"/api/spaces/{space_id}")).json()
         finally:
             await speaker_a.close()
@@ -146,5 +148,7 @@ async def test_two_speakers_reach_listeners_live_and_over_hls(server) -> None:
     assert steady_tone_power(ffmpeg_opus, 48_000, A_FREQ) > PRESENT_DBFS, "the Opus rendition"
     assert steady_tone_power(ffmpeg_opus, 48_000, B_FREQ) > PRESENT_DBFS, "the Opus rendition"
     assert steady_tone_power(ffmpeg_audio, 48_000, B_FREQ) > PRESENT_DBFS
+    assert 'CODECS="mp4a.40.2"' in master and 'CODECS="opus"' in master, master
+    assert steady_tone_power(ffmpeg_master, 48_000, A_FREQ) > PRESENT_DBFS, "the master playlist"
     connected = {seat["user"]["id"] for seat in snapshot["stage"] if seat["connected"]}
     assert connected == {host_id, b_id}

@@ -13,19 +13,25 @@ namespace of scripts/isolated.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from browser import attach_analyser, chromium_available, median_spectrum, page_factory, player_state
-from conftest import RunningServer, start_server, stop_server
-from test_browser import UI_TIMEOUT_MS, create_space, go_live_with_mic, open_and_play, sign_up
+from browser import (
+    attach_analyser,
+    chromium_available,
+    create_space,
+    go_live_with_mic,
+    median_spectrum,
+    open_and_play,
+    player_state,
+    sign_up,
+)
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium"),
+    pytest.mark.server_env(TOWNHALL_EDGE_STREAM_WORKERS="2"),
 ]
 
 TONE_HZ = 440.0
@@ -59,36 +65,17 @@ async ([url, timeoutMs]) => {
 """
 
 
-@pytest.fixture(scope="module")
-def edge_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_server(
-        Path(tmp_path_factory.mktemp("edge-browser")), TOWNHALL_EDGE_STREAM_WORKERS="2"
-    )
-    try:
-        yield server
-    finally:
-        stop_server(server)
-
-
-@pytest.fixture
-def new_page(chromium, edge_server):
-    """Pages in their own contexts, closed before the server stops (no stream holds its
-    shutdown)."""
-    with page_factory(chromium, UI_TIMEOUT_MS) as make:
-        yield make
-
-
-def test_the_listen_page_plays_through_a_stream_worker(new_page, edge_server) -> None:
+def test_the_listen_page_plays_through_a_stream_worker(new_page, browser_server) -> None:
     host = new_page()
-    sign_up(host, edge_server.url, "edge_browser_host")
+    sign_up(host, browser_server.url, "edge_browser_host")
     space_id = create_space(host, "Through the workers")
     go_live_with_mic(host)
 
     listener = new_page()
-    sign_up(listener, edge_server.url, "edge_browser_guest")
+    sign_up(listener, browser_server.url, "edge_browser_guest")
     streams: list[str] = []
     listener.on("request", lambda r: streams.append(r.url) if "/live/" in r.url else None)
-    to_playing = open_and_play(listener, edge_server.url, space_id, "edge_browser_host")
+    to_playing = open_and_play(listener, browser_server.url, space_id, "edge_browser_host")
     assert attach_analyser(listener) == "running"
     before = player_state(listener)
     heard = median_spectrum(listener, TONE_HZ, reads=6, interval_ms=LISTEN_S * 1000 / 6)
@@ -99,7 +86,7 @@ def test_the_listen_page_plays_through_a_stream_worker(new_page, edge_server) ->
         f" in {LISTEN_S:.1f} s; tone {heard.tone_db:.1f} dBFS at {heard.peak_hz:.1f} Hz"
     )
     print(f"player: {after}; streams: {streams}")
-    assert streams and all(urlsplit(u).port == edge_server.port + 1 for u in streams)
+    assert streams and all(urlsplit(u).port == browser_server.port + 1 for u in streams)
     assert after["state"] == "playing" and after["delivery"] == "mse"
     assert advanced > MIN_ADVANCE_S
     assert heard.tone_db > MIN_TONE_DB

@@ -27,6 +27,7 @@ from townhall.edge import (
 from townhall.edge.framing import AdtsFramer
 from townhall.edge.relay import Origin, Refusal, Relays
 from townhall.edge.removals import MAX_ANSWER_BYTES, MAX_REMOVED_PER_SPACE
+from townhall.edge.reports import MAX_PEOPLE_PER_SPACE, parse_people
 from townhall.edge.worker import ReportAnswer, report_once
 
 FRAME_MS = 1024 * 1000 / 48_000
@@ -78,6 +79,15 @@ def test_report_counts_are_checked() -> None:
     for bad in ([], {"a": "1"}, {"a": True}, {"a": 1.5}, None):
         with pytest.raises(ReportRefused):
             parse_counts(bad)
+
+
+def test_report_people_are_checked_and_bounded() -> None:
+    assert parse_people(None) == {}
+    assert parse_people({"a": ["abcdefghijkm"], "b": []}) == {"a": ["abcdefghijkm"], "b": []}
+    too_many = [f"id{i}" for i in range(MAX_PEOPLE_PER_SPACE + 1)]
+    for bad in ([], {"a": "x"}, {"a": [1]}, {"a": too_many}, {"a": ["x" * 65]}):
+        with pytest.raises(ReportRefused):
+            parse_people(bad)
 
 
 def test_relay_tokens_are_not_tickets_and_expire() -> None:

@@ -17,6 +17,7 @@ import pytest
 from townhall.domain.spaces import Space, SpaceState, User
 from townhall.domain.stage import Role, Stage
 from townhall.state import MemoryState, NodeInfo, RedisState, State
+from townhall.state.base import AUDIENCE_REPORT_MAX
 
 Views = tuple[State, State]
 
@@ -145,6 +146,28 @@ async def test_the_peak_is_the_highest_sum_across_nodes_and_outlives_the_end(
     assert await a.listeners("s1") == 0
     assert await a.peak_listeners("s1") == 43, "kept for the host's end-of-space summary"
     assert await a.peak_listeners("other") == 0
+
+
+async def test_the_audience_is_each_fresh_nodes_people_once_and_bounded(
+    views: Views,
+) -> None:
+    a, b = views
+    ann, bob, cy = User("u1", "ann"), User("u2", "bob"), User("u3", "cy")
+    assert await a.audience("s1") == []
+    await a.report_audience("s1", "node-a", [ann, bob], ttl_s=60)
+    await b.report_audience("s1", "node-b", [bob, cy], ttl_s=0.3)
+    assert sorted(p.username for p in await b.audience("s1")) == ["ann", "bob", "cy"]
+    await asyncio.sleep(0.5)  # node b went quiet: its people stop showing
+    assert await a.audience("s1") == [ann, bob]
+    await b.report_audience("s1", "node-a", [cy], ttl_s=60)  # a new report replaces the old
+    assert await a.audience("s1") == [cy]
+    crowd = [User(f"id{i}", f"user{i}") for i in range(AUDIENCE_REPORT_MAX * 3)]
+    await a.report_audience("s1", "node-a", crowd, ttl_s=60)
+    await b.report_audience("s1", "node-b", crowd[::-1], ttl_s=60)
+    assert len(await b.audience("s1")) == AUDIENCE_REPORT_MAX
+    assert await a.audience("other") == []
+    await a.forget("s1")
+    assert await b.audience("s1") == []
 
 
 async def test_the_arrival_sequence_is_one_across_nodes(views: Views) -> None:

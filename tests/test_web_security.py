@@ -104,3 +104,22 @@ def test_templates_hold_nothing_inline(template: Path) -> None:
     finder = InlineFinder()
     finder.feed(template.read_text())
     assert finder.blocked == []
+
+
+PAGES = ["/", "/s/abcdefghijkm", "/s/abcdefghijkm/studio", "/s/abcdefghijkm/replay", "/c/x"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+async def test_every_page_has_the_shared_head_once(client: httpx.AsyncClient, path: str) -> None:
+    page = (await client.get(path)).text
+    head = page[: page.index("</head>")]
+    for line in (WEB_DIR / "templates" / "_head.html").read_text().splitlines():
+        assert head.count(line.strip()) == 1, f"{path}: {line.strip()!r}"
+    assert head.index('<meta charset="utf-8">') < 200, "the charset comes first"
+    assert "shared head" not in page
+
+
+@pytest.mark.parametrize("template", sorted((WEB_DIR / "templates").glob("[!_]*.html")), ids=str)
+def test_no_template_repeats_the_shared_head(template: Path) -> None:
+    text = template.read_text()
+    assert "<meta charset" not in text and "/static/style.css" not in text, template.name

@@ -37,6 +37,7 @@ from townhall.service.door_load import door_load
 from townhall.service.event_hub import EventHub, HubLimits
 from townhall.service.events import Events
 from townhall.service.follows import FollowLimits, Follows
+from townhall.service.listener_names import ListenerNames
 from townhall.service.moderation import Moderation
 from townhall.service.notifier import Notifier, NotifierSettings
 from townhall.service.operator_gate import OperatorGate
@@ -158,6 +159,7 @@ def build_services(
     captions = captions or Captions(settings.captions, settings.recordings_dir)
     moderation_store = SqlModerationStore(store.run)
     standing = Standing(moderation_store)
+    names = ListenerNames(store)
     spaces = Spaces(
         store,
         state,
@@ -167,6 +169,7 @@ def build_services(
         captions=captions,
         events=events,
         standing=standing,
+        names=names,
     )
     line = SharedLine(state) if is_shared(settings.state) else None
     door = Door(
@@ -237,7 +240,7 @@ def build_services(
         captions=captions,
         clips=clips,
         x_directory=SpaceDirectory(spaces, store),
-        audience_list=AudienceList(spaces, store),
+        audience_list=AudienceList(spaces, names),
         moderation=moderation,
         follows=follows,
         event_hub=event_hub,

@@ -59,7 +59,9 @@ async def hls_master(services: Services, request: Request) -> Response:
     space_id = path_space_id(request)
     program = services.captions.program(space_id)
     body = master_playlist(
-        program.settings.bitrate, captions=services.captions.captioner(space_id) is not None
+        program.settings.bitrate,
+        captions=services.captions.captioner(space_id) is not None,
+        opus_bitrate=program.opus.bitrate if program.opus is not None else None,
     )
     return _playlist(body)
 

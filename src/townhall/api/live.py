@@ -52,6 +52,7 @@ from townhall.edge.reports import (
     ReportRefused,
     parse_counts,
     parse_figures,
+    parse_people,
 )
 from townhall.service.live import LiveRooms
 
@@ -295,7 +296,8 @@ class RelayProgram:
 
 async def report_listeners(services: Services, request: Request) -> Response:
     """POST /internal/listeners ``{"counts": {space_id: n}, "opened"?: {space_id:
-    [[listener_id, t]]}}`` from a stream worker.
+    [[listener_id, t]]}, "people"?: {space_id: [listener_id]}}`` from a stream worker
+    (``people``: its signed-in listeners per space, named in the room's audience).
 
     Each report replaces the worker's last one (see townhall.edge.reports); the
     counts go to the shared state under the worker's node id, and the spaces whose
@@ -315,6 +317,7 @@ async def report_listeners(services: Services, request: Request) -> Response:
         counts = parse_counts(body.get("counts"))
         figures = parse_figures(body.get("figures"))
         opened = parse_wire(body.get("opened"), MAX_OPENED_PER_REPORT)
+        people = parse_people(body.get("people"))
     except (ReportRefused, OpeningsRefused) as refused:
         return _error(422, "bad_report", str(refused))
     spaces = services.spaces
@@ -323,6 +326,9 @@ async def report_listeners(services: Services, request: Request) -> Response:
         await services.state.report_listeners(space_id, node_id, count)
     for space_id, _ in changed:
         spaces.listeners_changed(space_id)
+    tick_s = services.settings.snapshot_tick_s
+    for space_id, listener_ids in people.items():
+        await spaces.report_audience(space_id, node_id, listener_ids, tick_s)
     removed = removed_answer(counts, partial(_removed_in, spaces.rooms))
     holders = services.ticket_holders
     holders.record(node_id, opened)

@@ -164,6 +164,14 @@ class StageSeat(ResponseBody):
     connected: bool = False
 
 
+class Audience(ResponseBody):
+    """Who listens, as every page shows it: signed-in listeners (at most 24, not those
+    on stage) and how many others (anonymous, HLS, or past the 24)."""
+
+    people: list[UserOut]
+    others: int
+
+
 class Snapshot(ResponseBody):
     """Everything a listener's page shows; served from memory (ETag, max-age=1)."""
 
@@ -173,6 +181,8 @@ class Snapshot(ResponseBody):
     host: UserOut
     stage: list[StageSeat]
     listeners: int
+    audience: Audience | None = None
+    """Live: signed-in listeners' names and the count of the others (none when not live)."""
     peak_listeners: int = 0
     """The most listeners at once (live stream and HLS); kept after the end."""
     reactions: dict[str, int]

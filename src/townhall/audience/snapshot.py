@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from townhall.domain.spaces import Space, iso
+from townhall.domain.spaces import Space, User, iso
 from townhall.domain.stage import Role, Stage
 
 ROLE_ORDER = {Role.HOST: 0, Role.COHOST: 1, Role.SPEAKER: 2}
@@ -25,6 +25,17 @@ class Snapshot:
     body: bytes
     etag: str
     data: dict[str, Any]
+
+
+def audience_json(
+    people: Iterable[User], stage_ids: Iterable[str], listeners: int
+) -> dict[str, Any]:
+    """The audience every page shows: signed-in listeners' names (those on stage are
+    shown there instead) and how many others listen. Bounded by what the state keeps
+    (AUDIENCE_REPORT_MAX); public: ids and usernames, as the stage shows them."""
+    on_stage = set(stage_ids)
+    shown = [person.to_json() for person in people if person.id not in on_stage]
+    return {"people": shown, "others": max(0, listeners - len(shown))}
 
 
 def snapshot_data(
@@ -38,6 +49,7 @@ def snapshot_data(
     connected: Iterable[str] = (),
     recording_url: str | None = None,
     captions: bool = False,
+    audience: Iterable[User] = (),
 ) -> dict[str, Any]:
     speaking, connected = set(speaking), set(connected)
     seats = stage.seats.items() if stage else []
@@ -73,6 +85,7 @@ def snapshot_data(
         "host": space.host.to_json(),
         "stage": stage_json,
         "listeners": listeners,
+        "audience": audience_json(audience, (seat["user"]["id"] for seat in stage_json), listeners),
         "peak_listeners": max(peak_listeners, listeners),
         "reactions": reactions,
         "scheduled_for": iso(space.scheduled_for),

@@ -1,9 +1,9 @@
 """The captions as an HLS subtitle rendition (WebVTT) beside the audio.
 
-The master playlist (`master.m3u8`) names the audio media playlist (`index.m3u8`, the
-one every existing player already reads) and, when the space has captions, a
-SUBTITLES group whose playlist (`captions.m3u8`) lists one WebVTT segment per audio
-segment, with the same sequence numbers and durations. A caption segment is listed
+The master playlist (`master.m3u8`) names the audio media playlists (`index.m3u8`, the
+AAC one every existing player already reads, and the Opus rendition's) and, when the
+space has captions, a SUBTITLES group whose playlist (`captions.m3u8`) lists one WebVTT
+segment per audio segment, with the same sequence numbers and durations. A caption segment is listed
 only once recognition has settled past its end (`SETTLE_S`): a player fetches a
 segment once, so listing it early would lose the cues still being recognized.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from townhall.audience.hls import AAC_LC_CODECS, HLS_VERSION, HlsSegment
+from townhall.audience.opus_rendition import variant_stream_inf
 from townhall.captions.cues import Cue, webvtt
 
 SETTLE_S = 5.0
@@ -23,18 +24,30 @@ CAPTION_SEGMENT_URI = "captions/{sequence}.vtt"
 MPEGTS_CLOCK = 90_000
 
 
-def master_playlist(bitrate: int, *, captions: bool, media_uri: str = "index.m3u8") -> bytes:
-    """The multivariant playlist: the one audio variant, with the captions rendition
-    when the space has one."""
+def master_playlist(
+    bitrate: int,
+    *,
+    captions: bool,
+    media_uri: str = "index.m3u8",
+    opus_bitrate: int | None = None,
+) -> bytes:
+    """The multivariant playlist: the AAC variant first (players that do not choose by
+    CODECS take the first, and every player decodes AAC), then the Opus one when the
+    program has it (players that choose by codec and bandwidth take it: the same speech
+    in fewer bytes), each with the captions rendition when the space has one."""
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{HLS_VERSION}", "#EXT-X-INDEPENDENT-SEGMENTS"]
-    stream = f'#EXT-X-STREAM-INF:BANDWIDTH={bitrate * 11 // 10},CODECS="{AAC_LC_CODECS}"'
+    group = ""
     if captions:
         lines.append(
             f'#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="{SUBTITLES_GROUP}",NAME="English",'
             f'LANGUAGE="en",DEFAULT=YES,AUTOSELECT=YES,URI="{CAPTIONS_PLAYLIST}"'
         )
-        stream += f',SUBTITLES="{SUBTITLES_GROUP}"'
-    lines += [stream, media_uri]
+        group = f',SUBTITLES="{SUBTITLES_GROUP}"'
+    aac = f'#EXT-X-STREAM-INF:BANDWIDTH={bitrate * 11 // 10},CODECS="{AAC_LC_CODECS}"'
+    lines += [aac + group, media_uri]
+    if opus_bitrate:
+        stream_inf, uri = variant_stream_inf(opus_bitrate).splitlines()
+        lines += [stream_inf + group, uri]
     return ("\n".join(lines) + "\n").encode()
 
 

@@ -41,8 +41,9 @@ from townhall.audience.fanout import LiveFanout
 from townhall.config import AudioSettings, EdgeSettings
 from townhall.edge.framing import AdtsFramer
 from townhall.edge.relay_token import HEADER, issue_relay_token
-from townhall.edge.reports import WorkerFigures
+from townhall.edge.reports import MAX_PEOPLE_PER_SPACE, WorkerFigures
 from townhall.media import SAMPLE_RATE
+from townhall.service.ids import signed_in_ids
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ REFUSAL_TTL_S: Final = 1.0
 MAX_REMEMBERED_REFUSALS: Final = 4_096
 """Refusals kept (oldest forgotten first): bounds the memory a ticket flood can take."""
 NO_ONE: Final[frozenset[str]] = frozenset()
+PEOPLE_SCAN: Final = 2_000
+"""Connections looked at per space and report for signed-in listeners' faces."""
 REMOVALS_WAIT_S: Final = 1.0
 """A new relay holds its first listeners at most this long for the origin's removals;
 past it they stream, and a removal that arrives later cuts them."""
@@ -367,6 +370,14 @@ class Relays:
 
     def counts(self) -> dict[str, int]:
         return {space_id: relay.reported_count for space_id, relay in self._relays.items()}
+
+    def people(self, per_space: int = MAX_PEOPLE_PER_SPACE) -> dict[str, list[str]]:
+        """Every relayed space's signed-in listeners here (the first `per_space`), for the
+        room's faces; an empty list clears what the last report named."""
+        return {
+            space_id: signed_in_ids(relay.fanout.listener_ids, PEOPLE_SCAN)[:per_space]
+            for space_id, relay in self._relays.items()
+        }
 
     @property
     def listener_count(self) -> int:

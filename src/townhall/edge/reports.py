@@ -35,6 +35,12 @@ MAX_NODES: Final = 1_024
 bounds a misbehaving (but authenticated) sender, not a real deployment."""
 
 
+MAX_PEOPLE_PER_SPACE: Final = 24
+"""Signed-in listener ids a report names per space: the room shows a few faces and a
+count (state.base.AUDIENCE_REPORT_MAX), never the crowd."""
+MAX_LISTENER_ID_LENGTH: Final = 64
+
+
 class ReportRefused(ValueError):
     pass
 
@@ -51,6 +57,26 @@ def parse_counts(value: object) -> dict[str, int]:
             raise ReportRefused("every count must be an integer")
         counts[str(space_id)] = count
     return counts
+
+
+def parse_people(value: object) -> dict[str, list[str]]:
+    """The optional ``people`` object of a report, checked: space id → the signed-in
+    listener ids streaming there (at most MAX_PEOPLE_PER_SPACE; an empty list says that
+    nobody signed in is any more)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ReportRefused("people must be an object")
+    if len(value) > MAX_SPACES_PER_REPORT:
+        raise ReportRefused(f"at most {MAX_SPACES_PER_REPORT} spaces per report")
+    people: dict[str, list[str]] = {}
+    for space_id, ids in value.items():
+        if not isinstance(ids, list) or len(ids) > MAX_PEOPLE_PER_SPACE:
+            raise ReportRefused(f"people of a space: a list of at most {MAX_PEOPLE_PER_SPACE}")
+        if not all(isinstance(i, str) and len(i) <= MAX_LISTENER_ID_LENGTH for i in ids):
+            raise ReportRefused("people of a space must be listener ids")
+        people[str(space_id)] = ids
+    return people
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,10 +130,12 @@ async def report_once(
     counts: dict[str, int],
     opened: list[Opening] | None = None,
     figures: WorkerFigures | None = None,
+    people: dict[str, list[str]] | None = None,
 ) -> ReportAnswer:
-    """POST this worker's counts, the streams it ``opened`` since the last report and its
-    ``figures`` (for /metrics) to the origin; returns the HTTP status and, on success,
-    removals and cuts.
+    """POST this worker's counts, the streams it ``opened`` since the last report, its
+    ``figures`` (for /metrics) and the signed-in ``people`` streaming per space (the
+    room's faces) to the origin; returns the HTTP status and, on success, removals and
+    cuts.
 
     Raises RemovalsRefused (a ValueError) for an answer past ``MAX_ANSWER_BYTES`` or not
     of the agreed shape: none of its removals or cuts is applied."""
@@ -142,6 +144,8 @@ async def report_once(
         report["opened"] = to_wire(opened)
     if figures is not None:
         report["figures"] = figures.to_json()
+    if people:
+        report["people"] = people
     body = json.dumps(report, separators=(",", ":")).encode()
     async with asyncio.timeout(REPORT_TIMEOUT_S):
         reader, writer = await asyncio.open_connection(origin.host, origin.port)
@@ -216,7 +220,7 @@ async def _report_forever(
         opened = service.openings.take()
         try:
             answer = await report_once(
-                origin, counts, opened, relays.figures(time.monotonic())
+                origin, counts, opened, relays.figures(time.monotonic()), relays.people()
             )
         except RemovalsRefused as refused:  # the counts arrived; the removals wait
             failures = 0

@@ -11,29 +11,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from cachetools import LRUCache
-
 from townhall.domain.errors import Forbidden
 from townhall.domain.spaces import User
 from townhall.domain.stage import Role
-from townhall.service.ids import looks_like_id
+from townhall.service.ids import signed_in_ids as ids_of_users
+from townhall.service.listener_names import ListenerNames
 from townhall.service.spaces import Spaces
-from townhall.store.base import Store
 
 MAX_NAMED = 200
 """Names listed at most (a host scrolls a few dozen; the rest is in the count)."""
 MAX_SCANNED = 20_000
 """Listener ids looked at per request, signed-in or not (one node's listeners)."""
-NAME_CACHE_SIZE = 10_000
 MODERATORS = (Role.HOST, Role.COHOST)
 
 
 class AudienceList:
-    def __init__(self, spaces: Spaces, store: Store, max_named: int = MAX_NAMED) -> None:
+    def __init__(self, spaces: Spaces, names: ListenerNames, max_named: int = MAX_NAMED) -> None:
         self._spaces = spaces
-        self._store = store
+        self._names = names
         self._max_named = max_named
-        self._names: LRUCache[str, User | None] = LRUCache(NAME_CACHE_SIZE)
 
     async def for_host(self, actor: User, space_id: str) -> dict[str, Any]:
         space = await self._spaces.record(space_id)
@@ -43,12 +39,9 @@ class AudienceList:
             raise Forbidden("only the host or a co-host can see who is listening")
         room = self._spaces.rooms.get(space_id)
         ids = room.program.live.first_listener_ids(MAX_SCANNED) if room else []
-        signed_in_ids = [listener for listener in ids if looks_like_id(listener)]
-        named = []
-        for user_id in signed_in_ids[: self._max_named]:
-            user = await self._user(user_id)
-            if user is not None:
-                named.append(user.to_json())
+        signed_in_ids = ids_of_users(ids, MAX_SCANNED)
+        people = await self._names.people(signed_in_ids[: self._max_named], self._max_named)
+        named = [person.to_json() for person in people]
         named.sort(key=lambda user: user["username"].casefold())
         total = (await self._spaces.snapshot(space_id)).data["listeners"]
         total = max(total, len(ids))
@@ -58,8 +51,3 @@ class AudienceList:
             "signed_in_count": len(signed_in_ids),
             "anonymous": max(0, total - len(signed_in_ids)),
         }
-
-    async def _user(self, user_id: str) -> User | None:
-        if user_id not in self._names:
-            self._names[user_id] = await self._store.get_user(user_id)
-        return self._names[user_id]

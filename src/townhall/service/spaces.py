@@ -18,7 +18,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from cachetools import LRUCache
 
-from townhall.audience.snapshot import Snapshot, render, snapshot_data
+from townhall.audience.snapshot import Snapshot, audience_json, render, snapshot_data
 from townhall.config import Settings
 from townhall.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from townhall.domain.reactions import check_reaction
@@ -43,12 +43,13 @@ from townhall.domain.stage import Role, Stage
 from townhall.nodes.peers import PeerNodes
 from townhall.service.captions import Captions
 from townhall.service.events import Events
-from townhall.service.ids import looks_like_id, new_id
+from townhall.service.ids import looks_like_id, new_id, signed_in_ids
 from townhall.service.keyed_locks import KeyedLocks
+from townhall.service.listener_names import ListenerNames
 from townhall.service.live import LiveRooms
 from townhall.service.trusted_cache import TrustedCache
 from townhall.stage import InvalidOffer, StageUnavailable
-from townhall.state.base import NodeInfo, State, StateUnavailable
+from townhall.state.base import AUDIENCE_REPORT_MAX, NodeInfo, State, StateUnavailable
 from townhall.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ ORPHAN_SWEEP_TICKS = 5
 NODE_ROLE = "all"
 
 
+AUDIENCE_SCAN = 2_000
+"""Live-stream connections looked at per space and tick for signed-in listeners' faces."""
 LIVE_SWEEP_LIMIT = 10_000
 """Live spaces a sweep over them reads (leave_every_stage)."""
 
@@ -126,11 +129,14 @@ class Spaces:
         captions: Captions | None = None,
         events: Events | None = None,
         standing: SpaceStanding | None = None,
+        names: ListenerNames | None = None,
     ) -> None:
         """`events` is told when a space is scheduled, goes live (followers are notified)
         or ends (per-space admission state can go); `standing` (moderation) keeps blocked
-        and suspended users out and hears of hosts' actions."""
+        and suspended users out and hears of hosts' actions; `names` turns the signed-in
+        listeners here into the faces of the room."""
         self._store = store
+        self._names = names or ListenerNames(store)
         self._standing = standing
         self._captions = captions
         self._events = events or Events()
@@ -246,6 +252,9 @@ class Spaces:
                 room.program.live.listener_count + hls_listeners,
                 ttl_s=LISTENER_TTL_TICKS * tick_s,
             )
+            await self.report_audience(
+                room.space_id, self._node_id, room.program.live.listener_ids, tick_s
+            )
             # the node's load is its live-stream listeners: HLS is cacheable, not held
             reported += await self._state.listeners(room.space_id) - hls_listeners
         self._reported_listeners = reported
@@ -260,11 +269,31 @@ class Spaces:
         for space_id, snapshot in list(self._snapshots.items()):
             if space_id in dirty or snapshot.data.get("state") != SpaceState.LIVE.value:
                 continue
-            if await self._state.listeners(space_id) != snapshot.data.get("listeners"):
+            if await self._counts_moved(snapshot.data):
                 dirty.add(space_id)
         for space_id in dirty:
             if space_id in self._records:
                 await self._rebuild(space_id)
+
+    async def report_audience(
+        self, space_id: str, node_id: str, listener_ids: Iterable[str], tick_s: float
+    ) -> None:
+        """The signed-in listeners of a live stream here (this node's, or a stream
+        worker's as `node_id`), named for every node's snapshot."""
+        signed_in = signed_in_ids(listener_ids, AUDIENCE_SCAN)
+        people = await self._names.people(signed_in, AUDIENCE_REPORT_MAX)
+        await self._state.report_audience(
+            space_id, node_id, people, ttl_s=LISTENER_TTL_TICKS * tick_s
+        )
+
+    async def _counts_moved(self, data: dict[str, Any]) -> bool:
+        """Whether other nodes changed what a live snapshot shows of its audience: the
+        listener count or the faces."""
+        if await self._state.listeners(data["id"]) != data.get("listeners"):
+            return True
+        stage_ids = (seat["user"]["id"] for seat in data.get("stage", ()))
+        people = await self._state.audience(data["id"])
+        return audience_json(people, stage_ids, int(data["listeners"])) != data.get("audience")
 
     async def _beat(self) -> None:
         node = NodeInfo(self._node_id, self._settings.node_url, NODE_ROLE, self.node_listeners())
@@ -433,6 +462,7 @@ class Spaces:
             connected=room.stage.connected if room else (),
             recording_url=recording_url,
             captions=self._captions is not None and self._captions.is_on(space_id),
+            audience=await self._state.audience(space_id) if space.is_live else (),
         )
         snapshot = render(data)
         if versions == (self._records.version(space_id), self._stages.version(space_id)):
@@ -521,9 +551,7 @@ class Spaces:
         await self._changed(space.id)
         self._listings.clear()
 
-    async def _host_action(
-        self, actor: User, action: str, space_id: str, **details: str
-    ) -> None:
+    async def _host_action(self, actor: User, action: str, space_id: str, **details: str) -> None:
         if self._standing is not None:
             await self._standing.host_action(actor, action, space_id, details)
 
@@ -639,6 +667,7 @@ class Spaces:
 
     async def request_to_speak(self, actor: User, space_id: str) -> None:
         await self._in_good_standing(actor.id)
+
         def change(stage: Stage) -> None:
             stage.request_to_speak(actor.id)
             stage.names[actor.id] = actor.username
@@ -700,6 +729,7 @@ class Spaces:
 
     async def mute_all(self, actor: User, space_id: str) -> Snapshot:
         """Every speaker (and for the host, every co-host) muted at once."""
+
         def change(stage: Stage) -> None:
             stage.mute_all(actor.id)
 

@@ -14,12 +14,12 @@ promise that every change published by another node reaches `on_change`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from townhall.domain.errors import Unavailable
-from townhall.domain.spaces import Space
+from townhall.domain.spaces import Space, User
 from townhall.domain.stage import Stage
 
 StageChange = Callable[[Stage], None]
@@ -35,8 +35,23 @@ ENDED_RECORD_TTL_S = 3_600.0
 """An ended space's record stays in State this long (late snapshots), then only the store has it."""
 LISTENER_REPORT_TTL_S = 5.0
 """A listener count not reported again within this stops counting (a dead node's)."""
+AUDIENCE_REPORT_MAX = 24
+"""Signed-in listeners one node reports per space: what the room shows to everyone is a
+few faces and a count, so no node's report (nor the union) grows with the crowd."""
 STATE_RETRY_AFTER_S = 2.0
 """What a refused client is told to wait while the shared state is unreachable."""
+
+
+def unique_people(reports: Iterable[list[User]]) -> list[User]:
+    """The nodes' audience reports as one list: each person once (a listener may hold
+    streams on two nodes), in order, at most AUDIENCE_REPORT_MAX."""
+    seen: dict[str, User] = {}
+    for people in reports:
+        for person in people:
+            if len(seen) >= AUDIENCE_REPORT_MAX:
+                return list(seen.values())
+            seen.setdefault(person.id, person)
+    return list(seen.values())
 
 
 class StateUnavailable(Unavailable):
@@ -119,6 +134,21 @@ class State(Protocol):
     async def peak_listeners(self, space_id: str) -> int:
         """The highest sum any report has made (raised by `report_listeners`); kept after
         the end like the reaction totals, for the end-of-space summary."""
+
+    async def report_audience(
+        self,
+        space_id: str,
+        node_id: str,
+        people: list[User],
+        ttl_s: float = LISTENER_REPORT_TTL_S,
+    ) -> None:
+        """Signed-in listeners of the space on this node (the first AUDIENCE_REPORT_MAX
+        kept, in order), replacing the node's last report; forgotten after `ttl_s` unless
+        reported again, like the counts, and with the space."""
+
+    async def audience(self, space_id: str) -> list[User]:
+        """The fresh reports' people, each once, in the nodes' order, at most
+        AUDIENCE_REPORT_MAX: the faces every listener's page shows."""
 
     # -- the waiting room (wired by the door) ----------------------------------------
 

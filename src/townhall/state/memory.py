@@ -13,15 +13,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from townhall.domain.spaces import Space, SpaceState
+from townhall.domain.spaces import Space, SpaceState, User
 from townhall.domain.stage import Stage
 from townhall.state.base import (
+    AUDIENCE_REPORT_MAX,
     ENDED_RECORD_TTL_S,
     LISTENER_REPORT_TTL_S,
     ChangeListener,
     NodeInfo,
     ResyncListener,
     StageChange,
+    unique_people,
 )
 
 MAX_ENDED_RECORDS = 10_000
@@ -51,6 +53,8 @@ class MemoryState:
         """Ended space id -> its final totals, oldest first, at most MAX_ENDED_RECORDS."""
         self._listeners: dict[str, dict[str, tuple[int, float]]] = {}
         """Space id -> node id -> (count, expiry)."""
+        self._audiences: dict[str, dict[str, tuple[list[User], float]]] = {}
+        """Space id -> node id -> (signed-in listeners, at most AUDIENCE_REPORT_MAX; expiry)."""
         self._arrivals: dict[str, int] = {}
         self._admitted: dict[str, int] = {}
         self._attack_mode: tuple[str, float] | None = None
@@ -153,6 +157,23 @@ class MemoryState:
             del reports[node_id]
         return sum(count for count, _ in reports.values())
 
+    async def report_audience(
+        self,
+        space_id: str,
+        node_id: str,
+        people: list[User],
+        ttl_s: float = LISTENER_REPORT_TTL_S,
+    ) -> None:
+        report = (list(people[:AUDIENCE_REPORT_MAX]), self._clock() + ttl_s)
+        self._audiences.setdefault(space_id, {})[node_id] = report
+
+    async def audience(self, space_id: str) -> list[User]:
+        reports = self._audiences.get(space_id, {})
+        now = self._clock()
+        for node_id in [node for node, (_, expiry) in reports.items() if expiry <= now]:
+            del reports[node_id]
+        return unique_people(people for people, _ in reports.values())
+
     # -- the waiting room ---------------------------------------------------------------
 
     async def next_arrival(self, space_id: str) -> int:
@@ -210,6 +231,7 @@ class MemoryState:
         for per_space in (
             self._stages,
             self._listeners,
+            self._audiences,
             self._arrivals,
             self._admitted,
             self._placement,

@@ -26,9 +26,10 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, WatchError
 
 from townhall.domain.errors import Conflict
-from townhall.domain.spaces import Space, SpaceState
+from townhall.domain.spaces import Space, SpaceState, User
 from townhall.domain.stage import Stage
 from townhall.state.base import (
+    AUDIENCE_REPORT_MAX,
     ENDED_RECORD_TTL_S,
     LISTENER_REPORT_TTL_S,
     ChangeListener,
@@ -36,6 +37,7 @@ from townhall.state.base import (
     ResyncListener,
     StageChange,
     StateUnavailable,
+    unique_people,
 )
 from townhall.state.codec import space_from_json, space_to_json
 
@@ -52,6 +54,10 @@ LISTENERS_KEY = "townhall:space:{%s}:listeners"
 """hash: node id -> that node's listener count."""
 LISTENER_EXPIRY_KEY = "townhall:space:{%s}:listeners-expiry"
 """sorted set: node id -> unix time its count stops counting."""
+AUDIENCE_KEY = "townhall:space:{%s}:audience"
+"""hash: node id -> JSON list of that node's signed-in listeners [{id, username}]."""
+AUDIENCE_EXPIRY_KEY = "townhall:space:{%s}:audience-expiry"
+"""sorted set: node id -> unix time its audience report stops counting."""
 PEAK_LISTENERS_KEY = "townhall:space:{%s}:peak-listeners"
 """integer: the highest listener sum reported; expires ENDED_RECORD_TTL_S after end."""
 ARRIVALS_KEY = "townhall:space:{%s}:arrivals"
@@ -73,6 +79,8 @@ PER_SPACE_KEYS = (
     STAGE_KEY,
     LISTENERS_KEY,
     LISTENER_EXPIRY_KEY,
+    AUDIENCE_KEY,
+    AUDIENCE_EXPIRY_KEY,
     ARRIVALS_KEY,
     ADMITTED_KEY,
     STAGE_NODE_KEY,
@@ -94,8 +102,7 @@ STAGE_UPDATE_ATTEMPTS = 20
 STAGE_RETRY_PAUSE_S = 0.005
 """Upper bound of the random pause before retry n is n times this."""
 
-# KEYS: listeners hash, expiry zset. Drops expired reports, leaves the sum of the rest.
-_SUM_FRESH = """
+_DROP_STALE = """
 local now = redis.call('TIME')
 local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
 local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', t)
@@ -103,6 +110,10 @@ for _, node in ipairs(stale) do
   redis.call('HDEL', KEYS[1], node)
   redis.call('ZREM', KEYS[2], node)
 end
+"""
+"""KEYS: a hash of per-node reports, its expiry zset: drops the expired reports."""
+# KEYS: listeners hash, expiry zset. Drops expired reports, leaves the sum of the rest.
+_SUM_FRESH = _DROP_STALE + """
 local total = 0
 for _, count in ipairs(redis.call('HVALS', KEYS[1])) do
   total = total + tonumber(count)
@@ -125,6 +136,15 @@ end
 return total
 """
 )
+# KEYS: audience hash, expiry zset. ARGV: node id, JSON list, ttl (s).
+REPORT_AUDIENCE = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], t + tonumber(ARGV[3]), ARGV[1])
+"""
+# KEYS: audience hash, expiry zset. Drops expired reports, returns [node, JSON, ...] of the rest.
+READ_AUDIENCE = _DROP_STALE + "return redis.call('HGETALL', KEYS[1])\n"
 # KEYS: arrivals, admitted. ARGV: at most. Returns the new admitted-up-to.
 ADVANCE_ADMITTED = """
 local arrivals = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -190,6 +210,8 @@ class RedisState:
         self._report = self._redis.register_script(REPORT_LISTENERS)
         self._sum = self._redis.register_script(SUM_LISTENERS)
         self._advance = self._redis.register_script(ADVANCE_ADMITTED)
+        self._report_audience = self._redis.register_script(REPORT_AUDIENCE)
+        self._read_audience = self._redis.register_script(READ_AUDIENCE)
         self._beat = self._redis.register_script(BEAT)
 
     # -- change notification ---------------------------------------------------------
@@ -336,6 +358,28 @@ class RedisState:
     async def peak_listeners(self, space_id: str) -> int:
         with _reachable():
             return int(await self._redis.get(PEAK_LISTENERS_KEY % space_id) or 0)
+
+    async def report_audience(
+        self,
+        space_id: str,
+        node_id: str,
+        people: list[User],
+        ttl_s: float = LISTENER_REPORT_TTL_S,
+    ) -> None:
+        report = json.dumps([person.to_json() for person in people[:AUDIENCE_REPORT_MAX]])
+        keys = [AUDIENCE_KEY % space_id, AUDIENCE_EXPIRY_KEY % space_id]
+        with _reachable():
+            await self._report_audience(keys=keys, args=[node_id, report, ttl_s])
+
+    async def audience(self, space_id: str) -> list[User]:
+        keys = [AUDIENCE_KEY % space_id, AUDIENCE_EXPIRY_KEY % space_id]
+        with _reachable():
+            flat = await self._read_audience(keys=keys)
+        by_node = sorted(zip(flat[::2], flat[1::2], strict=True))  # a stable order of faces
+        return unique_people(
+            [User(str(p["id"]), str(p["username"])) for p in json.loads(report)]
+            for _, report in by_node
+        )
 
     # -- the waiting room ---------------------------------------------------------------
 

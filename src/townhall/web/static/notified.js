@@ -12,6 +12,7 @@ function describe(progress) {
   const live = progress.announcements.space_live;
   const scheduled = progress.announcements.space_scheduled;
   const audience = progress.followers + progress.reminders;
+  if (live && !audience) return ''; // nobody to tell: "Told 0 of 0" says nothing
   if (live) {
     const pace = live.paced && !live.done ? ', paced to what the door admits' : '';
     return `Told ${number.format(live.notified)} of ${number.format(audience)} followers`

@@ -69,20 +69,31 @@ export function stageTile(member, actions = []) {
     actions.length ? h('span', { class: 'actions' }, actions) : null);
 }
 
-/** The audience: the signed-in viewer (when not on stage) and the count of everyone. */
+/** One listener as a small tile: an avatar with initials and the name. */
+function listenerTile(user, suffix = '') {
+  return h('li', { class: 'tile small', dataset: { userId: user.id } },
+    h('span', { class: 'avatar', 'aria-hidden': 'true' }, initials(user.username)),
+    h('span', { class: 'name', title: user.username }, user.username + suffix));
+}
+
+/**
+ * The audience: the signed-in viewer first (when not on stage), then the signed-in
+ * listeners the snapshot names (at most 24, the server's bound), then how many
+ * others listen (anonymous, over HLS, or past the faces shown).
+ */
 export function audienceItems(space, me, onStage) {
+  const audience = space.audience || { people: [], others: space.listeners };
   const items = [];
-  const others = Math.max(0, space.listeners - (me && !onStage ? 1 : 0));
-  if (me && !onStage) {
-    items.push(h('li', { class: 'tile small' },
-      h('span', { class: 'avatar', 'aria-hidden': 'true' }, initials(me.username)),
-      h('span', { class: 'name' }, `${me.username} (you)`)));
+  if (me && !onStage) items.push(listenerTile(me, ' (you)'));
+  for (const person of audience.people) {
+    if (!me || person.id !== me.id) items.push(listenerTile(person));
   }
+  const others = items.length ? audience.others : space.listeners;
   items.push(h('li', { class: 'tile small count' },
     h('span', { class: 'avatar', 'aria-hidden': 'true' }, icon('headphones')),
-    h('span', { class: 'name' }, me && !onStage
+    h('span', { class: 'name' }, items.length
       ? `and ${plural(others, 'other listener')}`
-      : plural(space.listeners, 'listener'))));
+      : plural(others, 'listener'))));
   return items;
 }
 

@@ -153,6 +153,7 @@ function renderControls() {
   // An ended space is its summary: who was on stage and the queue are history.
   for (const id of ['#stage-section', '#requests-section']) $(id).hidden = state === 'ended';
   $('#audience-section').hidden = state !== 'live';
+  if (state !== 'live') $('#listeners-section').hidden = true; // shown again by its own poll
   $('#mic').hidden = state !== 'live';
   $('#listen-link').href = spaceUrl(spaceId);
   $('#invite-form').hidden = !(space.speak_policy === 'invited' && state !== 'ended');
@@ -269,12 +270,14 @@ function setupMicTest() {
     }
     render();
   };
+  const stopTest = () => {
+    micTest.stop();
+    say(status, '');
+    render();
+  };
   button.addEventListener('click', async () => {
-    if (micTest.running) {
-      micTest.stop();
-      say(status, '');
-      render();
-    } else await startTest();
+    if (micTest.running) stopTest();
+    else await startTest();
   });
   select.addEventListener('change', () => {
     micPanel.mic.deviceId = select.value;
@@ -282,10 +285,7 @@ function setupMicTest() {
   });
   // The stage takes the microphone: the test lets go of it first.
   $('#mic').addEventListener('click', () => {
-    if (micTest.running) {
-      micTest.stop();
-      render();
-    }
+    if (micTest.running) stopTest(); // its "Nobody hears this test" is no longer true
   }, { capture: true });
   fillDevices();
   render();
