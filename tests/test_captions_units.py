@@ -22,8 +22,9 @@ from townhall.audience.subtitles import (
 )
 from townhall.captions.captioner import CHUNK_MS, Captioner
 from townhall.captions.cues import CaptionTrack, Cue, parse_webvtt, timestamp, webvtt
+from townhall.captions.decoders import RECOGNIZER_RATE
 from townhall.captions.models import pocketsphinx_files
-from townhall.captions.recognizer import RecognizerConfig
+from townhall.captions.recognizer import Downsampler, Recognition, RecognizerConfig
 from townhall.config import AudioSettings, CaptionSettings
 from townhall.domain.captions import CaptionsWithheld, captions_outcome, choose_captions
 from townhall.domain.errors import Invalid, NotFound
@@ -240,3 +241,57 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+class CountingDecoder:
+    """An engine that names each utterance by its order and length: what the segmenter
+    hands every engine (townhall.captions.decoders.UtteranceDecoder) is checked here."""
+
+    def __init__(self) -> None:
+        self.utterances: list[int] = []
+        self._bytes: int | None = None
+
+    def begin(self) -> None:
+        assert self._bytes is None, "an utterance began inside another"
+        self._bytes = 0
+
+    def add(self, speech: bytes) -> None:
+        assert self._bytes is not None, "speech outside an utterance"
+        self._bytes += len(speech)
+
+    def end(self) -> str:
+        assert self._bytes is not None, "an utterance ended that never began"
+        self.utterances.append(self._bytes)
+        self._bytes = None
+        return f"utterance {len(self.utterances)}"
+
+
+def _at_16k(samples: np.ndarray) -> bytes:
+    return Downsampler()(samples.tobytes())
+
+
+def test_every_engine_gets_whole_utterances_on_the_program_clock() -> None:
+    decoder = CountingDecoder()
+    recognition = Recognition(RecognizerConfig(max_utterance_s=60), decoder)
+    pause = np.zeros(SAMPLE_RATE, dtype=np.int16)
+    first, second = espeak(SENTENCES[0]), espeak(SENTENCES[1])
+    cues = recognition.feed(_at_16k(np.concatenate([pause, first, pause, pause])))
+    recognition.skip_to(10.0)  # the parent dropped program audio up to 10 s
+    cues += recognition.feed(_at_16k(np.concatenate([second, pause])))
+    cues += recognition.finish()
+    assert [text for _, _, text in cues] == ["utterance 1", "utterance 2"]
+    (start1, end1, _), (start2, end2, _) = cues
+    assert abs(start1 - 1.0) < 0.6 and abs(end1 - start1 - len(first) / SAMPLE_RATE) < 0.8
+    assert abs(start2 - 10.0) < 0.6 and end2 > start2
+    spoken = [len(first), len(second)]
+    for heard, said in zip(decoder.utterances, spoken, strict=True):
+        assert abs(heard / 2 / RECOGNIZER_RATE - said / SAMPLE_RATE) < 0.8
+
+
+def test_speech_without_a_pause_is_cut_so_cues_keep_coming() -> None:
+    decoder = CountingDecoder()
+    recognition = Recognition(RecognizerConfig(max_utterance_s=1.0), decoder)
+    speech = espeak(" ".join(SENTENCES))
+    cues = recognition.feed(_at_16k(speech)) + recognition.finish()
+    assert len(cues) >= len(speech) / SAMPLE_RATE / 1.5
+    assert all(end - start <= 1.0 + 0.1 for start, end, _ in cues)
