@@ -4,7 +4,8 @@ recognizer that dies on the first word of a live space.
 
 No Vosk or faster-whisper model can be had here without downloading one from outside
 PyPI (neither wheel ships a model), so the directories below are laid out like theirs
-with empty files: what is checked is the selection and the refusals, not recognition.
+with empty files: what is checked is the selection and the refusals, not recognition
+(test_captions_whisper.py runs the Whisper engine on a model made here).
 """
 
 from __future__ import annotations
