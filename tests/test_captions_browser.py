@@ -19,11 +19,14 @@ from browser import (
     collect_csp_violations,
     create_space,
     go_live_with_mic,
+    launch_chromium,
     open_and_play,
+    page_factory,
     running_chromium,
     screenshot,
     sign_up,
 )
+from conftest import NO_LAG_DOOR, start_server, stop_server
 from speech import with_pauses
 from tones import SAMPLE_RATE
 
@@ -111,3 +114,53 @@ def test_captions_appear_on_the_listener_page(new_page, browser_server) -> None:
     assert len(WORDS & set(shown.split())) >= 3, shown
     print(f"captions on the replay: {replayed!r}")
     assert replayed.strip()
+
+
+def _live_over_http(http: httpx.Client, headers: dict[str, str], title: str) -> str:
+    created = http.post("/api/spaces", json={"title": title}, headers=headers)
+    assert created.status_code == 201, created.text
+    space_id = str(created.json()["id"])
+    started = http.post(f"/api/spaces/{space_id}/start", headers=headers)
+    assert started.status_code == 200, started.text
+    return space_id
+
+
+def test_a_listener_is_told_why_a_space_has_no_captions(tmp_path: Path) -> None:
+    """One captioned space is this node's limit: the second goes live without, and its
+    listener page says so instead of showing nothing."""
+    from playwright.sync_api import sync_playwright
+
+    server = start_server(
+        tmp_path / "server",
+        TOWNHALL_CAPTIONS_ENABLED="1",
+        TOWNHALL_CAPTIONS_MAX_SPACES="1",
+        **NO_LAG_DOOR,
+    )
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            account = {"username": "host", "password": "correct horse"}
+            assert http.post("/api/users", json=account).status_code == 201
+            token = http.post("/api/tokens", json=account).json()["token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            captioned = _live_over_http(http, headers, "Captioned")
+            without = _live_over_http(http, headers, "Past the limit")
+        with sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            try:
+                with page_factory(browser, UI_TIMEOUT_MS) as make:
+                    listener = make()
+                    csp = collect_csp_violations(listener)
+                    listener.goto(f"{server.url}/s/{without}")
+                    listener.wait_for_selector("#captions .captions-withheld")
+                    told = listener.inner_text("#captions")
+                    assert axe_violations(listener) == [] and csp == []
+                    screenshot(listener, "listen-captions-withheld-desktop")
+                    other = make()
+                    other.goto(f"{server.url}/s/{captioned}")
+                    other.wait_for_selector("#title:has-text('Captioned')")
+                    assert other.query_selector("#captions .captions-withheld") is None
+            finally:
+                browser.close()
+    finally:
+        stop_server(server)
+    assert "already captioning as many spaces as it can" in told, told

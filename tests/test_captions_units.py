@@ -22,8 +22,11 @@ from townhall.audience.subtitles import (
 )
 from townhall.captions.captioner import CHUNK_MS, Captioner
 from townhall.captions.cues import CaptionTrack, Cue, parse_webvtt, timestamp, webvtt
-from townhall.captions.recognizer import RecognizerConfig, decoder_options
+from townhall.captions.decoders import RECOGNIZER_RATE
+from townhall.captions.models import pocketsphinx_files
+from townhall.captions.recognizer import Downsampler, Recognition, RecognizerConfig
 from townhall.config import AudioSettings, CaptionSettings
+from townhall.domain.captions import CaptionsWithheld, captions_outcome, choose_captions
 from townhall.domain.errors import Invalid, NotFound
 from townhall.media import FRAME_SAMPLES, SAMPLE_RATE
 from townhall.service.captions import Captions
@@ -135,11 +138,12 @@ async def test_the_recognizer_process_turns_speech_into_timed_cues() -> None:
 
 async def test_the_node_wide_limit_leaves_later_spaces_without_captions(tmp_path: Path) -> None:
     captions = Captions(CaptionSettings(max_spaces=1), tmp_path)
-    assert captions.choose("one", None) is True and captions.choose("two", True) is True
-    first = captions.open("one", ProgramOutput(AudioSettings()))
-    second = captions.open("two", ProgramOutput(AudioSettings()))
+    first, _ = captions.open("one", ProgramOutput(AudioSettings()), wanted=True)
+    second, withheld = captions.open("two", ProgramOutput(AudioSettings()), wanted=True)
+    unwanted = captions.open("three", ProgramOutput(AudioSettings()), wanted=False)
     try:
         assert first is not None and second is None and captions.refused_at_limit == 1
+        assert withheld is CaptionsWithheld.NODE_LIMIT and unwanted == (None, None)
         assert captions.is_on("one") and not captions.is_on("two")
         with pytest.raises(NotFound):
             captions.cues("two")
@@ -147,31 +151,39 @@ async def test_the_node_wide_limit_leaves_later_spaces_without_captions(tmp_path
     finally:
         await captions.close("one", keep=True)
         await captions.close("two", keep=False)
+        await captions.close("three", keep=False)
     assert (tmp_path / "one.vtt").read_text().startswith("WEBVTT")
     assert captions.cues("one") == []  # nothing was said; the replay's file answers
     with pytest.raises(NotFound):
         captions.program("one")
 
 
-def test_the_option_is_checked_and_needs_a_captioner(tmp_path: Path) -> None:
-    on = Captions(CaptionSettings(), tmp_path)
-    with pytest.raises(Invalid):
-        on.choose("s", "yes")
-    assert on.choose("s", False) is False and on.wanted("s") is False
-    off = Captions(CaptionSettings(enabled=False), tmp_path)
-    assert off.choose("s", None) is False
+def test_the_option_is_checked_and_needs_a_captioner() -> None:
+    with pytest.raises(Invalid) as bad:
+        choose_captions("yes", available=True)
+    assert bad.value.code == "invalid_captions"
+    assert choose_captions(None, available=True) is True
+    assert choose_captions(False, available=True) is False
+    assert choose_captions(None, available=False) is False
+    assert choose_captions(False, available=False) is False
     with pytest.raises(Invalid) as refused:
-        off.choose("s", True)
+        choose_captions(True, available=False)
     assert refused.value.code == "captions_unavailable"
 
 
-def test_a_model_directory_must_look_like_one(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="not a pocketsphinx model"):
-        decoder_options(str(tmp_path))
-    assert decoder_options("") == {}
+def test_a_node_answers_a_space_going_live_with_captions_or_a_reason() -> None:
+    assert captions_outcome(False, available=False, running=9, limit=1) is None
+    assert captions_outcome(True, available=True, running=1, limit=2) is None
+    assert captions_outcome(True, available=True, running=2, limit=2) is CaptionsWithheld.NODE_LIMIT
+    no_captioner = captions_outcome(True, available=False, running=0, limit=2)
+    assert no_captioner is CaptionsWithheld.NO_CAPTIONER
+
+
+def test_the_bundled_pocketsphinx_model_is_found() -> None:
     from pocketsphinx import get_model_path
 
-    bundled = decoder_options(str(Path(get_model_path()) / "en-us"))
+    bundled = pocketsphinx_files(Path(get_model_path()) / "en-us")
+    assert bundled is not None
     assert bundled["lm"].endswith("en-us.lm.bin") and bundled["dict"].endswith(".dict")
 
 
@@ -229,3 +241,57 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+class CountingDecoder:
+    """An engine that names each utterance by its order and length: what the segmenter
+    hands every engine (townhall.captions.decoders.UtteranceDecoder) is checked here."""
+
+    def __init__(self) -> None:
+        self.utterances: list[int] = []
+        self._bytes: int | None = None
+
+    def begin(self) -> None:
+        assert self._bytes is None, "an utterance began inside another"
+        self._bytes = 0
+
+    def add(self, speech: bytes) -> None:
+        assert self._bytes is not None, "speech outside an utterance"
+        self._bytes += len(speech)
+
+    def end(self) -> str:
+        assert self._bytes is not None, "an utterance ended that never began"
+        self.utterances.append(self._bytes)
+        self._bytes = None
+        return f"utterance {len(self.utterances)}"
+
+
+def _at_16k(samples: np.ndarray) -> bytes:
+    return Downsampler()(samples.tobytes())
+
+
+def test_every_engine_gets_whole_utterances_on_the_program_clock() -> None:
+    decoder = CountingDecoder()
+    recognition = Recognition(RecognizerConfig(max_utterance_s=60), decoder)
+    pause = np.zeros(SAMPLE_RATE, dtype=np.int16)
+    first, second = espeak(SENTENCES[0]), espeak(SENTENCES[1])
+    cues = recognition.feed(_at_16k(np.concatenate([pause, first, pause, pause])))
+    recognition.skip_to(10.0)  # the parent dropped program audio up to 10 s
+    cues += recognition.feed(_at_16k(np.concatenate([second, pause])))
+    cues += recognition.finish()
+    assert [text for _, _, text in cues] == ["utterance 1", "utterance 2"]
+    (start1, end1, _), (start2, end2, _) = cues
+    assert abs(start1 - 1.0) < 0.6 and abs(end1 - start1 - len(first) / SAMPLE_RATE) < 0.8
+    assert abs(start2 - 10.0) < 0.6 and end2 > start2
+    spoken = [len(first), len(second)]
+    for heard, said in zip(decoder.utterances, spoken, strict=True):
+        assert abs(heard / 2 / RECOGNIZER_RATE - said / SAMPLE_RATE) < 0.8
+
+
+def test_speech_without_a_pause_is_cut_so_cues_keep_coming() -> None:
+    decoder = CountingDecoder()
+    recognition = Recognition(RecognizerConfig(max_utterance_s=1.0), decoder)
+    speech = espeak(" ".join(SENTENCES))
+    cues = recognition.feed(_at_16k(speech)) + recognition.finish()
+    assert len(cues) >= len(speech) / SAMPLE_RATE / 1.5
+    assert all(end - start <= 1.0 + 0.1 for start, end, _ in cues)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from townhall.domain.captions import CaptionsWithheld
 from townhall.domain.spaces import Space, SpaceState, User
 from townhall.domain.stage import Role, Stage
 from townhall.state import MemoryState, NodeInfo, RedisState, State
@@ -62,7 +63,7 @@ def _space(state: SpaceState = SpaceState.LIVE) -> Space:
 async def test_space_records_are_shared(views: Views) -> None:
     a, b = views
     assert await b.get_space("abcdefghijkm") is None
-    space = _space()
+    space = replace(_space(), captions=True, captions_withheld=CaptionsWithheld.NODE_LIMIT)
     await a.put_space(space)
     assert await b.get_space(space.id) == space
     ended = replace(space.end(datetime.now(UTC)), recording_seconds=12.5)

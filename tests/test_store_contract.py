@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
+from townhall.domain.captions import CaptionsWithheld
 from townhall.domain.errors import Conflict
 from townhall.domain.spaces import Space, SpaceState, SpeakPolicy, User
-from townhall.store import SqlStore, StoreUrlError, backend_name, open_store
+from townhall.store import SqlStore, StoreUrlError, backend_name, migrations, open_store
 from townhall.store.migrations import LATEST_VERSION
 
 T0 = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
@@ -96,10 +99,14 @@ class TestSpaces:
 
     async def test_saving_again_updates_the_record(self, store: SqlStore) -> None:
         host = await _host(store)
-        space = _space("s1", host, SpaceState.SCHEDULED)
+        space = replace(_space("s1", host, SpaceState.SCHEDULED), captions=True)
         await store.save_space(space)
-        live = space.start(T0 + timedelta(minutes=1))
+        assert await store.get_space("s1") == space
+        live = replace(
+            space.start(T0 + timedelta(minutes=1)), captions_withheld=CaptionsWithheld.NODE_LIMIT
+        )
         await store.save_space(live)
+        assert await store.get_space("s1") == live
         ended = live.end(T0 + timedelta(minutes=9))
         await store.save_space(ended)
         finished = replace(ended, recording_seconds=480.5, title="Renamed")
@@ -160,6 +167,34 @@ class TestSchema:
                 assert await opened.schema_versions() == every_step
             finally:
                 await opened.close()
+
+    async def test_spaces_from_before_the_captions_step_ask_for_captions(
+        self, store_url: str
+    ) -> None:
+        """The captions step on a database without its columns (dropped from a new one: step 1
+        would create them) keeps the rows and gives them the choice they had."""
+        opened = await SqlStore(store_url).open()
+        try:
+            await opened.save_space(_space("old", await _host(opened), SpaceState.SCHEDULED))
+
+            def back_to_step_6(connection: Connection) -> None:
+                for column in ("captions", "captions_withheld"):
+                    connection.execute(text(f"ALTER TABLE spaces DROP COLUMN {column}"))
+                step = migrations.MIGRATIONS.index(migrations._add_space_captions) + 1
+                forget = text("DELETE FROM schema_migrations WHERE version = :step")
+                connection.execute(forget, {"step": step})
+                connection.commit()
+
+            await opened.run(back_to_step_6)
+        finally:
+            await opened.close()
+        reopened = await SqlStore(store_url).open()
+        try:
+            assert await reopened.schema_versions() == list(range(1, LATEST_VERSION + 1))
+            old = await reopened.get_space("old")
+            assert old is not None and old.captions is True and old.captions_withheld is None
+        finally:
+            await reopened.close()
 
     async def test_data_outlives_the_process_that_wrote_it(self, store_url: str) -> None:
         writer = await open_store(store_url)

@@ -105,6 +105,7 @@ async def test_a_first_release_data_dir_keeps_working(tmp_path: Path) -> None:
             record=True,
             speak_policy=SpeakPolicy.EVERYONE,
             recording_seconds=5400.25,
+            captions=True,  # migration 7: a space from before asks for captions
         )
         upcoming = await store.list_spaces([SpaceState.SCHEDULED], limit=10)
         assert [(s.id, s.scheduled_for, s.record) for s in upcoming] == [

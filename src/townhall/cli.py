@@ -29,10 +29,10 @@ def _refusal(settings: Settings) -> str | None:
     except UnknownStateUrl as bad:
         return str(bad)
     if settings.captions.active and settings.captions.model:
-        from townhall.captions.recognizer import decoder_options
+        from townhall.captions.models import check_model
 
         try:
-            decoder_options(settings.captions.model)
+            check_model(settings.captions.model)
         except (OSError, ValueError) as bad:
             return f"--captions-model / TOWNHALL_CAPTIONS_MODEL: {bad}"
     return None
@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         "--captions-model",
         default=None,
         metavar="DIR",
-        help="pocketsphinx model directory for live captions (the bundled English one); "
+        help="model directory for live captions: pocketsphinx, Vosk or faster-whisper "
+        "(CTranslate2), told by its files (default: pocketsphinx's bundled English); "
         "env TOWNHALL_CAPTIONS_MODEL",
     )
     commands.add_parser("loadtest", help="flash-crowd rehearsal (townhall loadtest --help)")

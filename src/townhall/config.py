@@ -97,8 +97,9 @@ class CaptionSettings:
     enabled: bool = True
     """Whether this node runs a captioner at all; off, no space has captions."""
     model: str = ""
-    """A pocketsphinx model directory (`--captions-model`); empty means the English
-    model the pocketsphinx wheel ships. Nothing is downloaded at run time."""
+    """A model directory (`--captions-model`): pocketsphinx, Vosk or faster-whisper,
+    told by its files (townhall.captions.models); empty means the English model the
+    pocketsphinx wheel ships. Nothing is downloaded at run time."""
     max_spaces: int = 2
     """Captioned live spaces at once on this node (each costs a recognizer process, ~20 %
     of a core on the bench: see bench/README.md); past it spaces go live without

@@ -195,6 +195,11 @@ class Snapshot(ResponseBody):
     page_url: str | None = None
     captions: bool = False
     """Captions are being made (live) or kept with the replay: GET .../captions."""
+    captions_requested: bool = False
+    """The space asked for captions when it was created (kept across restarts)."""
+    captions_withheld: Literal["node_limit", "no_captioner"] | None = None
+    """Why a space that asked for captions is live without them: the node running it
+    was at its limit of captioned spaces, or runs no captioner."""
     created_at: str | None = None
     description: str = ""
     pinned_url: str | None = None

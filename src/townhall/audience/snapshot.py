@@ -100,6 +100,8 @@ def snapshot_data(
         "recording_url": recording_url,
         "page_url": f"/s/{space.id}",
         "captions": captions,
+        "captions_requested": space.captions,
+        "captions_withheld": space.captions_withheld.value if space.captions_withheld else None,
     }
 
 

@@ -1,4 +1,5 @@
-"""The recognizer process: program PCM in, caption cues out (pocketsphinx).
+"""The recognizer process: program PCM in, caption cues out (pocketsphinx, or Vosk or
+faster-whisper with `--captions-model`).
 
 It runs in a process of its own (spawned, see captioner.py) so that however slow
 recognition gets it never takes a cycle from the event loop that mixes and fans out
@@ -13,16 +14,15 @@ from __future__ import annotations
 
 import logging
 import multiprocessing.queues
-import os
 import queue
 from dataclasses import dataclass
 
 import av
 import numpy as np
 
+from townhall.captions.decoders import RECOGNIZER_RATE, UtteranceDecoder, open_decoder
 from townhall.media import SAMPLE_RATE
 
-RECOGNIZER_RATE = 16_000
 DEFAULT_MAX_UTTERANCE_S = 4.0
 """Long enough to hold a sentence whole (cutting mid-word costs accuracy), short enough
 that a cue is on the page within ~3 s of most speech."""
@@ -38,44 +38,21 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class RecognizerConfig:
     model_dir: str = ""
-    """A pocketsphinx model directory (holding an acoustic model folder, a language
-    model `*.lm.bin` and a dictionary `*.dict`); empty means the one the wheel ships."""
+    """A pocketsphinx, Vosk or faster-whisper model directory (townhall.captions.models
+    tells which); empty means the English model the pocketsphinx wheel ships."""
     max_utterance_s: float = DEFAULT_MAX_UTTERANCE_S
-
-
-def decoder_options(model_dir: str) -> dict[str, str]:
-    """Decoder paths for a model directory laid out like pocketsphinx's own
-    (`en-us/`, `en-us.lm.bin`, `cmudict-en-us.dict`); empty: the bundled English one."""
-    if not model_dir:
-        return {}
-    entries = sorted(os.listdir(model_dir))
-    acoustic = [e for e in entries if os.path.isfile(os.path.join(model_dir, e, "mdef"))]
-    language = [e for e in entries if e.endswith(".lm.bin") and "phone" not in e]
-    dictionary = [e for e in entries if e.endswith(".dict")]
-    if not (acoustic and language and dictionary):
-        raise ValueError(
-            f"{model_dir} is not a pocketsphinx model directory "
-            "(needs an acoustic model folder with mdef, a *.lm.bin and a *.dict)"
-        )
-    return {
-        "hmm": os.path.join(model_dir, acoustic[0]),
-        "lm": os.path.join(model_dir, language[0]),
-        "dict": os.path.join(model_dir, dictionary[0]),
-    }
+    language: str = "en"
+    """For multilingual Whisper models; the others are one language each."""
 
 
 class Recognition:
-    """Endpointing and decoding of one program, fed 16 kHz PCM in any chunk size."""
+    """Endpointing of one program, fed 16 kHz PCM in any chunk size; each utterance goes
+    to the engine's decoder (townhall.captions.decoders) and comes back as one cue."""
 
-    def __init__(self, config: RecognizerConfig) -> None:
-        from pocketsphinx import (  # type: ignore[import-untyped]  # only the child loads it
-            Decoder,
-            Endpointer,
-        )
+    def __init__(self, config: RecognizerConfig, decoder: UtteranceDecoder | None = None) -> None:
+        from pocketsphinx import Endpointer  # type: ignore[import-untyped]  # only the child
 
-        self._decoder = Decoder(
-            samprate=RECOGNIZER_RATE, loglevel="FATAL", **decoder_options(config.model_dir)
-        )
+        self._decoder = decoder or open_decoder(config.model_dir, config.language)
         self._endpointer = Endpointer(sample_rate=RECOGNIZER_RATE)
         self._frame_bytes: int = self._endpointer.frame_bytes
         self._max_utterance_s = config.max_utterance_s
@@ -102,14 +79,14 @@ class Recognition:
             if speech is None:
                 continue
             if not was_speech:
-                self._decoder.start_utt()
+                self._decoder.begin()
                 self._utterance_start = self._endpointer.speech_start
-            self._decoder.process_raw(speech)
+            self._decoder.add(speech)
             if not self._endpointer.in_speech:
                 cues += self._end_utterance(self._endpointer.speech_end)
             elif self._processed_s - (self._utterance_start or 0.0) >= self._max_utterance_s:
                 cues += self._end_utterance(self._processed_s)
-                self._decoder.start_utt()
+                self._decoder.begin()
                 self._utterance_start = self._processed_s
         return cues
 
@@ -120,11 +97,9 @@ class Recognition:
         return self._end_utterance(self._processed_s)
 
     def _end_utterance(self, end_s: float) -> list[CueTuple]:
-        self._decoder.end_utt()
+        text = self._decoder.end()
         start = self._utterance_start or 0.0
         self._utterance_start = None
-        hypothesis = self._decoder.hyp()
-        text = hypothesis.hypstr.strip() if hypothesis is not None else ""
         if not text:
             return []
         return [(start + self._offset_s, end_s + self._offset_s, text)]

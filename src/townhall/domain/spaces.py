@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from townhall.domain.captions import CaptionsWithheld
 from townhall.domain.errors import Conflict, Invalid
 
 MAX_TITLE_LENGTH = 120
@@ -56,6 +57,10 @@ class Space:
     pinned_url: str | None = None
     """A link the host pins for listeners (domain/space_details.py checks it)."""
     topics: tuple[str, ...] = ()
+    captions: bool = False
+    """The host asked for live captions (domain/captions.py: chosen at creation)."""
+    captions_withheld: CaptionsWithheld | None = None
+    """Why it went live without the captions it asked for; set by the node starting it."""
 
     @property
     def is_live(self) -> bool:

@@ -1,9 +1,10 @@
 """Which spaces have live captions, their recognizers on this node, and their cues.
 
 A space asks for captions when it is created (`"captions": bool`, on by default where
-this node runs a captioner). When it goes live here a Captioner (its own recognizer
-process) is started if the node-wide limit allows; past the limit the space is live
-without captions, never refused. At the end the cues are written as WebVTT beside
+this node runs a captioner; kept with its record, townhall.domain.captions). When it
+goes live here a Captioner (its own recognizer process) is started if the node-wide
+limit allows; past the limit the space is live without captions, never refused, and
+its record says why (`captions_withheld`). At the end the cues are written as WebVTT beside
 the recording, which is what the replay and the API serve afterwards.
 """
 
@@ -12,21 +13,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from cachetools import LRUCache
-
 from townhall.audience.program import ProgramOutput
 from townhall.captions.captioner import Captioner
 from townhall.captions.cues import Cue, parse_webvtt, webvtt
 from townhall.captions.recognizer import RecognizerConfig
 from townhall.config import CaptionSettings
-from townhall.domain.errors import Invalid, NotFound
+from townhall.domain.captions import CaptionsWithheld, captions_outcome
+from townhall.domain.errors import NotFound
 from townhall.private_files import make_private_dir
 
 log = logging.getLogger(__name__)
-
-MAX_REMEMBERED_CHOICES = 10_000
-"""Per-space choices kept (scheduled and live spaces); the least recently used go."""
-
 
 def captions_path(recordings_dir: Path, space_id: str) -> Path:
     """The replay's captions: beside `<space_id>.m4a`."""
@@ -38,7 +34,6 @@ class Captions:
         self._settings = settings
         self._recordings_dir = recordings_dir
         self._config = RecognizerConfig(model_dir=settings.model)
-        self._choices: LRUCache[str, bool] = LRUCache(MAX_REMEMBERED_CHOICES)
         self._running: dict[str, Captioner] = {}
         self._programs: dict[str, ProgramOutput] = {}
         """Every space live on this node (its HLS carries the captions rendition)."""
@@ -50,36 +45,29 @@ class Captions:
         """Whether this node runs a captioner (the default of the per-space option)."""
         return self._settings.active
 
-    def choose(self, space_id: str, wanted: object) -> bool:
-        """The option of a new space: None means the node's default."""
-        if wanted is None:
-            wanted = self.available
-        if not isinstance(wanted, bool):
-            raise Invalid("captions must be true or false", code="invalid_captions")
-        if wanted and not self.available:
-            raise Invalid("this server runs no captioner", code="captions_unavailable")
-        self._choices[space_id] = wanted
-        return wanted
-
-    def wanted(self, space_id: str) -> bool:
-        return self._choices.get(space_id, self.available)
-
-    def open(self, space_id: str, program: ProgramOutput) -> Captioner | None:
+    def open(
+        self, space_id: str, program: ProgramOutput, *, wanted: bool
+    ) -> tuple[Captioner | None, CaptionsWithheld | None]:
         """A space goes live here: its recognizer starts when it wants one and the node
-        has room."""
+        has room; else it goes live without, and the second item says why."""
         self._programs[space_id] = program
         if space_id in self._running:
-            return self._running[space_id]
-        if not self.available or not self.wanted(space_id):
-            return None
-        if len(self._running) >= self._settings.max_spaces:
+            return self._running[space_id], None
+        withheld = captions_outcome(
+            wanted,
+            available=self.available,
+            running=len(self._running),
+            limit=self._settings.max_spaces,
+        )
+        if withheld is CaptionsWithheld.NODE_LIMIT:
             self.refused_at_limit += 1
             log.warning(
                 "space %s goes live without captions: %d captioned spaces is this node's limit",
                 space_id,
                 self._settings.max_spaces,
             )
-            return None
+        if not wanted or withheld is not None:
+            return None, withheld
         captioner = Captioner(
             space_id,
             self._config,
@@ -88,7 +76,7 @@ class Captions:
         )
         captioner.start()
         self._running[space_id] = captioner
-        return captioner
+        return captioner, None
 
     async def close(self, space_id: str, *, keep: bool) -> None:
         """Stops the recognizer; with `keep` (the space was recorded) its cues are
@@ -112,7 +100,6 @@ class Captions:
                 path.write_text(webvtt(captioner.track.since(None)), encoding="utf-8")
         finally:
             self._running.pop(space_id, None)
-            self._choices.pop(space_id, None)
 
     def is_on(self, space_id: str) -> bool:
         """Captions being made for this space here, or kept from its replay."""

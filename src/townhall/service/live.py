@@ -15,6 +15,7 @@ from pathlib import Path
 
 from townhall.audience.program import ProgramOutput
 from townhall.config import Settings
+from townhall.domain.captions import CaptionsWithheld, captions_outcome
 from townhall.domain.stage import Stage
 from townhall.media import PcmFrame, ProgramSink
 from townhall.service.captions import Captions
@@ -42,6 +43,8 @@ class LiveRoom:
     recording: Path | None
     removed: set[str] = field(default_factory=set)
     """Listener ids refused on this room's stream, mirrored from the stage."""
+    captions_withheld: CaptionsWithheld | None = None
+    """Why the room has no captioner although its space asked for one."""
 
 
 class LiveRooms:
@@ -66,7 +69,8 @@ class LiveRooms:
         """A copy: rooms may close while the caller awaits between them."""
         return iter(list(self._rooms.values()))
 
-    async def open(self, space_id: str, record: bool) -> LiveRoom:
+    async def open(self, space_id: str, record: bool, captions: bool = False) -> LiveRoom:
+        """`captions`: the space asked for live captions (it may get them or a reason)."""
         if space_id in self._rooms:
             return self._rooms[space_id]
         recording = None
@@ -74,14 +78,16 @@ class LiveRooms:
             recording = self.recordings.prepare(space_id)
         program = ProgramOutput(self._settings.audio, recording_path=recording)
         program.live.on_count_change = lambda _count: self._on_change(space_id)
-        captioner = self._captions.open(space_id, program) if self._captions is not None else None
+        captioner, withheld = None, captions_outcome(captions, available=False, running=0, limit=0)
+        if self._captions is not None:
+            captioner, withheld = self._captions.open(space_id, program, wanted=captions)
         stage = StageRoom(
             space_id,
             self._settings.stage,
             program.push if captioner is None else both(program.push, captioner.feed),
             on_change=lambda: self._on_change(space_id),
         )
-        room = LiveRoom(space_id, stage, program, recording)
+        room = LiveRoom(space_id, stage, program, recording, captions_withheld=withheld)
         self._rooms[space_id] = room
         await stage.start()
         return room

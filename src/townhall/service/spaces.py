@@ -28,6 +28,7 @@ from cachetools import LRUCache
 
 from townhall.audience.snapshot import Snapshot, audience_json, render, snapshot_data
 from townhall.config import Settings
+from townhall.domain.captions import choose_captions
 from townhall.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from townhall.domain.reactions import check_reaction
 from townhall.domain.space_details import edit_details
@@ -461,13 +462,20 @@ class Spaces:
             speaking=room.stage.speaking() if room else (),
             connected=room.stage.connected if room else (),
             recording_url=recording_url,
-            captions=self._captions is not None and self._captions.is_on(space_id),
+            captions=self._captions_on(space),
             audience=await self._state.audience(space_id) if space.is_live else (),
         )
         snapshot = render(data)
         if versions == (self._records.version(space_id), self._stages.version(space_id)):
             self._snapshots[space_id] = snapshot
         return snapshot
+
+    def _captions_on(self, space: Space) -> bool:
+        """Being made (told by the record, so every node knows) or kept with the replay
+        (its file beside the recording)."""
+        if space.is_live:
+            return space.captions and space.captions_withheld is None
+        return self._captions is not None and self._captions.is_on(space.id)
 
     async def listing(
         self, limit: int = LISTING_LIMIT, live_offset: int = 0, upcoming_offset: int = 0
@@ -510,8 +518,9 @@ class Spaces:
         now = _now()
         if not isinstance(record, bool):
             raise Invalid("record must be true or false", code="invalid_record")
-        if captions is not None and self._captions is None:
-            raise Invalid("this server runs no captioner", code="captions_unavailable")
+        wants_captions = choose_captions(
+            captions, self._captions is not None and self._captions.available
+        )
         if not self._state.healthy:  # other nodes could not be told: refuse before writing
             raise StateUnavailable()
         cap = self._settings.limits.open_spaces_per_host
@@ -528,9 +537,8 @@ class Spaces:
             scheduled_for=check_schedule(scheduled_for, now, self._settings.max_schedule_days),
             record=record,
             speak_policy=check_speak_policy(speak_policy),
+            captions=wants_captions,
         )
-        if self._captions is not None:
-            self._captions.choose(space.id, captions)
         await self._store.save_space(space)
         self._records.keep(space.id, space)
         await self._changed(space.id)
@@ -574,7 +582,8 @@ class Spaces:
             live = space.start(_now())
             await self._state.put_stage(space_id, await self._fresh_stage(space))
             await self._state.place_stage(space_id, self._node_id)
-            await self.rooms.open(space_id, record=space.record)
+            room = await self.rooms.open(space_id, record=space.record, captions=space.captions)
+            live = replace(live, captions_withheld=room.captions_withheld)
             await self._save(live)
         await self._host_action(actor, "start_space", space_id)
         self._events.space_live(live)

@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from townhall.domain.captions import CaptionsWithheld
 from townhall.domain.spaces import Space, SpaceState, SpeakPolicy, User
 
 
@@ -29,6 +30,8 @@ def space_to_json(space: Space) -> str:
         "description": space.description,
         "pinned_url": space.pinned_url,
         "topics": list(space.topics),
+        "captions": space.captions,
+        "captions_withheld": space.captions_withheld.value if space.captions_withheld else None,
     }
     return json.dumps(data, separators=(",", ":"))
 
@@ -52,4 +55,10 @@ def space_from_json(text: str | bytes) -> Space:
         description=data.get("description", ""),
         pinned_url=data.get("pinned_url"),
         topics=tuple(data.get("topics", ())),
+        captions=bool(data.get("captions", False)),
+        captions_withheld=_withheld(data.get("captions_withheld")),
     )
+
+
+def _withheld(value: str | None) -> CaptionsWithheld | None:
+    return CaptionsWithheld(value) if value else None

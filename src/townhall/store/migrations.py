@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.schema import CreateIndex
+from sqlalchemy.schema import CreateColumn, CreateIndex
 
 from townhall.store import moderation, schema
 from townhall.store.clips import clips
@@ -59,6 +59,16 @@ def _add_moderation_tables(connection: Connection) -> None:
     schema.metadata.create_all(connection, tables=list(moderation.TABLES), checkfirst=True)
 
 
+def _add_space_captions(connection: Connection) -> None:
+    """The per-space captions choice and why a space went live without them (a new
+    database already has both from step 1)."""
+    present = {column["name"] for column in inspect(connection).get_columns("spaces")}
+    for name in schema.SPACE_CAPTIONS_COLUMNS:
+        if name not in present:
+            column = CreateColumn(schema.spaces.c[name]).compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE spaces ADD COLUMN {column}"))
+
+
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _create_version_1_tables,
     _add_lookup_indexes,
@@ -66,6 +76,7 @@ MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _add_space_details,
     _add_moderation_tables,
     create_follow_tables,  # follows, reminders, notifications (issue 10)
+    _add_space_captions,
 )
 """Step N is MIGRATIONS[N - 1]. Append only; never edit a released step."""
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     func,
+    true,
 )
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.types import TEXT, TypeDecorator, TypeEngine
@@ -104,10 +105,15 @@ spaces = Table(
     Column("description", _text(), nullable=False, server_default=""),
     Column("pinned_url", _text()),
     Column("topics", _text(), nullable=False, server_default=""),
+    Column("captions", Boolean(create_constraint=False), nullable=False, server_default=true()),
+    Column("captions_withheld", _text()),
     Index("spaces_by_state", "state", "scheduled_for"),
 )
 SPACE_DETAIL_COLUMNS = ("description", "pinned_url", "topics")
 """Added by migration 4 (issue 10: what the host tells listeners)."""
+SPACE_CAPTIONS_COLUMNS = ("captions", "captions_withheld")
+"""Added by migration 7 (issue 10: the per-space captions choice and the node's answer).
+A space from before asks for captions, as it did when the choice was not kept."""
 
 removals = Table(
     "removals",

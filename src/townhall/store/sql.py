@@ -19,6 +19,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 
+from townhall.domain.captions import CaptionsWithheld
 from townhall.domain.errors import Conflict
 from townhall.domain.spaces import Space, SpaceState, SpeakPolicy, User
 from townhall.store import migrations
@@ -61,6 +62,8 @@ _SPACES_WITH_HOST = select(
     spaces.c.description,
     spaces.c.pinned_url,
     spaces.c.topics,
+    spaces.c.captions,
+    spaces.c.captions_withheld,
     users.c.id.label("host_id"),
     users.c.username.label("host_username"),
 ).select_from(spaces.join(users, users.c.id == spaces.c.host_id))
@@ -117,6 +120,8 @@ _SPACE_FIELDS = (
     "description",
     "pinned_url",
     "topics",
+    "captions",
+    "captions_withheld",
 )
 """What saving a space again may change (id, host and created_at are fixed at insert)."""
 
@@ -155,6 +160,10 @@ def _space(row: Any) -> Space:
         description=row.description or "",
         pinned_url=row.pinned_url,
         topics=tuple(t for t in (row.topics or "").split(TOPIC_SEPARATOR) if t),
+        captions=bool(row.captions),
+        captions_withheld=CaptionsWithheld(row.captions_withheld)
+        if row.captions_withheld
+        else None,
     )
 
 
@@ -174,6 +183,8 @@ def _space_row(space: Space) -> dict[str, Any]:
         "description": space.description,
         "pinned_url": space.pinned_url,
         "topics": TOPIC_SEPARATOR.join(space.topics),
+        "captions": space.captions,
+        "captions_withheld": space.captions_withheld.value if space.captions_withheld else None,
     }
 
 

@@ -167,10 +167,16 @@ export async function shareLink(url, title) {
 /** Caption lines kept on screen; older cues scroll away. */
 const CAPTION_LINES = 2;
 const CAPTIONS_POLL_MS = 2_000;
+/** Why a space that asked for captions has none (snapshot `captions_withheld`). */
+const CAPTIONS_WITHHELD = {
+  node_limit: 'No captions for this space: its server is already captioning as many spaces as it can.',
+  no_captioner: 'No captions for this space: its server runs no captioner.',
+};
 
 /**
  * Captions on the page when the space has them (snapshot `captions: true`): polls
- * GET /api/spaces/{id}/captions?since= and shows the newest cues.
+ * GET /api/spaces/{id}/captions?since= and shows the newest cues. A live space that
+ * asked for captions but went live without them says why instead.
  */
 export class CaptionsView {
   constructor(el, captionsPath) {
@@ -183,6 +189,12 @@ export class CaptionsView {
 
   follow(space, fetchJson) {
     const on = Boolean(space.captions) && space.state === 'live';
+    const withheld = space.state === 'live' && CAPTIONS_WITHHELD[space.captions_withheld];
+    if (withheld) {
+      this.el.replaceChildren(h('p', { class: 'captions-withheld' }, withheld));
+      this.el.hidden = false;
+      return;
+    }
     this.el.hidden = !on || !this.lines.length;
     if (on && !this.timer) {
       const tick = async () => {
