@@ -16,6 +16,7 @@ import pytest
 from townhall.domain.spaces import Space, SpaceState, User
 from townhall.domain.stage import Role, Stage
 from townhall.state import MemoryState, NodeInfo, RedisState, State
+from townhall.state.base import MAX_SPACES_PER_NODE_REPORT
 
 Views = tuple[State, State]
 
@@ -130,6 +131,30 @@ async def test_the_peak_is_the_highest_sum_across_nodes_and_outlives_the_end(
     assert await a.listeners("s1") == 0
     assert await a.peak_listeners("s1") == 43, "kept for the host's end-of-space summary"
     assert await a.peak_listeners("other") == 0
+
+
+async def test_one_node_report_updates_every_space_it_names_at_once(views: Views) -> None:
+    a, b = views
+    counts = {f"space-{i}": i % 7 for i in range(300)}
+    await a.report_node_listeners("node-a", counts, ttl_s=60)
+    await b.report_node_listeners("node-b", {"space-3": 10, "space-4": 1}, ttl_s=0.3)
+    assert await b.listeners("space-3") == 13
+    assert await a.listeners("space-299") == 299 % 7
+    assert await a.peak_listeners("space-4") == 5
+    await a.report_node_listeners("node-a", {"space-3": 0}, ttl_s=60)  # zero: forgotten share
+    await asyncio.sleep(0.5)
+    assert await b.listeners("space-3") == 0, "node-b's report expired, node-a's says 0"
+    assert await a.peak_listeners("space-3") == 13
+    await a.report_node_listeners("node-a", {})  # an empty report is no update at all
+    assert await a.listeners("space-6") == 6
+
+
+async def test_a_node_report_is_bounded(views: Views) -> None:
+    a, _ = views
+    oversized = {f"s{i}": 1 for i in range(MAX_SPACES_PER_NODE_REPORT + 1)}
+    with pytest.raises(ValueError, match="at most"):
+        await a.report_node_listeners("node-a", oversized)
+    assert await a.listeners("s0") == 0, "nothing of a refused report is written"
 
 
 async def test_the_arrival_sequence_is_one_across_nodes(views: Views) -> None:

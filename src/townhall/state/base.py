@@ -14,7 +14,7 @@ promise that every change published by another node reaches `on_change`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,8 +35,18 @@ ENDED_RECORD_TTL_S = 3_600.0
 """An ended space's record stays in State this long (late snapshots), then only the store has it."""
 LISTENER_REPORT_TTL_S = 5.0
 """A listener count not reported again within this stops counting (a dead node's)."""
+MAX_SPACES_PER_NODE_REPORT = 20_000
+"""Spaces one `report_node_listeners` call may carry: a stream worker's whole report
+(at most 10,000 spaces, townhall.edge.reports) and the zeros of the spaces its previous
+report named and this one does not."""
 STATE_RETRY_AFTER_S = 2.0
 """What a refused client is told to wait while the shared state is unreachable."""
+
+
+def refuse_oversized_report(counts: Mapping[str, int]) -> None:
+    """Both backends bound one node report the same way."""
+    if len(counts) > MAX_SPACES_PER_NODE_REPORT:
+        raise ValueError(f"at most {MAX_SPACES_PER_NODE_REPORT} spaces in one node report")
 
 
 class StateUnavailable(Unavailable):
@@ -112,6 +122,13 @@ class State(Protocol):
     ) -> None:
         """This node's current listener count for the space; it is forgotten after
         `ttl_s` unless reported again, so a dead node's listeners stop counting."""
+
+    async def report_node_listeners(
+        self, node_id: str, counts: Mapping[str, int], ttl_s: float = LISTENER_REPORT_TTL_S
+    ) -> None:
+        """`report_listeners` for every space of one node's report at once (at most
+        MAX_SPACES_PER_NODE_REPORT, else ValueError): one round trip, not one per space,
+        so a stream worker's report every second costs the state one bounded update."""
 
     async def listeners(self, space_id: str) -> int:
         """The sum over the nodes whose report has not expired."""

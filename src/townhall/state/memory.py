@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from townhall.domain.spaces import Space, SpaceState
@@ -22,6 +22,7 @@ from townhall.state.base import (
     NodeInfo,
     ResyncListener,
     StageChange,
+    refuse_oversized_report,
 )
 
 MAX_ENDED_RECORDS = 10_000
@@ -139,6 +140,13 @@ class MemoryState:
         self._listeners.setdefault(space_id, {})[node_id] = (count, self._clock() + ttl_s)
         total = await self.listeners(space_id)
         self._peaks[space_id] = max(self._peaks.get(space_id, 0), total)
+
+    async def report_node_listeners(
+        self, node_id: str, counts: Mapping[str, int], ttl_s: float = LISTENER_REPORT_TTL_S
+    ) -> None:
+        refuse_oversized_report(counts)
+        for space_id, count in counts.items():
+            await self.report_listeners(space_id, node_id, count, ttl_s)
 
     async def peak_listeners(self, space_id: str) -> int:
         ended = self._ended_totals(space_id)

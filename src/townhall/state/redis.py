@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -36,6 +36,7 @@ from townhall.state.base import (
     ResyncListener,
     StageChange,
     StateUnavailable,
+    refuse_oversized_report,
 )
 from townhall.state.codec import space_from_json, space_to_json
 
@@ -327,6 +328,25 @@ class RedisState:
         ]
         with _reachable():
             await self._report(keys=keys, args=[node_id, count, ttl_s])
+
+    async def report_node_listeners(
+        self, node_id: str, counts: Mapping[str, int], ttl_s: float = LISTENER_REPORT_TTL_S
+    ) -> None:
+        """One pipeline of REPORT_LISTENERS calls (not a transaction: each space's keys
+        share a hash tag, the spaces do not)."""
+        refuse_oversized_report(counts)
+        if not counts:
+            return
+        with _reachable():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for space_id, count in counts.items():
+                    keys = [
+                        LISTENERS_KEY % space_id,
+                        LISTENER_EXPIRY_KEY % space_id,
+                        PEAK_LISTENERS_KEY % space_id,
+                    ]
+                    await self._report(keys=keys, args=[node_id, count, ttl_s], client=pipe)
+                await pipe.execute()
 
     async def listeners(self, space_id: str) -> int:
         keys = [LISTENERS_KEY % space_id, LISTENER_EXPIRY_KEY % space_id]
