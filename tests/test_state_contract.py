@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from townhall.domain.moderation import AuditHead
 from townhall.domain.spaces import Space, SpaceState, User
 from townhall.domain.stage import Role, Stage
 from townhall.state import MemoryState, NodeInfo, RedisState, State
@@ -155,6 +156,16 @@ async def test_a_node_report_is_bounded(views: Views) -> None:
     with pytest.raises(ValueError, match="at most"):
         await a.report_node_listeners("node-a", oversized)
     assert await a.listeners("s0") == 0, "nothing of a refused report is written"
+
+
+async def test_the_audit_head_is_shared_and_only_moves_forward(views: Views) -> None:
+    a, b = views
+    assert await a.audit_head() is None
+    await a.advance_audit_head(AuditHead(3, "c" * 64))
+    await b.advance_audit_head(AuditHead(2, "b" * 64))  # a late writer of an older entry
+    assert await b.audit_head() == AuditHead(3, "c" * 64)
+    await b.advance_audit_head(AuditHead(2**40, "d" * 64))
+    assert await a.audit_head() == AuditHead(2**40, "d" * 64)
 
 
 async def test_the_arrival_sequence_is_one_across_nodes(views: Views) -> None:

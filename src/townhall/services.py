@@ -157,7 +157,7 @@ def build_services(
     signer = Signer(load_secret(settings))
     captions = captions or Captions(settings.captions, settings.recordings_dir)
     moderation_store = SqlModerationStore(store.run)
-    standing = Standing(moderation_store)
+    standing = Standing(moderation_store, state)
     spaces = Spaces(
         store,
         state,

@@ -9,12 +9,16 @@ existed; they only need the moderation store, so they are built first and passed
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from townhall.domain.moderation import Suspended, audit_entry_text
+from townhall.domain.moderation import AuditHead, Suspended, audit_entry_text
 from townhall.domain.spaces import User
+from townhall.state.base import State, StateUnavailable
 from townhall.store.moderation import ModerationStore
+
+log = logging.getLogger(__name__)
 
 MAX_BLOCKS_PER_HOST: Final = 10_000
 """Blocks a host may keep: every new stage of theirs carries them all."""
@@ -22,8 +26,9 @@ MAX_STATEMENTS: Final = 100
 
 
 class Standing:
-    def __init__(self, store: ModerationStore) -> None:
+    def __init__(self, store: ModerationStore, state: State) -> None:
         self._store = store
+        self._state = state
 
     async def blocked_by(self, host_id: str) -> set[str]:
         """The users a host blocked: a new stage starts with them removed, so the removal
@@ -52,9 +57,18 @@ class Standing:
     async def audit(
         self, actor: str, action: str, target: str, details: dict[str, Any] | None = None
     ) -> None:
-        await self._store.append_audit(
+        """Appends to the chain, then moves the head kept in the shared state forward
+        (Moderation.verify checks the table's tail against it)."""
+        entry = await self._store.append_audit(
             audit_entry_text(datetime.now(UTC), actor, action, target, details or {})
         )
+        try:
+            await self._state.advance_audit_head(AuditHead(entry.seq, entry.hash))
+        except StateUnavailable:  # the entry is written; the next append moves the head
+            log.warning("audit entry %d written; the shared state missed its head", entry.seq)
+
+    async def audit_head(self) -> AuditHead | None:
+        return await self._state.audit_head()
 
     async def host_action(
         self, host: User, action: str, space_id: str, details: dict[str, Any]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from townhall.domain.errors import Unavailable
+from townhall.domain.moderation import AuditHead
 from townhall.domain.spaces import Space
 from townhall.domain.stage import Stage
 
@@ -155,6 +156,16 @@ class State(Protocol):
         """The deployment's attack mode, forgotten after `ttl_s` unless set again."""
 
     async def attack_mode(self) -> str | None: ...
+
+    # -- the audit log's head -------------------------------------------------------------
+
+    async def advance_audit_head(self, head: AuditHead) -> None:
+        """Remembers the audit chain's head outside its table, atomically, and only
+        forward (a higher `seq` than the one kept): a deleted or rewritten tail of the
+        table no longer matches it."""
+
+    async def audit_head(self) -> AuditHead | None:
+        """The furthest head recorded, or None if none was (a new or restarted memory state)."""
 
     # -- placement and nodes ------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
+from townhall.domain.moderation import AuditHead
 from townhall.domain.spaces import Space, SpaceState
 from townhall.domain.stage import Stage
 from townhall.state.base import (
@@ -56,6 +57,7 @@ class MemoryState:
         self._admitted: dict[str, int] = {}
         self._attack_mode: tuple[str, float] | None = None
         self._placement: dict[str, str] = {}
+        self._audit_head: AuditHead | None = None
         self._nodes: dict[str, tuple[NodeInfo, float]] = {}
 
     # -- change notification ---------------------------------------------------------
@@ -186,6 +188,15 @@ class MemoryState:
             self._attack_mode = None
             return None
         return self._attack_mode[0]
+
+    # -- the audit log's head -------------------------------------------------------------
+
+    async def advance_audit_head(self, head: AuditHead) -> None:
+        if self._audit_head is None or head.seq > self._audit_head.seq:
+            self._audit_head = head
+
+    async def audit_head(self) -> AuditHead | None:
+        return self._audit_head
 
     # -- placement and nodes ------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, WatchError
 
 from townhall.domain.errors import Conflict
+from townhall.domain.moderation import AuditHead
 from townhall.domain.spaces import Space, SpaceState
 from townhall.domain.stage import Stage
 from townhall.state.base import (
@@ -63,6 +64,8 @@ STAGE_NODE_KEY = "townhall:space:{%s}:stage-node"
 """string: id of the node that holds the space's stage."""
 ATTACK_MODE_KEY = "townhall:attack-mode"
 """string: the deployment's attack mode ("on"/"off"/...), with an expiry."""
+AUDIT_HEAD_KEY = "townhall:audit-head"
+"""hash: seq -> the audit chain's furthest sequence number, hash -> that entry's hash."""
 NODE_KEY = "townhall:node:%s"
 """string: a NodeInfo as JSON; expires when the node stops beating."""
 NODES_KEY = "townhall:nodes"
@@ -126,6 +129,14 @@ end
 return total
 """
 )
+# KEYS: audit head. ARGV: seq, hash. Moves the head forward only.
+ADVANCE_AUDIT_HEAD = """
+local kept = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+if tonumber(ARGV[1]) > kept then
+  redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'hash', ARGV[2])
+end
+return 1
+"""
 # KEYS: arrivals, admitted. ARGV: at most. Returns the new admitted-up-to.
 ADVANCE_ADMITTED = """
 local arrivals = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -192,6 +203,7 @@ class RedisState:
         self._sum = self._redis.register_script(SUM_LISTENERS)
         self._advance = self._redis.register_script(ADVANCE_ADMITTED)
         self._beat = self._redis.register_script(BEAT)
+        self._advance_audit_head = self._redis.register_script(ADVANCE_AUDIT_HEAD)
 
     # -- change notification ---------------------------------------------------------
 
@@ -385,6 +397,19 @@ class RedisState:
         with _reachable():
             mode = await self._redis.get(ATTACK_MODE_KEY)
         return str(mode) if mode is not None else None
+
+    # -- the audit log's head -------------------------------------------------------------
+
+    async def advance_audit_head(self, head: AuditHead) -> None:
+        with _reachable():
+            await self._advance_audit_head(keys=[AUDIT_HEAD_KEY], args=[head.seq, head.hash])
+
+    async def audit_head(self) -> AuditHead | None:
+        with _reachable():
+            kept = await self._redis.hgetall(AUDIT_HEAD_KEY)
+        if not kept:
+            return None
+        return AuditHead(int(kept["seq"]), str(kept["hash"]))
 
     # -- placement and nodes ------------------------------------------------------------
 

@@ -66,6 +66,7 @@ MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _add_space_details,
     _add_moderation_tables,
     create_follow_tables,  # follows, reminders, notifications (issue 10)
+    moderation.widen_audit_seq,  # audit_log.seq BIGINT on PostgreSQL
 )
 """Step N is MIGRATIONS[N - 1]. Append only; never edit a released step."""
 
