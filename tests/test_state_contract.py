@@ -17,7 +17,7 @@ from townhall.domain.moderation import AuditHead
 from townhall.domain.spaces import Space, SpaceState, User
 from townhall.domain.stage import Role, Stage
 from townhall.state import MemoryState, NodeInfo, RedisState, State
-from townhall.state.base import MAX_SPACES_PER_NODE_REPORT
+from townhall.state.base import MAX_SPACES_PER_NODE_REPORT, MAX_USERS_PER_EVENT
 
 Views = tuple[State, State]
 
@@ -166,6 +166,25 @@ async def test_the_audit_head_is_shared_and_only_moves_forward(views: Views) -> 
     assert await b.audit_head() == AuditHead(3, "c" * 64)
     await b.advance_audit_head(AuditHead(2**40, "d" * 64))
     assert await a.audit_head() == AuditHead(2**40, "d" * 64)
+
+
+async def test_a_user_event_reaches_the_listeners_of_every_node(views: Views) -> None:
+    a, b = views
+    heard_on_a: list[tuple[list[str], bytes]] = []
+    heard_on_b: list[tuple[list[str], bytes]] = []
+    a.listen_user_events(lambda users, event: heard_on_a.append((list(users), event)))
+    if b is not a:
+        b.listen_user_events(lambda users, event: heard_on_b.append((list(users), event)))
+    await a.publish_user_event(["u1", "u2"], '{"kind":"space_live","t":"é"}'.encode())
+    expected = [(["u1", "u2"], '{"kind":"space_live","t":"é"}'.encode())]
+    for _ in range(200):  # pub/sub is asynchronous on Redis
+        if heard_on_a and (b is a or heard_on_b):
+            break
+        await asyncio.sleep(0.02)
+    assert heard_on_a == expected
+    assert b is a or heard_on_b == expected
+    with pytest.raises(ValueError, match="at most"):
+        await a.publish_user_event([f"u{i}" for i in range(MAX_USERS_PER_EVENT + 1)], b"{}")
 
 
 async def test_the_arrival_sequence_is_one_across_nodes(views: Views) -> None:

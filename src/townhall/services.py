@@ -188,7 +188,9 @@ def build_services(
     moderation = Moderation(moderation_store, store, spaces, accounts, standing, clips=clips)
     notify = settings.notify
     follow_store = SqlFollowStore(store)
-    event_hub = EventHub(HubLimits(notify.max_event_streams, notify.max_event_streams_per_user))
+    event_hub = EventHub(
+        HubLimits(notify.max_event_streams, notify.max_event_streams_per_user), bus=state
+    )
     webhooks = Webhooks(
         WebhookSettings(
             url=notify.webhook_url,

@@ -14,7 +14,7 @@ promise that every change published by another node reaches `on_change`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,6 +32,9 @@ ChangeListener = Callable[[str, str], None]
 ResyncListener = Callable[[], None]
 """Called when changes may have been missed (the subscription was lost and is back)."""
 
+UserEventListener = Callable[[Sequence[str], bytes], object]
+"""Called with (user ids, event) for every user event published by any node."""
+
 ENDED_RECORD_TTL_S = 3_600.0
 """An ended space's record stays in State this long (late snapshots), then only the store has it."""
 LISTENER_REPORT_TTL_S = 5.0
@@ -40,8 +43,15 @@ MAX_SPACES_PER_NODE_REPORT = 20_000
 """Spaces one `report_node_listeners` call may carry: a stream worker's whole report
 (at most 10,000 spaces, townhall.edge.reports) and the zeros of the spaces its previous
 report named and this one does not."""
+MAX_USERS_PER_EVENT = 1_000
+"""User ids one `publish_user_event` may name (a notifier wave is at most this)."""
 STATE_RETRY_AFTER_S = 2.0
 """What a refused client is told to wait while the shared state is unreachable."""
+
+
+def refuse_oversized_event(user_ids: Sequence[str]) -> None:
+    if len(user_ids) > MAX_USERS_PER_EVENT:
+        raise ValueError(f"at most {MAX_USERS_PER_EVENT} users per event")
 
 
 def refuse_oversized_report(counts: Mapping[str, int]) -> None:
@@ -91,6 +101,16 @@ class State(Protocol):
 
     async def publish(self, space_id: str, node_id: str) -> None:
         """Tells every node (this one included) that something about the space changed."""
+
+    def listen_user_events(self, listener: UserEventListener) -> None:
+        """Registers a listener for the events of signed-in users' pages (the node's
+        EventHub): every event published from then on, by any node, reaches it."""
+
+    async def publish_user_event(self, user_ids: Sequence[str], event: bytes) -> None:
+        """Delivers `event` for these users to the listeners of every node (this one
+        included): a page's event stream may be open on any node. At most
+        MAX_USERS_PER_EVENT ids (else ValueError). Fire and forget: a node that misses
+        it (its subscription was down) has the feed to catch up from."""
 
     # -- space records' live fields ----------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from townhall.domain.moderation import AuditHead
@@ -23,6 +23,8 @@ from townhall.state.base import (
     NodeInfo,
     ResyncListener,
     StageChange,
+    UserEventListener,
+    refuse_oversized_event,
     refuse_oversized_report,
 )
 
@@ -43,6 +45,7 @@ class MemoryState:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._on_change: list[ChangeListener] = []
+        self._on_user_event: list[UserEventListener] = []
         self._spaces: dict[str, tuple[Space, float]] = {}
         """Space id -> (record, expiry as unix time; inf while not ended)."""
         self._stages: dict[str, Stage] = {}
@@ -75,6 +78,14 @@ class MemoryState:
     async def publish(self, space_id: str, node_id: str) -> None:
         for listener in self._on_change:
             listener(space_id, node_id)
+
+    def listen_user_events(self, listener: UserEventListener) -> None:
+        self._on_user_event.append(listener)
+
+    async def publish_user_event(self, user_ids: Sequence[str], event: bytes) -> None:
+        refuse_oversized_event(user_ids)
+        for listener in self._on_user_event:
+            listener(user_ids, event)
 
     # -- records ----------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -37,6 +37,8 @@ from townhall.state.base import (
     ResyncListener,
     StageChange,
     StateUnavailable,
+    UserEventListener,
+    refuse_oversized_event,
     refuse_oversized_report,
 )
 from townhall.state.codec import space_from_json, space_to_json
@@ -72,6 +74,8 @@ NODES_KEY = "townhall:nodes"
 """sorted set: node id -> unix time its registration expires."""
 CHANGES_CHANNEL = "townhall:space-changes"
 """pub/sub: "<space id> <node id>" whenever something about a space changed."""
+USER_EVENTS_CHANNEL = "townhall:user-events"
+"""pub/sub: {"users": [user id, ...], "event": text} for signed-in pages' event streams."""
 
 PER_SPACE_KEYS = (
     STAGE_KEY,
@@ -195,6 +199,7 @@ class RedisState:
         )
         self._on_change: list[ChangeListener] = []
         self._on_resync: list[ResyncListener] = []
+        self._on_user_event: list[UserEventListener] = []
         self._healthy = False
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -230,7 +235,7 @@ class RedisState:
             try:
                 if lost:  # connections from before the outage are dead: drop them
                     await self._redis.connection_pool.disconnect()
-                await pubsub.subscribe(CHANGES_CHANNEL)
+                await pubsub.subscribe(CHANGES_CHANNEL, USER_EVENTS_CHANNEL)
                 self._healthy = True
                 self._subscribed.set()
                 if lost:
@@ -240,7 +245,11 @@ class RedisState:
                 lost = False
                 while True:
                     message = await pubsub.get_message(timeout=PUBSUB_POLL_S)
-                    if message is not None:
+                    if message is None:
+                        continue
+                    if message.get("channel") == USER_EVENTS_CHANNEL:
+                        self._dispatch_user_event(message.get("data"))
+                    else:
                         self._dispatch(message.get("data"))
             except (RedisError, OSError) as error:
                 if not lost:
@@ -265,6 +274,30 @@ class RedisState:
     async def publish(self, space_id: str, node_id: str) -> None:
         with _reachable():
             await self._redis.publish(CHANGES_CHANNEL, f"{space_id} {node_id}")
+
+    def listen_user_events(self, listener: UserEventListener) -> None:
+        self._on_user_event.append(listener)
+
+    async def publish_user_event(self, user_ids: Sequence[str], event: bytes) -> None:
+        refuse_oversized_event(user_ids)
+        message = json.dumps({"users": list(user_ids), "event": event.decode()})
+        with _reachable():
+            await self._redis.publish(USER_EVENTS_CHANNEL, message)
+
+    def _dispatch_user_event(self, data: object) -> None:
+        try:
+            message = json.loads(data) if isinstance(data, str) else {}
+            users, event = message["users"], message["event"].encode()
+            if not isinstance(users, list) or not all(isinstance(u, str) for u in users):
+                raise TypeError("users")
+        except (ValueError, TypeError, KeyError, AttributeError):
+            log.warning("a user event that is not one was ignored")
+            return
+        for listener in self._on_user_event:
+            try:
+                listener(users, event)
+            except Exception:
+                log.exception("a user event listener failed")
 
     # -- records ----------------------------------------------------------------------
 
