@@ -156,6 +156,7 @@ def build_services(
     state = state or open_state(settings.state)
     signer = Signer(load_secret(settings))
     captions = captions or Captions(settings.captions, settings.recordings_dir)
+    peers = HttpPeerNodes(signer)
     moderation_store = SqlModerationStore(store.run)
     standing = Standing(moderation_store, state)
     spaces = Spaces(
@@ -163,7 +164,7 @@ def build_services(
         state,
         settings,
         node_id_for(settings.node_url),
-        peers=HttpPeerNodes(signer),
+        peers=peers,
         captions=captions,
         events=events,
         standing=standing,
@@ -184,6 +185,9 @@ def build_services(
         settings.clips,
         directory=settings.clips_dir,
         live_window_s=settings.audio.clip_window_s,
+        node_id=node_id_for(settings.node_url),
+        peers=peers,
+        nodes=state,
     )
     moderation = Moderation(moderation_store, store, spaces, accounts, standing, clips=clips)
     notify = settings.notify
