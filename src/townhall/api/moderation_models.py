@@ -76,8 +76,14 @@ class ReportReasons(ResponseBody):
     reasons: list[ReportReason]
 
 
+class QueuedReportOut(ReportOut):
+    subject_username: str | None = Field(
+        description="The reported user's name (a user report whose user still exists)"
+    )
+
+
 class ReportQueue(ResponseBody):
-    reports: list[ReportOut]
+    reports: list[QueuedReportOut]
 
 
 class StatementOut(ResponseBody):

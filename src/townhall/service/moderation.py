@@ -132,8 +132,16 @@ class Moderation:
         await self._store.add_report(report)
         return report
 
-    async def queue(self, limit: int, offset: int) -> list[Report]:
-        return await self._store.open_reports(limit, offset)
+    async def queue(self, limit: int, offset: int) -> list[tuple[Report, str | None]]:
+        """Open reports, oldest first, each with the reported user's name (a user report)
+        so the moderator sees whom it is about."""
+        reports = await self._store.open_reports(limit, offset)
+        names: dict[str, str | None] = {}
+        for report in reports:
+            if report.subject is Subject.USER and report.subject_id not in names:
+                user = await self._users.get_user(report.subject_id)
+                names[report.subject_id] = user.username if user else None
+        return [(report, names.get(report.subject_id)) for report in reports]
 
     # -- who moderates -----------------------------------------------------------
 
