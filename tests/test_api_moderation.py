@@ -107,6 +107,7 @@ async def test_only_moderators_and_the_operator_see_the_queue(client: httpx.Asyn
         assert queue.status_code == 200, queue.text
         [report] = queue.json()["reports"]
         assert report["reason"] == "hate" and report["reporter_id"] == ann.id
+        assert report["subject_username"] == "ann", "the moderator sees whom it is about"
     assert_error(
         await client.post("/api/moderation/moderators", json={"user_id": ann.id},
                           headers=mod.headers), 403)  # fmt: skip
