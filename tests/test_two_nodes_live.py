@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,7 +104,9 @@ async def test_a_live_clip_asked_of_node_b_is_cut_by_node_a_and_served_by_both(
         speaker = await speak_over_http(a, space_id, host.headers, ToneTrack(TONE_HZ))
         try:
             await asyncio.sleep(SPEAK_S)
+            asked = time.perf_counter()
             made = await b.post(f"/api/spaces/{space_id}/clips", json={"seconds": 2})
+            took_s = time.perf_counter() - asked
         finally:
             await speaker.close()
         assert made.status_code == 201, made.text
@@ -112,7 +115,12 @@ async def test_a_live_clip_asked_of_node_b_is_cut_by_node_a_and_served_by_both(
         assert (node_a.data_dir / "clips" / f"{clip['id']}.m4a").exists(), "cut by A"
         assert not (node_b.data_dir / "clips" / f"{clip['id']}.m4a").exists()
 
-        from_a, from_b = await a.get(clip["url"]), await b.get(clip["url"])
+        from_a = await a.get(clip["url"])
+        fetched = time.perf_counter()
+        from_b = await b.get(clip["url"])
+        fetch_s = time.perf_counter() - fetched
+        print(f"\nclip asked of B, cut by A: {took_s * 1000:.0f} ms; "
+              f"first read on B (fetched from A): {fetch_s * 1000:.0f} ms")  # fmt: skip
         for served in (from_a, from_b):
             assert served.status_code == 200, served.text
             assert served.headers["content-type"] == "audio/mp4"
@@ -121,7 +129,7 @@ async def test_a_live_clip_asked_of_node_b_is_cut_by_node_a_and_served_by_both(
         samples, seconds, codec = _decode(from_b.content)
         assert codec == "aac" and 2.0 <= seconds <= 2.0 + 2 * FRAGMENT_S
         power = steady_tone_power(samples, RATE, TONE_HZ)
-        print(f"\nclip cut on A, served by B: {seconds:.2f} s, {TONE_HZ:g} Hz {power:.1f} dBFS")
+        print(f"clip cut on A, served by B: {seconds:.2f} s, {TONE_HZ:g} Hz {power:.1f} dBFS")
         assert power > PRESENT_DBFS
 
         stranger = await b.get(f"{node_a.url}/internal/clips/{clip['id']}")
