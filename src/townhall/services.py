@@ -30,6 +30,7 @@ from townhall.private_files import create_private_file, make_private_dir
 from townhall.server import ConnectionGuard
 from townhall.service.accounts import Accounts, password_limits
 from townhall.service.audience_list import AudienceList
+from townhall.service.audit_checkpoint import AUDIT_HEAD_FILE, AuditCheckpointFile
 from townhall.service.captions import Captions
 from townhall.service.clips import Clips
 from townhall.service.door import Door
@@ -158,7 +159,9 @@ def build_services(
     captions = captions or Captions(settings.captions, settings.recordings_dir)
     peers = HttpPeerNodes(signer)
     moderation_store = SqlModerationStore(store.run)
-    standing = Standing(moderation_store, state)
+    standing = Standing(
+        moderation_store, state, AuditCheckpointFile(settings.data_dir / AUDIT_HEAD_FILE, signer)
+    )
     spaces = Spaces(
         store,
         state,
