@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,3 +82,22 @@ async def speak_over_http(
     assert answer.status_code == 200, answer.text
     await client.accept(answer.json()["sdp"])
     return client
+
+
+def sse_events(lines: Iterator[str], within_s: float | None = None) -> Iterator[tuple[str, str]]:
+    """(event, data) pairs of a text/event-stream, read line by line. With `within_s`,
+    a stream that has sent no event by then fails (checked at each line: the server's
+    heartbeats keep a silent stream's reads from timing out)."""
+    deadline = None if within_s is None else time.monotonic() + within_s
+    event, data = "message", ""
+    for line in lines:
+        if deadline is not None and time.monotonic() > deadline:
+            raise AssertionError(f"no event within {within_s} s")
+        if line == "":
+            if data:
+                yield event, data
+            event, data = "message", ""
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data += line[5:].strip()

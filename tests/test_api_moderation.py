@@ -16,7 +16,7 @@ from sqlalchemy import text
 from conftest import NO_LAG_DOOR
 from http_helpers import Account, assert_error, live_space, sign_up
 from townhall.config import load_settings
-from townhall.domain.moderation import ReportReason
+from townhall.domain.moderation import ReportReason, audit_entry_text, chain_hash
 from townhall.service.moderation import REPORTS_PER_HOUR
 from townhall.store.moderation import SqlModerationStore
 
@@ -107,6 +107,7 @@ async def test_only_moderators_and_the_operator_see_the_queue(client: httpx.Asyn
         assert queue.status_code == 200, queue.text
         [report] = queue.json()["reports"]
         assert report["reason"] == "hate" and report["reporter_id"] == ann.id
+        assert report["subject_username"] == "ann", "the moderator sees whom it is about"
     assert_error(
         await client.post("/api/moderation/moderators", json={"user_id": ann.id},
                           headers=mod.headers), 403)  # fmt: skip
@@ -272,8 +273,10 @@ async def test_the_audit_log_records_every_action_and_detects_tampering(
     rows = list(csv.DictReader(io.StringIO(as_csv.text)))
     assert [row["hash"] for row in rows] == [e["hash"] for e in entries]
     verified = (await client.get("/api/moderation/audit/verify", headers=mod.headers)).json()
+    checkpoint = {"seq": 8, "hash": entries[-1]["hash"]}
     assert verified == {"ok": True, "entries": 8, "head": entries[-1]["hash"],
-                        "broken_at": None, "problem": None}  # fmt: skip
+                        "broken_at": None, "problem": None,
+                        "checkpoint": checkpoint}  # fmt: skip
 
     store = _app(client).services.store
     await store.run(
@@ -284,6 +287,44 @@ async def test_the_audit_log_records_every_action_and_detects_tampering(
     )
     broken = (await client.get("/api/moderation/audit/verify", headers=mod.headers)).json()
     assert broken["ok"] is False and broken["broken_at"] == 7
+
+
+async def test_a_removed_or_rewritten_tail_of_the_audit_log_is_detected(
+    client: httpx.AsyncClient,
+) -> None:
+    """Deleting the last entries, or re-hashing them, leaves a chain whose links all hold:
+    only the head kept outside the table (in the shared state) tells."""
+    mod = await _moderator(client)
+    for name in ("ann", "bob", "cat"):
+        await _act(client, mod.headers, "suspend_user", (await sign_up(client, name)).id)
+    store = _app(client).services.store
+
+    async def verify() -> dict[str, object]:
+        answer = await client.get("/api/moderation/audit/verify", headers=mod.headers)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    assert (await verify())["ok"] is True
+    entries = (await client.get("/api/moderation/audit", headers=mod.headers)).json()["entries"]
+    last = entries[-1]
+    at = datetime.fromisoformat(last["at"])
+    text_of = audit_entry_text(at, last["actor"], last["action"], "someone-else", {})
+    rehashed = chain_hash(4, entries[-2]["hash"], text_of)
+    await store.run(
+        lambda db: db.execute(
+            text("UPDATE audit_log SET entry = :e, hash = :h WHERE seq = 4"),
+            {"e": text_of, "h": rehashed},
+        )
+    )
+    rewritten = await verify()
+    assert rewritten["ok"] is False and rewritten["broken_at"] == 4, rewritten
+    assert "rewritten" in str(rewritten["problem"])
+
+    await store.run(lambda db: db.execute(text("DELETE FROM audit_log WHERE seq >= 3")))
+    truncated = await verify()
+    assert truncated["ok"] is False and truncated["entries"] == 2, truncated
+    assert truncated["broken_at"] == 3 and "removed" in str(truncated["problem"])
+    assert truncated["checkpoint"] == {"seq": 4, "hash": entries[-1]["hash"]}
 
 
 async def test_the_transparency_export_counts_reports_actions_and_time_to_action(

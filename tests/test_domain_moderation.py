@@ -10,9 +10,11 @@ from townhall.domain.moderation import (
     Action,
     ActionKind,
     AuditEntry,
+    AuditHead,
     ReportReason,
     audit_entry_text,
     chain_hash,
+    check_against_head,
     transparency_report,
     transparency_rows,
     verify_chain,
@@ -60,6 +62,40 @@ def test_each_kind_of_tampering_is_named() -> None:
     assert verify_chain(chain[:1] + chain[2:]).problem == "an entry is missing"
     relinked = [*chain[:3], replace(chain[3], prev_hash=GENESIS_HASH), chain[4]]
     assert verify_chain(relinked).problem == "the link is broken"
+
+
+def test_a_chain_whose_tail_was_removed_or_rewritten_fails_against_the_kept_head() -> None:
+    chain = _chain(5)
+    head = AuditHead(5, chain[-1].hash)
+    intact = check_against_head(verify_chain(chain), head, chain[-1].hash)
+    assert intact.ok and intact.checkpoint == head
+
+    truncated = check_against_head(verify_chain(chain[:3]), head, None)
+    assert verify_chain(chain[:3]).ok, "every remaining link holds: only the head tells"
+    assert not truncated.ok and truncated.broken_at == 4
+    assert truncated.problem == "entries 4 to 5 were removed from the end"
+    emptied = check_against_head(verify_chain([]), head, None)
+    assert not emptied.ok and emptied.broken_at == 1
+
+    forged = audit_entry_text(T0, "operator", "restore_user", "user-5", {})
+    link = chain[3].hash
+    rewritten = [*chain[:4], AuditEntry(5, forged, link, chain_hash(5, link, forged))]
+    check = check_against_head(verify_chain(rewritten), head, rewritten[-1].hash)
+    assert not check.ok and check.broken_at == 5 and "rewritten" in (check.problem or "")
+
+
+def test_a_longer_chain_than_the_kept_head_and_no_head_at_all_are_fine() -> None:
+    """The head moves after the append commits: a chain may be ahead of it for a moment."""
+    chain = _chain(5)
+    ahead = check_against_head(verify_chain(chain), AuditHead(4, chain[3].hash), chain[3].hash)
+    assert ahead.ok
+    unknown = check_against_head(verify_chain(chain), None, None)
+    assert unknown.ok and unknown.checkpoint is None
+    assert unknown.to_json()["checkpoint"] is None
+    broken = verify_chain(chain[:1] + chain[2:])
+    assert check_against_head(broken, AuditHead(5, chain[-1].hash), chain[-1].hash) == replace(
+        broken, checkpoint=AuditHead(5, chain[-1].hash)
+    ), "the first break found is the one told"
 
 
 def test_the_median_time_to_action_and_every_reason_listed() -> None:

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from conftest import RunningServer, start_server, stop_server
+from http_helpers import sse_events
 from townhall.service.webhooks import Webhooks, WebhookSettings
 
 SECRET = "webhook-secret-for-the-test"
@@ -105,20 +106,6 @@ def _account(http: httpx.Client, name: str) -> tuple[str, dict[str, str]]:
     return user_id, {"authorization": f"Bearer {token}"}
 
 
-def _events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
-    """(event, data) pairs of a text/event-stream."""
-    event, data = "message", ""
-    for line in lines:
-        if line == "":
-            if data:
-                yield event, data
-            event, data = "message", ""
-        elif line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("data:"):
-            data += line[5:].strip()
-
-
 def test_live_now_arrives_on_the_event_stream_and_as_a_signed_webhook(
     server: RunningServer, receiver: tuple[Receiver, str]
 ) -> None:
@@ -131,7 +118,7 @@ def test_live_now_arrives_on_the_event_stream_and_as_a_signed_webhook(
         with http.stream("GET", "/api/me/events", headers=fan) as stream:
             assert stream.status_code == 200
             assert stream.headers["content-type"].startswith("text/event-stream")
-            events = _events(stream.iter_lines())
+            events = sse_events(stream.iter_lines())
             assert next(events)[0] == "ready"
             started = http.post(f"/api/spaces/{space_id}/start", headers=host)
             assert started.status_code == 200

@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 import pytest
 
 from townhall.domain.captions import CaptionsWithheld
+from townhall.domain.moderation import AuditHead
 from townhall.domain.spaces import Space, SpaceState, User
 from townhall.domain.stage import Role, Stage
 from townhall.state import MemoryState, NodeInfo, RedisState, State
-from townhall.state.base import AUDIENCE_REPORT_MAX
+from townhall.state.base import AUDIENCE_REPORT_MAX, MAX_SPACES_PER_NODE_REPORT, MAX_USERS_PER_EVENT
 
 Views = tuple[State, State]
 
@@ -156,10 +157,9 @@ async def test_the_audience_is_each_fresh_nodes_people_once_and_bounded(
     ann, bob, cy = User("u1", "ann"), User("u2", "bob"), User("u3", "cy")
     assert await a.audience("s1") == []
     await a.report_audience("s1", "node-a", [ann, bob], ttl_s=60)
-    await b.report_audience("s1", "node-b", [bob, cy], ttl_s=0.3)
+    await b.report_audience("s1", "node-b", [bob, cy], ttl_s=SHORT_TTL_S)
     assert sorted(p.username for p in await b.audience("s1")) == ["ann", "bob", "cy"]
-    await asyncio.sleep(0.5)  # node b went quiet: its people stop showing
-    assert await a.audience("s1") == [ann, bob]
+    await _eventually(lambda: a.audience("s1"), [ann, bob])  # node b went quiet
     await b.report_audience("s1", "node-a", [cy], ttl_s=60)  # a new report replaces the old
     assert await a.audience("s1") == [cy]
     crowd = [User(f"id{i}", f"user{i}") for i in range(AUDIENCE_REPORT_MAX * 3)]
@@ -169,6 +169,58 @@ async def test_the_audience_is_each_fresh_nodes_people_once_and_bounded(
     assert await a.audience("other") == []
     await a.forget("s1")
     assert await b.audience("s1") == []
+
+
+async def test_one_node_report_updates_every_space_it_names_at_once(views: Views) -> None:
+    a, b = views
+    counts = {f"space-{i}": i % 7 for i in range(300)}
+    await a.report_node_listeners("node-a", counts, ttl_s=60)
+    await b.report_node_listeners("node-b", {"space-3": 10, "space-4": 1}, ttl_s=SHORT_TTL_S)
+    assert await b.listeners("space-3") == 13
+    assert await a.listeners("space-299") == 299 % 7
+    assert await a.peak_listeners("space-4") == 5
+    await a.report_node_listeners("node-a", {"space-3": 0}, ttl_s=60)  # zero: forgotten share
+    await _eventually(lambda: b.listeners("space-3"), 0)  # node-b's expired, node-a's says 0
+    assert await a.peak_listeners("space-3") == 13
+    await a.report_node_listeners("node-a", {})  # an empty report is no update at all
+    assert await a.listeners("space-6") == 6
+
+
+async def test_a_node_report_is_bounded(views: Views) -> None:
+    a, _ = views
+    oversized = {f"s{i}": 1 for i in range(MAX_SPACES_PER_NODE_REPORT + 1)}
+    with pytest.raises(ValueError, match="at most"):
+        await a.report_node_listeners("node-a", oversized)
+    assert await a.listeners("s0") == 0, "nothing of a refused report is written"
+
+
+async def test_the_audit_head_is_shared_and_only_moves_forward(views: Views) -> None:
+    a, b = views
+    assert await a.audit_head() is None
+    await a.advance_audit_head(AuditHead(3, "c" * 64))
+    await b.advance_audit_head(AuditHead(2, "b" * 64))  # a late writer of an older entry
+    assert await b.audit_head() == AuditHead(3, "c" * 64)
+    await b.advance_audit_head(AuditHead(2**40, "d" * 64))
+    assert await a.audit_head() == AuditHead(2**40, "d" * 64)
+
+
+async def test_a_user_event_reaches_the_listeners_of_every_node(views: Views) -> None:
+    a, b = views
+    heard_on_a: list[tuple[list[str], bytes]] = []
+    heard_on_b: list[tuple[list[str], bytes]] = []
+    a.listen_user_events(lambda users, event: heard_on_a.append((list(users), event)))
+    if b is not a:
+        b.listen_user_events(lambda users, event: heard_on_b.append((list(users), event)))
+    await a.publish_user_event(["u1", "u2"], '{"kind":"space_live","t":"é"}'.encode())
+    expected = [(["u1", "u2"], '{"kind":"space_live","t":"é"}'.encode())]
+    for _ in range(200):  # pub/sub is asynchronous on Redis
+        if heard_on_a and (b is a or heard_on_b):
+            break
+        await asyncio.sleep(0.02)
+    assert heard_on_a == expected
+    assert b is a or heard_on_b == expected
+    with pytest.raises(ValueError, match="at most"):
+        await a.publish_user_event([f"u{i}" for i in range(MAX_USERS_PER_EVENT + 1)], b"{}")
 
 
 async def test_the_arrival_sequence_is_one_across_nodes(views: Views) -> None:

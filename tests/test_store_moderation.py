@@ -21,7 +21,7 @@ from townhall.domain.moderation import (
 )
 from townhall.domain.spaces import Space, SpaceState
 from townhall.store import SqlStore
-from townhall.store.moderation import SqlModerationStore
+from townhall.store.moderation import SqlModerationStore, widen_audit_seq
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CONCURRENT = 400
@@ -175,6 +175,27 @@ async def test_the_chain_checked_a_page_at_a_time_is_the_same(
         check = verify_chain(page, check)
     assert check == verify_chain(await moderation.audit_entries())
     assert check.ok and check.entries == 7
+
+
+async def test_the_chain_goes_past_int4(store: SqlStore, moderation: SqlModerationStore) -> None:
+    """audit_log.seq is BIGINT on PostgreSQL (migration 7): an int4 column refused this.
+    The table is first put back as an older release made it, then the step widens it."""
+    if store.dialect == "postgresql":
+        int4 = text("ALTER TABLE audit_log ALTER COLUMN seq TYPE INTEGER")
+        await store.run(lambda db: db.execute(int4))
+    await store.run(widen_audit_seq)
+    far = 2**31 - 1
+    prev = "f" * 64
+    entry = audit_entry_text(T0, "operator", "end_space", "s", {})
+    await store.run(
+        lambda db: db.execute(
+            text("INSERT INTO audit_log (seq, entry, prev_hash, hash) VALUES (:s, :e, :p, :h)"),
+            {"s": far, "e": entry, "p": prev, "h": chain_hash(far, prev, entry)},
+        )
+    )
+    appended = await moderation.append_audit(entry)
+    assert appended.seq == far + 1
+    assert [e.seq for e in await moderation.audit_entries(far)] == [far + 1]
 
 
 async def test_users_in_reports_need_not_exist_yet(moderation: SqlModerationStore) -> None:

@@ -26,6 +26,7 @@ from townhall import __version__
 from townhall.api import (
     accounts,
     captions,
+    clip_forward,
     clips,
     follows,
     listening,
@@ -84,6 +85,7 @@ def app_routes(services: Services) -> list[BaseRoute]:
             "/internal/listeners", partial(report_listeners, services), methods=["POST"]
         ),
         *stage_forward.routes(services),
+        *clip_forward.routes(services),
         *pages.page_routes(services.settings, services.spaces),
     ]
 

@@ -30,6 +30,7 @@ from townhall.private_files import create_private_file, make_private_dir
 from townhall.server import ConnectionGuard
 from townhall.service.accounts import Accounts, password_limits
 from townhall.service.audience_list import AudienceList
+from townhall.service.audit_checkpoint import AUDIT_HEAD_FILE, AuditCheckpointFile
 from townhall.service.captions import Captions
 from townhall.service.clips import Clips
 from townhall.service.door import Door
@@ -157,15 +158,18 @@ def build_services(
     state = state or open_state(settings.state)
     signer = Signer(load_secret(settings))
     captions = captions or Captions(settings.captions, settings.recordings_dir)
+    peers = HttpPeerNodes(signer)
     moderation_store = SqlModerationStore(store.run)
-    standing = Standing(moderation_store)
+    standing = Standing(
+        moderation_store, state, AuditCheckpointFile(settings.data_dir / AUDIT_HEAD_FILE, signer)
+    )
     names = ListenerNames(store)
     spaces = Spaces(
         store,
         state,
         settings,
         node_id_for(settings.node_url),
-        peers=HttpPeerNodes(signer),
+        peers=peers,
         captions=captions,
         events=events,
         standing=standing,
@@ -187,11 +191,16 @@ def build_services(
         settings.clips,
         directory=settings.clips_dir,
         live_window_s=settings.audio.clip_window_s,
+        node_id=node_id_for(settings.node_url),
+        peers=peers,
+        nodes=state,
     )
     moderation = Moderation(moderation_store, store, spaces, accounts, standing, clips=clips)
     notify = settings.notify
     follow_store = SqlFollowStore(store)
-    event_hub = EventHub(HubLimits(notify.max_event_streams, notify.max_event_streams_per_user))
+    event_hub = EventHub(
+        HubLimits(notify.max_event_streams, notify.max_event_streams_per_user), bus=state
+    )
     webhooks = Webhooks(
         WebhookSettings(
             url=notify.webhook_url,

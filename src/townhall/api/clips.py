@@ -68,16 +68,20 @@ async def space_clips(services: Services, request: Request) -> Response:
 
 
 async def clip_audio(services: Services, request: Request) -> Response:
-    clip, path = await services.clips.audio(request.path_params["clip_id"])
+    clip, audio = await services.clips.audio(request.path_params["clip_id"])
     lifetime_s = int((clip.expires_at - clip.created_at).total_seconds())
     max_age = max(0, min(AUDIO_MAX_AGE_S, lifetime_s))
     disposition = "attachment" if request.query_params.get("download") else "inline"
+    headers = {"cache-control": f"public, max-age={max_age}, immutable"}
+    if isinstance(audio, bytes):  # held by another node, fetched from there
+        headers["content-disposition"] = f'{disposition}; filename="clip-{clip.id}.m4a"'
+        return Response(audio, media_type="audio/mp4", headers=headers)
     return FileResponse(
-        path,
+        audio,
         media_type="audio/mp4",
         filename=f"clip-{clip.id}.m4a",
         content_disposition_type=disposition,
-        headers={"cache-control": f"public, max-age={max_age}, immutable"},
+        headers=headers,
     )
 
 

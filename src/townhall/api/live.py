@@ -322,8 +322,8 @@ async def report_listeners(services: Services, request: Request) -> Response:
         return _error(422, "bad_report", str(refused))
     spaces = services.spaces
     changed = services.listener_reports.replace(node_id, counts, figures)
-    for space_id, count in {**counts, **dict(changed)}.items():  # counts expire: refresh all
-        await services.state.report_listeners(space_id, node_id, count)
+    # counts expire: refresh all, in one bounded update (parse_counts bounds the report)
+    await services.state.report_node_listeners(node_id, {**counts, **dict(changed)})
     for space_id, _ in changed:
         spaces.listeners_changed(space_id)
     tick_s = services.settings.snapshot_tick_s

@@ -149,8 +149,9 @@ async def unblock_user(services: Services, request: Request) -> Response:
 async def report_queue(services: Services, request: Request) -> Response:
     await _moderator(services, request)
     query = parse_query(QueueQuery, request)
-    reports = await services.moderation.queue(query.limit, query.offset)
-    return JSONResponse({"reports": [r.to_json() for r in reports]}, headers=NO_STORE)
+    queued = await services.moderation.queue(query.limit, query.offset)
+    reports = [report.to_json() | {"subject_username": name} for report, name in queued]
+    return JSONResponse({"reports": reports}, headers=NO_STORE)
 
 
 async def take_action(services: Services, request: Request) -> Response:

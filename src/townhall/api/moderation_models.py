@@ -14,8 +14,8 @@ MAX_CLIP_ID_LENGTH = 64
 MAX_PAGE = 200
 NO_NUL = r"^[^\x00]*$"
 """Free text without NUL characters, which PostgreSQL's text cannot hold."""
-MAX_SEQ = 2**31 - 1
-"""The audit log's sequence numbers are 32-bit integers."""
+MAX_SEQ = 2**63 - 1
+"""The audit log's sequence numbers are BIGINT (migration 7)."""
 MAX_OFFSET = 100_000
 
 
@@ -76,8 +76,14 @@ class ReportReasons(ResponseBody):
     reasons: list[ReportReason]
 
 
+class QueuedReportOut(ReportOut):
+    subject_username: str | None = Field(
+        description="The reported user's name (a user report whose user still exists)"
+    )
+
+
 class ReportQueue(ResponseBody):
-    reports: list[ReportOut]
+    reports: list[QueuedReportOut]
 
 
 class StatementOut(ResponseBody):
@@ -100,12 +106,21 @@ class Statements(ResponseBody):
     statements: list[StatementOut]
 
 
+class AuditCheckpointOut(ResponseBody):
+    seq: int
+    hash: str
+
+
 class ChainCheckOut(ResponseBody):
     ok: bool
     entries: int
     head: str
     broken_at: int | None
     problem: str | None
+    checkpoint: AuditCheckpointOut | None = Field(
+        description="The head kept outside the audit table that the tail was checked "
+        "against; null until an entry is appended (a memory state starts without one)"
+    )
 
 
 class AuditEntryOut(ResponseBody):

@@ -37,6 +37,9 @@ class Clip:
     duration_s: float
     start_s: float | None = None
     """Where a recording clip starts in the recording; None for a live clip."""
+    node_id: str | None = None
+    """The node whose disk holds the audio (other nodes fetch it from there); None for a
+    clip made before nodes were recorded, held wherever the clip directory is."""
 
     def is_expired(self, now: datetime) -> bool:
         return now >= self.expires_at

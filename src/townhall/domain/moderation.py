@@ -13,7 +13,7 @@ import hashlib
 import json
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -188,6 +188,15 @@ def chain_hash(seq: int, prev_hash: str, entry: str) -> str:
 
 
 @dataclass(frozen=True)
+class AuditHead:
+    """The chain's last entry as recorded outside the audit table (in the shared state):
+    what a truncated or rewritten tail is checked against."""
+
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True)
 class ChainCheck:
     ok: bool
     entries: int
@@ -195,14 +204,21 @@ class ChainCheck:
     """The last entry's hash: keep it elsewhere to detect a truncated tail as well."""
     broken_at: int | None = None
     problem: str | None = None
+    checkpoint: AuditHead | None = None
+    """The head recorded outside the table that the chain was checked against (None:
+    none recorded yet, so a removed tail would not show)."""
 
     def to_json(self) -> dict[str, Any]:
+        checkpoint = self.checkpoint
         return {
             "ok": self.ok,
             "entries": self.entries,
             "head": self.head,
             "broken_at": self.broken_at,
             "problem": self.problem,
+            "checkpoint": None
+            if checkpoint is None
+            else {"seq": checkpoint.seq, "hash": checkpoint.hash},
         }
 
 
@@ -223,6 +239,25 @@ def verify_chain(entries: Iterable[AuditEntry], so_far: ChainCheck | None = None
             return ChainCheck(False, count, expected_prev, entry.seq, "the entry was changed")
         expected_prev, expected_seq = entry.hash, entry.seq + 1
     return ChainCheck(True, count, expected_prev)
+
+
+def check_against_head(
+    check: ChainCheck, head: AuditHead | None, hash_at_head_seq: str | None
+) -> ChainCheck:
+    """The whole chain's check, completed with the head kept outside the table: a chain
+    that ends before the head lost its tail, and one whose entry at the head's place has
+    another hash had its tail rewritten (re-hashed) after that point.
+    `hash_at_head_seq` is the table's hash at `head.seq`, None if it has no such entry."""
+    if head is None or not check.ok:
+        return replace(check, checkpoint=head)
+    if check.entries < head.seq:
+        problem = f"entries {check.entries + 1} to {head.seq} were removed from the end"
+        return replace(check, ok=False, broken_at=check.entries + 1, problem=problem,
+                       checkpoint=head)  # fmt: skip
+    if hash_at_head_seq != head.hash:
+        problem = "the entry at the recorded head differs: the tail was rewritten"
+        return replace(check, ok=False, broken_at=head.seq, problem=problem, checkpoint=head)
+    return replace(check, checkpoint=head)
 
 
 # -- transparency ----------------------------------------------------------------

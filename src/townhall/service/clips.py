@@ -1,7 +1,10 @@
 """Clips: cut from audio already encoded, kept as files, gone when they expire.
 
 A live clip is the last seconds of the program window (audience/clip_window.py) on
-the node that runs the space; a recording clip is a range of the finished .m4a.
+the node that runs the space (asked of another node, it forwards the request there,
+nodes/peers.py, as speakers' offers are); a recording clip is a range of the finished
+.m4a. Each clip's record names the node whose disk holds its audio: another node
+serves it by fetching it from there once, then from a bounded memory cache.
 Both are stream copies (audience/clip_cut.py) run in a thread, a few at a time: a
 crowd that clips at once gets 503 + Retry-After past `max_waiting`, and every
 address and account has an allowance. Reading a clip is the hot path when one goes
@@ -17,8 +20,9 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from cachetools import LRUCache, TTLCache
 
@@ -32,12 +36,21 @@ from townhall.domain.clips import (
     live_clip_seconds,
     recording_range,
 )
-from townhall.domain.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unavailable
+from townhall.domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unavailable,
+)
 from townhall.domain.spaces import SpaceState, User
+from townhall.nodes.peers import PeerNodes
 from townhall.private_files import make_private_dir
 from townhall.service.ids import looks_like_id, new_id
 from townhall.service.keyed_locks import KeyedLocks
 from townhall.service.spaces import Spaces
+from townhall.state.base import NodeInfo
 from townhall.store.clips import ClipStore
 
 log = logging.getLogger(__name__)
@@ -54,6 +67,15 @@ MAX_KEYS = 50_000
 MINUTE_S = 60.0
 SWEEP_BATCH = 500
 BUSY_RETRY_S = 2.0
+PEER_AUDIO_CACHE_BYTES = 64 * 1024 * 1024
+"""Audio of clips held by other nodes, kept here (LRU, by size) so a viral clip is
+fetched once per node, not once per listener."""
+
+
+class NodeDirectory(Protocol):
+    """Where a node is (the shared state's registry)."""
+
+    async def node(self, node_id: str) -> NodeInfo | None: ...
 
 
 def _now() -> datetime:
@@ -94,7 +116,17 @@ class Clips:
         directory: Path,
         live_window_s: float,
         clock: Callable[[], datetime] = _now,
+        node_id: str | None = None,
+        peers: PeerNodes | None = None,
+        nodes: NodeDirectory | None = None,
     ) -> None:
+        """`node_id`, `peers` and `nodes`: this node, how to ask another one, and where
+        the others are; without them (one process) every clip is cut and kept here."""
+        self._node_id = node_id
+        self._peers = peers
+        self._nodes = nodes
+        self._peer_audio: LRUCache[str, bytes] = LRUCache(PEER_AUDIO_CACHE_BYTES, getsizeof=len)
+        self._fetching = KeyedLocks()
         self._store = store
         self._spaces = spaces
         self._settings = settings
@@ -138,7 +170,7 @@ class Clips:
         while True:
             expired = await self._store.expired_clips(self._clock(), SWEEP_BATCH)
             for clip in expired:
-                await self._remove(clip.id)
+                await self._remove(clip)
             removed += len(expired)
             if len(expired) < SWEEP_BATCH:
                 return removed
@@ -148,10 +180,40 @@ class Clips:
     async def clip_live(
         self, actor: User | None, address: str, space_id: str, seconds: float | None
     ) -> Clip:
-        """The last `seconds` of a live space, by any listener."""
+        """The last `seconds` of a live space, by any listener: cut here, or by the node
+        that runs the space (this node's allowances are taken first)."""
         wanted = live_clip_seconds(seconds, self._live_window_s)
         space = await self._spaces.record(space_id)
         space.require_live("clip")
+        if self._spaces.rooms.get(space_id) is not None:
+            actor_id = actor.id if actor else None
+            return await self._clip_here(
+                actor_id, space_id, wanted, partial(self._allow, address, actor)
+            )
+        node_url = await self._spaces.stage_url(space_id)
+        if node_url is None or self._peers is None:
+            raise Conflict("this space's audio runs on another node", code="wrong_node")
+        self._allow(address, actor)
+        actor_id = actor.id if actor else None
+        return await self.get(await self._peers.clip_live(node_url, space_id, actor_id, wanted))
+
+    async def clip_forwarded(self, user_id: str | None, space_id: str, seconds: float) -> Clip:
+        """A live clip another node asked for (it took its caller's allowances): cut here,
+        where the program runs, never forwarded again."""
+        wanted = live_clip_seconds(seconds, self._live_window_s)
+        space = await self._spaces.record(space_id)
+        space.require_live("clip")
+        if self._spaces.rooms.get(space_id) is None:
+            raise Conflict("this space's audio runs on another node", code="wrong_node")
+        return await self._clip_here(user_id, space_id, wanted, lambda: None)
+
+    async def _clip_here(
+        self,
+        creator_id: str | None,
+        space_id: str,
+        wanted: float,
+        allow: Callable[[], None],
+    ) -> Clip:
         room = self._spaces.rooms.get(space_id)
         if room is None:
             raise Conflict("this space's audio runs on another node", code="wrong_node")
@@ -163,9 +225,9 @@ class Clips:
             shared = self._shared.get(moment)
             if shared is not None and clip_path(self._directory, shared.id).exists():
                 return shared
-            self._allow(address, actor)
+            allow()
             source = fragmented_source(room.program.init_segment, fragments)
-            clip = await self._cut(space_id, actor, ClipSource.LIVE, source, 0.0, None)
+            clip = await self._cut(space_id, creator_id, ClipSource.LIVE, source, 0.0, None)
             self._shared[moment] = clip
             return clip
 
@@ -183,7 +245,7 @@ class Clips:
         )
         path = await self._spaces.recording_path(space_id)
         self._allow(address, actor)
-        return await self._cut(space_id, actor, ClipSource.RECORDING, path, start, end)
+        return await self._cut(space_id, actor.id, ClipSource.RECORDING, path, start, end)
 
     def _allow(self, address: str, actor: User | None) -> None:
         now = time.monotonic()
@@ -204,7 +266,7 @@ class Clips:
     async def _cut(
         self,
         space_id: str,
-        actor: User | None,
+        creator_id: str | None,
         source_kind: ClipSource,
         source: object,
         start_s: float,
@@ -222,12 +284,13 @@ class Clips:
         clip = Clip(
             id=clip_id,
             space_id=space_id,
-            creator_id=actor.id if actor else None,
+            creator_id=creator_id,
             source=source_kind,
             created_at=now,
             expires_at=expiry(now, self._settings.ttl_days),
             duration_s=round(duration, 3),
             start_s=start_s if source_kind is ClipSource.RECORDING else None,
+            node_id=self._node_id,
         )
         try:
             await self._store.add_clip(clip)
@@ -254,32 +317,74 @@ class Clips:
             raise NotFound("this clip has expired", code="clip_expired")
         return clip
 
-    async def audio(self, clip_id: str) -> tuple[Clip, Path]:
+    async def audio(self, clip_id: str) -> tuple[Clip, Path | bytes]:
+        """The clip and its audio: the file here, or the bytes of another node's file."""
         clip = await self.get(clip_id)
         path = clip_path(self._directory, clip_id)
-        if not path.exists():  # deleted meanwhile on another node
+        if path.exists():
+            return clip, path
+        holder = await self._holder_url(clip)
+        if holder is None:  # deleted meanwhile on another node, or its node is gone
             self._cache.pop(clip_id, None)
             raise NotFound(f"there is no clip with id {clip_id!r}", code="clip_not_found")
-        return clip, path
+        async with self._fetching.hold(clip_id):  # a crowd on one clip: one fetch
+            audio = self._peer_audio.get(clip_id)
+            if audio is None:
+                assert self._peers is not None
+                audio = await self._peers.clip_audio(holder, clip_id)
+                if len(audio) <= PEER_AUDIO_CACHE_BYTES:
+                    self._peer_audio[clip_id] = audio
+        return clip, audio
+
+    async def local_audio(self, clip_id: str) -> Path:
+        """The file of a clip held here, for the node that asks (never fetched onward)."""
+        await self.get(clip_id)
+        path = clip_path(self._directory, clip_id)
+        if not path.exists():
+            raise NotFound(f"there is no clip with id {clip_id!r} here", code="clip_not_found")
+        return path
+
+    async def _holder_url(self, clip: Clip) -> str | None:
+        if clip.node_id in (None, self._node_id) or self._peers is None or self._nodes is None:
+            return None
+        node = await self._nodes.node(clip.node_id)
+        return node.public_url if node is not None else None
 
     async def delete(self, actor: User, clip_id: str) -> None:
         clip = await self.get(clip_id)
         space = await self._spaces.record(clip.space_id)
         clip.require_deletable_by(actor.id, space.host.id)
-        await self._remove(clip_id)
+        await self._remove(clip)
 
     async def remove_for_moderation(self, clip_id: str) -> str:
         """Deletes the clip for good (service/moderation.py); returns whom the statement
         of reasons goes to: the clip's maker, or the space's host for an anonymous one."""
         clip = await self.get(clip_id)
-        await self._remove(clip_id)
+        await self._remove(clip)
         if clip.creator_id is not None:
             return clip.creator_id
         return (await self._spaces.record(clip.space_id)).host.id
 
-    async def _remove(self, clip_id: str) -> None:
+    async def _remove(self, clip: Clip) -> None:
+        """The row, then the file where it is: here, or on the node that holds it (told at
+        once, so it stops serving it; if it cannot be reached, the row is gone anyway and
+        no node serves the clip again, but the file stays on its disk)."""
+        self.forget_local(clip.id)
+        await self._store.delete_clip(clip.id)
+        holder = await self._holder_url(clip)
+        if holder is not None:
+            assert self._peers is not None
+            try:
+                await self._peers.forget_clip(holder, clip.id)
+            except DomainError as failed:
+                log.warning("clip %s: its node kept the file (%s)", clip.id, failed)
+
+    def forget_local(self, clip_id: str) -> None:
+        """This node's file and caches of a clip (its row is being deleted)."""
+        if not looks_like_id(clip_id):
+            return
         clip_path(self._directory, clip_id).unlink(missing_ok=True)
-        await self._store.delete_clip(clip_id)
+        self._peer_audio.pop(clip_id, None)
         self._cache.pop(clip_id, None)
         self._missing[clip_id] = True
 

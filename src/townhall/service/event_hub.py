@@ -5,15 +5,23 @@ stream's queue at once. Every part is bounded: streams per user, streams in tota
 events queued per stream. A stream whose queue is full loses the event (counted):
 the feed (`GET /api/me/notifications`) still has it, so a slow page catches up by
 reading it, and a stalled one never holds memory.
+
+A page's stream may be open on any node, so an event is announced through the shared
+state (`State.publish_user_event`: Redis pub/sub across nodes, a direct call in one
+process), and every node's hub delivers it to the streams it holds.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from townhall.domain.errors import TooManyRequests, Unavailable
+from townhall.state.base import MAX_USERS_PER_EVENT, State, StateUnavailable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,8 +41,13 @@ class Subscription:
 
 
 class EventHub:
-    def __init__(self, limits: HubLimits | None = None) -> None:
+    def __init__(self, limits: HubLimits | None = None, bus: State | None = None) -> None:
+        """`bus`: the shared state that carries events between nodes; without one (a
+        unit test) events reach this hub's streams only."""
         self.limits = limits or HubLimits()
+        self._bus = bus
+        if bus is not None:
+            bus.listen_user_events(self.publish)
         self._streams: dict[str, list[Subscription]] = {}
         self._count = 0
         self.dropped = 0
@@ -75,6 +88,22 @@ class EventHub:
         self._count -= 1
         if not mine:
             del self._streams[subscription.user_id]
+
+    async def announce(self, user_ids: Sequence[str], event: bytes) -> None:
+        """Delivers `event` to these users' streams on every node, MAX_USERS_PER_EVENT
+        ids per message. A shared state that cannot be reached loses the event for the
+        other nodes (logged): the feed has it."""
+        if self._bus is None:
+            self.publish(user_ids, event)
+            return
+        for start in range(0, len(user_ids), MAX_USERS_PER_EVENT):
+            try:
+                await self._bus.publish_user_event(
+                    user_ids[start : start + MAX_USERS_PER_EVENT], event
+                )
+            except StateUnavailable:
+                log.warning("a live event for %d users did not reach other nodes", len(user_ids))
+                self.publish(user_ids[start : start + MAX_USERS_PER_EVENT], event)
 
     def publish(self, user_ids: Iterable[str], event: bytes) -> int:
         """Puts `event` on the streams of those of `user_ids` who are connected here;

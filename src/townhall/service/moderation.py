@@ -26,6 +26,7 @@ from townhall.domain.moderation import (
     Report,
     ReportReason,
     Subject,
+    check_against_head,
     transparency_report,
     verify_chain,
 )
@@ -131,8 +132,16 @@ class Moderation:
         await self._store.add_report(report)
         return report
 
-    async def queue(self, limit: int, offset: int) -> list[Report]:
-        return await self._store.open_reports(limit, offset)
+    async def queue(self, limit: int, offset: int) -> list[tuple[Report, str | None]]:
+        """Open reports, oldest first, each with the reported user's name (a user report)
+        so the moderator sees whom it is about."""
+        reports = await self._store.open_reports(limit, offset)
+        names: dict[str, str | None] = {}
+        for report in reports:
+            if report.subject is Subject.USER and report.subject_id not in names:
+                user = await self._users.get_user(report.subject_id)
+                names[report.subject_id] = user.username if user else None
+        return [(report, names.get(report.subject_id)) for report in reports]
 
     # -- who moderates -----------------------------------------------------------
 
@@ -277,11 +286,17 @@ class Moderation:
         return out.getvalue()
 
     async def verify(self) -> ChainCheck:
-        """Re-computes the whole chain, a page at a time."""
+        """Re-computes the whole chain, a page at a time, and checks its tail against the
+        head kept in the shared state (a removed or re-hashed tail breaks no link)."""
+        head = await self._standing.audit_head()  # before the walk: appends may race it
         check = verify_chain([])
         while check.ok and (page := await self._store.audit_entries(check.entries, AUDIT_PAGE)):
             check = verify_chain(page, check)
-        return check
+        hash_at_head = None
+        if head is not None:
+            at_head = await self._store.audit_entries(head.seq - 1, 1)
+            hash_at_head = at_head[0].hash if at_head and at_head[0].seq == head.seq else None
+        return check_against_head(check, head, hash_at_head)
 
     async def transparency(self) -> dict[str, Any]:
         """Recomputed at most every TRANSPARENCY_TTL_S: the export is public, and its

@@ -223,7 +223,7 @@ class Notifier:
                 progress.reached += len(recipients)
                 progress.waves += 1
                 if new:  # someone reminded who also follows the host is told once
-                    self._hub.publish(new, event)
+                    await self._hub.announce(new, event)
                     self._webhooks.send(
                         announcement.kind.value,
                         {"notification": event_body(announcement, now), "recipients": new},

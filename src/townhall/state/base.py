@@ -14,11 +14,12 @@ promise that every change published by another node reaches `on_change`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from townhall.domain.errors import Unavailable
+from townhall.domain.moderation import AuditHead
 from townhall.domain.spaces import Space, User
 from townhall.domain.stage import Stage
 
@@ -31,6 +32,9 @@ ChangeListener = Callable[[str, str], None]
 ResyncListener = Callable[[], None]
 """Called when changes may have been missed (the subscription was lost and is back)."""
 
+UserEventListener = Callable[[Sequence[str], bytes], object]
+"""Called with (user ids, event) for every user event published by any node."""
+
 ENDED_RECORD_TTL_S = 3_600.0
 """An ended space's record stays in State this long (late snapshots), then only the store has it."""
 LISTENER_REPORT_TTL_S = 5.0
@@ -38,6 +42,12 @@ LISTENER_REPORT_TTL_S = 5.0
 AUDIENCE_REPORT_MAX = 24
 """Signed-in listeners one node reports per space: what the room shows to everyone is a
 few faces and a count, so no node's report (nor the union) grows with the crowd."""
+MAX_SPACES_PER_NODE_REPORT = 20_000
+"""Spaces one `report_node_listeners` call may carry: a stream worker's whole report
+(at most 10,000 spaces, townhall.edge.reports) and the zeros of the spaces its previous
+report named and this one does not."""
+MAX_USERS_PER_EVENT = 1_000
+"""User ids one `publish_user_event` may name (a notifier wave is at most this)."""
 STATE_RETRY_AFTER_S = 2.0
 """What a refused client is told to wait while the shared state is unreachable."""
 
@@ -52,6 +62,15 @@ def unique_people(reports: Iterable[list[User]]) -> list[User]:
                 return list(seen.values())
             seen.setdefault(person.id, person)
     return list(seen.values())
+def refuse_oversized_event(user_ids: Sequence[str]) -> None:
+    if len(user_ids) > MAX_USERS_PER_EVENT:
+        raise ValueError(f"at most {MAX_USERS_PER_EVENT} users per event")
+
+
+def refuse_oversized_report(counts: Mapping[str, int]) -> None:
+    """Both backends bound one node report the same way."""
+    if len(counts) > MAX_SPACES_PER_NODE_REPORT:
+        raise ValueError(f"at most {MAX_SPACES_PER_NODE_REPORT} spaces in one node report")
 
 
 class StateUnavailable(Unavailable):
@@ -96,6 +115,16 @@ class State(Protocol):
     async def publish(self, space_id: str, node_id: str) -> None:
         """Tells every node (this one included) that something about the space changed."""
 
+    def listen_user_events(self, listener: UserEventListener) -> None:
+        """Registers a listener for the events of signed-in users' pages (the node's
+        EventHub): every event published from then on, by any node, reaches it."""
+
+    async def publish_user_event(self, user_ids: Sequence[str], event: bytes) -> None:
+        """Delivers `event` for these users to the listeners of every node (this one
+        included): a page's event stream may be open on any node. At most
+        MAX_USERS_PER_EVENT ids (else ValueError). Fire and forget: a node that misses
+        it (its subscription was down) has the feed to catch up from."""
+
     # -- space records' live fields ----------------------------------------------------
 
     async def get_space(self, space_id: str) -> Space | None: ...
@@ -127,6 +156,13 @@ class State(Protocol):
     ) -> None:
         """This node's current listener count for the space; it is forgotten after
         `ttl_s` unless reported again, so a dead node's listeners stop counting."""
+
+    async def report_node_listeners(
+        self, node_id: str, counts: Mapping[str, int], ttl_s: float = LISTENER_REPORT_TTL_S
+    ) -> None:
+        """`report_listeners` for every space of one node's report at once (at most
+        MAX_SPACES_PER_NODE_REPORT, else ValueError): one round trip, not one per space,
+        so a stream worker's report every second costs the state one bounded update."""
 
     async def listeners(self, space_id: str) -> int:
         """The sum over the nodes whose report has not expired."""
@@ -168,6 +204,16 @@ class State(Protocol):
         """The deployment's attack mode, forgotten after `ttl_s` unless set again."""
 
     async def attack_mode(self) -> str | None: ...
+
+    # -- the audit log's head -------------------------------------------------------------
+
+    async def advance_audit_head(self, head: AuditHead) -> None:
+        """Remembers the audit chain's head outside its table, atomically, and only
+        forward (a higher `seq` than the one kept): a deleted or rewritten tail of the
+        table no longer matches it."""
+
+    async def audit_head(self) -> AuditHead | None:
+        """The furthest head recorded, or None if none was (a new or restarted memory state)."""
 
     # -- placement and nodes ------------------------------------------------------------
 

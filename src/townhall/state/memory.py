@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from townhall.domain.moderation import AuditHead
 from townhall.domain.spaces import Space, SpaceState, User
 from townhall.domain.stage import Stage
 from townhall.state.base import (
@@ -23,6 +24,9 @@ from townhall.state.base import (
     NodeInfo,
     ResyncListener,
     StageChange,
+    UserEventListener,
+    refuse_oversized_event,
+    refuse_oversized_report,
     unique_people,
 )
 
@@ -43,6 +47,7 @@ class MemoryState:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._on_change: list[ChangeListener] = []
+        self._on_user_event: list[UserEventListener] = []
         self._spaces: dict[str, tuple[Space, float]] = {}
         """Space id -> (record, expiry as unix time; inf while not ended)."""
         self._stages: dict[str, Stage] = {}
@@ -59,6 +64,7 @@ class MemoryState:
         self._admitted: dict[str, int] = {}
         self._attack_mode: tuple[str, float] | None = None
         self._placement: dict[str, str] = {}
+        self._audit_head: AuditHead | None = None
         self._nodes: dict[str, tuple[NodeInfo, float]] = {}
 
     # -- change notification ---------------------------------------------------------
@@ -76,6 +82,14 @@ class MemoryState:
     async def publish(self, space_id: str, node_id: str) -> None:
         for listener in self._on_change:
             listener(space_id, node_id)
+
+    def listen_user_events(self, listener: UserEventListener) -> None:
+        self._on_user_event.append(listener)
+
+    async def publish_user_event(self, user_ids: Sequence[str], event: bytes) -> None:
+        refuse_oversized_event(user_ids)
+        for listener in self._on_user_event:
+            listener(user_ids, event)
 
     # -- records ----------------------------------------------------------------------
 
@@ -144,6 +158,13 @@ class MemoryState:
         total = await self.listeners(space_id)
         self._peaks[space_id] = max(self._peaks.get(space_id, 0), total)
 
+    async def report_node_listeners(
+        self, node_id: str, counts: Mapping[str, int], ttl_s: float = LISTENER_REPORT_TTL_S
+    ) -> None:
+        refuse_oversized_report(counts)
+        for space_id, count in counts.items():
+            await self.report_listeners(space_id, node_id, count, ttl_s)
+
     async def peak_listeners(self, space_id: str) -> int:
         ended = self._ended_totals(space_id)
         if ended is not None:
@@ -199,6 +220,15 @@ class MemoryState:
             self._attack_mode = None
             return None
         return self._attack_mode[0]
+
+    # -- the audit log's head -------------------------------------------------------------
+
+    async def advance_audit_head(self, head: AuditHead) -> None:
+        if self._audit_head is None or head.seq > self._audit_head.seq:
+            self._audit_head = head
+
+    async def audit_head(self) -> AuditHead | None:
+        return self._audit_head
 
     # -- placement and nodes ------------------------------------------------------------
 

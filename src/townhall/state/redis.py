@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -26,6 +26,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, WatchError
 
 from townhall.domain.errors import Conflict
+from townhall.domain.moderation import AuditHead
 from townhall.domain.spaces import Space, SpaceState, User
 from townhall.domain.stage import Stage
 from townhall.state.base import (
@@ -37,6 +38,9 @@ from townhall.state.base import (
     ResyncListener,
     StageChange,
     StateUnavailable,
+    UserEventListener,
+    refuse_oversized_event,
+    refuse_oversized_report,
     unique_people,
 )
 from townhall.state.codec import space_from_json, space_to_json
@@ -68,12 +72,16 @@ STAGE_NODE_KEY = "townhall:space:{%s}:stage-node"
 """string: id of the node that holds the space's stage."""
 ATTACK_MODE_KEY = "townhall:attack-mode"
 """string: the deployment's attack mode ("on"/"off"/...), with an expiry."""
+AUDIT_HEAD_KEY = "townhall:audit-head"
+"""hash: seq -> the audit chain's furthest sequence number, hash -> that entry's hash."""
 NODE_KEY = "townhall:node:%s"
 """string: a NodeInfo as JSON; expires when the node stops beating."""
 NODES_KEY = "townhall:nodes"
 """sorted set: node id -> unix time its registration expires."""
 CHANGES_CHANNEL = "townhall:space-changes"
 """pub/sub: "<space id> <node id>" whenever something about a space changed."""
+USER_EVENTS_CHANNEL = "townhall:user-events"
+"""pub/sub: {"users": [user id, ...], "event": text} for signed-in pages' event streams."""
 
 PER_SPACE_KEYS = (
     STAGE_KEY,
@@ -145,6 +153,14 @@ redis.call('ZADD', KEYS[2], t + tonumber(ARGV[3]), ARGV[1])
 """
 # KEYS: audience hash, expiry zset. Drops expired reports, returns [node, JSON, ...] of the rest.
 READ_AUDIENCE = _DROP_STALE + "return redis.call('HGETALL', KEYS[1])\n"
+# KEYS: audit head. ARGV: seq, hash. Moves the head forward only.
+ADVANCE_AUDIT_HEAD = """
+local kept = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+if tonumber(ARGV[1]) > kept then
+  redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'hash', ARGV[2])
+end
+return 1
+"""
 # KEYS: arrivals, admitted. ARGV: at most. Returns the new admitted-up-to.
 ADVANCE_ADMITTED = """
 local arrivals = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -203,6 +219,7 @@ class RedisState:
         )
         self._on_change: list[ChangeListener] = []
         self._on_resync: list[ResyncListener] = []
+        self._on_user_event: list[UserEventListener] = []
         self._healthy = False
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -213,6 +230,7 @@ class RedisState:
         self._report_audience = self._redis.register_script(REPORT_AUDIENCE)
         self._read_audience = self._redis.register_script(READ_AUDIENCE)
         self._beat = self._redis.register_script(BEAT)
+        self._advance_audit_head = self._redis.register_script(ADVANCE_AUDIT_HEAD)
 
     # -- change notification ---------------------------------------------------------
 
@@ -239,7 +257,7 @@ class RedisState:
             try:
                 if lost:  # connections from before the outage are dead: drop them
                     await self._redis.connection_pool.disconnect()
-                await pubsub.subscribe(CHANGES_CHANNEL)
+                await pubsub.subscribe(CHANGES_CHANNEL, USER_EVENTS_CHANNEL)
                 self._healthy = True
                 self._subscribed.set()
                 if lost:
@@ -249,7 +267,11 @@ class RedisState:
                 lost = False
                 while True:
                     message = await pubsub.get_message(timeout=PUBSUB_POLL_S)
-                    if message is not None:
+                    if message is None:
+                        continue
+                    if message.get("channel") == USER_EVENTS_CHANNEL:
+                        self._dispatch_user_event(message.get("data"))
+                    else:
                         self._dispatch(message.get("data"))
             except (RedisError, OSError) as error:
                 if not lost:
@@ -274,6 +296,30 @@ class RedisState:
     async def publish(self, space_id: str, node_id: str) -> None:
         with _reachable():
             await self._redis.publish(CHANGES_CHANNEL, f"{space_id} {node_id}")
+
+    def listen_user_events(self, listener: UserEventListener) -> None:
+        self._on_user_event.append(listener)
+
+    async def publish_user_event(self, user_ids: Sequence[str], event: bytes) -> None:
+        refuse_oversized_event(user_ids)
+        message = json.dumps({"users": list(user_ids), "event": event.decode()})
+        with _reachable():
+            await self._redis.publish(USER_EVENTS_CHANNEL, message)
+
+    def _dispatch_user_event(self, data: object) -> None:
+        try:
+            message = json.loads(data) if isinstance(data, str) else {}
+            users, event = message["users"], message["event"].encode()
+            if not isinstance(users, list) or not all(isinstance(u, str) for u in users):
+                raise TypeError("users")
+        except (ValueError, TypeError, KeyError, AttributeError):
+            log.warning("a user event that is not one was ignored")
+            return
+        for listener in self._on_user_event:
+            try:
+                listener(users, event)
+            except Exception:
+                log.exception("a user event listener failed")
 
     # -- records ----------------------------------------------------------------------
 
@@ -350,6 +396,25 @@ class RedisState:
         with _reachable():
             await self._report(keys=keys, args=[node_id, count, ttl_s])
 
+    async def report_node_listeners(
+        self, node_id: str, counts: Mapping[str, int], ttl_s: float = LISTENER_REPORT_TTL_S
+    ) -> None:
+        """One pipeline of REPORT_LISTENERS calls (not a transaction: each space's keys
+        share a hash tag, the spaces do not)."""
+        refuse_oversized_report(counts)
+        if not counts:
+            return
+        with _reachable():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for space_id, count in counts.items():
+                    keys = [
+                        LISTENERS_KEY % space_id,
+                        LISTENER_EXPIRY_KEY % space_id,
+                        PEAK_LISTENERS_KEY % space_id,
+                    ]
+                    await self._report(keys=keys, args=[node_id, count, ttl_s], client=pipe)
+                await pipe.execute()
+
     async def listeners(self, space_id: str) -> int:
         keys = [LISTENERS_KEY % space_id, LISTENER_EXPIRY_KEY % space_id]
         with _reachable():
@@ -409,6 +474,19 @@ class RedisState:
         with _reachable():
             mode = await self._redis.get(ATTACK_MODE_KEY)
         return str(mode) if mode is not None else None
+
+    # -- the audit log's head -------------------------------------------------------------
+
+    async def advance_audit_head(self, head: AuditHead) -> None:
+        with _reachable():
+            await self._advance_audit_head(keys=[AUDIT_HEAD_KEY], args=[head.seq, head.hash])
+
+    async def audit_head(self) -> AuditHead | None:
+        with _reachable():
+            kept = await self._redis.hgetall(AUDIT_HEAD_KEY)
+        if not kept:
+            return None
+        return AuditHead(int(kept["seq"]), str(kept["hash"]))
 
     # -- placement and nodes ------------------------------------------------------------
 

@@ -10,7 +10,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Column, Float, ForeignKey, Index, Table, bindparam, delete, select
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Table,
+    bindparam,
+    delete,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection
 from sqlalchemy.types import TEXT
 
 from townhall.domain.clips import Clip, ClipSource
@@ -28,11 +40,20 @@ clips = Table(
     Column("expires_at", UtcTimestamp(), nullable=False),
     Column("duration_s", Float(), nullable=False),
     Column("start_s", Float()),
+    Column("node_id", TEXT()),  # migration 8 adds it to an older table
     Index("clips_by_expiry", "expires_at"),
     Index("clips_by_space", "space_id", "created_at"),
 )
 
 _GET = select(clips).where(clips.c.id == bindparam("clip_id"))
+
+
+def add_clip_node_column(connection: Connection) -> None:
+    """clips.node_id: which node's disk holds a clip's audio (a new database has it from
+    step 3, whose table definition carries it)."""
+    present = {column["name"] for column in inspect(connection).get_columns("clips")}
+    if "node_id" not in present:
+        connection.execute(text("ALTER TABLE clips ADD COLUMN node_id TEXT"))
 
 
 class ClipStore(Protocol):
@@ -60,6 +81,7 @@ def _clip(row: Any) -> Clip:
         expires_at=row.expires_at,
         duration_s=row.duration_s,
         start_s=row.start_s,
+        node_id=row.node_id,
     )
 
 
@@ -73,6 +95,7 @@ def _row(clip: Clip) -> dict[str, Any]:
         "expires_at": clip.expires_at,
         "duration_s": clip.duration_s,
         "start_s": clip.start_s,
+        "node_id": clip.node_id,
     }
 
 

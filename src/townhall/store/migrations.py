@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateColumn, CreateIndex
 
 from townhall.store import moderation, schema
-from townhall.store.clips import clips
+from townhall.store.clips import add_clip_node_column, clips
 from townhall.store.follows import create_follow_tables
 
 MIGRATION_LOCK_KEY = 0x70776E68
@@ -77,6 +77,8 @@ MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _add_moderation_tables,
     create_follow_tables,  # follows, reminders, notifications (issue 10)
     _add_space_captions,
+    moderation.widen_audit_seq,  # audit_log.seq BIGINT on PostgreSQL
+    add_clip_node_column,  # clips.node_id: the node that holds the audio
 )
 """Step N is MIGRATIONS[N - 1]. Append only; never edit a released step."""
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     ForeignKey,
     Index,
@@ -118,11 +119,24 @@ blocks = Table(
 audit_log = Table(
     "audit_log",
     metadata,
-    Column("seq", Integer(), primary_key=True, autoincrement=False),
+    # BIGINT on PostgreSQL (migration 7): the chain outlives int4; SQLite's INTEGER is 64-bit.
+    Column(
+        "seq",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+    ),
     Column("entry", TEXT(), nullable=False),
     Column("prev_hash", TEXT(), nullable=False),
     Column("hash", TEXT(), nullable=False),
 )
+
+def widen_audit_seq(connection: Connection) -> None:
+    """audit_log.seq becomes BIGINT on PostgreSQL (an int4 chain stops at 2**31 - 1);
+    SQLite's INTEGER is 64-bit already. Idempotent, as every step is."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("ALTER TABLE audit_log ALTER COLUMN seq TYPE BIGINT"))
+
 
 TABLES = (reports, moderation_actions, moderators, suspensions, blocks, audit_log)
 
@@ -389,4 +403,4 @@ class SqlModerationStore:
         return await self._run(read)
 
 
-__all__ = ["TABLES", "ModerationStore", "SqlModerationStore"]
+__all__ = ["TABLES", "ModerationStore", "SqlModerationStore", "widen_audit_seq"]

@@ -90,5 +90,6 @@ def page_routes(settings: Settings, spaces: Spaces) -> list[BaseRoute]:
         Route("/s/{space_id}/studio", _page("studio.html", media_urls), methods=["GET", "HEAD"]),
         Route("/s/{space_id}/replay", _page("replay.html", media_urls), methods=["GET", "HEAD"]),
         Route("/c/{clip_id}", _page("clip.html", media_urls), methods=["GET", "HEAD"]),
+        Route("/moderation", _page("moderation.html", media_urls), methods=["GET", "HEAD"]),
         Mount("/static", SecurityHeaders(static, dict([NOSNIFF])), name="static"),
     ]

@@ -30,13 +30,15 @@ function retryAfterSeconds(res) {
  * @param {string} method
  * @param {string} path
  * @param {object} [body] sent as JSON; unsafe methods always send a JSON body
- * @param {{cache?: RequestCache}} [options] 'no-cache' revalidates (If-None-Match) every
- *   time instead of accepting what the HTTP cache holds (stale-while-revalidate).
+ * @param {{cache?: RequestCache, token?: string}} [options] 'no-cache' revalidates
+ *   (If-None-Match) every time instead of accepting what the HTTP cache holds
+ *   (stale-while-revalidate); `token` is sent as a Bearer token (the operator's).
  */
-export async function api(method, path, body = undefined, { cache = 'default' } = {}) {
+export async function api(method, path, body = undefined, { cache = 'default', token = '' } = {}) {
   const init = {
     method, cache, credentials: 'same-origin', headers: { Accept: 'application/json' },
   };
+  if (token) init.headers.Authorization = `Bearer ${token}`;
   if (method !== 'GET' && method !== 'HEAD') {
     init.headers['Content-Type'] = 'application/json';
     if (body !== undefined || method === 'POST') init.body = JSON.stringify(body ?? {});

@@ -6,7 +6,8 @@ import { get, post } from './api.js';
 import { setButton } from './icons.js';
 import { h, say } from './ui.js';
 
-const LABELS = {
+/** The reasons a report may give, as people read them. */
+export const LABELS = {
   illegal_content: 'Illegal content',
   hate: 'Hate speech',
   harassment: 'Harassment or bullying',
