@@ -60,9 +60,9 @@ async def join(services: Services, request: Request) -> Response:
     body = await read_model(request, JoinRequest, settings.http.max_body_bytes, optional=True)
     answer = await door.join(space_id, user, join_fields(body))
     if "ticket" in answer:
-        stage_url = await spaces.stage_url(space_id)
-        base = stage_url or live_base(request, settings)
-        add_stream_urls(answer, space_id, settings, base, stage_url)
+        bases = await services.listener_nodes.bases(space_id)
+        base = bases.live or live_base(request, settings)
+        add_stream_urls(answer, space_id, settings, base, bases.hls)
     return JSONResponse(answer, headers={"cache-control": "no-store"})
 
 

@@ -44,6 +44,7 @@ from townhall.edge.one_stream import (
     parse_wire,
     to_wire,
 )
+from townhall.edge.relay import Refusal
 from townhall.edge.relay_token import HEADER as RELAY_HEADER_NAME
 from townhall.edge.relay_token import RelayRefused, check_relay_token
 from townhall.edge.removals import removed_answer
@@ -54,6 +55,7 @@ from townhall.edge.reports import (
     parse_figures,
 )
 from townhall.service.live import LiveRooms
+from townhall.service.relayed_programs import ProgramRefused
 
 if TYPE_CHECKING:
     from townhall.admission.signing import Signer
@@ -173,16 +175,25 @@ class LiveStream:
             await _refuse(send, 404, error.code, error.message)
             return
         room = spaces.rooms.get(space_id)
-        if room is None:
+        relayed = self._services.relayed_programs
+        if room is not None:
+            fanout, removed = room.program.live, room.removed
+        elif relayed is not None:  # an edge: the program relayed from its origin
+            try:
+                fanout = await relayed.fanout(space_id, token)
+            except ProgramRefused as refused:
+                await _refuse_as(send, refused.refusal)
+                return
+            removed = await spaces.removed_from(space_id)
+        else:
             await _refuse(send, 409, "not_live", "this space is not live on this server")
             return
-        fanout = room.program.live
         try:
             claims = door.stream_gate.admit(
                 token,
                 space_id,
                 time.time(),
-                removed=room.removed,
+                removed=removed,
                 listeners=door.listeners(),
                 streaming=fanout.listener_ids,
             )
@@ -203,6 +214,12 @@ class LiveStream:
         await _stream(
             scope, receive, send, fanout, claims.listener_id, replace=True, on_attached=opened
         )
+
+
+async def _refuse_as(send: Send, refusal: Refusal) -> None:
+    """The origin's refusal of an edge's relay (or the edge's own), passed on."""
+    retry_after_s = 1 if refusal.status >= 500 else None
+    await _refuse(send, refusal.status, refusal.code, refusal.message, retry_after_s)
 
 
 async def _deny(send: Send, denied: StreamDenied) -> None:
@@ -286,11 +303,21 @@ class RelayProgram:
         except DomainError as error:
             await _refuse(send, 404, error.code, error.message)
             return
+        listener_id = f"{RELAY_LISTENER_PREFIX}{node_id}"
         room = spaces.rooms.get(space_id)
-        if room is None or room.program.closed:
+        relayed = self._services.relayed_programs
+        if room is not None and not room.program.closed:
+            fanout = room.program.live
+        elif room is None and relayed is not None:  # an edge's worker: relay the relay
+            try:
+                fanout = await relayed.fanout(space_id, listener_id)
+            except ProgramRefused as refused:
+                await _refuse_as(send, refused.refusal)
+                return
+        else:
             await _refuse(send, 409, "not_live", "this space is not live on this server")
             return
-        await _stream(scope, receive, send, room.program.live, f"{RELAY_LISTENER_PREFIX}{node_id}")
+        await _stream(scope, receive, send, fanout, listener_id)
 
 
 async def report_listeners(services: Services, request: Request) -> Response:

@@ -1,7 +1,9 @@
 """Calls from one node to another of the same deployment.
 
 A speaker's WebRTC offer sent to a node that does not hold the stage is forwarded
-(proxied) to the node that does, and its answer handed back.
+(proxied) to the node that does, and its answer handed back. A host's go-live sent
+to an edge (which holds no stage) is forwarded the same way to an origin
+(``("go-live", user_id, space_id, expires_at)``, GO_LIVE_PATH).
 
 Why a proxy and not a 307: a browser drops the Authorization header on a redirect to
 another origin, and a cross-origin POST needs CORS; forwarding keeps the speaker's
@@ -38,6 +40,9 @@ _REFUSAL_BY_STATUS: Final[dict[int, type[DomainError]]] = {
 }
 
 
+GO_LIVE_KIND: Final = "go-live"
+GO_LIVE_PATH: Final = "/internal/spaces/{space_id}/start"
+MAX_SNAPSHOT_BYTES: Final = 256 * 1024
 HEALTH_PATH: Final = "/api/health"
 HEALTH_TIMEOUT_S: Final = 2.0
 
@@ -49,6 +54,9 @@ class PeerNodes(Protocol):
     async def answers(self, node_url: str) -> bool:
         """Whether the node is up (its registration may outlive it by a few seconds)."""
 
+    async def go_live(self, node_url: str, space_id: str, user_id: str) -> None:
+        """The space goes live on that node (an origin), or its refusal is raised."""
+
 
 class ForwardRefused(Exception):
     """The token is not a valid stage-offer token; `code` says why."""
@@ -58,17 +66,19 @@ class ForwardRefused(Exception):
         self.code = code
 
 
-def issue_token(signer: Signer, user_id: str, space_id: str, now: float) -> str:
-    return signer.sign((KIND, user_id, space_id, math.floor(now + TOKEN_TTL_S)))
+def issue_token(
+    signer: Signer, user_id: str, space_id: str, now: float, kind: str = KIND
+) -> str:
+    return signer.sign((kind, user_id, space_id, math.floor(now + TOKEN_TTL_S)))
 
 
-def check_token(signer: Signer, token: str, space_id: str, now: float) -> str:
-    """The speaker's user id if the token is ours, for this space and current."""
+def check_token(signer: Signer, token: str, space_id: str, now: float, kind: str = KIND) -> str:
+    """The user id if the token is ours, of this kind, for this space and current."""
     try:
         fields = signer.verify(token)
     except InvalidToken as exc:
         raise ForwardRefused(exc.reason) from None
-    if len(fields) != _FIELDS or fields[0] != KIND or not fields[3].isdecimal():
+    if len(fields) != _FIELDS or fields[0] != kind or not fields[3].isdecimal():
         raise ForwardRefused("malformed")
     if fields[2] != space_id:
         raise ForwardRefused("other_space")
@@ -92,22 +102,25 @@ class HttpPeerNodes:
                 "the node that holds this space's stage did not answer; try again",
                 code="stage_node_unreachable",
             ) from None
-        if len(answer.content) > MAX_ANSWER_BYTES:
-            raise Conflict("the stage's node answered nonsense", code="stage_node_unreachable")
-        try:
-            body = answer.json()
-        except ValueError:
-            body = {}
+        body = _body(answer, MAX_ANSWER_BYTES)
         if answer.status_code == 200 and isinstance(body.get("sdp"), str):
             return str(body["sdp"])
-        error = body.get("error") if isinstance(body, dict) else None
-        if isinstance(error, dict) and answer.status_code in _REFUSAL_BY_STATUS:
-            kind = _REFUSAL_BY_STATUS[answer.status_code]
-            raise kind(str(error.get("message", "refused")), code=str(error.get("code")))
-        raise Conflict(
-            f"the node that holds this space's stage refused ({answer.status_code})",
-            code="stage_node_unreachable",
-        )
+        raise _refusal(answer.status_code, body)
+
+    async def go_live(self, node_url: str, space_id: str, user_id: str) -> None:
+        token = issue_token(self._signer, user_id, space_id, time.time(), GO_LIVE_KIND)
+        url = node_url.rstrip("/") + GO_LIVE_PATH.format(space_id=space_id)
+        try:
+            async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S) as http:
+                answer = await http.post(url, headers={HEADER: token})
+        except httpx.HTTPError:
+            raise Conflict(
+                "the origin chosen for this space did not answer; try again",
+                code="stage_node_unreachable",
+            ) from None
+        body = _body(answer, MAX_SNAPSHOT_BYTES)
+        if answer.status_code != 200:
+            raise _refusal(answer.status_code, body)
 
     async def answers(self, node_url: str) -> bool:
         try:
@@ -115,3 +128,26 @@ class HttpPeerNodes:
                 return (await http.get(node_url.rstrip("/") + HEALTH_PATH)).status_code == 200
         except httpx.HTTPError:
             return False
+
+
+def _body(answer: httpx.Response, max_bytes: int) -> dict[str, object]:
+    """The peer's JSON answer (an object), or {} when it is not one."""
+    if len(answer.content) > max_bytes:
+        raise Conflict("the other node answered nonsense", code="stage_node_unreachable")
+    try:
+        body = answer.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _refusal(status: int, body: dict[str, object]) -> DomainError:
+    """The other node's refusal as the same domain error, to be passed on."""
+    error = body.get("error")
+    if isinstance(error, dict) and status in _REFUSAL_BY_STATUS:
+        kind = _REFUSAL_BY_STATUS[status]
+        return kind(str(error.get("message", "refused")), code=str(error.get("code")))
+    return Conflict(
+        f"the node that holds this space's stage refused ({status})",
+        code="stage_node_unreachable",
+    )
