@@ -129,6 +129,11 @@ class EdgeHls:
     def __len__(self) -> int:
         return len(self._cache)
 
+    @property
+    def cached_bytes(self) -> int:
+        """What the cache holds now, as it counts it (bodies plus a little each)."""
+        return int(self._cache.currsize)
+
     async def close(self) -> None:
         for fetching in list(self._fetching.values()):
             fetching.cancel()
