@@ -139,11 +139,16 @@ async def _hold(url: str, streaming: asyncio.Event) -> None:
 
 
 async def _joins_on_both_edges(
-    http: httpx.AsyncClient, space_id: str, cluster: Cluster
+    http: httpx.AsyncClient,
+    space_id: str,
+    cluster: Cluster,
+    headers: dict[str, str] | None = None,
+    each: int = 2,
 ) -> dict[str, list[dict[str, Any]]]:
+    """Joins until each edge was handed out `each` times (or MAX_JOINS), by edge."""
     by_edge: dict[str, list[dict[str, Any]]] = {url: [] for url in cluster.edge_stream_urls}
     for _ in range(MAX_JOINS):
-        joined = await http.post(f"/api/spaces/{space_id}/join")
+        joined = await http.post(f"/api/spaces/{space_id}/join", headers=headers)
         assert joined.status_code == 200, joined.text
         answer = joined.json()
         live = answer["live_url"]
@@ -154,7 +159,7 @@ async def _joins_on_both_edges(
         edge = cluster.edges[cluster.edge_stream_urls.index(base)]
         assert answer["hls_url"] == f"{edge.url}/hls/{space_id}/index.m3u8", answer
         by_edge[base].append(answer)
-        if all(len(answers) >= 2 for answers in by_edge.values()):
+        if all(len(answers) >= each for answers in by_edge.values()):
             break
     assert all(by_edge.values()), f"a burst of joins left an edge out: {by_edge}"
     return by_edge
@@ -227,6 +232,36 @@ async def test_one_origin_two_edges_behind_nginx(cluster: Cluster) -> None:
                 await asyncio.gather(*holders, return_exceptions=True)
         finally:
             await speaker.close()
+
+        # A removal decided on the origin cuts the removed listener on both edges (the
+        # edge itself, and the stream worker of the other) and keeps them out.
+        troll = await sign_up(front, "troll")
+        tickets = await _joins_on_both_edges(front, space_id, cluster, troll.headers, 1)
+        urls = [answers[0]["live_url"] for answers in tickets.values()]
+        streaming = [asyncio.Event() for _ in urls]
+        trolling = [
+            asyncio.create_task(_hold(url, flowing))
+            for url, flowing in zip(urls, streaming, strict=True)
+        ]
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(flowing.wait() for flowing in streaming)), SETTLE_S
+            )
+            removed = await origin.post(
+                f"/api/spaces/{space_id}/removals",
+                json={"user_id": troll.id},
+                headers=host.headers,
+            )
+            assert removed.status_code == 200, removed.text
+            await asyncio.wait_for(asyncio.gather(*trolling), SETTLE_S)  # the streams end
+        finally:
+            for task in trolling:
+                task.cancel()
+            await asyncio.gather(*trolling, return_exceptions=True)
+        for url in urls:
+            async with httpx.AsyncClient(timeout=10) as http:
+                again = await http.get(url)
+            assert again.status_code == 403 and again.json()["error"]["code"] == "removed"
 
         # HLS on an edge is the origin's, through the edge's cache.
         via_edge = await edge1.get(f"/hls/{space_id}/index.m3u8")

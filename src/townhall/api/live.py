@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
@@ -55,7 +55,7 @@ from townhall.edge.reports import (
     parse_figures,
 )
 from townhall.service.live import LiveRooms
-from townhall.service.relayed_programs import ProgramRefused
+from townhall.service.relayed_programs import ProgramRefused, RelayedPrograms
 
 if TYPE_CHECKING:
     from townhall.admission.signing import Signer
@@ -185,6 +185,7 @@ class LiveStream:
                 await _refuse_as(send, refused.refusal)
                 return
             removed = await spaces.removed_from(space_id)
+            relayed.set_removed(space_id, removed)
         else:
             await _refuse(send, 409, "not_live", "this space is not live on this server")
             return
@@ -314,6 +315,7 @@ class RelayProgram:
             except ProgramRefused as refused:
                 await _refuse_as(send, refused.refusal)
                 return
+            relayed.set_removed(space_id, await spaces.removed_from(space_id))
         else:
             await _refuse(send, 409, "not_live", "this space is not live on this server")
             return
@@ -350,7 +352,9 @@ async def report_listeners(services: Services, request: Request) -> Response:
         await services.state.report_listeners(space_id, node_id, count)
     for space_id, _ in changed:
         spaces.listeners_changed(space_id)
-    removed = removed_answer(counts, partial(_removed_in, spaces.rooms))
+    removed = removed_answer(
+        counts, partial(_removed_in, spaces.rooms, services.relayed_programs)
+    )
     holders = services.ticket_holders
     holders.record(node_id, opened)
     cut_replaced(holders.cuts_for(ORIGIN_NODE), partial(_fanout_of, spaces.rooms))
@@ -365,9 +369,15 @@ def _fanout_of(rooms: LiveRooms, space_id: str) -> LiveFanout | None:
     return None if room is None else room.program.live
 
 
-def _removed_in(rooms: LiveRooms, space_id: str) -> set[str] | None:
+def _removed_in(
+    rooms: LiveRooms, relayed: RelayedPrograms | None, space_id: str
+) -> Set[str] | None:
+    """Who was removed from a space this node serves: its room's set, or on an edge,
+    the set of the program it relays (kept from the shared stage)."""
     room = rooms.get(space_id)
-    return None if room is None else room.removed
+    if room is not None:
+        return room.removed
+    return None if relayed is None else relayed.removed_in(space_id)
 
 
 def _error(status: int, code: str, message: str) -> Response:

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from townhall.admission.signing import Signer
 from townhall.audience.fanout import LiveFanout
 from townhall.config import AudioSettings, EdgeSettings
-from townhall.edge.relay import Origin, Refusal, Relays
+from townhall.edge.relay import Origin, Refusal, Relay, Relays
 from townhall.edge.reports import ListenerReports
 from townhall.state.base import State
 
@@ -117,6 +117,27 @@ class RelayedPrograms:
             relays = Relays(origin, self._audio, self._edge, NO_WAIT_FOR_REMOVALS)
             self._by_origin[node.public_url] = relays
         return relays
+
+    def _relay(self, space_id: str) -> Relay | None:
+        for relays in self._by_origin.values():
+            if (relay := relays.relay(space_id)) is not None:
+                return relay
+        return None
+
+    def set_removed(self, space_id: str, removed: frozenset[str]) -> int:
+        """Who is removed from a space relayed here (the shared stage's word): refused
+        from now on, and cut if listening here; returns the connections cut."""
+        relay = self._relay(space_id)
+        return 0 if relay is None else relay.set_removed(removed)
+
+    def removed_in(self, space_id: str) -> frozenset[str] | None:
+        """The removed set of a space relayed here (None when it is not), for this
+        edge's stream workers' report answers."""
+        relay = self._relay(space_id)
+        return None if relay is None else relay.removed
+
+    def relays(self, space_id: str) -> bool:
+        return self._relay(space_id) is not None
 
     def counts(self) -> dict[str, int]:
         """Listeners per relayed space here, less the relay's own connection, which its

@@ -334,11 +334,30 @@ class Spaces:
         self._snapshots.pop(space_id, None)
         self._missing.pop(space_id, None)
         self._listing = None
-        if self.rooms.get(space_id) is not None and space_id not in self._remote:
-            self._remote.add(space_id)
-            task = asyncio.create_task(self._follow_remote(space_id), name="follow-remote")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if space_id in self._remote:
+            return
+        if self.rooms.get(space_id) is not None:
+            follow = self._follow_remote
+        elif self._relayed is not None and self._relayed.relays(space_id):
+            follow = self._follow_relayed
+        else:
+            return
+        self._remote.add(space_id)
+        task = asyncio.create_task(follow(space_id), name="follow-remote")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _follow_relayed(self, space_id: str) -> None:
+        """An edge's listeners follow the removals decided anywhere: cut, then refused."""
+        assert self._relayed is not None
+        try:
+            self._relayed.set_removed(space_id, await self.removed_from(space_id))
+        except StateUnavailable:
+            log.warning("could not follow a change of %s: shared state unreachable", space_id)
+        except Exception:
+            log.exception("could not follow a change of %s", space_id)
+        finally:
+            self._remote.discard(space_id)
 
     async def _follow_remote(self, space_id: str) -> None:
         """The media here follows what another node decided: the stage, or the end."""
