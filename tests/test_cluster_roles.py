@@ -134,6 +134,7 @@ async def _hold(url: str, streaming: asyncio.Event) -> None:
     """One listener on the live stream until cancelled."""
     async with httpx.AsyncClient(timeout=10) as http, http.stream("GET", url) as response:
         assert response.status_code == 200, await response.aread()
+        assert response.headers["access-control-allow-origin"] == "*"  # any node's page
         async for _ in response.aiter_raw():
             streaming.set()
 
@@ -267,6 +268,7 @@ async def test_one_origin_two_edges_behind_nginx(cluster: Cluster) -> None:
         via_edge = await edge1.get(f"/hls/{space_id}/index.m3u8")
         assert via_edge.status_code == 200, via_edge.text
         assert via_edge.headers["content-type"] == "application/vnd.apple.mpegurl"
+        assert via_edge.headers["access-control-allow-origin"] == "*"
         segment = next(line for line in via_edge.text.splitlines() if line.endswith(".m4s"))
         direct = await origin.get(f"/hls/{space_id}/{segment}")
         cached = [await edge1.get(f"/hls/{space_id}/{segment}") for _ in range(2)]

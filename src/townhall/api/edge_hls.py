@@ -38,7 +38,8 @@ async def edge_hls(services: Services, request: Request) -> Response:
     space.require_live("listen")
     assert services.edge_hls is not None  # routed only on an edge
     answer = await services.edge_hls.get(space_id, cache_key(request))
-    return Response(answer.body, status_code=answer.status, headers=answer.headers)
+    headers = {**answer.headers, "access-control-allow-origin": "*"}  # the join's page
+    return Response(answer.body, status_code=answer.status, headers=headers)
 
 
 def routes(services: Services) -> list[Route]:

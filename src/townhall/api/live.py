@@ -70,13 +70,17 @@ LIVE_HEAD = (
     b"Content-Type: audio/aac\r\n"
     b"Cache-Control: no-cache, no-store\r\n"
     b"X-Content-Type-Options: nosniff\r\n"
+    b"Access-Control-Allow-Origin: *\r\n"
     b"Connection: close\r\n"
     b"\r\n"
 )
+"""Any page may read the stream (a join answer may send the listener to another node,
+an edge: another origin for the browser), as on the stream workers' port."""
 LIVE_HEADERS = [
     (b"content-type", b"audio/aac"),
     (b"cache-control", b"no-cache, no-store"),
     (b"x-content-type-options", b"nosniff"),
+    (b"access-control-allow-origin", b"*"),
 ]
 
 
