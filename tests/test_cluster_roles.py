@@ -42,6 +42,10 @@ SETTLE_S = 30.0
 MAX_JOINS = 12
 """Joins made until both edges were handed out (each edge's choice spreads a burst)."""
 SECRET = "one-origin-two-edges"
+EXTRA = 3
+"""Listeners added on edge 1 to make it the busier one."""
+REGISTRY_S = 3.0
+"""Two heartbeats (one a tick) and a registry read (every half second) at most."""
 ADMIN_TOKEN = "operator-token-of-one-origin-two-edges"
 
 
@@ -166,6 +170,34 @@ async def _joins_on_both_edges(
     return by_edge
 
 
+async def _busier_edge_gets_fewer(
+    front: httpx.AsyncClient,
+    space_id: str,
+    cluster: Cluster,
+    held: int,
+    holders: list[asyncio.Task[None]],
+) -> None:
+    """Edges report their load in the heartbeat: with EXTRA more listeners on edge 1
+    (tickets are good on any node), the next joins go to edge 2."""
+    tickets = []
+    for _ in range(EXTRA):
+        joined = await front.post(f"/api/spaces/{space_id}/join")
+        tickets.append(joined.json()["ticket"])
+    streaming = [asyncio.Event() for _ in tickets]
+    for ticket, flowing in zip(tickets, streaming, strict=True):
+        url = f"{cluster.edges[0].url}/live/{space_id}.aac?ticket={ticket}"
+        holders.append(asyncio.create_task(_hold(url, flowing)))
+    await asyncio.wait_for(asyncio.gather(*(flowing.wait() for flowing in streaming)), SETTLE_S)
+    await _within(
+        SETTLE_S, lambda: front.get(f"/api/spaces/{space_id}"),
+        lambda answer: answer.json()["listeners"] == held + EXTRA,
+    )  # fmt: skip
+    await asyncio.sleep(REGISTRY_S)  # the edges' next heartbeats carry their loads
+    for _ in range(EXTRA - 1):
+        joined = (await front.post(f"/api/spaces/{space_id}/join")).json()
+        assert joined["live_url"].startswith(cluster.edge_stream_urls[1]), joined
+
+
 async def test_one_origin_two_edges_behind_nginx(cluster: Cluster) -> None:
     async with (
         httpx.AsyncClient(base_url=cluster.nginx, timeout=20) as front,
@@ -227,6 +259,7 @@ async def test_one_origin_two_edges_behind_nginx(cluster: Cluster) -> None:
                 assert await _live_connections(origin, space_id) == len(cluster.edges), (
                     "the origin sends the program once per edge"
                 )
+                await _busier_edge_gets_fewer(front, space_id, cluster, len(held), holders)
             finally:
                 for holder in holders:
                     holder.cancel()

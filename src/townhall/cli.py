@@ -10,7 +10,7 @@ from pathlib import Path
 
 from townhall.config import ADMIN_TOKEN_MIN_CHARS, Settings, load_settings
 from townhall.forwarded import TrustedProxies
-from townhall.nodes.roles import ROLES, UnknownRole, check_role
+from townhall.nodes.roles import EDGE, ROLES, UnknownRole, check_role
 from townhall.state.choose import UnknownStateUrl, check_state_url
 
 
@@ -29,6 +29,8 @@ def _refusal(settings: Settings) -> str | None:
         check_role(settings.role)
     except UnknownRole as bad:
         return str(bad)
+    if settings.role == EDGE and settings.state == "memory":
+        return "--role edge needs the deployment's shared state: --state redis://HOST:PORT/DB"
     try:
         check_state_url(settings.state)
     except UnknownStateUrl as bad:

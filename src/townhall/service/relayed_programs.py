@@ -155,10 +155,10 @@ class RelayedPrograms:
     @property
     def load(self) -> int:
         """Live listeners this edge holds, its stream workers' included: what the
-        registry's heartbeat carries and join answers compare."""
-        held = sum(max(0, count) for count in self.counts().values())
+        registry's heartbeat carries and join answers compare. Each worker's relay is one
+        connection here and reports its listeners less that relay: the sum is exact."""
         by_workers = self._workers.counts().values()
-        return held + sum(max(0, n) for counts in by_workers for n in counts.values())
+        return self.listener_count + sum(n for counts in by_workers for n in counts.values())
 
     @property
     def relay_count(self) -> int:
