@@ -44,6 +44,10 @@ MAX_JOINS = 12
 SECRET = "one-origin-two-edges"
 EXTRA = 3
 """Listeners added on edge 1 to make it the busier one."""
+HLS_WINDOW_S = 10.0
+"""An HLS listener counts this long after its last playlist poll (the default)."""
+TICKS_S = 3.0
+"""A few snapshot ticks: every node's count has been reported again."""
 REGISTRY_S = 3.0
 """Two heartbeats (one a tick) and a registry read (every half second) at most."""
 ADMIN_TOKEN = "operator-token-of-one-origin-two-edges"
@@ -307,6 +311,16 @@ async def test_one_origin_two_edges_behind_nginx(cluster: Cluster) -> None:
         cached = [await edge1.get(f"/hls/{space_id}/{segment}") for _ in range(2)]
         assert all(answer.content == direct.content for answer in cached)
         assert (await edge1.get(f"/hls/{space_id}/nothing.m4s")).status_code == 404
+
+        # An HLS listener of an edge is counted once: by the edge, not by the origin,
+        # whose playlist polls came from the edge's cache.
+        assert (await edge1.get(f"/hls/{space_id}/index.m3u8")).status_code == 200
+        await _within(
+            HLS_WINDOW_S / 2, lambda: origin.get(f"/api/spaces/{space_id}"),
+            lambda answer: answer.json()["listeners"] == 1,
+        )  # fmt: skip
+        await asyncio.sleep(TICKS_S)
+        assert (await origin.get(f"/api/spaces/{space_id}")).json()["listeners"] == 1
 
         # A request to speak sent through an edge reaches the host's studio.
         asked = await edge2.post(f"/api/spaces/{space_id}/speak-requests", headers=guest.headers)

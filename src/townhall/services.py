@@ -273,5 +273,5 @@ def build_services(
         ),
         listener_nodes=ListenerNodes(state, spaces.stage_url),
         relayed_programs=relayed,
-        edge_hls=EdgeHls(spaces.stage_url) if settings.role == EDGE else None,
+        edge_hls=EdgeHls(spaces.stage_url, signer, node_id) if settings.role == EDGE else None,
     )

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from townhall.api.auth import client_address
 from townhall.api.paths import space_id as path_space_id
 
 if TYPE_CHECKING:
@@ -38,6 +39,10 @@ async def edge_hls(services: Services, request: Request) -> Response:
     space.require_live("listen")
     assert services.edge_hls is not None  # routed only on an edge
     answer = await services.edge_hls.get(space_id, cache_key(request))
+    relayed = services.relayed_programs
+    if relayed is not None and answer.status == 200 and request.url.path.endswith(".m3u8"):
+        user_agent = request.headers.get("user-agent", "")
+        relayed.saw_hls(space_id, client_address(request), user_agent)
     headers = {**answer.headers, "access-control-allow-origin": "*"}  # the join's page
     return Response(answer.body, status_code=answer.status, headers=headers)
 

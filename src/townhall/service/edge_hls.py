@@ -24,7 +24,10 @@ from typing import Final
 import httpx
 from cachetools import TLRUCache
 
+from townhall.admission.signing import Signer
 from townhall.domain.errors import Conflict, NotFound, Unavailable
+from townhall.edge.relay_token import HEADER as RELAY_HEADER
+from townhall.edge.relay_token import issue_relay_token
 
 MAX_CACHE_BYTES: Final = 64 * 1024 * 1024
 """Bodies kept per edge: ~3 h of 48 kbps segments, or every part of many live spaces."""
@@ -62,10 +65,16 @@ class EdgeHls:
     def __init__(
         self,
         stage_url: Callable[[str], Awaitable[str | None]],
+        signer: Signer | None = None,
+        node_id: str = "",
         max_bytes: int = MAX_CACHE_BYTES,
     ) -> None:
-        """`stage_url` finds the node that holds a space's stage (Spaces.stage_url)."""
+        """`stage_url` finds the node that holds a space's stage (Spaces.stage_url).
+        With `signer`, each fetch carries a relay token naming `node_id`: the origin
+        then knows the poller is an edge, not a listener (this edge counts its own)."""
         self._stage_url = stage_url
+        self._signer = signer
+        self._node_id = node_id
         self._cache: TLRUCache[str, HlsAnswer] = TLRUCache(
             maxsize=max_bytes,
             ttu=lambda _key, answer, _now: answer.expires_at,
@@ -107,7 +116,8 @@ class EdgeHls:
             raise NotFound("this space is not live on any node", code="not_live")
         http = self._client()
         try:
-            async with http.stream("GET", origin.rstrip("/") + path_and_query) as response:
+            url = origin.rstrip("/") + path_and_query
+            async with http.stream("GET", url, headers=self._headers()) as response:
                 body = await _read_bounded(response)
         except httpx.HTTPError:
             raise Conflict(
@@ -120,6 +130,11 @@ class EdgeHls:
         self.fetched += 1
         expires_at = time.monotonic() + _ttl(headers.get("cache-control", ""))
         return HlsAnswer(response.status_code, headers, body, expires_at)
+
+    def _headers(self) -> dict[str, str]:
+        if self._signer is None:
+            return {}
+        return {RELAY_HEADER: issue_relay_token(self._signer, self._node_id, time.time())}
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:

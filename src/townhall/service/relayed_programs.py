@@ -24,13 +24,18 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
+from cachetools import LRUCache
+
 from townhall.admission.signing import Signer
 from townhall.audience.fanout import LiveFanout
+from townhall.audience.pollers import RecentPollers
 from townhall.config import AudioSettings, EdgeSettings
 from townhall.edge.relay import Origin, Refusal, Relay, Relays
 from townhall.edge.reports import ListenerReports
 from townhall.state.base import State
 
+MAX_HLS_SPACES = 10_000
+"""Spaces whose HLS pollers this edge counts (the least recently polled go first)."""
 MAX_ORIGINS = 256
 """Origins this edge keeps relay sets for; one without relays is dropped past it."""
 NO_WAIT_FOR_REMOVALS = 0.0
@@ -90,6 +95,7 @@ class RelayedPrograms:
         self._audio = audio
         self._edge = edge
         self._by_origin: dict[str, Relays] = {}
+        self._hls_pollers: LRUCache[str, RecentPollers] = LRUCache(MAX_HLS_SPACES)
 
     async def fanout(self, space_id: str, listener_id: str) -> LiveFanout:
         """The space's fan-out here, once its relay flows (opened by this call if need
@@ -139,13 +145,28 @@ class RelayedPrograms:
     def relays(self, space_id: str) -> bool:
         return self._relay(space_id) is not None
 
+    def saw_hls(self, space_id: str, address: str, user_agent: str) -> None:
+        """A playlist poll answered here (townhall.audience.pollers): an HLS listener of
+        this edge, which the origin, seeing only the edge's cache, cannot count."""
+        pollers = self._hls_pollers.get(space_id)
+        if pollers is None:
+            pollers = self._hls_pollers[space_id] = RecentPollers(self._audio.hls_listener_window_s)
+        pollers.saw(address, user_agent)
+
     def counts(self) -> dict[str, int]:
-        """Listeners per relayed space here, less the relay's own connection, which its
-        origin counts (as townhall.edge.reports explains for stream workers)."""
+        """Listeners per space here: live ones less each relay's own connection, which
+        its origin counts (as townhall.edge.reports explains for stream workers), and
+        HLS pollers."""
         counts: dict[str, int] = {}
         for relays in self._by_origin.values():
             for space_id, count in relays.counts().items():
                 counts[space_id] = counts.get(space_id, 0) + count
+        for space_id, pollers in list(self._hls_pollers.items()):
+            if polling := pollers.count():
+                counts[space_id] = counts.get(space_id, 0) + polling
+            elif space_id not in counts:
+                del self._hls_pollers[space_id]
+                counts[space_id] = 0  # said once more: the last poller left
         return counts
 
     @property
