@@ -100,7 +100,7 @@ class RelayedPrograms:
     async def fanout(self, space_id: str, listener_id: str) -> LiveFanout:
         """The space's fan-out here, once its relay flows (opened by this call if need
         be); ProgramRefused with the origin's answer (or ours) otherwise."""
-        relays = await self._relays_for(space_id)
+        relays = self._relaying(space_id) or await self._relays_for(space_id)
         arrival = _Arrival(listener_id)
         relay = relays.join(space_id, arrival)
         try:
@@ -109,7 +109,16 @@ class RelayedPrograms:
             if relay is not None:
                 relay.forget(arrival)
 
+    def _relaying(self, space_id: str) -> Relays | None:
+        """The relay set that relays the space now: a crowd's connections after the
+        first cost no shared-state round trip."""
+        for relays in self._by_origin.values():
+            if relays.relay(space_id) is not None:
+                return relays
+        return None
+
     async def _relays_for(self, space_id: str) -> Relays:
+        """The relay set of the node that holds the space's stage, as the state says."""
         node_id = await self._state.stage_node(space_id)
         node = await self._state.node(node_id) if node_id else None
         if node is None:
@@ -125,10 +134,8 @@ class RelayedPrograms:
         return relays
 
     def _relay(self, space_id: str) -> Relay | None:
-        for relays in self._by_origin.values():
-            if (relay := relays.relay(space_id)) is not None:
-                return relay
-        return None
+        relays = self._relaying(space_id)
+        return None if relays is None else relays.relay(space_id)
 
     def set_removed(self, space_id: str, removed: frozenset[str]) -> int:
         """Who is removed from a space relayed here (the shared stage's word): refused
