@@ -83,6 +83,16 @@ def test_bytes_of_an_ended_space_stay_in_the_total() -> None:
     assert retired.live_bytes == 157
 
 
+def test_a_running_space_is_not_retired_at_each_scrape() -> None:
+    """Each scrape builds new RoomFigures around the same fan-out: its bytes must count
+    once in the total, however many scrapes there were."""
+    retired = Retired()
+    live, hls = FanoutStats(bytes_written=100), HlsAudience(bytes_served=40)
+    for _ in range(3):
+        retired.update([RoomFigures("s1", live, hls)])
+    assert (retired.live_bytes, retired.hls_bytes, retired.cut_slow) == (0, 0, 0)
+
+
 # -- a real server ------------------------------------------------------------------------
 
 

@@ -9,23 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import socket
-import string
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import RunningServer, free_port, start_server, stop_server
+from conftest import RunningServer, start_server, stop_server
+from nginx_server import HAS_NGINX, running_nginx
 
-TEMPLATE = Path(__file__).parents[1] / "deploy" / "nginx" / "townhall.conf.template"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="needs Debian's nginx")
+pytestmark = pytest.mark.skipif(not HAS_NGINX, reason="needs Debian's nginx")
 PER_ADDRESS_RATE = 1
 """Writes per second per client address at the origin (burst 5x)."""
 MAX_CONNECTIONS_PER_CLIENT = 32
@@ -48,32 +42,8 @@ def server(tmp_path) -> Iterator[RunningServer]:
 
 @pytest.fixture
 def edge(server, tmp_path):
-    prefix = tmp_path / "nginx"
-    prefix.mkdir()
-    port = free_port()
-    config = string.Template(TEMPLATE.read_text()).safe_substitute(
-        PREFIX=str(prefix),
-        ORIGIN=f"127.0.0.1:{server.port}",
-        LISTEN=f"127.0.0.1:{port}",
-        USER_DIRECTIVE="user root;" if os.geteuid() == 0 else "",
-    )
-    (prefix / "nginx.conf").write_text(config)
-    process = subprocess.Popen(
-        [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url + "/api/health", timeout=1)
-            break
-        except httpx.HTTPError:
-            assert process.poll() is None, process.stderr.read().decode()
-            time.sleep(0.1)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    with running_nginx(tmp_path / "nginx", [f"127.0.0.1:{server.port}"]) as url:
+        yield url
 
 
 async def test_the_crowd_stops_at_the_edge(server, edge) -> None:

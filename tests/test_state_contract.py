@@ -266,6 +266,15 @@ async def test_placement_and_the_node_registry(views: Views) -> None:
     assert [node.node_id for node in await a.nodes()] == ["node-a"]
 
 
+async def test_an_edges_role_and_stream_url_travel_with_its_heartbeat(views: Views) -> None:
+    a, b = views
+    edge = NodeInfo("edge-1", "http://127.0.0.1:8003", "edge", 7.0, stream_url="http://x:9")
+    await a.beat(edge, ttl_s=60)
+    found = await b.node("edge-1")
+    assert found is not None and (found.role, found.stream_url) == ("edge", "http://x:9")
+    assert found.load == 7.0
+
+
 async def test_changes_reach_every_node(views: Views) -> None:
     a, b = views
     heard: list[tuple[str, str]] = []

@@ -28,6 +28,7 @@ from townhall.api import (
     captions,
     clip_forward,
     clips,
+    edge_hls,
     follows,
     listening,
     metrics,
@@ -67,6 +68,7 @@ def app_routes(services: Services) -> list[BaseRoute]:
     snapshot = next(op for op in spaces.OPERATIONS if op.endpoint is spaces.get_space)
     return [  # the listener path first: routes are matched in order
         Route("/live/{space_id}.aac", LiveStream(services), methods=["GET", "HEAD"]),
+        *edge_hls.routes(services),  # an edge's HLS (none elsewhere), before every /hls/
         *captions.routes(services),  # before listening's /hls/{space_id}/{name}
         *listening.routes(services),
         snapshot.route(services),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from townhall.config import ADMIN_TOKEN_MIN_CHARS, Settings, load_settings
 from townhall.forwarded import TrustedProxies
+from townhall.nodes.roles import EDGE, ROLES, UnknownRole, check_role
 from townhall.state.choose import UnknownStateUrl, check_state_url
 
 
@@ -24,6 +25,12 @@ def _refusal(settings: Settings) -> str | None:
         TrustedProxies(settings.http.trusted_proxies, settings.http.forwarded_header)
     except ValueError as bad:
         return f"--trusted-proxies / TOWNHALL_HTTP_TRUSTED_PROXIES: {bad}"
+    try:
+        check_role(settings.role)
+    except UnknownRole as bad:
+        return str(bad)
+    if settings.role == EDGE and settings.state == "memory":
+        return "--role edge needs the deployment's shared state: --state redis://HOST:PORT/DB"
     try:
         check_state_url(settings.state)
     except UnknownStateUrl as bad:
@@ -48,6 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
         store=args.store,
         state=args.state,
         public_url=args.public_url,
+        role=args.role,
     )
     if args.trusted_proxies is not None:
         proxies = tuple(part.strip() for part in args.trusted_proxies.split(",") if part.strip())
@@ -71,7 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    print(f"townhall listening on http://{host}:{settings.port}/", flush=True)
+    print(f"townhall ({settings.role}) listening on http://{host}:{settings.port}/", flush=True)
     if settings.edge.stream_workers:
         stream_port = settings.edge.resolved_stream_port(settings.port)
         print(
@@ -129,6 +137,13 @@ def main(argv: list[str] | None = None) -> int:
         "--public-url",
         default=None,
         help="this node's base URL for clients (http://HOST:PORT); env TOWNHALL_PUBLIC_URL",
+    )
+    serve.add_argument(
+        "--role",
+        default=None,
+        choices=ROLES,
+        help="all (default): stages and listeners; origin: stages; edge: listeners "
+        "(relays each program once from its origin); env TOWNHALL_ROLE",
     )
     serve.add_argument(
         "--captions-model",

@@ -251,6 +251,9 @@ class Settings:
     here, and `http://HOST:PORT` where other nodes point clients to this one."""
     state: str = "memory"
     """Shared live state: "memory" (one node) or "redis://host:port/db" (many nodes)."""
+    role: str = "all"
+    """What this node does (townhall.nodes.roles): "origin" holds stages, "edge" relays
+    programs to listeners, "all" (the single node) both. Env TOWNHALL_ROLE, flag --role."""
     secret: str = ""
     """HMAC key for tickets; empty means generate one and keep it in data_dir."""
     max_schedule_days: int = 14

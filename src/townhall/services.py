@@ -26,6 +26,7 @@ from townhall.edge.one_stream import TicketHolders
 from townhall.edge.reports import ListenerReports
 from townhall.metrics.node import NodeCollector, room_figures
 from townhall.nodes.peers import HttpPeerNodes
+from townhall.nodes.roles import EDGE
 from townhall.private_files import create_private_file, make_private_dir
 from townhall.server import ConnectionGuard
 from townhall.service.accounts import Accounts, password_limits
@@ -35,14 +36,17 @@ from townhall.service.captions import Captions
 from townhall.service.clips import Clips
 from townhall.service.door import Door
 from townhall.service.door_load import door_load
+from townhall.service.edge_hls import EdgeHls
 from townhall.service.event_hub import EventHub, HubLimits
 from townhall.service.events import Events
 from townhall.service.follows import FollowLimits, Follows
 from townhall.service.listener_names import ListenerNames
+from townhall.service.listener_nodes import ListenerNodes, advertised_stream_url
 from townhall.service.moderation import Moderation
 from townhall.service.notifier import Notifier, NotifierSettings
 from townhall.service.operator_gate import OperatorGate
 from townhall.service.passwords import Passwords
+from townhall.service.relayed_programs import RelayedPrograms
 from townhall.service.shared_line import SharedLine
 from townhall.service.spaces import Spaces, node_id_for
 from townhall.service.standing import Standing
@@ -109,6 +113,12 @@ class Services:
     metrics_registry: CollectorRegistry
     """What GET /metrics exposes: the node's collector while the services run."""
     metrics_collector: NodeCollector
+    listener_nodes: ListenerNodes
+    """Where join answers send listeners (the least-loaded edge, else the stage's node)."""
+    relayed_programs: RelayedPrograms | None = None
+    """On an edge (--role edge): the programs it relays once from their origins."""
+    edge_hls: EdgeHls | None = None
+    """On an edge: the origins' HLS through a bounded cache."""
     started: bool = False
     """Set once `start` has opened every backend (GET /api/health says "starting" before)."""
     _collecting: bool = field(default=False, repr=False)
@@ -135,6 +145,10 @@ class Services:
         self.accounts.close()
         await self.clips.stop()
         await self.door.stop()
+        if self.relayed_programs is not None:
+            await self.relayed_programs.close()
+        if self.edge_hls is not None:
+            await self.edge_hls.close()
         await self.spaces.stop()
         await self.state.close()
         await self.store.close()
@@ -164,16 +178,27 @@ def build_services(
         moderation_store, state, AuditCheckpointFile(settings.data_dir / AUDIT_HEAD_FILE, signer)
     )
     names = ListenerNames(store)
+    node_id = node_id_for(settings.node_url)
+    listener_reports = ListenerReports()
+    relayed = (
+        RelayedPrograms(
+            state, signer, node_id, settings.audio, settings.edge, workers=listener_reports
+        )
+        if settings.role == EDGE
+        else None
+    )
     spaces = Spaces(
         store,
         state,
         settings,
-        node_id_for(settings.node_url),
+        node_id,
         peers=peers,
         captions=captions,
         events=events,
         standing=standing,
         names=names,
+        relayed=relayed,
+        stream_url=advertised_stream_url(settings),
     )
     line = SharedLine(state) if is_shared(settings.state) else None
     door = Door(
@@ -231,7 +256,6 @@ def build_services(
         FollowLimits(notify.max_following),
         events=events,
     )
-    listener_reports = ListenerReports()
     return Services(
         settings=settings,
         store=store,
@@ -259,4 +283,7 @@ def build_services(
         metrics_collector=NodeCollector(
             door, guard, lambda: room_figures(spaces.rooms), listener_reports
         ),
+        listener_nodes=ListenerNodes(state, spaces.stage_url),
+        relayed_programs=relayed,
+        edge_hls=EdgeHls(spaces.stage_url, signer, node_id) if settings.role == EDGE else None,
     )

@@ -239,9 +239,9 @@ class ListenerFastPath:
         body = await _read_optional_json(scope, receive, settings.http.max_body_bytes)
         answer = await door.join(space_id, user, body)
         if "ticket" in answer:
-            stage_url = await spaces.stage_url(space_id)
-            base = stage_url or self.live_base(scope, settings)
-            add_stream_urls(answer, space_id, settings, base, stage_url)
+            bases = await self.services.listener_nodes.bases(space_id)
+            base = bases.live or self.live_base(scope, settings)
+            add_stream_urls(answer, space_id, settings, base, bases.hls)
         content = JSON_ENCODER.encode(answer).encode("utf-8")
         length = (b"content-length", str(len(content)).encode("latin-1"))
         return 200, [NO_STORE, length, CONTENT_TYPE_JSON], content

@@ -29,6 +29,8 @@ from townhall.audience.program import ProgramOutput
 from townhall.config import Settings
 from townhall.domain.errors import Forbidden, Invalid, NotFound
 from townhall.domain.spaces import User
+from townhall.edge.relay_token import HEADER as RELAY_HEADER
+from townhall.edge.relay_token import RelayRefused, check_relay_token
 from townhall.service.door import Door
 from townhall.service.spaces import Spaces
 
@@ -42,8 +44,6 @@ SEGMENT_NAME = re.compile(r"^(\d{1,12})\.m4s$")
 PART_NAME = re.compile(r"^(\d{1,12})\.(\d{1,6})\.m4s$")
 HLS_BLOCKING_CACHE = "public, max-age=6"
 """A blocking reload's answer lists the part it asked for; later copies only add more."""
-
-
 
 
 async def join(services: Services, request: Request) -> Response:
@@ -60,9 +60,9 @@ async def join(services: Services, request: Request) -> Response:
     body = await read_model(request, JoinRequest, settings.http.max_body_bytes, optional=True)
     answer = await door.join(space_id, user, join_fields(body))
     if "ticket" in answer:
-        stage_url = await spaces.stage_url(space_id)
-        base = stage_url or live_base(request, settings)
-        add_stream_urls(answer, space_id, settings, base, stage_url)
+        bases = await services.listener_nodes.bases(space_id)
+        base = bases.live or live_base(request, settings)
+        add_stream_urls(answer, space_id, settings, base, bases.hls)
     return JSONResponse(answer, headers={"cache-control": "no-store"})
 
 
@@ -130,17 +130,35 @@ async def hls_playlist(services: Services, request: Request) -> Response:
     """The live playlist; with `_HLS_msn` (and `_HLS_part`) a blocking reload answered
     as soon as that segment (part) exists (LL-HLS, see townhall.audience.llhls). The
     answer to a blocking reload names a playlist state, so caches may keep it."""
-    return await _playlist(request, _room_program(services, request), opus=False)
+    program = _room_program(services, request)
+    return await _playlist(request, program, opus=False, listener=_listener(services, request))
 
 
 async def opus_playlist(services: Services, request: Request) -> Response:
     """The Opus rendition's live playlist: the same LL-HLS as the AAC one."""
-    return await _playlist(request, _room_program(services, request), opus=True)
+    program = _room_program(services, request)
+    return await _playlist(request, program, opus=True, listener=_listener(services, request))
 
 
-async def _playlist(request: Request, program: ProgramOutput, *, opus: bool) -> Response:
+def _listener(services: Services, request: Request) -> bool:
+    """Whether a playlist poll is a listener's: an edge's cache (townhall.service.edge_hls)
+    says it is one with a relay token, and counts its own listeners."""
+    token = request.headers.get(RELAY_HEADER)
+    if token is None:
+        return True
+    try:
+        check_relay_token(services.signer, token, time.time())
+    except RelayRefused:
+        return True
+    return False
+
+
+async def _playlist(
+    request: Request, program: ProgramOutput, *, opus: bool, listener: bool = True
+) -> Response:
     hls = _opus_hls(program) if opus else program.hls
-    program.hls_pollers.saw(client_address(request), request.headers.get("user-agent", ""))
+    if listener:
+        program.hls_pollers.saw(client_address(request), request.headers.get("user-agent", ""))
     try:
         reload = ReloadRequest.from_query(
             request.query_params.get("_HLS_msn"), request.query_params.get("_HLS_part")

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
@@ -44,6 +44,7 @@ from townhall.edge.one_stream import (
     parse_wire,
     to_wire,
 )
+from townhall.edge.relay import Refusal
 from townhall.edge.relay_token import HEADER as RELAY_HEADER_NAME
 from townhall.edge.relay_token import RelayRefused, check_relay_token
 from townhall.edge.removals import removed_answer
@@ -55,6 +56,7 @@ from townhall.edge.reports import (
     parse_people,
 )
 from townhall.service.live import LiveRooms
+from townhall.service.relayed_programs import ProgramRefused, RelayedPrograms
 
 if TYPE_CHECKING:
     from townhall.admission.signing import Signer
@@ -69,13 +71,17 @@ LIVE_HEAD = (
     b"Content-Type: audio/aac\r\n"
     b"Cache-Control: no-cache, no-store\r\n"
     b"X-Content-Type-Options: nosniff\r\n"
+    b"Access-Control-Allow-Origin: *\r\n"
     b"Connection: close\r\n"
     b"\r\n"
 )
+"""Any page may read the stream (a join answer may send the listener to another node,
+an edge: another origin for the browser), as on the stream workers' port."""
 LIVE_HEADERS = [
     (b"content-type", b"audio/aac"),
     (b"cache-control", b"no-cache, no-store"),
     (b"x-content-type-options", b"nosniff"),
+    (b"access-control-allow-origin", b"*"),
 ]
 
 
@@ -174,16 +180,26 @@ class LiveStream:
             await _refuse(send, 404, error.code, error.message)
             return
         room = spaces.rooms.get(space_id)
-        if room is None:
+        relayed = self._services.relayed_programs
+        if room is not None:
+            fanout, removed = room.program.live, room.removed
+        elif relayed is not None:  # an edge: the program relayed from its origin
+            try:
+                fanout = await relayed.fanout(space_id, token)
+            except ProgramRefused as refused:
+                await _refuse_as(send, refused.refusal)
+                return
+            removed = await spaces.removed_from(space_id)
+            relayed.set_removed(space_id, removed)
+        else:
             await _refuse(send, 409, "not_live", "this space is not live on this server")
             return
-        fanout = room.program.live
         try:
             claims = door.stream_gate.admit(
                 token,
                 space_id,
                 time.time(),
-                removed=room.removed,
+                removed=removed,
                 listeners=door.listeners(),
                 streaming=fanout.listener_ids,
             )
@@ -204,6 +220,12 @@ class LiveStream:
         await _stream(
             scope, receive, send, fanout, claims.listener_id, replace=True, on_attached=opened
         )
+
+
+async def _refuse_as(send: Send, refusal: Refusal) -> None:
+    """The origin's refusal of an edge's relay (or the edge's own), passed on."""
+    retry_after_s = 1 if refusal.status >= 500 else None
+    await _refuse(send, refusal.status, refusal.code, refusal.message, retry_after_s)
 
 
 async def _deny(send: Send, denied: StreamDenied) -> None:
@@ -287,11 +309,22 @@ class RelayProgram:
         except DomainError as error:
             await _refuse(send, 404, error.code, error.message)
             return
+        listener_id = f"{RELAY_LISTENER_PREFIX}{node_id}"
         room = spaces.rooms.get(space_id)
-        if room is None or room.program.closed:
+        relayed = self._services.relayed_programs
+        if room is not None and not room.program.closed:
+            fanout = room.program.live
+        elif room is None and relayed is not None:  # an edge's worker: relay the relay
+            try:
+                fanout = await relayed.fanout(space_id, listener_id)
+            except ProgramRefused as refused:
+                await _refuse_as(send, refused.refusal)
+                return
+            relayed.set_removed(space_id, await spaces.removed_from(space_id))
+        else:
             await _refuse(send, 409, "not_live", "this space is not live on this server")
             return
-        await _stream(scope, receive, send, room.program.live, f"{RELAY_LISTENER_PREFIX}{node_id}")
+        await _stream(scope, receive, send, fanout, listener_id)
 
 
 async def report_listeners(services: Services, request: Request) -> Response:
@@ -329,7 +362,9 @@ async def report_listeners(services: Services, request: Request) -> Response:
     tick_s = services.settings.snapshot_tick_s
     for space_id, listener_ids in people.items():
         await spaces.report_audience(space_id, node_id, listener_ids, tick_s)
-    removed = removed_answer(counts, partial(_removed_in, spaces.rooms))
+    removed = removed_answer(
+        counts, partial(_removed_in, spaces.rooms, services.relayed_programs)
+    )
     holders = services.ticket_holders
     holders.record(node_id, opened)
     cut_replaced(holders.cuts_for(ORIGIN_NODE), partial(_fanout_of, spaces.rooms))
@@ -344,9 +379,15 @@ def _fanout_of(rooms: LiveRooms, space_id: str) -> LiveFanout | None:
     return None if room is None else room.program.live
 
 
-def _removed_in(rooms: LiveRooms, space_id: str) -> set[str] | None:
+def _removed_in(
+    rooms: LiveRooms, relayed: RelayedPrograms | None, space_id: str
+) -> Set[str] | None:
+    """Who was removed from a space this node serves: its room's set, or on an edge,
+    the set of the program it relays (kept from the shared stage)."""
     room = rooms.get(space_id)
-    return None if room is None else room.removed
+    if room is not None:
+        return room.removed
+    return None if relayed is None else relayed.removed_in(space_id)
 
 
 def _error(status: int, code: str, message: str) -> Response:

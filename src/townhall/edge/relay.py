@@ -332,6 +332,10 @@ class Relays:
         relay.add(waiter)
         return relay
 
+    def relay(self, space_id: str) -> Relay | None:
+        """The space's relay here, if this worker (or edge) relays it."""
+        return self._relays.get(space_id)
+
     def is_removed(self, space_id: str, listener_id: str) -> bool:
         return listener_id in self.removed_in(space_id)
 

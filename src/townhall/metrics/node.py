@@ -73,7 +73,10 @@ class Retired:
     def update(self, rooms: Iterable[RoomFigures]) -> list[RoomFigures]:
         current = {room.space_id: room for room in rooms}
         for space_id, gone in list(self._open.items()):
-            if current.get(space_id) is not gone:  # ended (or ended and started again)
+            now = current.get(space_id)
+            # ended, or ended and started again (a new fan-out): each scrape builds new
+            # figures around the same counters, so the counters say which it is
+            if now is None or now.live is not gone.live:
                 self.live_bytes += gone.live.bytes_written
                 self.hls_bytes += gone.hls.bytes_served
                 self.cut_slow += gone.live.cut_slow

@@ -4,6 +4,8 @@ A speaker's WebRTC offer sent to a node that does not hold the stage is forwarde
 (proxied) to the node that does, and its answer handed back. So is a live clip: the
 program's last seconds are in the memory of the stage's node, which cuts it; and a
 clip's audio is asked of the node whose disk holds it.
+A host's go-live sent to an edge (which holds no stage) is forwarded the same way
+to an origin (GO_LIVE_PATH).
 
 Why a proxy and not a 307: a browser drops the Authorization header on a redirect to
 another origin, and a cross-origin POST needs CORS; forwarding keeps the speaker's
@@ -59,6 +61,9 @@ _REFUSAL_BY_STATUS: Final[dict[int, type[DomainError]]] = {
 }
 
 
+GO_LIVE_KIND: Final = "go-live"
+GO_LIVE_PATH: Final = "/internal/spaces/{space_id}/start"
+MAX_SNAPSHOT_BYTES: Final = 256 * 1024
 HEALTH_PATH: Final = "/api/health"
 HEALTH_TIMEOUT_S: Final = 2.0
 
@@ -69,6 +74,9 @@ class PeerNodes(Protocol):
 
     async def answers(self, node_url: str) -> bool:
         """Whether the node is up (its registration may outlive it by a few seconds)."""
+
+    async def go_live(self, node_url: str, space_id: str, user_id: str) -> None:
+        """The space goes live on that node (an origin), or its refusal is raised."""
 
     async def clip_live(
         self, node_url: str, space_id: str, user_id: str | None, seconds: float
@@ -83,13 +91,6 @@ class PeerNodes(Protocol):
 
 
 CLIP_BUSY_RETRY_S: Final = 2.0
-
-
-def _raise_refusal(status: int, error: object) -> None:
-    """A peer's refusal (its JSON error body) raised here as the same domain error."""
-    if isinstance(error, dict) and status in _REFUSAL_BY_STATUS:
-        kind = _REFUSAL_BY_STATUS[status]
-        raise kind(str(error.get("message", "refused")), code=str(error.get("code")))
 
 
 class ForwardRefused(Exception):
@@ -135,20 +136,25 @@ class HttpPeerNodes:
                 "the node that holds this space's stage did not answer; try again",
                 code="stage_node_unreachable",
             ) from None
-        if len(answer.content) > MAX_ANSWER_BYTES:
-            raise Conflict("the stage's node answered nonsense", code="stage_node_unreachable")
-        try:
-            body = answer.json()
-        except ValueError:
-            body = {}
+        body = _body(answer, MAX_ANSWER_BYTES)
         if answer.status_code == 200 and isinstance(body.get("sdp"), str):
             return str(body["sdp"])
-        error = body.get("error") if isinstance(body, dict) else None
-        _raise_refusal(answer.status_code, error)
-        raise Conflict(
-            f"the node that holds this space's stage refused ({answer.status_code})",
-            code="stage_node_unreachable",
-        )
+        raise _refusal(answer.status_code, body)
+
+    async def go_live(self, node_url: str, space_id: str, user_id: str) -> None:
+        token = issue_token(self._signer, user_id, space_id, time.time(), GO_LIVE_KIND)
+        url = node_url.rstrip("/") + GO_LIVE_PATH.format(space_id=space_id)
+        try:
+            async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S) as http:
+                answer = await http.post(url, headers={HEADER: token})
+        except httpx.HTTPError:
+            raise Conflict(
+                "the origin chosen for this space did not answer; try again",
+                code="stage_node_unreachable",
+            ) from None
+        body = _body(answer, MAX_SNAPSHOT_BYTES)
+        if answer.status_code != 200:
+            raise _refusal(answer.status_code, body)
 
     async def clip_live(
         self, node_url: str, space_id: str, user_id: str | None, seconds: float
@@ -179,8 +185,7 @@ class HttpPeerNodes:
         if answer.status_code in (429, 503):
             raise Unavailable("too many clips are being made right now", CLIP_BUSY_RETRY_S,
                               code="clips_busy")  # fmt: skip
-        _raise_refusal(answer.status_code, body.get("error"))
-        raise unreachable
+        raise _refusal(answer.status_code, body, otherwise=unreachable)
 
     async def clip_audio(self, node_url: str, clip_id: str) -> bytes:
         token = issue_token(self._signer, "", clip_id, time.time(), CLIP_AUDIO_KIND)
@@ -221,3 +226,31 @@ class HttpPeerNodes:
                 return (await http.get(node_url.rstrip("/") + HEALTH_PATH)).status_code == 200
         except httpx.HTTPError:
             return False
+
+
+def _body(answer: httpx.Response, max_bytes: int) -> dict[str, object]:
+    """The peer's JSON answer (an object), or {} when it is not one."""
+    if len(answer.content) > max_bytes:
+        raise Conflict("the other node answered nonsense", code="stage_node_unreachable")
+    try:
+        body = answer.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _refusal(
+    status: int, body: dict[str, object], otherwise: DomainError | None = None
+) -> DomainError:
+    """The other node's refusal as the same domain error, to be passed on (`otherwise`
+    when the answer is not a refusal this node knows)."""
+    error = body.get("error")
+    if isinstance(error, dict) and status in _REFUSAL_BY_STATUS:
+        kind = _REFUSAL_BY_STATUS[status]
+        return kind(str(error.get("message", "refused")), code=str(error.get("code")))
+    if otherwise is not None:
+        return otherwise
+    return Conflict(
+        f"the node that holds this space's stage refused ({status})",
+        code="stage_node_unreachable",
+    )

@@ -41,13 +41,16 @@ from townhall.domain.spaces import (
     check_title,
 )
 from townhall.domain.stage import Role, Stage
+from townhall.nodes.edge_choice import least_loaded
 from townhall.nodes.peers import PeerNodes
+from townhall.nodes.roles import holds_stages
 from townhall.service.captions import Captions
 from townhall.service.events import Events
 from townhall.service.ids import looks_like_id, new_id, signed_in_ids
 from townhall.service.keyed_locks import KeyedLocks
 from townhall.service.listener_names import ListenerNames
 from townhall.service.live import LiveRooms
+from townhall.service.relayed_programs import RelayedPrograms
 from townhall.service.trusted_cache import TrustedCache
 from townhall.stage import InvalidOffer, StageUnavailable
 from townhall.state.base import AUDIENCE_REPORT_MAX, NodeInfo, State, StateUnavailable
@@ -71,7 +74,6 @@ NODE_TTL_TICKS = 5
 """A node leaves the registry after this many ticks without a heartbeat."""
 ORPHAN_SWEEP_TICKS = 5
 """Every this many ticks, live spaces whose stage's node left the registry are ended."""
-NODE_ROLE = "all"
 
 
 AUDIENCE_SCAN = 2_000
@@ -131,11 +133,18 @@ class Spaces:
         events: Events | None = None,
         standing: SpaceStanding | None = None,
         names: ListenerNames | None = None,
+        relayed: RelayedPrograms | None = None,
+        stream_url: str = "",
     ) -> None:
         """`events` is told when a space is scheduled, goes live (followers are notified)
         or ends (per-space admission state can go); `standing` (moderation) keeps blocked
         and suspended users out and hears of hosts' actions; `names` turns the signed-in
-        listeners here into the faces of the room."""
+        listeners here into the faces of the room. On an edge, `relayed` holds the
+        programs it relays (their listeners are counted and reported here); `stream_url`
+        is where this node's live streams are served when not on its public URL (its
+        heartbeat says so)."""
+        self._relayed = relayed
+        self._stream_url = stream_url
         self._store = store
         self._names = names or ListenerNames(store)
         self._standing = standing
@@ -258,6 +267,11 @@ class Spaces:
             )
             # the node's load is its live-stream listeners: HLS is cacheable, not held
             reported += await self._state.listeners(room.space_id) - hls_listeners
+        if self._relayed is not None:
+            for space_id, count in self._relayed.counts().items():
+                await self._state.report_listeners(
+                    space_id, self._node_id, count, ttl_s=LISTENER_TTL_TICKS * tick_s
+                )
         self._reported_listeners = reported
         await self._beat()
         self._ticks += 1
@@ -297,14 +311,22 @@ class Spaces:
         return audience_json(people, stage_ids, int(data["listeners"])) != data.get("audience")
 
     async def _beat(self) -> None:
-        node = NodeInfo(self._node_id, self._settings.node_url, NODE_ROLE, self.node_listeners())
+        node = NodeInfo(
+            self._node_id,
+            self._settings.node_url,
+            self._settings.role,
+            self.node_listeners(),
+            stream_url=self._stream_url,
+        )
         await self._state.beat(node, ttl_s=NODE_TTL_TICKS * self._settings.snapshot_tick_s)
 
     def node_listeners(self) -> int:
         """Live-stream listeners of the spaces this node runs, for its capacity: its own
-        fan-outs now, or what its stream workers reported at the last tick if more."""
+        fan-outs now, or what its stream workers reported at the last tick if more; on an
+        edge, the listeners of the programs it relays."""
         local = sum(room.program.live.listener_count for room in self.rooms)
-        return max(local, self._reported_listeners)
+        relayed = self._relayed.load if self._relayed is not None else 0
+        return max(local, self._reported_listeners) + relayed
 
     def cache_sizes(self) -> dict[str, int]:
         """Entries per id-keyed structure: every one of them is bounded."""
@@ -342,11 +364,30 @@ class Spaces:
         self._snapshots.pop(space_id, None)
         self._missing.pop(space_id, None)
         self._listing = None
-        if self.rooms.get(space_id) is not None and space_id not in self._remote:
-            self._remote.add(space_id)
-            task = asyncio.create_task(self._follow_remote(space_id), name="follow-remote")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if space_id in self._remote:
+            return
+        if self.rooms.get(space_id) is not None:
+            follow = self._follow_remote
+        elif self._relayed is not None and self._relayed.relays(space_id):
+            follow = self._follow_relayed
+        else:
+            return
+        self._remote.add(space_id)
+        task = asyncio.create_task(follow(space_id), name="follow-remote")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _follow_relayed(self, space_id: str) -> None:
+        """An edge's listeners follow the removals decided anywhere: cut, then refused."""
+        assert self._relayed is not None
+        try:
+            self._relayed.set_removed(space_id, await self.removed_from(space_id))
+        except StateUnavailable:
+            log.warning("could not follow a change of %s: shared state unreachable", space_id)
+        except Exception:
+            log.exception("could not follow a change of %s", space_id)
+        finally:
+            self._remote.discard(space_id)
 
     async def _follow_remote(self, space_id: str) -> None:
         """The media here follows what another node decided: the stage, or the end."""
@@ -573,9 +614,12 @@ class Spaces:
 
     async def go_live(self, actor: User, space_id: str) -> Snapshot:
         """The stage goes where the host starts it: this node (placement by load is the
-        next step); every node learns where through the state."""
+        next step), or from an edge, the least-loaded origin; every node learns where
+        through the state."""
         await self.record(space_id)  # refuses a malformed id before a lock exists for it
         await self._in_good_standing(actor.id)
+        if not holds_stages(self._settings.role):
+            return await self._go_live_on_an_origin(actor, space_id)
         async with self._locks.hold(space_id):
             space = await self.record(space_id)
             self._require_host(space, actor, "start the space")
@@ -587,6 +631,22 @@ class Spaces:
             await self._save(live)
         await self._host_action(actor, "start_space", space_id)
         self._events.space_live(live)
+        return await self._rebuild(space_id)
+
+    async def _go_live_on_an_origin(self, actor: User, space_id: str) -> Snapshot:
+        """An edge holds no stage: the host's go-live is forwarded to an origin (as a
+        speaker's offer is), which answers it; this node then reads what it decided."""
+        space = await self.record(space_id)
+        self._require_host(space, actor, "start the space")
+        origins = [node for node in await self._state.nodes() if holds_stages(node.role)]
+        origin = least_loaded(origins, {})
+        if origin is None or self._peers is None:
+            raise Conflict("no origin is up to hold this space's stage", code="no_origin")
+        await self._peers.go_live(origin.public_url, space_id, actor.id)
+        self._records.drop(space_id)
+        self._snapshots.pop(space_id, None)
+        self._stages.drop(space_id)
+        self._stage_urls.drop(space_id)
         return await self._rebuild(space_id)
 
     async def end(self, actor: User, space_id: str) -> Snapshot:
@@ -839,6 +899,20 @@ class Spaces:
         if self.rooms.get(space_id) is None:
             raise Conflict("this space's audio does not run on this node", code="wrong_node")
         return await self.connect_speaker(user, space_id, offer_sdp)
+
+    async def go_live_forwarded(self, user_id: str, space_id: str) -> Snapshot:
+        """A go-live an edge forwarded: answered only where stages may run."""
+        user = await self._store.get_user(user_id)
+        if user is None:
+            raise NotFound(f"there is no user with id {user_id!r}", code="user_not_found")
+        if not holds_stages(self._settings.role):
+            raise Conflict("this node holds no stages", code="wrong_node")
+        return await self.go_live(user, space_id)
+
+    async def removed_from(self, space_id: str) -> frozenset[str]:
+        """Everyone removed from the space, as the shared stage says (an edge's streams)."""
+        stage = await self._stage(space_id)
+        return frozenset(stage.removed) if stage is not None else frozenset()
 
     async def is_removed(self, space_id: str, user_id: str) -> bool:
         """Removals are decided on any node: the shared stage has them all."""

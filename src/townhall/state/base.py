@@ -97,6 +97,9 @@ class NodeInfo:
     """Live-stream listeners the node serves (what placement compares)."""
     last_beat: float = 0.0
     """Unix time of the last heartbeat, set by the backend."""
+    stream_url: str = ""
+    """Base URL of the node's live streams when they are not on `public_url` (its stream
+    workers' port); empty means `public_url`."""
 
 
 class State(Protocol):

@@ -204,6 +204,7 @@ def _node_from_json(raw: str | bytes) -> NodeInfo:
         role=str(data["role"]),
         load=float(data["load"]),
         last_beat=float(data["last_beat"]),
+        stream_url=str(data.get("stream_url", "")),
     )
 
 

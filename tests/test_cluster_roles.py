@@ -1,0 +1,337 @@
+"""Origins and edges (issue 8, roles) on loopback: Redis, PostgreSQL, one origin, two
+edges (the second with a stream worker) and nginx in front of the edges, all started
+by the test.
+
+A host starts a space through nginx (an edge forwards the go-live to the origin) and
+speaks a 440 Hz tone from aiortc through an edge (the offer is forwarded too); join
+answers send listeners to both edges with absolute URLs; listeners on each edge hear
+the tone (FFT), each edge relaying the program from the origin once; the snapshot
+counts the listeners of every node; HLS is served by an edge from the origin; a
+request to speak sent through an edge reaches the host's studio on the origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import NO_LAG_DOOR, RunningServer, free_port, start_server, stop_server
+from http_helpers import Account, sign_up, speak_over_http
+from nginx_server import HAS_NGINX, running_nginx
+from tones import Recording, ToneTrack, read_live_stream, tone_power
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.usefixtures("loopback_ice"),
+    pytest.mark.skipif(not HAS_NGINX, reason="needs Debian's nginx"),
+]
+
+TONE_HZ = 440.0
+PRESENT_DBFS = -30.0
+LISTEN_S = 4.0
+SETTLE_S = 30.0
+"""Bound for what the cluster agrees on within a few ticks (generous: a loaded machine)."""
+MAX_JOINS = 12
+"""Joins made until both edges were handed out (each edge's choice spreads a burst)."""
+SECRET = "one-origin-two-edges"
+EXTRA = 3
+"""Listeners added on edge 1 to make it the busier one."""
+HLS_WINDOW_S = 10.0
+"""An HLS listener counts this long after its last playlist poll (the default)."""
+TICKS_S = 3.0
+"""A few snapshot ticks: every node's count has been reported again."""
+REGISTRY_S = 3.0
+"""Two heartbeats (one a tick) and a registry read (every half second) at most."""
+ADMIN_TOKEN = "operator-token-of-one-origin-two-edges"
+
+
+@dataclass
+class Cluster:
+    origin: RunningServer
+    edges: list[RunningServer]
+    edge_stream_urls: list[str]
+    """Where each edge's live listeners go (its own port, or its stream workers')."""
+    nginx: str
+
+
+def _node(root: Path, name: str, role: str, env: dict[str, str], *more: str) -> RunningServer:
+    port = free_port()
+    args = ("--role", role, "--public-url", f"http://127.0.0.1:{port}", *more)
+    return start_server(root / name, port=port, args=args, **env)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, redis_url: str, postgres_url: str) -> Iterator[Cluster]:
+    env = {
+        "TOWNHALL_STATE": redis_url,
+        "TOWNHALL_STORE": postgres_url,
+        "TOWNHALL_SECRET": SECRET,
+        "TOWNHALL_ADMIN_TOKEN": ADMIN_TOKEN,
+        "TOWNHALL_ADMISSION_PER_ADDRESS_RATE": "0",  # every client is 127.0.0.1
+        **NO_LAG_DOOR,
+    }
+    started: list[RunningServer] = []
+    try:
+        started.append(_node(tmp_path, "origin", "origin", env))
+        started.append(_node(tmp_path, "edge1", "edge", env))
+        worker_port = free_port()
+        started.append(
+            _node(
+                tmp_path,
+                "edge2",
+                "edge",
+                env,
+                "--stream-workers",
+                "1",
+                "--stream-port",
+                str(worker_port),
+            )
+        )
+        origin, *edges = started
+        upstreams = [f"127.0.0.1:{edge.port}" for edge in edges]
+        with running_nginx(tmp_path / "nginx", upstreams) as nginx:
+            yield Cluster(
+                origin,
+                edges,
+                [edges[0].url, f"http://127.0.0.1:{worker_port}"],
+                nginx,
+            )
+    finally:
+        for server in reversed(started):
+            stop_server(server)
+    for server in started:
+        assert "Traceback" not in server.log(), server.log()[-3000:]
+
+
+async def _within(
+    seconds: float, probe: Callable[[], Awaitable[Any]], accept: Callable[[Any], bool]
+) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        value = await probe()
+        if accept(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s; last seen: {value!r}")
+        await asyncio.sleep(0.1)
+
+
+async def _live_connections(origin: httpx.AsyncClient, space_id: str) -> float:
+    """The origin's own live-stream connections of the space (GET /metrics)."""
+    answer = await origin.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert answer.status_code == 200, answer.text
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            if sample.name == "townhall_listeners" and sample.labels == {
+                "space": space_id,
+                "format": "live",
+            }:
+                return sample.value
+    raise AssertionError(f"no live listeners metric for {space_id}")
+
+
+async def _hold(url: str, streaming: asyncio.Event) -> None:
+    """One listener on the live stream until cancelled."""
+    async with httpx.AsyncClient(timeout=10) as http, http.stream("GET", url) as response:
+        assert response.status_code == 200, await response.aread()
+        assert response.headers["access-control-allow-origin"] == "*"  # any node's page
+        async for _ in response.aiter_raw():
+            streaming.set()
+
+
+async def _joins_on_both_edges(
+    http: httpx.AsyncClient,
+    space_id: str,
+    cluster: Cluster,
+    headers: dict[str, str] | None = None,
+    each: int = 2,
+) -> dict[str, list[dict[str, Any]]]:
+    """Joins until each edge was handed out `each` times (or MAX_JOINS), by edge."""
+    by_edge: dict[str, list[dict[str, Any]]] = {url: [] for url in cluster.edge_stream_urls}
+    for _ in range(MAX_JOINS):
+        joined = await http.post(f"/api/spaces/{space_id}/join", headers=headers)
+        assert joined.status_code == 200, joined.text
+        answer = joined.json()
+        live = answer["live_url"]
+        base = next(
+            (url for url in by_edge if live.startswith(f"{url}/live/{space_id}.aac?")), None
+        )
+        assert base is not None, f"not sent to an edge: {answer}"
+        edge = cluster.edges[cluster.edge_stream_urls.index(base)]
+        assert answer["hls_url"] == f"{edge.url}/hls/{space_id}/index.m3u8", answer
+        by_edge[base].append(answer)
+        if all(len(answers) >= each for answers in by_edge.values()):
+            break
+    assert all(by_edge.values()), f"a burst of joins left an edge out: {by_edge}"
+    return by_edge
+
+
+async def _busier_edge_gets_fewer(
+    front: httpx.AsyncClient,
+    space_id: str,
+    cluster: Cluster,
+    held: int,
+    holders: list[asyncio.Task[None]],
+) -> None:
+    """Edges report their load in the heartbeat: with EXTRA more listeners on edge 1
+    (tickets are good on any node), the next joins go to edge 2."""
+    tickets = []
+    for _ in range(EXTRA):
+        joined = await front.post(f"/api/spaces/{space_id}/join")
+        tickets.append(joined.json()["ticket"])
+    streaming = [asyncio.Event() for _ in tickets]
+    for ticket, flowing in zip(tickets, streaming, strict=True):
+        url = f"{cluster.edges[0].url}/live/{space_id}.aac?ticket={ticket}"
+        holders.append(asyncio.create_task(_hold(url, flowing)))
+    await asyncio.wait_for(asyncio.gather(*(flowing.wait() for flowing in streaming)), SETTLE_S)
+    await _within(
+        SETTLE_S, lambda: front.get(f"/api/spaces/{space_id}"),
+        lambda answer: answer.json()["listeners"] == held + EXTRA,
+    )  # fmt: skip
+    await asyncio.sleep(REGISTRY_S)  # the edges' next heartbeats carry their loads
+    for _ in range(EXTRA - 1):
+        joined = (await front.post(f"/api/spaces/{space_id}/join")).json()
+        assert joined["live_url"].startswith(cluster.edge_stream_urls[1]), joined
+
+
+async def test_one_origin_two_edges_behind_nginx(cluster: Cluster) -> None:
+    async with (
+        httpx.AsyncClient(base_url=cluster.nginx, timeout=20) as front,
+        httpx.AsyncClient(base_url=cluster.origin.url, timeout=20) as origin,
+        httpx.AsyncClient(base_url=cluster.edges[0].url, timeout=20) as edge1,
+        httpx.AsyncClient(base_url=cluster.edges[1].url, timeout=20) as edge2,
+    ):
+        host = await sign_up(front, "host")
+        guest: Account = await sign_up(front, "guest")
+        created = await front.post("/api/spaces", json={"title": "Roles"}, headers=host.headers)
+        assert created.status_code == 201, created.text
+        space_id = created.json()["id"]
+        started = await edge1.post(f"/api/spaces/{space_id}/start", headers=host.headers)
+        assert started.status_code == 200, started.text
+        assert started.json()["state"] == "live"
+        playlist = await _within(
+            SETTLE_S,
+            lambda: origin.get(f"/hls/{space_id}/index.m3u8"),
+            lambda answer: answer.status_code == 200,
+        )  # fmt: skip  (the stage runs on the origin: its packager answers)
+        assert "#EXTM3U" in playlist.text
+
+        speaker = await speak_over_http(edge2, space_id, host.headers, ToneTrack(TONE_HZ, 0.0))
+        try:
+            by_edge = await _joins_on_both_edges(front, space_id, cluster)
+
+            # Listeners on both edges hear the tone.
+            first = [answers[0]["live_url"] for answers in by_edge.values()]
+            heard = [Recording() for _ in first]
+            stop_at = time.time() + LISTEN_S
+            readers = [
+                read_live_stream(url, recording, stop_at)
+                for url, recording in zip(first, heard, strict=True)
+            ]
+            await asyncio.wait_for(asyncio.gather(*readers), LISTEN_S + SETTLE_S)
+            for url, recording in zip(first, heard, strict=True):
+                power = tone_power(recording.samples(), 48_000, TONE_HZ)
+                print(f"\n{url.split('/live/')[0]}: 440 Hz at {power:.1f} dBFS")
+                assert power > PRESENT_DBFS, (url, power)
+
+            # Held listeners: the snapshot counts every node's, on every node.
+            held = [answer["live_url"] for answers in by_edge.values() for answer in answers]
+            streaming = [asyncio.Event() for _ in held]
+            holders = [
+                asyncio.create_task(_hold(url, flowing))
+                for url, flowing in zip(held, streaming, strict=True)
+            ]
+            try:
+                await asyncio.wait_for(
+                    asyncio.gather(*(flowing.wait() for flowing in streaming)), SETTLE_S
+                )
+                for node in (origin, edge1, edge2):
+                    snapshot = await _within(
+                        SETTLE_S, lambda node=node: node.get(f"/api/spaces/{space_id}"),
+                        lambda answer: answer.json()["listeners"] == len(held),
+                    )  # fmt: skip
+                    assert snapshot.status_code == 200
+                print(f"{len(held)} listeners over two edges, counted on every node")
+                assert await _live_connections(origin, space_id) == len(cluster.edges), (
+                    "the origin sends the program once per edge"
+                )
+                await _busier_edge_gets_fewer(front, space_id, cluster, len(held), holders)
+            finally:
+                for holder in holders:
+                    holder.cancel()
+                await asyncio.gather(*holders, return_exceptions=True)
+        finally:
+            await speaker.close()
+
+        # A removal decided on the origin cuts the removed listener on both edges (the
+        # edge itself, and the stream worker of the other) and keeps them out.
+        troll = await sign_up(front, "troll")
+        tickets = await _joins_on_both_edges(front, space_id, cluster, troll.headers, 1)
+        urls = [answers[0]["live_url"] for answers in tickets.values()]
+        streaming = [asyncio.Event() for _ in urls]
+        trolling = [
+            asyncio.create_task(_hold(url, flowing))
+            for url, flowing in zip(urls, streaming, strict=True)
+        ]
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(flowing.wait() for flowing in streaming)), SETTLE_S
+            )
+            removed = await origin.post(
+                f"/api/spaces/{space_id}/removals",
+                json={"user_id": troll.id},
+                headers=host.headers,
+            )
+            assert removed.status_code == 200, removed.text
+            await asyncio.wait_for(asyncio.gather(*trolling), SETTLE_S)  # the streams end
+        finally:
+            for task in trolling:
+                task.cancel()
+            await asyncio.gather(*trolling, return_exceptions=True)
+        for url in urls:
+            async with httpx.AsyncClient(timeout=10) as http:
+                again = await http.get(url)
+            assert again.status_code == 403 and again.json()["error"]["code"] == "removed"
+
+        # HLS on an edge is the origin's, through the edge's cache.
+        via_edge = await edge1.get(f"/hls/{space_id}/index.m3u8")
+        assert via_edge.status_code == 200, via_edge.text
+        assert via_edge.headers["content-type"] == "application/vnd.apple.mpegurl"
+        assert via_edge.headers["access-control-allow-origin"] == "*"
+        segment = next(line for line in via_edge.text.splitlines() if line.endswith(".m4s"))
+        direct = await origin.get(f"/hls/{space_id}/{segment}")
+        cached = [await edge1.get(f"/hls/{space_id}/{segment}") for _ in range(2)]
+        assert all(answer.content == direct.content for answer in cached)
+        assert (await edge1.get(f"/hls/{space_id}/nothing.m4s")).status_code == 404
+
+        # An HLS listener of an edge is counted once: by the edge, not by the origin,
+        # whose playlist polls came from the edge's cache.
+        assert (await edge1.get(f"/hls/{space_id}/index.m3u8")).status_code == 200
+        await _within(
+            HLS_WINDOW_S / 2, lambda: origin.get(f"/api/spaces/{space_id}"),
+            lambda answer: answer.json()["listeners"] == 1,
+        )  # fmt: skip
+        await asyncio.sleep(TICKS_S)
+        assert (await origin.get(f"/api/spaces/{space_id}")).json()["listeners"] == 1
+
+        # A request to speak sent through an edge reaches the host's studio.
+        asked = await edge2.post(f"/api/spaces/{space_id}/speak-requests", headers=guest.headers)
+        assert asked.status_code == 202, asked.text
+
+        async def studio_requests() -> list[str]:
+            seen = await origin.get(f"/api/spaces/{space_id}/requests", headers=host.headers)
+            assert seen.status_code == 200, seen.text
+            return [person["id"] for person in seen.json()["requests"]]
+
+        await _within(SETTLE_S, studio_requests, lambda ids: guest.id in ids)
+
+        ended = await front.post(f"/api/spaces/{space_id}/end", headers=host.headers)
+        assert ended.status_code == 200, ended.text
