@@ -148,6 +148,16 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', t)
 return 1
 """
 
+# KEYS: stage-node key. ARGV: the node expected there ("" for none), the claiming node.
+CLAIM_STAGE = """
+local holder = redis.call('GET', KEYS[1])
+if (holder or '') ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
 
 @contextlib.contextmanager
 def _reachable() -> Iterator[None]:
@@ -168,6 +178,9 @@ def _node_from_json(raw: str | bytes) -> NodeInfo:
         role=str(data["role"]),
         load=float(data["load"]),
         last_beat=float(data["last_beat"]),
+        holds_stages=bool(data.get("holds_stages", True)),
+        stages=int(data.get("stages", 0)),
+        cpu=float(data.get("cpu", 0.0)),
     )
 
 
@@ -191,6 +204,7 @@ class RedisState:
         self._sum = self._redis.register_script(SUM_LISTENERS)
         self._advance = self._redis.register_script(ADVANCE_ADMITTED)
         self._beat = self._redis.register_script(BEAT)
+        self._claim_stage = self._redis.register_script(CLAIM_STAGE)
 
     # -- change notification ---------------------------------------------------------
 
@@ -376,6 +390,13 @@ class RedisState:
         with _reachable():
             node = await self._redis.get(STAGE_NODE_KEY % space_id)
         return str(node) if node is not None else None
+
+    async def claim_stage(self, space_id: str, expected: str | None, node_id: str) -> bool:
+        with _reachable():
+            claimed = await self._claim_stage(
+                keys=[STAGE_NODE_KEY % space_id], args=[expected or "", node_id]
+            )
+        return bool(claimed)
 
     async def beat(self, node: NodeInfo, ttl_s: float) -> None:
         info = json.dumps(asdict(node))
