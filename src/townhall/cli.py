@@ -48,6 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
         store=args.store,
         state=args.state,
         public_url=args.public_url,
+        shared_recordings=args.shared_recordings,
     )
     if args.trusted_proxies is not None:
         proxies = tuple(part.strip() for part in args.trusted_proxies.split(",") if part.strip())
@@ -129,6 +130,14 @@ def main(argv: list[str] | None = None) -> int:
         "--public-url",
         default=None,
         help="this node's base URL for clients (http://HOST:PORT); env TOWNHALL_PUBLIC_URL",
+    )
+    serve.add_argument(
+        "--shared-recordings",
+        default=None,
+        metavar="DIR",
+        help="recordings directory every origin shares (e.g. an NFS mount), so an origin "
+        "that takes a space over after a crash continues its recording; default: "
+        "DATA_DIR/recordings; env TOWNHALL_SHARED_RECORDINGS",
     )
     serve.add_argument(
         "--captions-model",
