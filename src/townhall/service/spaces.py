@@ -75,6 +75,8 @@ whose stage's node left the registry are re-placed on a living origin (failover)
 NODE_ROLE = "all"
 
 
+DROP_PROBE_S = 1.0
+"""Re-joins after a dropped stream probe the stage's node at most this often per space."""
 LIVE_SWEEP_LIMIT = 10_000
 """Live spaces a sweep over them reads (leave_every_stage)."""
 
@@ -151,6 +153,8 @@ class Spaces:
         self._stages: TrustedCache[Stage | None] = TrustedCache(state, cache_size)
         self._stage_urls: TrustedCache[str | None] = TrustedCache(state, cache_size)
         self._reactions_told: LRUCache[str, float] = LRUCache(cache_size)
+        self._probed: LRUCache[str, float] = LRUCache(cache_size)
+        """When a dropped stream last made this node probe the space's stage node."""
         self._dirty: set[str] = set()
         self._listings: dict[tuple[int, int, int], tuple[float, bytes]] = {}
         self._reactions_untold: set[str] = set()
@@ -196,7 +200,8 @@ class Spaces:
         with no origin left it is ended as of now, keeping what its recording caught.
         One placed on this node is this node's: at start-up (it restarted, its speakers
         and listeners are gone) it is ended; later (another node re-placed it here and
-        the news was missed) it is taken over."""
+        the news was missed) it is taken over. One placed nowhere (the shared state was
+        lost, as an in-memory one is with its node) is ended."""
         living = {node.node_id: node for node in await self._state.nodes()}
         up: dict[str, bool] = {}  # one probe per holder
         for space in await self._store.list_spaces([SpaceState.LIVE], limit=LIVE_SWEEP_LIMIT):
@@ -209,7 +214,10 @@ class Spaces:
                 else:
                     await self._take_over(space.id)
                 continue
-            holder = living.get(holder_id or "")
+            if holder_id is None:  # the shared state was lost with it: nobody to follow
+                await self._end_orphan(space)
+                continue
+            holder = living.get(holder_id)
             if holder is not None:
                 if holder.node_id not in up:
                     up[holder.node_id] = await self._still_up(holder, probe)
@@ -262,6 +270,19 @@ class Spaces:
             await self.rooms.close(space_id, finish_recording=False)
         self._stage_urls.drop(space_id)
         log.warning("space %s is held by %s now; stopped its stage here", space_id, holder)
+
+    async def stream_dropped(self, space_id: str) -> None:
+        """A listener came back with its ticket: its stream dropped. If the node holding
+        the space's stage does not answer, the space is re-placed now (a SIGKILLed node
+        refuses connections at once) rather than when its heartbeats expire. At most one
+        probe per space per DROP_PROBE_S, whatever the crowd that re-joins at once."""
+        if self.rooms.get(space_id) is not None:
+            return
+        now = time.monotonic()
+        if self._probed.get(space_id, -DROP_PROBE_S) + DROP_PROBE_S > now:
+            return
+        self._probed[space_id] = now
+        await self.take_over_if_down(space_id)
 
     async def take_over_if_down(self, space_id: str) -> bool:
         """The holder of the space's stage did not answer a forwarded call: if it does not
@@ -378,6 +399,7 @@ class Spaces:
             "stages": len(self._stages),
             "stage_urls": len(self._stage_urls),
             "reactions_told": len(self._reactions_told),
+            "probed": len(self._probed),
             "missing": len(self._missing),
             "locks": len(self._locks),
         }
