@@ -169,6 +169,7 @@ class Spaces:
         self._ticks = 0
         self._cpu = ProcessCpu()
         self._registered: set[str] = set()
+        self._node_urls: tuple[str, ...] = ()
         """The node ids in the registry at the last tick: one leaving triggers a sweep."""
         state.subscribe(self._on_remote_change, self._forget_cached)
 
@@ -350,7 +351,9 @@ class Spaces:
         await self._beat()
         await self._yield_moved_rooms()
         self._ticks += 1
-        registered = {node.node_id for node in await self._state.nodes()}
+        registry = await self._state.nodes()
+        self._node_urls = tuple(sorted({node.public_url for node in registry}))
+        registered = {node.node_id for node in registry}
         someone_left = bool(self._registered - registered)
         self._registered = registered
         if someone_left or self._ticks % ORPHAN_SWEEP_TICKS == 0:
@@ -384,6 +387,11 @@ class Spaces:
             holder = await self._state.stage_node(room.space_id)
             if holder is not None and holder != self._node_id:
                 await self._yield(room.space_id, holder)
+
+    def node_urls(self) -> tuple[str, ...]:
+        """The public URLs of the deployment's nodes at the last tick (the pages let the
+        audio come from any of them)."""
+        return self._node_urls
 
     def node_listeners(self) -> int:
         """Live-stream listeners of the spaces this node runs, for its capacity: its own
