@@ -20,11 +20,23 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from browser import attach_analyser, chromium_available, median_spectrum, page_factory, player_state
+from browser import (
+    PASSWORD,
+    attach_analyser,
+    chromium_available,
+    create_space,
+    median_spectrum,
+    page_factory,
+    player_state,
+    wait_for_mic_live,
+)
+from browser import sign_up as browser_sign_up
 from conftest import NO_LAG_DOOR, RunningServer, start_server, stop_server
 from http_helpers import sign_up
 from test_browser import UI_TIMEOUT_MS, open_and_play
-from test_failover import BACK_WITHIN_S, offer_until_accepted
+from test_failover import BACK_WITHIN_S, PRESENT_DBFS, RejoiningListener, offer_until_accepted
+from tones import steady_tone_power
+from townhall.media import SAMPLE_RATE
 
 pytestmark = [
     pytest.mark.browser,
@@ -157,6 +169,65 @@ def test_a_listen_page_keeps_playing_across_the_kill_of_its_stream_node(
     finally:
         if speaker is not None:
             loop.run(speaker.close())
+        loop.run(a.aclose())
+        loop.run(b.aclose())
+        loop.close()
+    assert "Traceback" not in node_b.log()
+
+
+RECONNECT_WITHIN_S = 30.0
+"""Bound on kill -> the studio's microphone is live on stage again (Chromium notices a
+silent peer after a few seconds; generous for a loaded machine); measured, printed."""
+
+
+def test_the_studio_reconnects_its_microphone_by_itself_after_its_stage_node_died(
+    new_page, origins: tuple[RunningServer, RunningServer]
+) -> None:
+    """The host's studio page (on B, Chromium's fake microphone: 440 Hz) speaks into a
+    stage held by A; SIGKILL A: the page offers again through B on its own, B takes the
+    space over, and a listener re-joining through B hears the host's tone again."""
+    node_a, node_b = origins
+    studio = new_page()
+    browser_sign_up(studio, node_b.url, "studio_host")
+    space_id = create_space(studio, "The studio survives")
+    loop = LoopThread()
+    a = httpx.AsyncClient(base_url=node_a.url, timeout=15)
+    b = httpx.AsyncClient(base_url=node_b.url, timeout=15)
+    try:
+        token = loop.run(
+            a.post("/api/tokens", json={"username": "studio_host", "password": PASSWORD})
+        )
+        headers = {"Authorization": f"Bearer {token.json()['token']}"}
+        started = loop.run(a.post(f"/api/spaces/{space_id}/start", headers=headers))
+        assert started.status_code == 200, started.text
+        studio.wait_for_selector("#state .state-live")
+        studio.click("#mic")
+        wait_for_mic_live(studio)
+        joined = loop.run(b.post(f"/api/spaces/{space_id}/join"))
+        assert joined.json()["live_url"].startswith(node_a.url)
+        listener = RejoiningListener(b, space_id, joined.json())
+        listening = asyncio.run_coroutine_threadsafe(
+            listener.run(time.time() + WATCH_S + RECONNECT_WITHIN_S), loop.loop
+        )
+        studio.wait_for_timeout(PLAY_BEFORE_S * 1000)
+
+        node_a.kill_hard()
+        killed = time.monotonic()
+        studio.wait_for_function(
+            "() => document.querySelector('#mic-status').textContent.includes('reconnecting')",
+            timeout=RECONNECT_WITHIN_S * 1000,
+            polling=50,
+        )
+        wait_for_mic_live(studio)
+        reconnected_s = time.monotonic() - killed
+        studio.wait_for_timeout(PLAY_BEFORE_S * 1000)
+        tail = listener.heard.samples(since=time.time() - 2.0)
+        listening.cancel()
+        print(f"\nA killed -> the studio's microphone live on stage again: {reconnected_s:.1f} s")
+        assert reconnected_s < RECONNECT_WITHIN_S
+        assert listener.rejoins and not listener.rejoins[-1]["live_url"].startswith(node_a.url)
+        assert steady_tone_power(tail, SAMPLE_RATE, TONE_HZ) > PRESENT_DBFS
+    finally:
         loop.run(a.aclose())
         loop.run(b.aclose())
         loop.close()
