@@ -227,3 +227,77 @@ async def test_an_origins_kill_moves_its_space_the_speaker_the_listener_and_the_
 
 def _iso_seconds(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
+
+
+LEFT_REGISTRY_S = 15.0
+"""A node that stops heartbeating leaves the registry after 5 ticks (5 s); the survivors
+notice at their next tick and re-place its spaces (generous: a loaded machine)."""
+
+
+@pytest.fixture
+def three_origins(
+    tmp_path: Path, redis_url: str, postgres_url: str
+) -> Iterator[list[RunningServer]]:
+    env = {
+        **NO_LAG_DOOR,
+        "TOWNHALL_STATE": redis_url,
+        "TOWNHALL_STORE": postgres_url,
+        "TOWNHALL_SECRET": SECRET,
+    }
+    running: list[RunningServer] = []
+    try:
+        for name in ("a", "b", "c"):
+            running.append(start_server(tmp_path / name, **env))
+        yield running
+    finally:
+        for server in reversed(running):
+            stop_server(server)
+
+
+async def test_two_survivors_never_both_take_a_dead_origins_space(
+    three_origins: list[RunningServer],
+) -> None:
+    """Nobody prods the survivors (no offer, no re-join): the dead origin leaves the
+    registry when its heartbeats expire, and both survivors, sweeping at their ticks,
+    try to re-place its space; the claim in the State lets exactly one of them take it,
+    and both send listeners there. The dead node also leaves what the pages trust."""
+    node_a, node_b, node_c = three_origins
+    async with (
+        httpx.AsyncClient(base_url=node_a.url, timeout=15) as a,
+        httpx.AsyncClient(base_url=node_b.url, timeout=15) as b,
+        httpx.AsyncClient(base_url=node_c.url, timeout=15) as c,
+    ):
+        host = await sign_up(a, "host")
+        created = await a.post("/api/spaces", json={"title": "Three"}, headers=host.headers)
+        space_id = created.json()["id"]
+        assert (await a.post(f"/api/spaces/{space_id}/start", headers=host.headers)).is_success
+        page = await b.get(f"/s/{space_id}")
+        assert node_a.url in page.headers["content-security-policy"]
+
+        node_a.kill_hard()
+        killed = time.monotonic()
+
+        async def holders() -> tuple[str, str]:
+            answers = [await node.post(f"/api/spaces/{space_id}/join") for node in (b, c)]
+            urls = [answer.json().get("live_url", "") for answer in answers]
+            # the holder answers with a relative URL (its own), the other with the holder's
+            mine = [node.url if url.startswith("/") else url.split("/live/")[0]
+                    for node, url in zip((node_b, node_c), urls, strict=True)]
+            return mine[0], mine[1]
+
+        while True:
+            seen = await holders()
+            if seen[0] == seen[1] != node_a.url:
+                break
+            assert time.monotonic() - killed < LEFT_REGISTRY_S, seen
+            await asyncio.sleep(0.2)
+        print(f"\nA killed -> B and C both send listeners to {seen[0]}: "
+              f"{time.monotonic() - killed:.1f} s")  # fmt: skip
+        await asyncio.sleep(3.0)  # a second claim would show by now
+        assert await holders() == seen
+        page = await b.get(f"/s/{space_id}")
+        assert node_a.url not in page.headers["content-security-policy"]
+    taking_over = f"took over the stage of space {space_id}"
+    took_over = [node for node in (node_b, node_c) if taking_over in node.log()]
+    assert [node.url for node in took_over] == [seen[0]]
+    assert "Traceback" not in node_b.log() + node_c.log()
