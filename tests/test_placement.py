@@ -1,14 +1,23 @@
-"""Placement by load (townhall.nodes.placement): pure, so tested without a server."""
+"""Placement by load (townhall.nodes.placement): pure, so tested without a server; and
+used by going live (two origins in one process)."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
+from conftest import CHEAP_ARGON2, NO_CAPTIONS, NO_LAG_DOOR
+from townhall.config import load_settings
 from townhall.nodes.placement import (
     LISTENERS_PER_ORIGIN,
     SPACES_PER_ORIGIN,
     choose_origin,
     headroom,
 )
-from townhall.state import NodeInfo
+from townhall.service.spaces import node_id_for
+from townhall.services import build_services
+from townhall.state import MemoryState, NodeInfo
 
 
 def _node(node_id: str, **figures: float | int | bool) -> NodeInfo:
@@ -48,3 +57,46 @@ def test_survivors_agree_on_equal_headroom_whatever_the_order() -> None:
     nodes = [_node("node-b"), _node("node-a"), _node("node-c")]
     for order in (nodes, nodes[::-1], nodes[1:] + nodes[:1]):
         assert choose_origin(order).node_id == "node-a"  # type: ignore[union-attr]
+
+
+async def test_a_space_started_on_a_busy_origin_goes_live_on_the_free_one(
+    tmp_path: Path,
+) -> None:
+    """Two origins in one process on one State and one store: A's heartbeat says it is
+    busy (90 % of a core), so a space its host starts through A is placed on B, and B
+    starts the stage when it hears of it; A runs none."""
+    shared = MemoryState()
+    store = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    env = {**CHEAP_ARGON2, **NO_CAPTIONS, **NO_LAG_DOOR, "TOWNHALL_STORE": store}
+    one_hour = {"snapshot_tick_s": 3_600.0}  # no tick re-beats during the test
+    nodes = [
+        build_services(
+            load_settings(env, data_dir=tmp_path / name, port=port, **one_hour), state=shared
+        )
+        for name, port in (("a", 18001), ("b", 18002))
+    ]
+    for services in nodes:
+        await services.start()
+    a, b = nodes
+    try:
+        a_info = await shared.node(node_id_for(a.settings.node_url))
+        assert a_info is not None
+        await shared.beat(replace(a_info, cpu=0.9), ttl_s=60)
+        host = await a.accounts.sign_up("host", "correct horse")
+        space = await a.spaces.create(host, "Placed by load")
+        space_id = space.data["id"]
+
+        live = await a.spaces.go_live(host, space_id)
+
+        assert live.data["state"] == "live"
+        assert await shared.stage_node(space_id) == node_id_for(b.settings.node_url)
+        for _ in range(100):  # B starts the stage when the change reaches it
+            if b.spaces.rooms.get(space_id) is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert b.spaces.rooms.get(space_id) is not None
+        assert a.spaces.rooms.get(space_id) is None
+        assert await a.spaces.stage_url(space_id) == b.settings.node_url
+    finally:
+        for services in reversed(nodes):
+            await services.stop()

@@ -169,8 +169,8 @@ class Spaces:
         self._ticks = 0
         self._cpu = ProcessCpu()
         self._registered: set[str] = set()
-        self._node_urls: tuple[str, ...] = ()
         """The node ids in the registry at the last tick: one leaving triggers a sweep."""
+        self._node_urls: tuple[str, ...] = ()
         state.subscribe(self._on_remote_change, self._forget_cached)
 
     # -- lifecycle ---------------------------------------------------------------
