@@ -181,7 +181,12 @@ export class LivePlayer extends EventTarget {
         if (err instanceof ApiError && err.status >= 400 && err.status < 500
             && err.status !== 429 && !REJOIN_STATUSES.has(err.status)) throw err;
         if (err.status && REJOIN_STATUSES.has(err.status)) this._ticket = null;
-        if (err instanceof TypeError || err.status >= 500) this._rejoin = true;
+        // The stream's node is gone, failing, or no longer holds the space (409
+        // not_live): ask where to listen now, with the ticket in hand.
+        if (!(err instanceof ApiError)
+            && !(err instanceof StreamError && err.status < 500 && err.status !== 409)) {
+          this._rejoin = true;
+        }
         // A network drop keeps the MediaSource (playback resumes seamlessly);
         // anything else starts the media pipeline afresh.
         if (!(err instanceof TypeError) && !(err instanceof ApiError)) this._teardownMedia();
