@@ -9,6 +9,7 @@ from pathlib import Path
 
 from conftest import CHEAP_ARGON2, NO_CAPTIONS, NO_LAG_DOOR
 from townhall.config import load_settings
+from townhall.nodes.cpu import ProcessCpu
 from townhall.nodes.placement import (
     LISTENERS_PER_ORIGIN,
     SPACES_PER_ORIGIN,
@@ -100,3 +101,13 @@ async def test_a_space_started_on_a_busy_origin_goes_live_on_the_free_one(
     finally:
         for services in reversed(nodes):
             await services.stop()
+
+
+def test_the_heartbeats_cpu_is_cores_used_since_the_previous_one() -> None:
+    clocks = {"cpu": 10.0, "wall": 100.0}
+    meter = ProcessCpu(lambda: clocks["cpu"], lambda: clocks["wall"])
+    clocks.update(cpu=10.5, wall=101.0)
+    assert meter.cores() == 0.5
+    clocks.update(cpu=12.5, wall=102.0)  # two threads busy for the whole second
+    assert meter.cores() == 2.0
+    assert meter.cores() == 0.0  # no time passed
