@@ -155,6 +155,36 @@ async def test_program_close_then_finalize_off_the_loop(tmp_path: Path) -> None:
     assert tone_power(played[SAMPLE_RATE:], SAMPLE_RATE, 660) > -14
 
 
+async def test_a_take_overs_part_is_joined_after_the_crashed_origins_part(
+    tmp_path: Path,
+) -> None:
+    """Failover (issue 8): the first origin's part is torn by its crash, the second
+    origin records on in a part of its own in the same (shared) directory; the end
+    joins them in order, one after the other, into one seekable file."""
+    recordings = Recordings(tmp_path / "recordings")
+    first = recordings.prepare("space-1")
+    record(first, 3.0, freq=440).close()
+    data = first.read_bytes()
+    first.write_bytes(data[: len(data) - 700])  # SIGKILL mid-fragment
+    second = recordings.prepare("space-1")
+    assert second != first and second.name == "space-1.2.part.mp4"
+    record(second, 2.0, freq=660).close()
+    assert recordings.parts("space-1") == [first, second]
+
+    seconds = await recordings.finish("space-1")
+
+    final = recordings.final_path("space-1")
+    assert seconds is not None and 4.4 < seconds < 5.0
+    assert not first.exists() and not second.exists()
+    assert_seekable_m4a(final, seconds, 440)  # the middle is still the first part
+    played = decode_file(final)
+    before = played[SAMPLE_RATE // 2 : 2 * SAMPLE_RATE]
+    after = played[-int(1.5 * SAMPLE_RATE) : -SAMPLE_RATE // 4]
+    assert abs(dominant_frequencies(before, SAMPLE_RATE, 1)[0] - 440) < 3
+    assert abs(dominant_frequencies(after, SAMPLE_RATE, 1)[0] - 660) < 3
+    assert abs(len(played) / SAMPLE_RATE - seconds) < 0.1
+
+
 def test_close_without_finalize_leaves_a_whole_partial_file(tmp_path: Path) -> None:
     partial = tmp_path / "s.part.mp4"
     program = record(partial, 2.0)

@@ -7,10 +7,15 @@ import time
 import pytest
 
 from townhall.admission.signing import Signer
-from townhall.admission.tickets import check_ticket
+from townhall.admission.tickets import (
+    REJOIN_WINDOW_S,
+    TicketRefused,
+    check_ticket,
+    rejoin_claims,
+)
 from townhall.admission.waiting_room import MAX_ETA_S
 from townhall.config import load_settings
-from townhall.domain.errors import DomainError, TooManyRequests
+from townhall.domain.errors import DomainError, Forbidden, TooManyRequests
 from townhall.service.door import MAX_QUEUED_SHED_RETRY_S, Door
 
 
@@ -116,3 +121,39 @@ async def test_a_line_paused_by_lag_under_the_shed_threshold_polls_soon_and_says
         assert w["eta_s"] >= w["retry_after_s"], "nobody is admitted before coming back"
         assert w["eta_s"] == pytest.approx(max(w["retry_after_s"], w["position"] / 100.0))
     assert not door.counts["shed"]
+
+
+async def test_a_dropped_listeners_ticket_rejoins_on_another_node_without_the_line(
+    tmp_path,
+) -> None:
+    """Issue 8, failover: a listener whose node died comes back with its ticket to a node
+    whose line is long (it sheds everyone new): its ticket is honoured there at once,
+    for the same listener, even long after it expired; a forged one, one for another
+    space or one older than the window is refused with a clear code."""
+    first = _door(tmp_path / "a")
+    ticket = (await first.join("space", None, {}))["ticket"]
+    held = check_ticket(Signer(b"k" * 32), ticket, "space", time.time())
+    other = _door(tmp_path / "b")  # another node of the deployment: same secret
+    await _overloaded_crowd(other, 5)
+    assert "wait" in await other.join("space", None, {}), "a newcomer waits in line"
+
+    answer = await other.join("space", None, {"ticket": ticket})
+
+    renewed = check_ticket(Signer(b"k" * 32), answer["ticket"], "space", time.time())
+    assert renewed.listener_id == held.listener_id
+    an_hour_late = held.expires_at + 3_600
+    assert rejoin_claims(Signer(b"k" * 32), ticket, "space", an_hour_late).listener_id == (
+        held.listener_id
+    )
+    assert other.counts["rejoins"] == 1
+    refusals = {
+        "ticket_forged": ("space", ticket[:-2] + ("A" if ticket[-2] != "A" else "B") + ticket[-1]),
+        "ticket_wrong_space": ("other-space", ticket),
+    }
+    for code, (space, token) in refusals.items():
+        with pytest.raises(Forbidden) as refused:
+            await other.join(space, None, {"ticket": token})
+        assert refused.value.code == code
+    with pytest.raises(TicketRefused) as too_old:
+        rejoin_claims(Signer(b"k" * 32), ticket, "space", held.expires_at + REJOIN_WINDOW_S)
+    assert too_old.value.code == "expired"

@@ -275,6 +275,29 @@ async def test_an_edges_role_and_stream_url_travel_with_its_heartbeat(views: Vie
     assert found.load == 7.0
 
 
+async def test_node_figures_travel_with_the_heartbeat(views: Views) -> None:
+    a, b = views
+    sent = NodeInfo("node-e", "http://127.0.0.1:8003", "edge", 7.0, 0.0, False, 3, 0.25)
+    await a.beat(sent, ttl_s=60)
+    found = await b.node("node-e")
+    assert found is not None
+    assert (found.holds_stages, found.stages, found.cpu) == (False, 3, 0.25)
+
+
+async def test_claiming_a_stage_is_atomic_and_only_one_survivor_wins(views: Views) -> None:
+    a, b = views
+    assert await a.claim_stage("s2", None, "node-a")  # placed nowhere yet
+    assert await b.stage_node("s2") == "node-a"
+    assert not await b.claim_stage("s2", None, "node-b")
+    claims = await asyncio.gather(
+        *(view.claim_stage("s2", "node-a", node) for view, node in ((a, "x"), (b, "y")) * 5)
+    )
+    assert claims.count(True) == 1
+    winner = await a.stage_node("s2")
+    assert winner in ("x", "y") and await b.stage_node("s2") == winner
+    assert not await a.claim_stage("s2", "node-a", "node-z")  # the old holder is gone
+
+
 async def test_changes_reach_every_node(views: Views) -> None:
     a, b = views
     heard: list[tuple[str, str]] = []

@@ -56,6 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
         state=args.state,
         public_url=args.public_url,
         role=args.role,
+        shared_recordings=args.shared_recordings,
     )
     if args.trusted_proxies is not None:
         proxies = tuple(part.strip() for part in args.trusted_proxies.split(",") if part.strip())
@@ -144,6 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         choices=ROLES,
         help="all (default): stages and listeners; origin: stages; edge: listeners "
         "(relays each program once from its origin); env TOWNHALL_ROLE",
+    )
+    serve.add_argument(
+        "--shared-recordings",
+        default=None,
+        metavar="DIR",
+        help="recordings directory every origin shares (e.g. an NFS mount), so an origin "
+        "that takes a space over after a crash continues its recording; default: "
+        "DATA_DIR/recordings; env TOWNHALL_SHARED_RECORDINGS",
     )
     serve.add_argument(
         "--captions-model",

@@ -283,6 +283,10 @@ class Settings:
     captions: CaptionSettings = field(default_factory=CaptionSettings)
     clips: ClipSettings = field(default_factory=ClipSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    shared_recordings: str = ""
+    """A recordings directory every origin shares (flag --shared-recordings): an origin
+    that takes a space over after a crash writes its part beside the crashed one's, and
+    the end joins them (service/recordings.py). Empty: DATA_DIR/recordings."""
     store: str = ""
     """Durable store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB (env
     TOWNHALL_STORE, flag --store); empty means SQLite at `database_path`."""
@@ -305,6 +309,8 @@ class Settings:
 
     @property
     def recordings_dir(self) -> Path:
+        if self.shared_recordings:
+            return Path(self.shared_recordings)
         return self.data_dir / "recordings"
 
     @property

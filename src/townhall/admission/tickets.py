@@ -17,6 +17,10 @@ from typing import Final
 from townhall.admission.refused import AdmissionRefused, refusal_code
 from townhall.admission.signing import InvalidToken, Signer
 
+REJOIN_WINDOW_S: Final = 12 * 3_600
+"""A ticket re-joins (rejoin_claims) up to this long after its expiry: a listener's
+stream outlives its ticket (the ticket is checked when the stream opens), so the one in
+hand after hours of listening has expired; past this, the listener joins as anyone."""
 KIND: Final = "t"
 """First field of every ticket: a queue token or a challenge is never a ticket."""
 _FIELDS: Final = 4
@@ -63,3 +67,17 @@ def check_ticket(signer: Signer, token: str, space_id: str, now: float) -> Ticke
     if now >= expires_at:
         raise TicketRefused("expired", "this ticket has expired; join again")
     return TicketClaims(ticket_space, listener_id, expires_at)
+
+
+def rejoin_claims(
+    signer: Signer, token: str, space_id: str, now: float, window_s: float = REJOIN_WINDOW_S
+) -> TicketClaims:
+    """The claims of a ticket held by a listener whose stream dropped (its node died):
+    ours and for this space, expired for at most `window_s`. The door gives the same
+    listener a fresh ticket without a second wait in line, on whatever node it asks."""
+    try:
+        return check_ticket(signer, token, space_id, now - window_s)
+    except TicketRefused as refused:
+        if refused.code != "expired":
+            raise
+        raise TicketRefused("expired", "this ticket is too old to re-join with") from None

@@ -66,6 +66,10 @@ TRANSPORT_EXTENSION = "townhall.transport"
 RELAY_HEADER = RELAY_HEADER_NAME.encode()
 RELAY_LISTENER_PREFIX = "relay:"
 """Listener id of a stream worker's relay on the origin's fan-out."""
+CORS = (b"access-control-allow-origin", b"*")
+"""A listen page served by one node plays the stream of the node that holds the stage
+(another origin); the ticket is in the URL, no cookie is sent, so any origin may read
+it, as from the stream workers (townhall.edge.protocol)."""
 LIVE_HEAD = (
     b"HTTP/1.1 200 OK\r\n"
     b"Content-Type: audio/aac\r\n"
@@ -81,7 +85,7 @@ LIVE_HEADERS = [
     (b"content-type", b"audio/aac"),
     (b"cache-control", b"no-cache, no-store"),
     (b"x-content-type-options", b"nosniff"),
-    (b"access-control-allow-origin", b"*"),
+    CORS,
 ]
 
 
@@ -93,6 +97,7 @@ async def _refuse(
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"cache-control", b"no-store"),
+        CORS,
     ]
     if retry_after_s is not None:
         headers.append((b"retry-after", str(retry_after_s).encode()))

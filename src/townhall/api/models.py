@@ -103,11 +103,14 @@ class ProofOfWork(RequestBody):
 
 
 class JoinRequest(RequestBody):
-    """Optional: the queue token to poll the line, or a proof of work in attack mode."""
+    """Optional: the queue token to poll the line, a proof of work in attack mode, or
+    the ticket of a stream that dropped (its node died): honoured on any node without
+    a second wait in line."""
 
     error_codes: ClassVar[dict[str, str]] = {"pow": "invalid_pow"}
 
     token: str | None = Field(default=None, max_length=MAX_TOKEN_LENGTH)
+    ticket: str | None = Field(default=None, max_length=MAX_TOKEN_LENGTH)
     pow: ProofOfWork | None = None
 
 

@@ -188,35 +188,73 @@ def finalize_recording(partial: Path, final: Path) -> float:
     replaced) and the partial file is removed. Returns the duration in seconds.
     Blocking (about a second per hour of audio): call it off the event loop.
     """
-    if final.resolve() == partial.resolve():
-        raise ValueError(f"the final recording would overwrite its source {partial}")
-    length = _playable_length(partial)
-    if length == 0:
-        raise EmptyRecording(f"{partial} has no init segment")
+    return join_recordings([partial], final)
+
+
+def join_recordings(parts: list[Path], final: Path) -> float:
+    """Several partial recordings of one space, in order, as one ``.m4a``: each part
+    starts where the previous one ended (an origin that took a space over after a crash
+    recorded the rest in a part of its own; the seconds between the two are not in
+    either). As finalize_recording otherwise: torn tails dropped, a part without audio
+    skipped, the parts removed once the final file is in place."""
+    if any(final.resolve() == part.resolve() for part in parts):
+        raise ValueError(f"the final recording would overwrite one of its sources {parts}")
     tmp = final.with_name(final.name + _TMP_SUFFIX)
-    with open(partial, "rb") as raw, av.open(_PrefixReader(raw, length), "r", format="mp4") as src:
+    tmp.unlink(missing_ok=True)
+    ensure_private_file(tmp)  # FFmpeg opens it with the umask's mode otherwise
+    seconds = 0.0
+    try:
+        with av.open(str(tmp), "w", format="ipod", options={"movflags": "+faststart"}) as dst:
+            target: av.audio.stream.AudioStream | None = None
+            for part in parts:
+                target, seconds = _append_part(part, dst, target, seconds)
+        if target is None:
+            raise EmptyRecording(f"{parts} hold no whole fragment")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_path(tmp)
+    os.replace(tmp, final)
+    _fsync_path(final.parent)
+    for part in parts:
+        part.unlink()
+    return seconds
+
+
+def _append_part(
+    part: Path,
+    dst: av.container.OutputContainer,
+    target: av.audio.stream.AudioStream | None,
+    start_s: float,
+) -> tuple[av.audio.stream.AudioStream | None, float]:
+    """Muxes the part's whole fragments into `dst` from `start_s` on; returns the output
+    stream (made from the first part with audio) and where the next part starts."""
+    length = _playable_length(part)
+    if length == 0:
+        return target, start_s
+    with open(part, "rb") as raw, av.open(_PrefixReader(raw, length), "r", format="mp4") as src:
         if not src.streams.audio:
-            raise EmptyRecording(f"{partial} has no audio track")
+            return target, start_s
         source = src.streams.audio[0]
         packets = (p for p in src.demux(source) if p.dts is not None)
         first = next(packets, None)
         if first is None or first.dts is None:
-            raise EmptyRecording(f"{partial} has no whole fragment")
-        start = end = first.dts
-        time_base = first.time_base
-        tmp.unlink(missing_ok=True)
-        ensure_private_file(tmp)  # FFmpeg opens it with the umask's mode otherwise
-        with av.open(str(tmp), "w", format="ipod", options={"movflags": "+faststart"}) as dst:
+            return target, start_s
+        if target is None:
             target = dst.add_stream_from_template(source)
-            for packet in itertools.chain((first,), packets):
-                end = max(end, (packet.dts or 0) + (packet.duration or 0))
-                packet.stream = target
-                dst.mux(packet)
-    _fsync_path(tmp)
-    os.replace(tmp, final)
-    _fsync_path(final.parent)
-    partial.unlink()
-    return float((end - start) * time_base)
+        time_base = first.time_base
+        assert time_base is not None
+        shift = round(start_s / time_base) - first.dts
+        end = first.dts
+        for packet in itertools.chain((first,), packets):
+            assert packet.dts is not None
+            end = max(end, packet.dts + (packet.duration or 0))
+            packet.dts += shift
+            if packet.pts is not None:
+                packet.pts += shift
+            packet.stream = target
+            dst.mux(packet)
+    return target, float((end + shift) * time_base)
 
 
 def recover_recordings(directory: Path) -> list[Path]:

@@ -41,6 +41,7 @@ from townhall.admission import (
 from townhall.admission.attack_mode import ATTACK_RESTRICTIONS, NORMAL_RESTRICTIONS
 from townhall.admission.capacity import Action, Decision, shed_retry_s
 from townhall.admission.signing import Signer
+from townhall.admission.tickets import TicketRefused, rejoin_claims
 from townhall.config import Settings
 from townhall.domain.errors import Forbidden, Invalid, TooManyRequests, Unavailable
 from townhall.domain.spaces import User
@@ -317,6 +318,8 @@ class Door:
         self.attack.record(now, joins=1)
         self.counts["joins"] += 1
         room = self._room(space_id, now)
+        if body.get("ticket") is not None:
+            return self._rejoin(space_id, body["ticket"], now)
         token = body.get("token")
         if token is not None:
             if not isinstance(token, str):
@@ -347,6 +350,25 @@ class Door:
         self.counts["admitted"] += 1
         ticket = self._ticket(space_id, user, status, now)
         return {"ticket": ticket.token, "expires_at": ticket.expires_at}
+
+    def _rejoin(self, space_id: str, ticket: object, now: float) -> dict[str, Any]:
+        """A listener whose stream dropped (its node died) comes back with its ticket: the
+        same listener gets a fresh ticket here, without a second wait in line (tickets are
+        signed with the deployment's secret, so any node can check one)."""
+        if not isinstance(ticket, str):
+            raise Invalid("ticket must be the string a join gave you", "invalid_ticket")
+        try:
+            claims = rejoin_claims(self._signer, ticket, space_id, now)
+        except TicketRefused as refused:
+            self.counts[f"rejoin_{refused.code}"] += 1
+            raise Forbidden(
+                refused.message + "; join again without it", f"ticket_{refused.code}"
+            ) from None
+        self.counts["rejoins"] += 1
+        renewed = issue_ticket(
+            self._signer, space_id, claims.listener_id, now, self._settings.ticket_ttl_s
+        )
+        return {"ticket": renewed.token, "expires_at": renewed.expires_at}
 
     async def _poll(
         self, space_id: str, room: WaitingRoom, token: str, now: float

@@ -92,8 +92,10 @@ class LiveRooms:
         await stage.start()
         return room
 
-    async def close(self, space_id: str) -> float | None:
-        """Stops the room; returns the recording's length in seconds, if one was made."""
+    async def close(self, space_id: str, finish_recording: bool = True) -> float | None:
+        """Stops the room; returns the recording's length in seconds, if one was made.
+        Without `finish_recording` the partial file stays as it is, a part of the
+        space's recording that the origin holding the space at its end joins."""
         room = self._rooms.pop(space_id, None)
         if room is None:
             return None
@@ -104,7 +106,7 @@ class LiveRooms:
                 await self._captions.close(space_id, keep=room.recording is not None)
             except Exception:  # captions must not stop the space from ending
                 log.exception("could not close the captions of %s", space_id)
-        if room.recording is None:
+        if room.recording is None or not finish_recording:
             return None
         return await self.recordings.finish(space_id)
 

@@ -41,8 +41,9 @@ from townhall.domain.spaces import (
     check_title,
 )
 from townhall.domain.stage import Role, Stage
-from townhall.nodes.edge_choice import least_loaded
+from townhall.nodes.cpu import ProcessCpu
 from townhall.nodes.peers import PeerNodes
+from townhall.nodes.placement import choose_origin
 from townhall.nodes.roles import holds_stages
 from townhall.service.captions import Captions
 from townhall.service.events import Events
@@ -73,7 +74,12 @@ LISTENER_TTL_TICKS = 3
 NODE_TTL_TICKS = 5
 """A node leaves the registry after this many ticks without a heartbeat."""
 ORPHAN_SWEEP_TICKS = 5
-"""Every this many ticks, live spaces whose stage's node left the registry are ended."""
+"""Every this many ticks (and at once when a node leaves the registry), live spaces
+whose stage's node left the registry are re-placed on a living origin (failover)."""
+
+
+DROP_PROBE_S = 1.0
+"""Re-joins after a dropped stream probe the stage's node at most this often per space."""
 
 
 AUDIENCE_SCAN = 2_000
@@ -164,6 +170,8 @@ class Spaces:
         self._stages: TrustedCache[Stage | None] = TrustedCache(state, cache_size)
         self._stage_urls: TrustedCache[str | None] = TrustedCache(state, cache_size)
         self._reactions_told: LRUCache[str, float] = LRUCache(cache_size)
+        self._probed: LRUCache[str, float] = LRUCache(cache_size)
+        """When a dropped stream last made this node probe the space's stage node."""
         self._dirty: set[str] = set()
         self._listings: dict[tuple[int, int, int], tuple[float, bytes]] = {}
         self._reactions_untold: set[str] = set()
@@ -176,6 +184,10 @@ class Spaces:
         self._reported_listeners = 0
         self._state_lost = False
         self._ticks = 0
+        self._cpu = ProcessCpu()
+        self._registered: set[str] = set()
+        """The node ids in the registry at the last tick: one leaving triggers a sweep."""
+        self._node_urls: tuple[str, ...] = ()
         state.subscribe(self._on_remote_change, self._forget_cached)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -183,7 +195,7 @@ class Spaces:
     async def start(self) -> None:
         await self._state.start()
         await self._beat()
-        await self._end_spaces_left_live(probe=True)
+        await self._recover_orphans(probe=True)
         self._ticker = asyncio.create_task(self._tick_forever(), name="snapshot-ticker")
 
     async def stop(self) -> None:
@@ -194,29 +206,117 @@ class Spaces:
         for task in list(self._tasks):
             task.cancel()
         for room in self.rooms:
-            space = self._records.get(room.space_id)
-            seconds = await self.rooms.close(room.space_id)
-            if space is not None and seconds is not None:
-                await self._store.save_space(replace(space, recording_seconds=seconds))
+            # the recording stays in parts: the origin that takes the space over (or this
+            # one, ending it at its next start) joins them
+            await self.rooms.close(room.space_id, finish_recording=False)
 
-    async def _end_spaces_left_live(self, probe: bool) -> None:
-        """A live space whose stage no node runs any more (this one before a restart, or
-        one that left the registry) has lost its audio pipeline: end it as of now and
-        keep whatever its recording caught. At start-up `probe` also asks a registered
-        holder whether it is up: a node killed a moment ago is still registered."""
+    async def _recover_orphans(self, probe: bool) -> None:
+        """A live space whose stage no node runs any more has lost its audio pipeline.
+        One placed on a node that left the registry (or, with `probe`, at start-up, one
+        whose registered holder does not answer: a node killed a moment ago is still
+        registered) is re-placed on the living origin with the most headroom (failover);
+        with no origin left it is ended as of now, keeping what its recording caught.
+        One placed on this node is this node's: at start-up (it restarted, its speakers
+        and listeners are gone) it is ended; later (another node re-placed it here and
+        the news was missed) it is taken over. One placed nowhere (the shared state was
+        lost, as an in-memory one is with its node) is ended."""
         living = {node.node_id: node for node in await self._state.nodes()}
-        living.pop(self._node_id, None)
         up: dict[str, bool] = {}  # one probe per holder
-        for space in await self._store.list_spaces([SpaceState.LIVE], limit=10_000):
+        for space in await self._store.list_spaces([SpaceState.LIVE], limit=LIVE_SWEEP_LIMIT):
             if self.rooms.get(space.id) is not None:
                 continue
-            holder = living.get(await self._state.stage_node(space.id) or "")
+            holder_id = await self._state.stage_node(space.id)
+            if holder_id == self._node_id:
+                if probe:
+                    await self._end_orphan(space)
+                else:
+                    await self._take_over(space.id)
+                continue
+            if holder_id is None:  # the shared state was lost with it: nobody to follow
+                await self._end_orphan(space)
+                continue
+            holder = living.get(holder_id)
             if holder is not None:
                 if holder.node_id not in up:
                     up[holder.node_id] = await self._still_up(holder, probe)
                 if up[holder.node_id]:
                     continue
+            await self._replace(space, holder_id, list(living.values()))
+
+    async def _replace(self, space: Space, dead: str | None, living: list[NodeInfo]) -> bool:
+        """Moves a space off its dead holder to the chosen origin, if no other node moved
+        it first (State.claim_stage); the chosen origin starts its stage. True when this
+        call moved it."""
+        chosen = choose_origin(living, excluded=[dead] if dead else [])
+        if chosen is None:
             await self._end_orphan(space)
+            return False
+        if not await self._state.claim_stage(space.id, dead, chosen.node_id):
+            return False
+        moved = (space.id, dead, chosen.node_id)
+        log.warning("space %s was live on %s, which stopped; re-placed on %s", *moved)
+        await self._changed(space.id)
+        if chosen.node_id == self._node_id:
+            await self._take_over(space.id)
+        return True
+
+    async def _take_over(self, space_id: str) -> None:
+        """Starts the stage (mixer, encoder, packager, recorder: a new part) of a live
+        space placed on this node whose stage does not run here yet. The speakers
+        re-offer and the listeners re-join by themselves (studio.js, player.js)."""
+        async with self._locks.hold(space_id):
+            if self.rooms.get(space_id) is not None:
+                return
+            if await self._state.stage_node(space_id) != self._node_id:
+                return
+            self._records.drop(space_id)
+            space = await self.record(space_id)
+            if not space.is_live:
+                return
+            await self.rooms.open(space_id, record=space.record)
+            _, stage = await self._live_stage(space_id, "take over")
+            await self.rooms.apply_stage(space_id, stage)
+        log.warning("took over the stage of space %s", space_id)
+        await self._changed(space_id)
+        self._mark_dirty(space_id)
+
+    async def _yield(self, space_id: str, holder: str) -> None:
+        """Another node holds the space now (it took it over while this one looked dead):
+        the stage here stops, without ending the space; the recording's part stays for
+        the holder to join at the end."""
+        async with self._locks.hold(space_id):
+            await self.rooms.close(space_id, finish_recording=False)
+        self._stage_urls.drop(space_id)
+        log.warning("space %s is held by %s now; stopped its stage here", space_id, holder)
+
+    async def stream_dropped(self, space_id: str) -> None:
+        """A listener came back with its ticket: its stream dropped. If the node holding
+        the space's stage does not answer, the space is re-placed now (a SIGKILLed node
+        refuses connections at once) rather than when its heartbeats expire. At most one
+        probe per space per DROP_PROBE_S, whatever the crowd that re-joins at once."""
+        if self.rooms.get(space_id) is not None:
+            return
+        now = time.monotonic()
+        if self._probed.get(space_id, -DROP_PROBE_S) + DROP_PROBE_S > now:
+            return
+        self._probed[space_id] = now
+        await self.take_over_if_down(space_id)
+
+    async def take_over_if_down(self, space_id: str) -> bool:
+        """The holder of the space's stage did not answer a forwarded call: if it does not
+        answer its health check either, re-place the space now rather than after its
+        heartbeats expire. True when the space moved."""
+        holder_id = await self._state.stage_node(space_id)
+        if holder_id is None or holder_id == self._node_id or self._peers is None:
+            return False
+        holder = await self._state.node(holder_id)
+        if holder is not None and await self._peers.answers(holder.public_url):
+            return False
+        space = await self.record(space_id)
+        if not space.is_live:
+            return False
+        living = [node for node in await self._state.nodes() if node.node_id != holder_id]
+        return await self._replace(space, holder_id, living)
 
     async def _still_up(self, holder: NodeInfo, probe: bool) -> bool:
         if not probe or self._peers is None:
@@ -274,9 +374,15 @@ class Spaces:
                 )
         self._reported_listeners = reported
         await self._beat()
+        await self._yield_moved_rooms()
         self._ticks += 1
-        if self._ticks % ORPHAN_SWEEP_TICKS == 0:
-            await self._end_spaces_left_live(probe=False)
+        registry = await self._state.nodes()
+        self._node_urls = tuple(sorted({node.public_url for node in registry}))
+        registered = {node.node_id for node in registry}
+        someone_left = bool(self._registered - registered)
+        self._registered = registered
+        if someone_left or self._ticks % ORPHAN_SWEEP_TICKS == 0:
+            await self._recover_orphans(probe=False)
         untold, self._reactions_untold = self._reactions_untold, set()
         for space_id in untold:
             await self._state.publish(space_id, self._node_id)
@@ -316,9 +422,23 @@ class Spaces:
             self._settings.node_url,
             self._settings.role,
             self.node_listeners(),
+            holds_stages=holds_stages(self._settings.role),
+            stages=len(list(self.rooms)),
+            cpu=self._cpu.cores(),
             stream_url=self._stream_url,
         )
         await self._state.beat(node, ttl_s=NODE_TTL_TICKS * self._settings.snapshot_tick_s)
+
+    async def _yield_moved_rooms(self) -> None:
+        for room in self.rooms:
+            holder = await self._state.stage_node(room.space_id)
+            if holder is not None and holder != self._node_id:
+                await self._yield(room.space_id, holder)
+
+    def node_urls(self) -> tuple[str, ...]:
+        """The public URLs of the deployment's nodes at the last tick (the pages let the
+        audio come from any of them)."""
+        return self._node_urls
 
     def node_listeners(self) -> int:
         """Live-stream listeners of the spaces this node runs, for its capacity: its own
@@ -336,6 +456,7 @@ class Spaces:
             "stages": len(self._stages),
             "stage_urls": len(self._stage_urls),
             "reactions_told": len(self._reactions_told),
+            "probed": len(self._probed),
             "missing": len(self._missing),
             "locks": len(self._locks),
         }
@@ -366,10 +487,10 @@ class Spaces:
         self._listing = None
         if space_id in self._remote:
             return
-        if self.rooms.get(space_id) is not None:
-            follow = self._follow_remote
-        elif self._relayed is not None and self._relayed.relays(space_id):
+        if self._relayed is not None and self._relayed.relays(space_id):
             follow = self._follow_relayed
+        elif holds_stages(self._settings.role):
+            follow = self._follow_remote  # any space: this node may be the new holder
         else:
             return
         self._remote.add(space_id)
@@ -390,8 +511,17 @@ class Spaces:
             self._remote.discard(space_id)
 
     async def _follow_remote(self, space_id: str) -> None:
-        """The media here follows what another node decided: the stage, or the end."""
+        """The media here follows what another node decided: the stage, the end, or a
+        new holder (a take-over: this node starts the stage, or stops its own)."""
         try:
+            holder = await self._state.stage_node(space_id)
+            if self.rooms.get(space_id) is None:
+                if holder == self._node_id:
+                    await self._take_over(space_id)
+                return
+            if holder is not None and holder != self._node_id:
+                await self._yield(space_id, holder)
+                return
             space = await self._state.get_space(space_id)
             if space is not None and space.state is SpaceState.ENDED:
                 async with self._locks.hold(space_id):
@@ -613,9 +743,11 @@ class Spaces:
             raise Forbidden(f"only the host can {action}")
 
     async def go_live(self, actor: User, space_id: str) -> Snapshot:
-        """The stage goes where the host starts it: this node (placement by load is the
-        next step), or from an edge, the least-loaded origin; every node learns where
-        through the state."""
+        """The stage goes to the origin with the most headroom (nodes/placement.py; this
+        node when it is about as free as the best, so the host's offer needs no hop);
+        every node learns where through the state, and a chosen other origin starts the
+        stage when it hears of it (or when the host's offer reaches it, if sooner). An
+        edge holds no stage: it forwards the go-live to the origin placement chooses."""
         await self.record(space_id)  # refuses a malformed id before a lock exists for it
         await self._in_good_standing(actor.id)
         if not holds_stages(self._settings.role):
@@ -624,10 +756,14 @@ class Spaces:
             space = await self.record(space_id)
             self._require_host(space, actor, "start the space")
             live = space.start(_now())
+            holder = await self._placement()
             await self._state.put_stage(space_id, await self._fresh_stage(space))
-            await self._state.place_stage(space_id, self._node_id)
-            room = await self.rooms.open(space_id, record=space.record, captions=space.captions)
-            live = replace(live, captions_withheld=room.captions_withheld)
+            await self._state.place_stage(space_id, holder)
+            if holder == self._node_id:
+                room = await self.rooms.open(
+                    space_id, record=space.record, captions=space.captions
+                )
+                live = replace(live, captions_withheld=room.captions_withheld)
             await self._save(live)
         await self._host_action(actor, "start_space", space_id)
         self._events.space_live(live)
@@ -638,8 +774,7 @@ class Spaces:
         speaker's offer is), which answers it; this node then reads what it decided."""
         space = await self.record(space_id)
         self._require_host(space, actor, "start the space")
-        origins = [node for node in await self._state.nodes() if holds_stages(node.role)]
-        origin = least_loaded(origins, {})
+        origin = choose_origin(await self._state.nodes())
         if origin is None or self._peers is None:
             raise Conflict("no origin is up to hold this space's stage", code="no_origin")
         await self._peers.go_live(origin.public_url, space_id, actor.id)
@@ -648,6 +783,10 @@ class Spaces:
         self._stages.drop(space_id)
         self._stage_urls.drop(space_id)
         return await self._rebuild(space_id)
+
+    async def _placement(self) -> str:
+        chosen = choose_origin(await self._state.nodes(), prefer=self._node_id)
+        return chosen.node_id if chosen is not None else self._node_id
 
     async def end(self, actor: User, space_id: str) -> Snapshot:
         snapshot = await self._end(space_id, actor)
@@ -870,17 +1009,31 @@ class Spaces:
         else:  # the next tick tells the others
             self._reactions_untold.add(space_id)
 
-    async def connect_speaker(self, actor: User, space_id: str, offer_sdp: str) -> str:
+    async def connect_speaker(
+        self, actor: User, space_id: str, offer_sdp: str, after_take_over: bool = False
+    ) -> str:
+        """`after_take_over`: the space was just moved off a holder that did not answer;
+        the offer is tried once more, never again."""
         _, stage = await self._live_stage(space_id, "join the stage")
         await self._in_good_standing(actor.id)
         if not stage.is_on_stage(actor.id):
             raise Forbidden("only the host, co-hosts and speakers can send audio")
         room = self.rooms.get(space_id)
+        if room is None and await self._state.stage_node(space_id) == self._node_id:
+            await self._take_over(space_id)  # placed here, the news not in yet
+            room = self.rooms.get(space_id)
         if room is None:
             node_url = await self.stage_url(space_id)
             if node_url is None or self._peers is None:
                 raise Conflict("this space's audio runs on another node", code="wrong_node")
-            return await self._peers.offer(node_url, space_id, actor.id, offer_sdp)
+            try:
+                return await self._peers.offer(node_url, space_id, actor.id, offer_sdp)
+            except Conflict as refused:
+                if refused.code != "stage_node_unreachable" or after_take_over:
+                    raise
+                if not await self.take_over_if_down(space_id):
+                    raise
+            return await self.connect_speaker(actor, space_id, offer_sdp, after_take_over=True)
         room.stage.set_muted(actor.id, stage.is_muted(actor.id))
         try:
             answer = await room.stage.connect(actor.id, offer_sdp)
@@ -897,7 +1050,10 @@ class Spaces:
         if user is None:
             raise NotFound(f"there is no user with id {user_id!r}", code="user_not_found")
         if self.rooms.get(space_id) is None:
-            raise Conflict("this space's audio does not run on this node", code="wrong_node")
+            if await self._state.stage_node(space_id) == self._node_id:
+                await self._take_over(space_id)  # placed here, the news not in yet
+            if self.rooms.get(space_id) is None:
+                raise Conflict("this space's audio does not run on this node", code="wrong_node")
         return await self.connect_speaker(user, space_id, offer_sdp)
 
     async def go_live_forwarded(self, user_id: str, space_id: str) -> Snapshot:

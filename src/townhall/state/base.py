@@ -97,6 +97,12 @@ class NodeInfo:
     """Live-stream listeners the node serves (what placement compares)."""
     last_beat: float = 0.0
     """Unix time of the last heartbeat, set by the backend."""
+    holds_stages: bool = True
+    """An origin (role `all` or `origin`): spaces may be placed on it (nodes/placement.py)."""
+    stages: int = 0
+    """Live spaces whose stage runs on the node now."""
+    cpu: float = 0.0
+    """The node's process CPU since its previous heartbeat, in cores (1.0 = one core)."""
     stream_url: str = ""
     """Base URL of the node's live streams when they are not on `public_url` (its stream
     workers' port); empty means `public_url`."""
@@ -224,6 +230,11 @@ class State(Protocol):
         """The space's stage (mixer, encoder, fan-out) lives on this node."""
 
     async def stage_node(self, space_id: str) -> str | None: ...
+
+    async def claim_stage(self, space_id: str, expected: str | None, node_id: str) -> bool:
+        """Moves the space's stage to `node_id` only if it is still placed on `expected`
+        (None: placed nowhere), atomically; False when another node moved it first. Two
+        survivors of a dead origin both try: exactly one of them re-places the space."""
 
     async def beat(self, node: NodeInfo, ttl_s: float) -> None:
         """A node's heartbeat: it leaves the registry `ttl_s` after its last one."""

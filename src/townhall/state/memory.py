@@ -238,6 +238,12 @@ class MemoryState:
     async def stage_node(self, space_id: str) -> str | None:
         return self._placement.get(space_id)
 
+    async def claim_stage(self, space_id: str, expected: str | None, node_id: str) -> bool:
+        if self._placement.get(space_id) != expected:
+            return False
+        self._placement[space_id] = node_id
+        return True
+
     async def beat(self, node: NodeInfo, ttl_s: float) -> None:
         now = self._clock()
         self._nodes[node.node_id] = (replace(node, last_beat=now), now + ttl_s)

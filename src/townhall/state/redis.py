@@ -184,6 +184,16 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', t)
 return 1
 """
 
+# KEYS: stage-node key. ARGV: the node expected there ("" for none), the claiming node.
+CLAIM_STAGE = """
+local holder = redis.call('GET', KEYS[1])
+if (holder or '') ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
 
 @contextlib.contextmanager
 def _reachable() -> Iterator[None]:
@@ -204,6 +214,9 @@ def _node_from_json(raw: str | bytes) -> NodeInfo:
         role=str(data["role"]),
         load=float(data["load"]),
         last_beat=float(data["last_beat"]),
+        holds_stages=bool(data.get("holds_stages", True)),
+        stages=int(data.get("stages", 0)),
+        cpu=float(data.get("cpu", 0.0)),
         stream_url=str(data.get("stream_url", "")),
     )
 
@@ -232,6 +245,7 @@ class RedisState:
         self._read_audience = self._redis.register_script(READ_AUDIENCE)
         self._beat = self._redis.register_script(BEAT)
         self._advance_audit_head = self._redis.register_script(ADVANCE_AUDIT_HEAD)
+        self._claim_stage = self._redis.register_script(CLAIM_STAGE)
 
     # -- change notification ---------------------------------------------------------
 
@@ -499,6 +513,13 @@ class RedisState:
         with _reachable():
             node = await self._redis.get(STAGE_NODE_KEY % space_id)
         return str(node) if node is not None else None
+
+    async def claim_stage(self, space_id: str, expected: str | None, node_id: str) -> bool:
+        with _reachable():
+            claimed = await self._claim_stage(
+                keys=[STAGE_NODE_KEY % space_id], args=[expected or "", node_id]
+            )
+        return bool(claimed)
 
     async def beat(self, node: NodeInfo, ttl_s: float) -> None:
         info = json.dumps(asdict(node))

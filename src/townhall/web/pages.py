@@ -5,7 +5,7 @@ headers of townhall.web.security."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 
@@ -71,18 +71,22 @@ def _listen_page(media_urls: MediaUrls, spaces: Spaces):  # type: ignore[no-unty
     return listen
 
 
-def media_urls_for(settings: Settings) -> MediaUrls:
+def media_urls_for(
+    settings: Settings, node_urls: Callable[[], Iterable[str]] = tuple
+) -> MediaUrls:
     """The live stream's base (stream workers may serve it from another port; live_base
-    is the one place that decides it) and the public URL (HLS links use it)."""
+    is the one place that decides it), the public URL (HLS links use it) and every node
+    of the deployment (`node_urls`: a join may send the listener to any of them, and
+    after a failover to another one than before)."""
 
     def media_urls(request: Request) -> list[str]:
-        return [live_base(request, settings), settings.public_url]
+        return [live_base(request, settings), settings.public_url, *node_urls()]
 
     return media_urls
 
 
 def page_routes(settings: Settings, spaces: Spaces) -> list[BaseRoute]:
-    media_urls = media_urls_for(settings)
+    media_urls = media_urls_for(settings, spaces.node_urls)
     static = StaticFiles(directory=WEB_DIR / "static")
     return [
         Route("/", _page("home.html", media_urls), methods=["GET", "HEAD"]),

@@ -10,6 +10,7 @@ import { StageMic } from './stage.js';
 const MIC_MESSAGES = {
   starting: 'Asking for your microphone…',
   connecting: 'Connecting to the stage…',
+  reconnecting: 'The stage moved to another server; reconnecting…',
 };
 
 export class MicPanel extends EventTarget {
@@ -75,8 +76,8 @@ export class MicPanel extends EventTarget {
 
   render() {
     const { state } = this.mic;
-    const busy = state === 'starting' || state === 'connecting';
-    this.micButton.disabled = busy;
+    const busy = state === 'starting' || state === 'connecting' || state === 'reconnecting';
+    this.micButton.disabled = state === 'starting' || state === 'connecting';
     setButton(this.micButton, this.mic.active ? 'micOff' : 'mic',
       this.mic.active ? (busy ? 'Connecting…' : 'Turn mic off') : this.onLabel);
     this.micButton.classList.toggle('primary', !this.mic.active);

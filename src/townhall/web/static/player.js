@@ -4,8 +4,10 @@
 // (Chromium waits for ~32 KB before it starts). Falls back to low-latency HLS
 // with hls.js (browsers whose MSE takes fMP4 but not raw AAC, or `?via=hls`
 // where a CDN carries the crowd), then native HLS, then <audio src=live_url>.
-// A dropped stream reconnects with exponential back-off and jitter; a ticket
-// is re-used until it expires.
+// A dropped stream reconnects with exponential back-off and jitter, re-joining
+// with its ticket: the answer names the node that streams the space now (the
+// one that streamed it may have died), and the ticket is honoured there without
+// a second wait in line.
 
 import { ApiError, post, spacePath } from './api.js';
 import { solve } from './pow.js';
@@ -64,6 +66,12 @@ export function chooseDelivery(audio, preferred = '') {
   return 'element';
 }
 
+/** A join answer's expires_at: Unix seconds (the API), or a date string. */
+function expiresAtMs(ticket) {
+  const { expires_at: expiresAt } = ticket;
+  return typeof expiresAt === 'number' ? expiresAt * 1000 : Date.parse(expiresAt);
+}
+
 function backoffMs(attempt) {
   const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
   return ceiling / 2 + Math.random() * (ceiling / 2);
@@ -95,6 +103,8 @@ export class LivePlayer extends EventTarget {
     this.edgeSkips = 0;
     this.overflows = 0;
     this._ticket = null;
+    /** The live stream dropped: ask where to listen now, with the ticket in hand. */
+    this._rejoin = false;
     this._run = null;
     this._mse = null;
     this._conn = null;
@@ -164,12 +174,19 @@ export class LivePlayer extends EventTarget {
         this._set('connecting');
         connectedAt = Date.now();
         await this._play(ticket, run);
+        this._rejoin = true;
       } catch (err) {
         if (signal.aborted) return;
         if (err instanceof ApiError && FATAL_CODES.has(err.code)) throw err;
         if (err instanceof ApiError && err.status >= 400 && err.status < 500
             && err.status !== 429 && !REJOIN_STATUSES.has(err.status)) throw err;
         if (err.status && REJOIN_STATUSES.has(err.status)) this._ticket = null;
+        // The stream's node is gone, failing, or no longer holds the space (409
+        // not_live): ask where to listen now, with the ticket in hand.
+        if (!(err instanceof ApiError)
+            && !(err instanceof StreamError && err.status < 500 && err.status !== 409)) {
+          this._rejoin = true;
+        }
         // A network drop keeps the MediaSource (playback resumes seamlessly);
         // anything else starts the media pipeline afresh.
         if (!(err instanceof TypeError) && !(err instanceof ApiError)) this._teardownMedia();
@@ -193,8 +210,21 @@ export class LivePlayer extends EventTarget {
   /** A ticket that is still good, joining (and waiting in line) if needed. */
   async _ensureTicket(run) {
     const ticket = this._ticket;
-    if (ticket && Date.parse(ticket.expires_at) - Date.now() > TICKET_MARGIN_MS) return ticket;
+    const rejoin = this._rejoin;
+    this._rejoin = false;
+    const fresh = ticket && expiresAtMs(ticket) - Date.now() > TICKET_MARGIN_MS;
+    if (fresh && !rejoin) return ticket;
     this._ticket = null;
+    if (ticket && rejoin) {
+      try {
+        this._set('joining');
+        this._ticket = await post(spacePath(this.spaceId, 'join'), { ticket: ticket.ticket });
+        return this._ticket;
+      } catch (err) {
+        // A ticket this node does not honour (too old, another deployment): join anew.
+        if (!(err instanceof ApiError) || err.status !== 403) throw err;
+      }
+    }
     let body = {};
     while (!run.controller.signal.aborted) {
       this._set(this.wait ? 'waiting' : 'joining');
