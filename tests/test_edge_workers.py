@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from conftest import RunningServer, start_server, stop_server
+from conftest import NO_LAG_DOOR, RunningServer, start_server, stop_server
 from tones import ToneTrack, tone_power
 from townhall.admission.signing import Signer
 from townhall.admission.tickets import issue_ticket
@@ -53,6 +53,7 @@ def edge_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
         TOWNHALL_SECRET=SECRET,
         TOWNHALL_EDGE_STREAM_WORKERS="2",
         TOWNHALL_EDGE_RELAY_GRACE_S="1",
+        **NO_LAG_DOOR,
     )
     try:
         yield server

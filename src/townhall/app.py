@@ -35,6 +35,7 @@ from townhall.api import (
     space_details,
     spaces,
     stage_forward,
+    worker_joins,
     x_spaces,
 )
 from townhall.api.contract import openapi_route
@@ -84,6 +85,7 @@ def app_routes(services: Services) -> list[BaseRoute]:
             "/internal/listeners", partial(report_listeners, services), methods=["POST"]
         ),
         *stage_forward.routes(services),
+        *worker_joins.routes(services),
         *pages.page_routes(services.settings, services.spaces),
     ]
 

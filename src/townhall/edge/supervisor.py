@@ -99,6 +99,7 @@ class Supervisor:
                     audio=settings.audio,
                     edge=edge,
                     max_listeners=settings.admission.max_listeners,
+                    public_url=settings.public_url,
                 ),
             )
             for index in range(edge.stream_workers)
