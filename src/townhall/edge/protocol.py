@@ -163,9 +163,10 @@ def json_response(
 
 class StreamProtocol(asyncio.Protocol):
     __slots__ = (
-        "_api", "_body", "_deadline", "_fanout", "_head_bytes", "_head_size", "_headers", "_last",
-        "_listener", "_listener_id", "_outbox", "_parser", "_paused", "_relay", "_responded",
-        "_served", "_service", "_space_id", "_trailing", "_transport", "_url",
+        "_api", "_body", "_deadline", "_deadline_at", "_fanout", "_head_bytes", "_head_size",
+        "_headers", "_last", "_listener", "_listener_id", "_outbox", "_parser", "_paused",
+        "_relay", "_responded", "_served", "_service", "_space_id", "_trailing", "_transport",
+        "_url",
     )
 
     def __init__(self, service: StreamService) -> None:
@@ -180,6 +181,9 @@ class StreamProtocol(asyncio.Protocol):
         self._trailing = 0
         self._responded = False
         self._deadline: asyncio.TimerHandle | None = None
+        self._deadline_at = 0.0
+        """time.monotonic() by which the request being read must be whole: one timer per
+        connection is moved on lazily, not made anew per keep-alive request."""
         self._relay: Relay | None = None
         self._fanout: LiveFanout | None = None
         self._listener: LiveListener | None = None
@@ -204,8 +208,7 @@ class StreamProtocol(asyncio.Protocol):
         stats = self._service.stats
         stats.connections += 1
         stats.open_connections += 1
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(self._service.edge.header_timeout_s, self._too_slow)
+        self._arm_deadline()
 
     def data_received(self, data: bytes) -> None:
         if self._responded:
@@ -277,19 +280,22 @@ class StreamProtocol(asyncio.Protocol):
             self._refuse(413, "body_too_large", f"a join body is at most {MAX_BODY_BYTES} bytes")
 
     def on_headers_complete(self) -> None:
-        self._cancel_deadline()
         if self._last or self._responded:
+            self._cancel_deadline()
             return
         method = self._parser.get_method()
+        if self._service.api is not None and self._url.startswith(b"/api/"):
+            # an origin-form target (what the parser passed) needs no URL parser here
+            path = self._url.partition(b"?")[0].decode("latin-1")
+            self._api_request(method, path)  # its body, too, by the deadline
+            return
         try:
             parsed = httptools.parse_url(self._url)
         except httptools.HttpParserInvalidURLError:
             self._refuse(400, "bad_request", "malformed URL")
             return
         path = (parsed.path or b"").decode("latin-1")
-        if self._service.api is not None and path.startswith("/api/"):
-            self._api_request(method, path)
-            return
+        self._cancel_deadline()
         if self._outbox:
             self._refuse(400, "bad_request", "the live stream is asked for on its own connection")
             return
@@ -314,7 +320,6 @@ class StreamProtocol(asyncio.Protocol):
             return
         self._api = None
         self._head_bytes = 0
-        self._cancel_deadline()
         path, space_id, join = api
         keep_alive = self._parser.should_keep_alive()
         service_api = self._service.api
@@ -361,11 +366,16 @@ class StreamProtocol(asyncio.Protocol):
             return
         if join:
             self._body = bytearray()
-            loop = asyncio.get_running_loop()  # the body, too, within one head's time
-            self._deadline = loop.call_later(self._service.edge.header_timeout_s, self._too_slow)
         self._api = (path, match.group(1), join)
 
     def _queue(self, answer: Answer) -> None:
+        transport = self._transport
+        if not self._outbox and isinstance(answer, bytes) and transport is not None:
+            if not transport.is_closing():  # the common case: answered at once, in order
+                transport.write(answer)
+                self._served += 1
+                self._after_writing(transport)
+            return
         self._outbox.append(answer)
         if not isinstance(answer, bytes):
             answer.add_done_callback(self._answer_ready)
@@ -397,7 +407,12 @@ class StreamProtocol(asyncio.Protocol):
                 return
             transport.write(data)
             self._served += 1
-        if transport is None or transport.is_closing():
+        if transport is not None:
+            self._after_writing(transport)
+
+    def _after_writing(self, transport: asyncio.Transport) -> None:
+        """Everything owed is written: close, or wait for the next request."""
+        if transport.is_closing():
             return
         if self._last:
             self._responded = True
@@ -406,9 +421,22 @@ class StreamProtocol(asyncio.Protocol):
         if self._paused:
             self._paused = False
             transport.resume_reading()
-        if self._deadline is None:  # idle between requests: as long as for one head
-            loop = asyncio.get_running_loop()
-            self._deadline = loop.call_later(self._service.edge.header_timeout_s, self._too_slow)
+        self._arm_deadline()  # idle between requests: as long as for one head
+
+    def _arm_deadline(self) -> None:
+        timeout = self._service.edge.header_timeout_s
+        self._deadline_at = time.monotonic() + timeout
+        if self._deadline is None:
+            self._deadline = asyncio.get_running_loop().call_later(timeout, self._deadline_passed)
+
+    def _deadline_passed(self) -> None:
+        remaining = self._deadline_at - time.monotonic()
+        if remaining > 0:  # moved on since the timer was set
+            self._deadline = asyncio.get_running_loop().call_later(
+                remaining, self._deadline_passed
+            )
+            return
+        self._too_slow()
 
     # -- the live stream --------------------------------------------------------------------
 
@@ -488,8 +516,9 @@ class StreamProtocol(asyncio.Protocol):
 
     def _too_slow(self) -> None:
         self._deadline = None
-        if self._outbox:
-            return  # waiting on us, not on the client
+        if self._outbox:  # waiting on us, not on the client
+            self._arm_deadline()
+            return
         if self._served and self._head_bytes == 0 and self._transport is not None:  # idle
             self._responded = True
             self._transport.close()
