@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from townhall.admission.tickets import check_ticket
 from townhall.config import EdgeSettings
 from townhall.edge.joins import WorkerJoins
 from townhall.edge.origin_calls import OriginAnswer, OriginUnreachable
+from townhall.edge.protocol import MAX_OWED
 from townhall.edge.snapshots import SnapshotCache
 
 WAIT_S = 15.0
@@ -234,6 +236,18 @@ async def test_one_connection_carries_many_answers_in_order_and_is_bounded(
             assert status == 200 and "ticket" in json.loads(body)
         else:
             assert status == 404 and json.loads(body)["error"]["code"] == "space_not_found"
+    # A flood of pipelined requests waiting on one fetch: owed answers are bounded.
+    flood = b"GET /api/spaces/floodnotthere HTTP/1.1\r\n" + host + b"\r\n"
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.port + 1)
+    try:
+        writer.write(flood * 500)
+        async with asyncio.timeout(WAIT_S):
+            received = await reader.read()  # until the worker closes
+    finally:
+        writer.close()
+    statuses = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", received)]
+    assert set(statuses[:-1]) == {404} and statuses[-1] == 503, statuses
+    assert len(statuses) <= MAX_OWED + 1
     too_big = (
         b"POST /api/spaces/" + space_id.encode() + b"/join HTTP/1.1\r\n" + host
         + b"Content-Length: 100000\r\n\r\n" + b"x" * 100_000

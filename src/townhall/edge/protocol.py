@@ -75,6 +75,10 @@ MAX_BODY_BYTES: Final = 16 * 1024
 MAX_OUTSTANDING: Final = 8
 """Pipelined API requests answered-but-not-yet-written per connection before reading
 pauses: what one connection can make this worker hold is bounded."""
+MAX_OWED: Final = 64
+"""Answers one connection may be owed at all: reading pauses at MAX_OUTSTANDING, but one
+read may hold many small pipelined requests; past this the connection is told to slow
+down and closed (a browser never pipelines)."""
 MAX_BYTES_AFTER_REQUEST: Final = 64 * 1024
 """A listener has nothing more to say once streaming; past this much it is cut."""
 REASONS: Final = {
@@ -320,6 +324,9 @@ class StreamProtocol(asyncio.Protocol):
             return
         self._api = None
         self._head_bytes = 0
+        if len(self._outbox) >= MAX_OWED:
+            self._refuse(503, "too_many_requests_pipelined", "wait for the answers you asked for")
+            return
         path, space_id, join = api
         keep_alive = self._parser.should_keep_alive()
         service_api = self._service.api
