@@ -16,11 +16,14 @@ refusal stay the origin's one implementation; a worker only ever says "yes" for
 the origin, never "no". The origin grants nothing while anyone waits in line, in
 attack mode or with per-address limits on, so those joins all go through it.
 
-Grants grow with demand like a window: the first join of a space is forwarded
-(and asks for a grant of ``MIN_WANT``); a grant used up within its validity asks
-for twice as many next time, one that expires half used asks for what was used.
-Admissions granted and not used before they expire were taken from the rate budget
-for nothing: at most half a grant, a fraction of ``valid_s`` of the admission rate.
+Grants grow with demand like a window: a join that finds no grant waits for the one
+it asks for (``MIN_WANT`` at first; the joins arriving meanwhile wait for the same
+request, at most ``MAX_WAITING``), and a grant that runs low asks for twice its size
+ahead of running out. Joins the origin's grant does not cover are forwarded when it
+granted less than asked (its budget, line or attack mode speaks), else asked for
+again. One that expires part used asks for what was used next time. Admissions granted
+and not used before they expire were taken from the rate budget for nothing: at most
+a fraction of a grant, itself sized on the demand of the last ``valid_s``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -51,6 +55,8 @@ MAX_WANT: Final = 5_000
 REFUSED_RETRY_S: Final = 0.25
 """After the origin granted nothing (a line, attack mode, not live), joins are forwarded
 without asking again for this long: a refused grant costs one request per interval."""
+MAX_WAITING: Final = 10_000
+"""Joins of one space that may wait here for a grant; past it they are forwarded."""
 MAX_SPACES: Final = 10_000
 """Spaces with a grant or demand kept; past it the map is emptied (grants lost are
 admissions the worker forwards instead)."""
@@ -80,6 +86,10 @@ class Grant:
     asking: bool = False
     next_ask: float = 0.0
     """After a refused grant, no new request before this (time.monotonic())."""
+    waiting: deque[tuple[asyncio.Future[bytes | None], bytes | None]] = field(
+        default_factory=deque
+    )
+    """Joins that wait for the grant under way (and their Host header)."""
 
 
 @dataclass
@@ -114,10 +124,10 @@ class WorkerJoins:
 
     def answer_here(
         self, space_id: str, host_header: bytes | None, client: str
-    ) -> bytes | AddressRefusal | None:
+    ) -> bytes | AddressRefusal | asyncio.Future[bytes | None] | None:
         """The JSON body of a ticket answered here; or the refusal of ``client``'s
-        address past its bucket (the door's words); or None: forward the join (and a
-        grant for the next ones is asked for when none is under way)."""
+        address past its bucket (the door's words); or a future of either a ticket's body
+        or None, once the grant asked for comes; or None: forward the join."""
         now = time.monotonic()
         grant = self._grants.get(space_id)
         if grant is None:
@@ -128,33 +138,63 @@ class WorkerJoins:
             self.stats.expired_unused += grant.left
             grant.want = max(MIN_WANT, grant.size - grant.left)
             grant.left = 0
-        if grant.left <= grant.size // 4 and not grant.asking and now >= grant.next_ask:
-            if grant.left > 0:  # used up well within its validity: ask for more
-                grant.want = min(MAX_WANT, max(MIN_WANT, grant.size * 2))
-            grant.asking = True
-            task = asyncio.ensure_future(self._ask(space_id, grant))
-            self._asking.add(task)  # at most one per space
-            task.add_done_callback(self._asking.discard)
-        if grant.left <= 0:
-            return None
         if self._limiter is not None:
             refusal = check_address(self._limiter, client, time.time())
             if refusal is not None:
                 self.stats.rate_limited += 1
                 return refusal
+        if grant.left > 0:
+            if grant.left <= grant.size // 4 and not grant.asking:  # ask ahead of running out
+                self._ask_soon(space_id, grant, min(MAX_WANT, max(MIN_WANT, grant.size * 2)))
+            return self._ticket(space_id, grant, host_header)
+        if now < grant.next_ask or len(grant.waiting) >= MAX_WAITING:
+            return None  # the origin granted nothing a moment ago: it answers these itself
+        waiter: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        grant.waiting.append((waiter, host_header))
+        if not grant.asking:
+            self._ask_soon(space_id, grant, grant.want)
+        return waiter
+
+    def _ticket(self, space_id: str, grant: Grant, host_header: bytes | None) -> bytes:
+        """One admission of the grant, as the door's answer would carry it."""
         grant.left -= 1
         if grant.left == 0:  # used up within its validity: the next one twice as big
             grant.want = min(MAX_WANT, max(MIN_WANT, grant.size * 2))
         grant.answered += 1
         self.stats.local += 1
-        wall = time.time()
         ticket = issue_ticket(
-            self.signer, space_id, anonymous_listener_id(), wall, grant.ticket_ttl_s
+            self.signer, space_id, anonymous_listener_id(), time.time(), grant.ticket_ttl_s
         )
         answer: dict[str, Any] = {"ticket": ticket.token, "expires_at": ticket.expires_at}
         base = grant.stage_url or self._live_base(host_header)
         add_stream_urls(answer, space_id, base, grant.stage_url or self.public_url, self.opus)
         return JSON_ENCODER.encode(answer).encode("utf-8")
+
+    def _ask_soon(self, space_id: str, grant: Grant, want: int) -> None:
+        grant.asking = True
+        grant.want = want
+        task = asyncio.ensure_future(self._ask(space_id, grant))
+        self._asking.add(task)  # at most one per space
+        task.add_done_callback(self._asking.discard)
+
+    def _settle_waiting(self, space_id: str, grant: Grant, granted_all: bool) -> None:
+        """The joins that waited for a grant: a ticket each while it lasts; then, if the
+        origin granted all it was asked (more arrived meanwhile), another request, else
+        (its budget, line or mode said no) the origin answers them itself."""
+        waiting = grant.waiting
+        while waiting and grant.left > 0:
+            waiter, host_header = waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(self._ticket(space_id, grant, host_header))
+        if not waiting:
+            return
+        if granted_all and not grant.asking:
+            self._ask_soon(space_id, grant, min(MAX_WANT, max(MIN_WANT, 2 * len(waiting))))
+            return
+        while waiting:
+            waiter, _ = waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _live_base(self, host_header: bytes | None) -> str:
         key = (host_header or b"").decode("latin-1")
@@ -188,8 +228,9 @@ class WorkerJoins:
 
     async def _ask(self, space_id: str, grant: Grant) -> None:
         answered, grant.answered = grant.answered, 0
+        want = grant.want
         try:
-            answer = await self.request_grant(space_id, grant.want, answered)
+            answer = await self.request_grant(space_id, want, answered)
             document = json.loads(answer.body) if answer.status == 200 else {}
             granted = int(document.get("granted", 0))
             valid_s = float(document.get("valid_s", 0.0))
@@ -217,3 +258,4 @@ class WorkerJoins:
         else:
             grant.want = MIN_WANT
             grant.next_ask = now + REFUSED_RETRY_S
+        self._settle_waiting(space_id, grant, granted > 0 and granted >= want)

@@ -122,11 +122,27 @@ class ListenerApi:
             content = self.joins.answer_here(space_id, host, client)
             if isinstance(content, AddressRefusal):
                 return rate_limited(content, keep_alive)
+            if isinstance(content, bytes):
+                return _ticket_answer(content, keep_alive)
             if content is not None:
-                length = f"content-length: {len(content)}\r\n".encode("latin-1")
-                return JOIN_OK_HEAD + length + _connection(keep_alive) + b"\r\n" + content
-        self.joins.stats.forwarded += 1
+                return asyncio.ensure_future(
+                    self._after_grant(content, path, headers, body, client, keep_alive)
+                )
         return asyncio.ensure_future(self._forward(path, headers, body, client, keep_alive))
+
+    async def _after_grant(
+        self,
+        waited: asyncio.Future[bytes | None],
+        path: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        client: str,
+        keep_alive: bool,
+    ) -> bytes:
+        content = await waited
+        if content is not None:
+            return _ticket_answer(content, keep_alive)
+        return await self._forward(path, headers, body, client, keep_alive)
 
     async def _forward(
         self,
@@ -136,6 +152,7 @@ class ListenerApi:
         client: str,
         keep_alive: bool,
     ) -> bytes:
+        self.joins.stats.forwarded += 1
         sent = [
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in headers
@@ -148,6 +165,11 @@ class ListenerApi:
             except OriginUnreachable:
                 answer = unreachable_answer()
         return relayed(answer, keep_alive)
+
+
+def _ticket_answer(content: bytes, keep_alive: bool) -> bytes:
+    length = f"content-length: {len(content)}\r\n".encode("latin-1")
+    return JOIN_OK_HEAD + length + _connection(keep_alive) + b"\r\n" + content
 
 
 def rate_limited(refusal: AddressRefusal, keep_alive: bool) -> bytes:
