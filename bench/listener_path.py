@@ -82,8 +82,9 @@ class Options:
     stream_workers: int = 2
     server_cpus: str = "1"
     client_cpus: str = "0"
-    rounds: int = 2
-    """wrk runs per target and mode; the best is kept (other load moves single runs)."""
+    rounds: int = 3
+    """wrk runs per target and mode, interleaved; the best is kept (the machine is shared:
+    other load moves single runs by 2-3x)."""
 
 
 def _isolated() -> bool:
@@ -113,11 +114,6 @@ async def wrk(url: str, options: Options, close: bool) -> dict[str, Any]:
         "socket_errors": errors.group(1) if errors else "",
         "p99": p99.group(1) if p99 else None,
     }
-
-
-async def best_of(url: str, options: Options, close: bool) -> dict[str, Any]:
-    runs = [await wrk(url, options, close) for _ in range(options.rounds)]
-    return max(runs, key=lambda run: run["per_s"]) | {"runs": [r["per_s"] for r in runs]}
 
 
 class Nginx:
@@ -187,19 +183,21 @@ async def snapshot_rates(townhall: Townhall, options: Options, workdir: Path) ->
             "townhall_workers": f"http://127.0.0.1:{townhall.stream_port}{path}",
             "townhall_origin": f"{townhall.url}{path}",
         }
-        for name, url in targets.items():
-            if name == "townhall_origin":  # before: the origin process answers (pinned alike)
-                townhall.set_cpus(server_cpus)
-            else:
-                _pin_workers(townhall, server_cpus, client_cpus)
-            for mode, close in (("keep_alive", False), ("per_request", True)):
-                result = await best_of(url, options, close)
-                results.setdefault(mode, {})[name] = result
-                print(
-                    f"  snapshot {mode:11s} {name:17s} {result['per_s']:9.0f}/s "
-                    f"(runs {result['runs']}, non-2xx {result['non_2xx']})",
-                    flush=True,
-                )
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for _ in range(options.rounds):  # interleaved: every target sees the same load
+            for name, url in targets.items():
+                if name == "townhall_origin":  # before: the origin answers (pinned alike)
+                    townhall.set_cpus(server_cpus)
+                else:
+                    _pin_workers(townhall, server_cpus, client_cpus)
+                for mode, close in (("keep_alive", False), ("per_request", True)):
+                    result = await wrk(url, options, close)
+                    runs.setdefault((mode, name), []).append(result)
+                    print(f"  snapshot {mode:11s} {name:17s} {result['per_s']:9.0f}/s "
+                          f"(non-2xx {result['non_2xx']})", flush=True)  # fmt: skip
+        for (mode, name), each in runs.items():
+            best = max(each, key=lambda run: run["per_s"])
+            results.setdefault(mode, {})[name] = best | {"runs": [r["per_s"] for r in each]}
     finally:
         nginx.stop()
         townhall.set_cpus(server_cpus | client_cpus)
