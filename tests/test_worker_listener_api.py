@@ -25,7 +25,7 @@ import pytest
 
 from conftest import NO_LAG_DOOR, RunningServer, start_server, stop_server
 from http_helpers import Account, assert_error, live_space, sign_up
-from test_stream_gate import SECRET, Stream, _wait_for_worker
+from test_stream_gate import SECRET, Stream, _tickets, _wait_for_worker
 from townhall.admission.signing import Signer
 from townhall.admission.tickets import check_ticket
 from townhall.config import EdgeSettings
@@ -448,3 +448,36 @@ async def _settled(joins: WorkerJoins, host: bytes | None = None) -> bytes | Non
         answer = await answer
     assert answer is None or isinstance(answer, bytes), answer
     return answer
+
+
+async def test_the_nodes_listener_cap_holds_for_the_workers_joins(tmp_path: Path) -> None:
+    server = _node(
+        tmp_path / "cap",
+        TOWNHALL_ADMISSION_PER_ADDRESS_RATE="0",
+        TOWNHALL_ADMISSION_MAX_LISTENERS="1",  # per stream process: 2 for the node
+    )
+    streams: list[Stream] = []
+    try:
+        _, space_id = await _host_and_space(server, "cap_host")
+        async with httpx.AsyncClient(timeout=10) as http:
+            deadline = time.monotonic() + WAIT_S
+            for ticket in _tickets(20, space_id):  # one per worker: the kernel picks which
+                if len(streams) == 2:
+                    break
+                stream = await Stream.open(server.port + 1, space_id, ticket)
+                if stream.status == 200:
+                    streams.append(stream)
+                else:
+                    stream.close()
+            assert len(streams) == 2, "20 connections never reached both workers"
+            while (await http.get(f"{server.url}/api/stats")).json()["listeners"] < 2:
+                assert time.monotonic() < deadline, "the workers' listeners never counted"
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(1.0)  # grants taken before the node filled up expire
+            for base in (_worker_url(server), server.url):
+                answer = (await http.post(f"{base}/api/spaces/{space_id}/join")).json()
+                assert "ticket" not in answer and "wait" in answer, answer
+    finally:
+        for stream in streams:
+            stream.close()
+        stop_server(server)
