@@ -321,7 +321,11 @@ async def test_the_waiting_room_keeps_one_order_across_workers(tmp_path: Path) -
 
 
 async def test_per_address_limits_hold_in_the_workers(tmp_path: Path) -> None:
-    server = _node(tmp_path / "limits", TOWNHALL_ADMISSION_PER_ADDRESS_RATE="1")
+    server = _node(
+        tmp_path / "limits",
+        TOWNHALL_ADMISSION_PER_ADDRESS_RATE="1",
+        TOWNHALL_HTTP_TRUSTED_PROXIES="127.0.0.2/32",  # a proxy: only its word counts
+    )
     try:
         _, space_id = await _host_and_space(server, "limits_host")
         statuses: list[int] = []
@@ -346,6 +350,25 @@ async def test_per_address_limits_hold_in_the_workers(tmp_path: Path) -> None:
         # A burst of 5 and 1/s for the node; a worker's share and the origin's own bucket
         # for forwarded joins each allow at most that much.
         assert statuses.count(200) <= 2 * (5 + elapsed * 1) + 1, statuses
+        # Behind a trusted proxy, each listener it names has a bucket of its own; what
+        # anyone else claims in the header is ignored.
+        proxy = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+        async with httpx.AsyncClient(timeout=10, transport=proxy) as via_proxy:
+            for i in range(20):
+                named = {"X-Forwarded-For": f"198.51.{i}.7"}
+                answer = await via_proxy.post(
+                    f"{_worker_url(server)}/api/spaces/{space_id}/join", headers=named
+                )
+                assert answer.status_code == 200, answer.text
+        claimed_statuses = []
+        async with httpx.AsyncClient(timeout=10) as http:
+            for i in range(10):  # 127.0.0.1 is no proxy: its own (spent) bucket counts
+                claimed = {"X-Forwarded-For": f"203.0.{i}.9"}
+                answer = await http.post(
+                    f"{_worker_url(server)}/api/spaces/{space_id}/join", headers=claimed
+                )
+                claimed_statuses.append(answer.status_code)
+        assert claimed_statuses.count(429) >= 3, claimed_statuses
     finally:
         stop_server(server)
 

@@ -68,6 +68,8 @@ JSON_ENCODER: Final = json.JSONEncoder(
 )
 """The origin's rendering of a join answer (api/fastpath.py)."""
 
+Host = tuple[str, bytes | None]
+"""A request's scheme and Host header: where its live URL points."""
 RequestGrant = Callable[[str, int, int], Awaitable[OriginAnswer]]
 """(space_id, want, joins answered since the last request) -> the origin's answer."""
 
@@ -86,7 +88,7 @@ class Grant:
     asking: bool = False
     next_ask: float = 0.0
     """After a refused grant, no new request before this (time.monotonic())."""
-    waiting: deque[tuple[asyncio.Future[bytes | None], bytes | None]] = field(
+    waiting: deque[tuple[asyncio.Future[bytes | None], Host]] = field(
         default_factory=deque
     )
     """Joins that wait for the grant under way (and their Host header)."""
@@ -115,7 +117,7 @@ class WorkerJoins:
     """The origin makes an Opus rendition (audio.opus_bitrate > 0)."""
     stats: JoinStats = field(default_factory=JoinStats)
     _grants: dict[str, Grant] = field(default_factory=dict)
-    _bases: dict[str, str] = field(default_factory=dict)
+    _bases: dict[Host, str] = field(default_factory=dict)
     _asking: set[asyncio.Future[None]] = field(default_factory=set)
     _limits: tuple[BucketSpec, BucketSpec] | None = None
     _limiter: AddressLimiter | None = None
@@ -123,7 +125,7 @@ class WorkerJoins:
     grant said."""
 
     def answer_here(
-        self, space_id: str, host_header: bytes | None, client: str
+        self, space_id: str, host_header: bytes | None, client: str, scheme: str = "http"
     ) -> bytes | AddressRefusal | asyncio.Future[bytes | None] | None:
         """The JSON body of a ticket answered here; or the refusal of ``client``'s
         address past its bucket (the door's words); or a future of either a ticket's body
@@ -146,16 +148,16 @@ class WorkerJoins:
         if grant.left > 0:
             if grant.left <= grant.size // 4 and not grant.asking:  # ask ahead of running out
                 self._ask_soon(space_id, grant, min(MAX_WANT, max(MIN_WANT, grant.size * 2)))
-            return self._ticket(space_id, grant, host_header)
+            return self._ticket(space_id, grant, (scheme, host_header))
         if now < grant.next_ask or len(grant.waiting) >= MAX_WAITING:
             return None  # the origin granted nothing a moment ago: it answers these itself
         waiter: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        grant.waiting.append((waiter, host_header))
+        grant.waiting.append((waiter, (scheme, host_header)))
         if not grant.asking:
             self._ask_soon(space_id, grant, grant.want)
         return waiter
 
-    def _ticket(self, space_id: str, grant: Grant, host_header: bytes | None) -> bytes:
+    def _ticket(self, space_id: str, grant: Grant, host: Host) -> bytes:
         """One admission of the grant, as the door's answer would carry it."""
         grant.left -= 1
         if grant.left == 0:  # used up within its validity: the next one twice as big
@@ -166,7 +168,7 @@ class WorkerJoins:
             self.signer, space_id, anonymous_listener_id(), time.time(), grant.ticket_ttl_s
         )
         answer: dict[str, Any] = {"ticket": ticket.token, "expires_at": ticket.expires_at}
-        base = grant.stage_url or self._live_base(host_header)
+        base = grant.stage_url or self._live_base(host)
         add_stream_urls(answer, space_id, base, grant.stage_url or self.public_url, self.opus)
         return JSON_ENCODER.encode(answer).encode("utf-8")
 
@@ -183,9 +185,9 @@ class WorkerJoins:
         (its budget, line or mode said no) the origin answers them itself."""
         waiting = grant.waiting
         while waiting and grant.left > 0:
-            waiter, host_header = waiting.popleft()
+            waiter, host = waiting.popleft()
             if not waiter.done():
-                waiter.set_result(self._ticket(space_id, grant, host_header))
+                waiter.set_result(self._ticket(space_id, grant, host))
         if not waiting:
             return
         if granted_all and not grant.asking:
@@ -196,18 +198,20 @@ class WorkerJoins:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _live_base(self, host_header: bytes | None) -> str:
-        key = (host_header or b"").decode("latin-1")
-        base = self._bases.get(key)
+    def _live_base(self, host: Host) -> str:
+        """api/listening.py's live_base for a request with this scheme and Host header."""
+        base = self._bases.get(host)
         if base is None:
+            scheme, header = host
+            text = (header or b"").decode("latin-1")
             try:
-                hostname = urlsplit("//" + key).hostname if key else None
+                hostname = urlsplit("//" + text).hostname if text else None
             except ValueError:
                 hostname = None
             if len(self._bases) >= MAX_HOST_BASES:
                 self._bases.clear()
-            base = self._bases[key] = live_url_base(
-                self.edge, self.stream_port, self.public_url, self.host, "http", hostname
+            base = self._bases[host] = live_url_base(
+                self.edge, self.stream_port, self.public_url, self.host, scheme, hostname
             )
         return base
 

@@ -23,6 +23,7 @@ from townhall.edge.joins import LOCAL_BODIES, WorkerJoins
 from townhall.edge.origin_calls import OriginAnswer, OriginUnreachable, call_origin
 from townhall.edge.relay import Origin
 from townhall.edge.snapshots import CachedSnapshot, SnapshotCache, unreachable_answer
+from townhall.forwarded import TrustedProxies
 
 CLIENT_HEADER: Final = "x-townhall-client"
 """The listener's address on a forwarded join (townhall.api.worker_joins)."""
@@ -75,6 +76,8 @@ class ListenerApi:
     origin: Origin
     snapshots: SnapshotCache
     joins: WorkerJoins
+    trusted: TrustedProxies = field(default_factory=TrustedProxies)
+    """Proxies whose X-Forwarded-For (or Forwarded) names the listener (settings.http)."""
     _forwarding: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(MAX_FORWARDS_IN_FLIGHT)
     )
@@ -107,10 +110,13 @@ class ListenerApi:
         space_id: str,
         headers: list[tuple[bytes, bytes]],
         body: bytes,
-        client: str,
+        peer: str,
         keep_alive: bool,
     ) -> Answer:
-        """A ticket from this worker's grant, or the origin's answer to the join."""
+        """A ticket from this worker's grant, or the origin's answer to the join.
+        ``peer``: the connection's address (a trusted proxy's, maybe)."""
+        origin = self.trusted.resolve(peer, "http", headers)
+        client = origin.address
         host = None
         credentials = False
         for name, value in headers:
@@ -119,7 +125,7 @@ class ListenerApi:
             elif name in CREDENTIAL_HEADERS:
                 credentials = True
         if not credentials and body.strip() in LOCAL_BODIES:
-            content = self.joins.answer_here(space_id, host, client)
+            content = self.joins.answer_here(space_id, host, client, origin.scheme)
             if isinstance(content, AddressRefusal):
                 return rate_limited(content, keep_alive)
             if isinstance(content, bytes):

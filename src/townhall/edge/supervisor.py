@@ -100,6 +100,8 @@ class Supervisor:
                     edge=edge,
                     max_listeners=settings.admission.max_listeners,
                     public_url=settings.public_url,
+                    trusted_proxies=settings.http.trusted_proxies,
+                    forwarded_header=settings.http.forwarded_header,
                 ),
             )
             for index in range(edge.stream_workers)

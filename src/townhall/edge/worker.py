@@ -56,6 +56,7 @@ from townhall.edge.relay import Origin, Relays, parse_head
 from townhall.edge.removals import MAX_ANSWER_BYTES, RemovalsRefused, parse_removed
 from townhall.edge.reports import WorkerFigures
 from townhall.edge.snapshots import SnapshotCache
+from townhall.forwarded import TrustedProxies
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,10 @@ class WorkerConfig:
     """Streams this worker holds at most (admission.max_listeners: per process); 0: no cap."""
     public_url: str = ""
     """The node's public URL (settings.public_url): join answers name it as the origin's."""
+    trusted_proxies: tuple[str, ...] = ()
+    forwarded_header: str = "x-forwarded-for"
+    """settings.http's: behind a proxy, per-address limits key on its client (as the
+    origin's do, townhall.forwarded)."""
 
     def to_args(self) -> list[str]:
         return [
@@ -97,6 +102,8 @@ class WorkerConfig:
             "--node-id", self.node_id, "--parent-pid", str(self.parent_pid),
             "--audio", json.dumps(_as_dict(self.audio)), "--edge", json.dumps(_as_dict(self.edge)),
             "--max-listeners", str(self.max_listeners), "--public-url", self.public_url,
+            "--trusted-proxies", ",".join(self.trusted_proxies),
+            "--forwarded-header", self.forwarded_header,
         ]  # fmt: skip
 
 
@@ -274,7 +281,8 @@ def listener_api(config: WorkerConfig, origin: Origin) -> ListenerApi:
         config.public_url,
         opus=config.audio.opus_bitrate > 0,
     )
-    return ListenerApi(origin, SnapshotCache(snapshot), joins)
+    trusted = TrustedProxies(config.trusted_proxies, config.forwarded_header)
+    return ListenerApi(origin, SnapshotCache(snapshot), joins, trusted)
 
 
 async def run_worker(config: WorkerConfig, secret: bytes) -> None:
@@ -337,6 +345,8 @@ def parse_args(argv: list[str]) -> tuple[WorkerConfig, int]:
     parser.add_argument("--edge", default="{}")
     parser.add_argument("--max-listeners", type=int, default=0)
     parser.add_argument("--public-url", default="")
+    parser.add_argument("--trusted-proxies", default="")
+    parser.add_argument("--forwarded-header", default="x-forwarded-for")
     parser.add_argument("--secret-fd", type=int, required=True)
     args = parser.parse_args(argv)
     config = WorkerConfig(
@@ -351,6 +361,8 @@ def parse_args(argv: list[str]) -> tuple[WorkerConfig, int]:
         edge=EdgeSettings(**json.loads(args.edge)),
         max_listeners=args.max_listeners,
         public_url=args.public_url,
+        trusted_proxies=tuple(cidr for cidr in args.trusted_proxies.split(",") if cidr),
+        forwarded_header=args.forwarded_header,
     )
     return config, args.secret_fd
 
