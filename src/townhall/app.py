@@ -37,6 +37,7 @@ from townhall.api import (
     space_details,
     spaces,
     stage_forward,
+    worker_joins,
     x_spaces,
 )
 from townhall.api.contract import openapi_route
@@ -88,6 +89,7 @@ def app_routes(services: Services) -> list[BaseRoute]:
         ),
         *stage_forward.routes(services),
         *clip_forward.routes(services),
+        *worker_joins.routes(services),
         *pages.page_routes(services.settings, services.spaces),
     ]
 

@@ -11,6 +11,7 @@ queuing again.
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass
 from typing import Final
 
@@ -41,6 +42,15 @@ class TicketClaims:
     space_id: str
     listener_id: str
     expires_at: int
+
+
+ANONYMOUS_PREFIX: Final = "anon-"
+
+
+def anonymous_listener_id() -> str:
+    """A fresh listener id for an anonymous listener admitted at once (no queue number
+    to derive one from): the door's and the stream workers' (townhall.edge.joins)."""
+    return ANONYMOUS_PREFIX + secrets.token_urlsafe(9)
 
 
 def issue_ticket(

@@ -38,6 +38,7 @@ from townhall.api.listening import add_stream_urls, join_fields, live_base, refu
 from townhall.api.models import JoinRequest
 from townhall.api.paths import check_space_id
 from townhall.api.spaces import SNAPSHOT_CACHE_CONTROL
+from townhall.api.worker_joins import forwarded_client
 from townhall.audience.snapshot import Snapshot
 from townhall.config import Settings
 from townhall.domain.errors import DomainError
@@ -227,7 +228,8 @@ class ListenerFastPath:
         services = self.services
         spaces = services.spaces
         door = services.door
-        door.check_address(client_origin(scope).address)
+        address = forwarded_client(scope, services.signer) or client_origin(scope).address
+        door.check_address(address)
         check_space_id(space_id)
         space = await spaces.record(space_id)
         space.require_live("join")

@@ -10,12 +10,12 @@ import re
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from townhall.api import stream_urls
 from townhall.api.auth import client_address, optional_user
 from townhall.api.bodies import read_model
 from townhall.api.contract import Auth, Operation, routes_of
@@ -87,31 +87,24 @@ def add_stream_urls(
 ) -> None:
     """A ticket comes with where to use it: the live stream (here, on the stream port,
     or on the node that holds the stage: `stage_url`) and the HLS playlist, which needs
-    no ticket."""
-    if "ticket" in answer:
-        answer["live_url"] = f"{live_url_base}/live/{space_id}.aac?ticket={quote(answer['ticket'])}"
-        hls_base = (stage_url or settings.public_url).rstrip("/")
-        answer["hls_url"] = f"{hls_base}/hls/{space_id}/index.m3u8"
-        if settings.audio.opus_bitrate > 0:
-            answer["hls_opus_url"] = f"{hls_base}/hls/{space_id}/{OPUS_PLAYLIST_URI}"
+    no ticket (townhall.api.stream_urls, shared with the stream workers)."""
+    hls_base = stage_url or settings.public_url
+    stream_urls.add_stream_urls(
+        answer, space_id, live_url_base, hls_base, settings.audio.opus_bitrate > 0
+    )
 
 
 def live_base(request: Request, settings: Settings) -> str:
-    """Where the live stream is served: here (relative links, as before), or with stream
-    workers on, the stream port: its configured public URL, else the public URL's or
-    the request's host name with the stream port (absolute: it is another origin)."""
+    """Where the live stream is served (townhall.api.stream_urls.live_url_base)."""
     edge = settings.edge
-    if not edge.stream_workers:
-        return settings.public_url.rstrip("/")
-    if edge.stream_public_url:
-        return edge.stream_public_url.rstrip("/")
-    port = edge.resolved_stream_port(settings.port)
-    public = urlsplit(settings.public_url) if settings.public_url else None
-    scheme = public.scheme if public and public.scheme else request.url.scheme
-    hostname = (public.hostname if public else None) or request.url.hostname or settings.host
-    if ":" in hostname:
-        hostname = f"[{hostname}]"
-    return f"{scheme}://{hostname}:{port}"
+    return stream_urls.live_url_base(
+        edge,
+        edge.resolved_stream_port(settings.port),
+        settings.public_url,
+        settings.host,
+        request.url.scheme,
+        request.url.hostname,
+    )
 
 
 def _room_program(services: Services, request: Request) -> ProgramOutput:

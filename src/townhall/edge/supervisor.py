@@ -99,6 +99,9 @@ class Supervisor:
                     audio=settings.audio,
                     edge=edge,
                     max_listeners=settings.admission.max_listeners,
+                    public_url=settings.public_url,
+                    trusted_proxies=settings.http.trusted_proxies,
+                    forwarded_header=settings.http.forwarded_header,
                 ),
             )
             for index in range(edge.stream_workers)

@@ -39,7 +39,9 @@ from townhall.admission.capacity import Capacity
 from townhall.admission.signing import Signer
 from townhall.admission.stream_gate import StreamGate
 from townhall.config import AudioSettings, EdgeSettings
+from townhall.edge.joins import ADMISSIONS_PATH, WorkerJoins
 from townhall.edge.limits import raise_open_file_limit
+from townhall.edge.listener_api import ListenerApi
 from townhall.edge.one_stream import (
     MAX_CUTS_PER_ANSWER,
     Opening,
@@ -48,10 +50,13 @@ from townhall.edge.one_stream import (
     parse_wire,
     to_wire,
 )
+from townhall.edge.origin_calls import OriginAnswer, call_origin
 from townhall.edge.protocol import StreamProtocol, StreamService
 from townhall.edge.relay import Origin, Relays, parse_head
 from townhall.edge.removals import MAX_ANSWER_BYTES, RemovalsRefused, parse_removed
 from townhall.edge.reports import WorkerFigures
+from townhall.edge.snapshots import SnapshotCache
+from townhall.forwarded import TrustedProxies
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +88,12 @@ class WorkerConfig:
     edge: EdgeSettings
     max_listeners: int = 0
     """Streams this worker holds at most (admission.max_listeners: per process); 0: no cap."""
+    public_url: str = ""
+    """The node's public URL (settings.public_url): join answers name it as the origin's."""
+    trusted_proxies: tuple[str, ...] = ()
+    forwarded_header: str = "x-forwarded-for"
+    """settings.http's: behind a proxy, per-address limits key on its client (as the
+    origin's do, townhall.forwarded)."""
 
     def to_args(self) -> list[str]:
         return [
@@ -90,7 +101,9 @@ class WorkerConfig:
             "--origin-host", self.origin_host, "--origin-port", str(self.origin_port),
             "--node-id", self.node_id, "--parent-pid", str(self.parent_pid),
             "--audio", json.dumps(_as_dict(self.audio)), "--edge", json.dumps(_as_dict(self.edge)),
-            "--max-listeners", str(self.max_listeners),
+            "--max-listeners", str(self.max_listeners), "--public-url", self.public_url,
+            "--trusted-proxies", ",".join(self.trusted_proxies),
+            "--forwarded-header", self.forwarded_header,
         ]  # fmt: skip
 
 
@@ -251,12 +264,39 @@ async def _report_forever(
         await asyncio.sleep(MIN_REPORT_GAP_S)
 
 
+def listener_api(config: WorkerConfig, origin: Origin) -> ListenerApi:
+    """The snapshot and join on the stream port (townhall.edge.listener_api), answered
+    from the origin's snapshots and admission grants."""
+
+    async def snapshot(space_id: str) -> OriginAnswer:
+        return await call_origin(origin, "GET", f"/api/spaces/{space_id}")
+
+    async def grant(space_id: str, want: int, joins: int) -> OriginAnswer:
+        body = json.dumps({"space_id": space_id, "want": want, "joins": joins}).encode()
+        headers = [("Content-Type", "application/json")]
+        return await call_origin(origin, "POST", ADMISSIONS_PATH, body, headers)
+
+    joins = WorkerJoins(
+        origin.signer,
+        grant,
+        config.edge,
+        config.port,
+        config.host,
+        config.public_url,
+        opus=config.audio.opus_bitrate > 0,
+    )
+    trusted = TrustedProxies(config.trusted_proxies, config.forwarded_header)
+    return ListenerApi(origin, SnapshotCache(snapshot), joins, trusted)
+
+
 async def run_worker(config: WorkerConfig, secret: bytes) -> None:
     loop = asyncio.get_running_loop()
     origin = Origin(config.origin_host, config.origin_port, config.node_id, Signer(secret))
     relays = Relays(origin, config.audio, config.edge)
     gate = StreamGate(Signer(secret), Capacity(max_listeners=config.max_listeners))
-    service = StreamService(gate, relays, config.edge, config.node_id)
+    service = StreamService(
+        gate, relays, config.edge, config.node_id, api=listener_api(config, origin)
+    )
     sock = reuseport_socket(config.host, config.port)
     server = await loop.create_server(
         lambda: StreamProtocol(service), sock=sock, backlog=LISTEN_BACKLOG
@@ -308,6 +348,9 @@ def parse_args(argv: list[str]) -> tuple[WorkerConfig, int]:
     parser.add_argument("--audio", default="{}")
     parser.add_argument("--edge", default="{}")
     parser.add_argument("--max-listeners", type=int, default=0)
+    parser.add_argument("--public-url", default="")
+    parser.add_argument("--trusted-proxies", default="")
+    parser.add_argument("--forwarded-header", default="x-forwarded-for")
     parser.add_argument("--secret-fd", type=int, required=True)
     args = parser.parse_args(argv)
     config = WorkerConfig(
@@ -321,6 +364,9 @@ def parse_args(argv: list[str]) -> tuple[WorkerConfig, int]:
         audio=AudioSettings(**json.loads(args.audio)),
         edge=EdgeSettings(**json.loads(args.edge)),
         max_listeners=args.max_listeners,
+        public_url=args.public_url,
+        trusted_proxies=tuple(cidr for cidr in args.trusted_proxies.split(",") if cidr),
+        forwarded_header=args.forwarded_header,
     )
     return config, args.secret_fd
 

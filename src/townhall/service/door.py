@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 import zlib
 from collections import Counter
@@ -38,10 +37,11 @@ from townhall.admission import (
     issue_ticket,
     verify_solution,
 )
+from townhall.admission.address_limit import check_address
 from townhall.admission.attack_mode import ATTACK_RESTRICTIONS, NORMAL_RESTRICTIONS
 from townhall.admission.capacity import Action, Decision, shed_retry_s
 from townhall.admission.signing import Signer
-from townhall.admission.tickets import TicketRefused, rejoin_claims
+from townhall.admission.tickets import TicketRefused, anonymous_listener_id, rejoin_claims
 from townhall.config import Settings
 from townhall.domain.errors import Forbidden, Invalid, TooManyRequests, Unavailable
 from townhall.domain.spaces import User
@@ -225,18 +225,12 @@ class Door:
         exhausted."""
         now = time.time()
         self.attack.record(now, requests=1)
-        try:
-            refused_by = self._limiter.check(address, now)
-        except ValueError:  # not an IP (a unix socket, a test client): nothing to key on
-            return
-        if refused_by is not None:
+        refusal = check_address(self._limiter, address, now)
+        if refusal is not None:
             # Not a signal for attack mode: the bucket already absorbs this address (or
             # prefix); counting it let one client switch the whole node (issue 6).
-            self.counts[f"rate_limited_{refused_by}"] += 1
-            retry = max(1.0, round(self._limiter.retry_after_s(address, now)))
-            raise TooManyRequests(
-                f"too many requests from your {refused_by}; slow down", retry_after_s=retry
-            )
+            self.counts[f"rate_limited_{refusal.refused_by}"] += 1
+            raise TooManyRequests(refusal.message, retry_after_s=refusal.retry_after_s)
 
     def _room(self, space_id: str, now: float) -> WaitingRoom:
         room = self._rooms.get(space_id)
@@ -403,11 +397,48 @@ class Door:
         It expires at least ticket_ttl_s after the last poll a token allows."""
         ttl = self._settings.ticket_ttl_s
         if admitted.token_issued_at is None:
-            listener_id = user.id if user else "anon-" + secrets.token_urlsafe(9)
+            listener_id = user.id if user else anonymous_listener_id()
             return issue_ticket(self._signer, space_id, listener_id, now, ttl)
         listener_id = user.id if user else f"anon-{admitted.key}"
         last_poll = admitted.token_issued_at + self._policy.token_max_age_s
         return issue_ticket(self._signer, space_id, listener_id, last_poll, ttl)
+
+    def grant(self, space_id: str, want: int, joins: int = 0) -> int:
+        """Admissions a stream worker may hand out itself, without asking again, for an
+        anonymous join with no token: up to ``want``, each taken now exactly as
+        `join` admits someone arriving at an empty line (``WaitingRoom.admit_unnumbered``:
+        the same rate budget, listener cap and loop-lag guard). None while attack mode is
+        on (proof of work) or anyone waits in line (the line's order is kept here): the
+        worker then forwards its joins, which get `join`'s answer. Per-address limits
+        the worker applies itself, with its share of them (`worker_limits`). ``joins`` are
+        the joins the worker answered since its last request: they count towards
+        automatic attack mode as here."""
+        now = time.time()
+        if joins > 0:
+            self.attack.record(now, requests=joins, joins=joins)
+            self.counts["joins"] += joins
+            self.counts["admitted"] += joins
+        if want <= 0 or self.attack.active:
+            return 0
+        room = self._room(space_id, now)
+        if self._apply_load(room).action is not Action.ADMIT:
+            return 0
+        granted = 0
+        while granted < want and room.admit_unnumbered(now) is not None:
+            granted += 1
+        self.counts["granted"] += granted
+        return granted
+
+    def worker_limits(self, workers: int) -> tuple[BucketSpec, BucketSpec] | None:
+        """One stream worker's per-address and per-prefix buckets, if limits are on: a
+        ``1/workers`` share of this node's (connections spread evenly over the workers)."""
+        if not self._limits_on and not self.attack.active:
+            return None
+        share = max(1, workers)
+        return tuple(  # type: ignore[return-value]
+            BucketSpec(spec.rate / share, max(1.0, spec.burst / share))
+            for spec in self._bucket_specs()
+        )
 
     def advance_lines(self) -> None:
         """Moves every line on by time and the node's load alone: after an overload the
