@@ -1,10 +1,10 @@
 """One speaker's WebRTC connection to the stage.
 
 The peer answers the speaker's offer with a single audio transceiver, pinned to
-Opus: it receives the speaker's voice (decoded by aiortc, read by one task into
-a bounded jitter queue) and sends back the mix-minus track the mixer feeds.
-The room decides what the connection's states mean; this class only reports
-them.
+Opus: it receives the speaker's voice (decoded in the event loop as each packet
+arrives, see inline_decode.py, into a bounded jitter queue) and sends back the
+mix-minus track the mixer feeds. The room decides what the connection's states
+mean; this class only reports them.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from townhall.stage.arrival import ArrivalOrderBuffer, decode_on_arrival
+from townhall.stage.inline_decode import InlineDecoder, decode_inline
 from townhall.stage.jitter import JitterQueue, JitterStats, Reframer
 from townhall.stage.offer import OPUS_MIME, InvalidOffer
 from townhall.stage.tracks import MixMinusTrack, frame_to_mono
@@ -72,6 +73,7 @@ class Speaker:
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._reader: asyncio.Task[None] | None = None
         self._arrival: ArrivalOrderBuffer | None = None
+        self._inline: InlineDecoder | None = None
         self._closed = False
         self.bad_frames = 0
 
@@ -87,6 +89,7 @@ class Speaker:
             [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == OPUS_MIME]
         )
         self._arrival = decode_on_arrival(transceiver.receiver)
+        self._inline = decode_inline(transceiver.receiver, self.inbound.push)
         self._pc.on("track", self._on_track)
         self._pc.on("connectionstatechange", lambda: self._on_state(self))
         try:
@@ -125,7 +128,7 @@ class Speaker:
             outbound_sent=self.outbound.sent,
             outbound_dropped=self.outbound.dropped,
             late_packets=self._arrival.late if self._arrival else 0,
-            bad_frames=self.bad_frames,
+            bad_frames=self.bad_frames + (self._inline.bad_frames if self._inline else 0),
         )
 
     def _give_up_if_not_connected(self) -> None:
@@ -158,6 +161,8 @@ class Speaker:
             logger.exception("closing the peer of speaker %s failed", self.user_id)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
+        if self._inline is not None:
+            return  # decoded as it arrives (inline_decode.py): the track never gets a frame
         if track.kind == "audio" and self._reader is None and not self._closed:
             self._reader = asyncio.get_running_loop().create_task(
                 self._read(track), name=f"stage-speaker-{self.user_id}"
