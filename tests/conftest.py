@@ -43,7 +43,8 @@ tests/test_service_door.py and tests/test_door_overload_lull.py cover it. `setti
 test_state_outage and test_space_details under load); pass LAG_DOOR to keep the guard."""
 LAG_DOOR = {"TOWNHALL_ADMISSION_MAX_LOOP_LAG_MS": str(AdmissionSettings().max_loop_lag_ms)}
 """The door's loop-lag guard at its default, for a subprocess server whose test is about it."""
-SERVER_START_TIMEOUT_S = 30.0
+SERVER_START_TIMEOUT_S = 90.0
+"""Generous: at load 24 on the shared 2-core machine, starting took more than 30 s."""
 
 
 def free_port() -> int:
