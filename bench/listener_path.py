@@ -40,6 +40,7 @@ import httpx
 
 from bench.client import Target
 from bench.config import BenchConfig
+from bench.procstat import children, total_cpu
 from bench.run import measure_joins
 from bench.townhall_server import Townhall
 
@@ -108,8 +109,10 @@ async def wrk(url: str, options: Options, close: bool) -> dict[str, Any]:
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     errors = re.search(r"Socket errors: (.*)", text)
     p99 = re.search(r"99%\s+(\S+)", text)
+    done = re.search(r"(\d+) requests in", text)
     return {
         "per_s": float(rate.group(1)) if rate else 0.0,
+        "requests": int(done.group(1)) if done else 0,
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
         "socket_errors": errors.group(1) if errors else "",
         "p99": p99.group(1) if p99 else None,
@@ -157,6 +160,28 @@ class Nginx:
                 self.process.wait(timeout=5)
 
 
+def _serving(name: str, townhall: Townhall, nginx: Nginx) -> list[int]:
+    """The processes that answer ``name``'s requests (their CPU is what a request costs)."""
+    if name == "nginx":
+        assert nginx.process is not None
+        return [nginx.process.pid, *children(nginx.process.pid)]
+    assert townhall.process is not None
+    if name == "townhall_origin":
+        return [townhall.process.pid]
+    return [
+        pid
+        for pid in children(townhall.process.pid)
+        if b"townhall.edge.worker" in _cmdline(pid)
+    ]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _pin_workers(townhall: Townhall, server_cpus: set[int], origin_cpus: set[int]) -> None:
     """Stream workers on the server cores; the origin (which serves no snapshot from the
     stream port, only its speaker and a refresh per 0.5 s) beside the client."""
@@ -190,14 +215,23 @@ async def snapshot_rates(townhall: Townhall, options: Options, workdir: Path) ->
                     townhall.set_cpus(server_cpus)
                 else:
                     _pin_workers(townhall, server_cpus, client_cpus)
+                pids = _serving(name, townhall, nginx)
                 for mode, close in (("keep_alive", False), ("per_request", True)):
+                    cpu_before = total_cpu(pids)
                     result = await wrk(url, options, close)
+                    cpu_s = total_cpu(pids) - cpu_before
+                    result["cpu_us_per_request"] = cpu_s * 1e6 / max(1, result["requests"])
                     runs.setdefault((mode, name), []).append(result)
-                    print(f"  snapshot {mode:11s} {name:17s} {result['per_s']:9.0f}/s "
+                    print(f"  snapshot {mode:11s} {name:17s} {result['per_s']:9.0f}/s, "
+                          f"{result['cpu_us_per_request']:6.1f} us CPU per request "
                           f"(non-2xx {result['non_2xx']})", flush=True)  # fmt: skip
         for (mode, name), each in runs.items():
             best = max(each, key=lambda run: run["per_s"])
-            results.setdefault(mode, {})[name] = best | {"runs": [r["per_s"] for r in each]}
+            cpu = sorted(run["cpu_us_per_request"] for run in each)[len(each) // 2]
+            results.setdefault(mode, {})[name] = best | {
+                "runs": [r["per_s"] for r in each],
+                "cpu_us_per_request_median": cpu,
+            }
     finally:
         nginx.stop()
         townhall.set_cpus(server_cpus | client_cpus)
@@ -206,6 +240,10 @@ async def snapshot_rates(townhall: Townhall, options: Options, workdir: Path) ->
         nginx_rate = by["nginx"]["per_s"] or 1.0
         by["workers_vs_nginx"] = by["townhall_workers"]["per_s"] / nginx_rate
         by["origin_vs_nginx"] = by["townhall_origin"]["per_s"] / nginx_rate
+        nginx_cpu = by["nginx"]["cpu_us_per_request_median"]
+        for name in ("townhall_workers", "townhall_origin"):  # rate per core, relative
+            cpu = by[name]["cpu_us_per_request_median"] or float("inf")
+            by[f"{name}_cpu_efficiency_vs_nginx"] = nginx_cpu / cpu
     return results
 
 
@@ -240,6 +278,18 @@ def table(results: dict[str, Any]) -> str:
             f"{by['townhall_origin']['per_s']:,.0f} | {by['townhall_workers']['per_s']:,.0f} | "
             f"{by['workers_vs_nginx']:.2f} | {by['origin_vs_nginx']:.2f} |"
         )
+    lines += ["", "| server CPU per snapshot (median, us) | nginx | townhall origin (before) | "
+              "townhall stream workers (after) | after: per-core rate / nginx's | before |",
+              "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for mode in ("keep_alive", "per_request"):
+        by = results["snapshot"][mode]
+        lines.append(
+            f"| {mode.replace('_', '-')} | {by['nginx']['cpu_us_per_request_median']:.1f} | "
+            f"{by['townhall_origin']['cpu_us_per_request_median']:.1f} | "
+            f"{by['townhall_workers']['cpu_us_per_request_median']:.1f} | "
+            f"{by['townhall_workers_cpu_efficiency_vs_nginx']:.2f} | "
+            f"{by['townhall_origin_cpu_efficiency_vs_nginx']:.2f} |"
+        )
     joins = results.get("joins")
     if joins:
         lines += ["", "| full joins (snapshot+join+audio) | per s | p50 s | p99 s | failures |",
@@ -259,8 +309,8 @@ async def run(options: Options, workdir: Path) -> dict[str, Any]:
         workdir / "townhall", TOWNHALL_PORT, stream_workers=options.stream_workers,
         chunk_ms=500, bitrate=48_000, secret=SECRET, cpus=None,
     )  # fmt: skip
-    await townhall.start()
     try:
+        await townhall.start()  # inside: a start that times out still stops what it started
         results: dict[str, Any] = {"options": options.__dict__}
         results["snapshot"] = await snapshot_rates(townhall, options, workdir)
         if options.joins:

@@ -371,6 +371,7 @@ async def test_a_blocked_listener_is_cut_on_the_workers_and_kept_out_of_the_next
 
 
 async def test_ending_the_space_ends_every_stream(edge_server) -> None:
+    await _workers(edge_server)  # up before anyone listens (a loaded machine starts them late)
     async with httpx.AsyncClient(base_url=edge_server.url, timeout=15) as http:
         host = await _host(http, "edgeender")
         space_id = await _live_space(http, host)
