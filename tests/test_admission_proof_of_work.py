@@ -126,12 +126,12 @@ def test_verification_is_one_hmac_and_one_hash():
     challenge = issue_challenge(signer, 1_000.0, BITS)
     solution = solve(challenge.token, BITS)
     n = 5_000
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(n):
         assert verify_solution(signer, challenge.token, solution, 1_001.0)
-    per_verify = (time.perf_counter() - started) / n * 1e6
-    started = time.perf_counter()
+    per_verify = (time.process_time() - started) / n * 1e6
+    started = time.process_time()
     answer = solve(issue_challenge(signer, 1_000.0, 16).token, 16)
-    solve_ms = (time.perf_counter() - started) * 1e3
+    solve_ms = (time.process_time() - started) * 1e3
     print(f"\nverify {per_verify:.1f} µs; 16-bit solve {solve_ms:.0f} ms in CPython ({answer})")
     assert per_verify < 500

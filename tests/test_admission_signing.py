@@ -113,15 +113,15 @@ def test_verify_costs_microseconds():
     signer = Signer(SECRET)
     token = signer.sign(("t", "sp_0123456789", "listener_0123456789", 1_700_000_300))
     n = 20_000
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(n):
         signer.verify(token)
-    per_verify = (time.perf_counter() - started) / n * 1e6
+    per_verify = (time.process_time() - started) / n * 1e6
     forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(n):
         with contextlib.suppress(InvalidToken):
             signer.verify(forged)
-    per_forged = (time.perf_counter() - started) / n * 1e6
+    per_forged = (time.process_time() - started) / n * 1e6
     print(f"\nverify {per_verify:.2f} µs, refuse forged {per_forged:.2f} µs ({len(token)} chars)")
     assert per_verify < 200  # generous: a loaded 2-core machine, not a benchmark

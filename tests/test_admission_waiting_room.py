@@ -737,9 +737,9 @@ def test_a_silence_longer_than_the_catch_up_walk_still_advances():
     room = WaitingRoom.open(Signer(SECRET), SPACE, 0.0, policy)
     for _ in range(10_000):
         room.arrive(0.0)
-    started = time.perf_counter()
+    started = time.process_time()
     room.tick(86_400.0)  # a day without a single request
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     state = room.state
     assert state.period_started_at == pytest.approx(86_400.0)
     assert state.normal.admitted_upto == 10_000  # everyone passed (and nobody claimed)

@@ -121,15 +121,15 @@ class ProgramOutput:
         if self._closed:
             self.stats.frames_after_close += 1
             return
-        started = time.perf_counter()
+        started = time.thread_time()
         self.stats.frames_pushed += 1
         for packet in self._encoder.encode(frame):
             self._deliver(packet)
         if self.opus is not None:
-            opus_started = time.perf_counter()
+            opus_started = time.thread_time()
             self.opus.push(frame)
-            self.stats.opus_encode_seconds += time.perf_counter() - opus_started
-        self.stats.encode_seconds += time.perf_counter() - started
+            self.stats.opus_encode_seconds += time.thread_time() - opus_started
+        self.stats.encode_seconds += time.thread_time() - started
 
     def close(self) -> None:
         """End the program: flush the encoder; live listeners get EOF; the playlist gets
