@@ -18,7 +18,7 @@ import logging
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Final
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -221,6 +221,10 @@ def _node_from_json(raw: str | bytes) -> NodeInfo:
     )
 
 
+CLOSE_TIMEOUT_S: Final = 2.0
+"""How long closing the pub/sub or the pool may take before it is left to the loop."""
+
+
 class RedisState:
     def __init__(self, url: str) -> None:
         self._redis: aioredis.Redis = aioredis.Redis.from_url(
@@ -294,8 +298,10 @@ class RedisState:
                 lost = True
             finally:
                 self._healthy = False
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                closing = asyncio.ensure_future(pubsub.aclose())  # type: ignore[no-untyped-call]
+                await asyncio.wait({closing}, timeout=CLOSE_TIMEOUT_S)
+                if closing.done() and not closing.cancelled():
+                    closing.exception()  # a failed close of a dead connection is no news
             await asyncio.sleep(RESUBSCRIBE_S)
 
     def _dispatch(self, data: object) -> None:
@@ -551,8 +557,9 @@ class RedisState:
                 await pipe.execute()
 
     async def close(self) -> None:
+        """Bounded: a pub/sub connection stuck mid-read must not hold a node's stop (a
+        test's teardown once sat idle for 19 minutes here, under load)."""
         if self._listener is not None:
             self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-        await self._redis.aclose()
+            await asyncio.wait({self._listener}, timeout=CLOSE_TIMEOUT_S)
+        await asyncio.wait({asyncio.ensure_future(self._redis.aclose())}, timeout=CLOSE_TIMEOUT_S)
