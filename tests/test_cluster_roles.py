@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import NO_LAG_DOOR, RunningServer, free_port, start_server, stop_server
 from http_helpers import Account, sign_up, speak_over_http
 from nginx_server import HAS_NGINX, running_nginx
-from tones import Recording, ToneTrack, read_live_stream, tone_power
+from tones import Recording, ToneTrack, read_live_stream, steady_tone_power
 
 pytestmark = [
     pytest.mark.slow,
@@ -238,7 +238,7 @@ async def test_one_origin_two_edges_behind_nginx(cluster: Cluster) -> None:
             ]
             await asyncio.wait_for(asyncio.gather(*readers), LISTEN_S + SETTLE_S)
             for url, recording in zip(first, heard, strict=True):
-                power = tone_power(recording.samples(), 48_000, TONE_HZ)
+                power = steady_tone_power(recording.samples(), 48_000, TONE_HZ)
                 print(f"\n{url.split('/live/')[0]}: 440 Hz at {power:.1f} dBFS")
                 assert power > PRESENT_DBFS, (url, power)
 

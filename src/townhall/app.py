@@ -121,8 +121,8 @@ def create_app(
 
 
 def _server(app: ListenerFastPath, settings: Settings, guard: ConnectionGuard) -> StoppingServer:
-    """uvicorn, closing the live event streams the moment a stop signal arrives."""
-    return StoppingServer(uvicorn_config(app, settings, guard), app.services.event_hub.close)
+    """uvicorn, ending the long-lived streams the moment a stop signal arrives."""
+    return StoppingServer(uvicorn_config(app, settings, guard), app.services.stop_signalled)
 
 
 def serve(settings: Settings) -> None:

@@ -215,11 +215,11 @@ def uvicorn_config(app: Any, settings: Settings, guard: ConnectionGuard) -> uvic
 
 
 class StoppingServer(uvicorn.Server):
-    """uvicorn, telling the app's long-lived event streams (service/event_hub.py) to end
-    the moment a stop signal arrives: uvicorn waits for open connections before the
-    app's own shutdown runs, so otherwise each stream would hold the stop for the whole
-    grace period and then be cancelled (a traceback in the log). `on_stop` is called on
-    the server's loop (the event hub's `close`)."""
+    """uvicorn, telling the app's long-lived streams (live event streams, live audio,
+    relays) to end the moment a stop signal arrives: uvicorn waits for open connections
+    before the app's own shutdown runs, so otherwise each stream would hold the stop for
+    the whole grace period and then be cancelled (a traceback in the log). `on_stop` is
+    called on the server's loop (Services.stop_signalled)."""
 
     def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None]) -> None:
         super().__init__(config)

@@ -134,6 +134,18 @@ class Services:
         self._collecting = True
         self.started = True
 
+    def stop_signalled(self) -> None:
+        """A stop signal arrived: end the long-lived connections now (live event streams,
+        live streams, the relays of edges and stream workers). uvicorn waits for open
+        connections before the app's own shutdown runs, so each would otherwise hold the
+        stop for the whole grace period and then be cancelled (a traceback in the log);
+        and a listener whose stream ends re-joins another node at once."""
+        self.event_hub.close()
+        for room in self.spaces.rooms:
+            room.program.live.close()
+        if self.relayed_programs is not None:
+            self.relayed_programs.end_streams()
+
     async def stop(self) -> None:
         self.started = False
         if self._collecting:

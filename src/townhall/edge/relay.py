@@ -402,6 +402,11 @@ class Relays:
     def __len__(self) -> int:
         return len(self._relays)
 
+    def end_streams(self) -> None:
+        """Every relay's listeners are let go now; the relays themselves close later."""
+        for relay in self._relays.values():
+            relay.fanout.close()
+
     async def close(self) -> None:
         relays = list(self._relays.values())
         for relay in relays:

@@ -193,6 +193,11 @@ class RelayedPrograms:
         """Programs relayed here now: one upstream connection each."""
         return sum(len(relays) for relays in self._by_origin.values())
 
+    def end_streams(self) -> None:
+        """Every relayed program's listeners are let go now (the node is stopping)."""
+        for relays in self._by_origin.values():
+            relays.end_streams()
+
     async def close(self) -> None:
         for relays in self._by_origin.values():
             await relays.close()
