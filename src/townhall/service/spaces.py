@@ -43,7 +43,7 @@ from townhall.domain.spaces import (
 from townhall.domain.stage import Role, Stage
 from townhall.nodes.cpu import ProcessCpu
 from townhall.nodes.peers import PeerNodes
-from townhall.nodes.placement import choose_origin
+from townhall.nodes.placement import choose_origin, origins
 from townhall.nodes.roles import holds_stages
 from townhall.service.captions import Captions
 from townhall.service.events import Events
@@ -212,10 +212,11 @@ class Spaces:
 
     async def _recover_orphans(self, probe: bool) -> None:
         """A live space whose stage no node runs any more has lost its audio pipeline.
-        One placed on a node that left the registry (or, with `probe`, at start-up, one
-        whose registered holder does not answer: a node killed a moment ago is still
-        registered) is re-placed on the living origin with the most headroom (failover);
-        with no origin left it is ended as of now, keeping what its recording caught.
+        One placed on a node that left the registry is re-placed on the living origin
+        with the most headroom (failover); with no origin left it is ended as of now,
+        keeping what its recording caught. At start-up (`probe`: a registered holder
+        that does not answer is dead, killed a moment ago) it is ended only when no
+        other origin runs: those that do re-place it at their next sweep.
         One placed on this node is this node's: at start-up (it restarted, its speakers
         and listeners are gone) it is ended; later (another node re-placed it here and
         the news was missed) it is taken over. One placed nowhere (the shared state was
@@ -241,6 +242,13 @@ class Spaces:
                     up[holder.node_id] = await self._still_up(holder, probe)
                 if up[holder.node_id]:
                     continue
+            if probe:
+                # Just started, this node holds nobody of the space: the origins that ran
+                # beside the dead one re-place it at their next sweep; with none, it ends.
+                others = [n for n in living.values() if n.node_id != self._node_id]
+                if not origins(others, excluded=[holder_id]):
+                    await self._end_orphan(space)
+                continue
             await self._replace(space, holder_id, list(living.values()))
 
     async def _replace(self, space: Space, dead: str | None, living: list[NodeInfo]) -> bool:

@@ -66,12 +66,6 @@ export function chooseDelivery(audio, preferred = '') {
   return 'element';
 }
 
-/** A join answer's expires_at: Unix seconds (the API), or a date string. */
-function expiresAtMs(ticket) {
-  const { expires_at: expiresAt } = ticket;
-  return typeof expiresAt === 'number' ? expiresAt * 1000 : Date.parse(expiresAt);
-}
-
 function backoffMs(attempt) {
   const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
   return ceiling / 2 + Math.random() * (ceiling / 2);
@@ -212,7 +206,7 @@ export class LivePlayer extends EventTarget {
     const ticket = this._ticket;
     const rejoin = this._rejoin;
     this._rejoin = false;
-    const fresh = ticket && expiresAtMs(ticket) - Date.now() > TICKET_MARGIN_MS;
+    const fresh = ticket && Date.parse(ticket.expires_at) - Date.now() > TICKET_MARGIN_MS;
     if (fresh && !rejoin) return ticket;
     this._ticket = null;
     if (ticket && rejoin) {
