@@ -66,6 +66,8 @@ CONNECT_TIMEOUT_S = 60.0
 LATE_FACTOR = 1.5
 SPACES_PER_CLIENT = 5
 """Spaces driven by one client process (2-5 aiortc peers each cost the client CPU too)."""
+GO_TIMEOUT_S = 600.0
+"""A client that hears nothing from the bench for this long gives up (and exits)."""
 MEDIA_PARTS = ("mixer", "aac", "opus", "recorder")
 
 
@@ -119,7 +121,8 @@ async def _drive(
                 )
         listeners = [asyncio.create_task(_listen(base, p.space_id, window, chunk_s)) for p in plans]
         ready.put(len(plans))
-        start_at, stop_at = await asyncio.to_thread(go.get)
+        # bounded: a bench interrupted before the window never sends it
+        start_at, stop_at = await asyncio.to_thread(go.get, True, GO_TIMEOUT_S)
         window.set_result((start_at, stop_at))
         await asyncio.sleep(max(0.0, start_at - time.time()))
         client_cpu = time.process_time()
