@@ -66,6 +66,8 @@ CONNECT_TIMEOUT_S = 60.0
 LATE_FACTOR = 1.5
 SPACES_PER_CLIENT = 5
 """Spaces driven by one client process (2-5 aiortc peers each cost the client CPU too)."""
+GO_TIMEOUT_S = 600.0
+"""A client that hears nothing from the bench for this long gives up (and exits)."""
 MEDIA_PARTS = ("mixer", "aac", "opus", "recorder")
 
 
@@ -119,7 +121,8 @@ async def _drive(
                 )
         listeners = [asyncio.create_task(_listen(base, p.space_id, window, chunk_s)) for p in plans]
         ready.put(len(plans))
-        start_at, stop_at = await asyncio.to_thread(go.get)
+        # bounded: a bench interrupted before the window never sends it
+        start_at, stop_at = await asyncio.to_thread(go.get, True, GO_TIMEOUT_S)
         window.set_result((start_at, stop_at))
         await asyncio.sleep(max(0.0, start_at - time.time()))
         client_cpu = time.process_time()
@@ -173,15 +176,15 @@ def _account(http: httpx.Client, name: str) -> tuple[str, dict[str, str]]:
     return user["id"], {"Authorization": f"Bearer {token['token']}"}
 
 
-def _open_spaces(http: httpx.Client, spaces: int, speakers: int) -> list[SpacePlan]:
+def _open_spaces(http: httpx.Client, spaces: int, speakers: int, record: bool) -> list[SpacePlan]:
     plans = []
     for s in range(spaces):
         _host_id, host = _account(http, f"host{s}")
         space = http.post(
-            "/api/spaces", json={"title": f"bench {s}", "record": True}, headers=host
+            "/api/spaces", json={"title": f"bench {s}", "record": record}, headers=host
         ).json()
         http.post(f"/api/spaces/{space['id']}/start", headers=host).raise_for_status()
-        headers = [host]
+        headers = [host] if speakers else []  # 0: a live space nobody speaks in
         for k in range(1, speakers):
             user_id, guest = _account(http, f"s{s}k{k}")
             http.post(
@@ -226,6 +229,7 @@ def measure(
     env: dict[str, str],
     nice: int = 0,
     spaces_per_client: int = SPACES_PER_CLIENT,
+    record: bool = True,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="townhall-spaces-") as tmp:
         server = start_server(
@@ -243,7 +247,7 @@ def measure(
                 idle_cpu, idle_wall = cpu_seconds(pid), time.time()
                 time.sleep(min(10.0, seconds / 2))
                 idle = (cpu_seconds(pid) - idle_cpu) / (time.time() - idle_wall)
-                plans = _open_spaces(http, spaces, speakers)
+                plans = _open_spaces(http, spaces, speakers, record)
                 chunk_s = int(env.get("TOWNHALL_AUDIO_LIVE_CHUNK_MS", "200")) / 1000
                 groups = [
                     plans[i : i + spaces_per_client] for i in range(0, spaces, spaces_per_client)
@@ -297,6 +301,8 @@ def measure(
     return {
         "spaces": spaces,
         "speakers": speakers,
+        "recorded": record,
+        "server_env": env,
         "seconds": round(wall, 1),
         "idle_node_pct": round(idle * 100, 2),
         "server_pct": round(total * 100, 1),
@@ -337,7 +343,7 @@ def _save(rows: list[dict[str, Any]], command: str) -> None:
     """Into bench/figures.json beside the other benches' figures: the per-space CPU at
     2 speakers (or the nearest K measured) becomes `space_cpu_share_of_core`."""
     data = json.loads(FIGURES.read_text()) if FIGURES.exists() else {"figures": {}}
-    chosen = min(rows, key=lambda r: abs(r["speakers"] - 2))
+    chosen = min(rows, key=lambda r: (abs(r["speakers"] - 2), -r["spaces"]))
     data.setdefault("figures", {})["space_cpu_share_of_core"] = chosen["per_space_pct"] / 100
     data["spaces"] = {
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -367,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         help="scheduling priority of the server and clients (as root, e.g. -5 on a machine "
         "others load: the figures are then the server's, not its neighbours')",
     )
+    parser.add_argument("--no-record", action="store_true", help="spaces not recorded")
     parser.add_argument("--spaces-per-client", type=int, default=SPACES_PER_CLIENT)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server")
     parser.add_argument("--save", action="store_true", help="write bench/figures.json")
@@ -376,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     for speakers in [int(k) for k in args.speakers.split(",")]:
         row = measure(
             args.spaces, speakers, args.seconds, args.server_cpu, args.client_cpus, env, args.nice,
-            args.spaces_per_client,
+            args.spaces_per_client, not args.no_record,
         )  # fmt: skip
         print(json.dumps(row), flush=True)
         rows.append(row)

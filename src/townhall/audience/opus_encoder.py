@@ -41,7 +41,9 @@ class OpusPacket:
 class OpusEncoder:
     """Encodes mono int16 PCM at 48 kHz to Opus; one instance per program, never shared."""
 
-    def __init__(self, bitrate: int, *, sample_rate: int = SAMPLE_RATE) -> None:
+    def __init__(
+        self, bitrate: int, *, sample_rate: int = SAMPLE_RATE, application: str = OPUS_APPLICATION
+    ) -> None:
         self.sample_rate = sample_rate
         self.channels = CHANNELS
         self._context = av.CodecContext.create("libopus", "w")
@@ -51,7 +53,7 @@ class OpusEncoder:
         self._context.bit_rate = bitrate
         self._context.time_base = Fraction(1, sample_rate)
         self._context.options = {
-            "application": OPUS_APPLICATION,
+            "application": application,
             "frame_duration": str(OPUS_FRAME_SAMPLES * 1000 // sample_rate),
             "vbr": OPUS_VBR,
         }
