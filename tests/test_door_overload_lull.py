@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RunningServer, start_server, stop_server
+from conftest import DEFAULT_LAG_DOOR, RunningServer, start_server, stop_server
 from townhall.admission.waiting_room import MAX_ETA_S
 from townhall.loadtest.client import HttpClient
 from townhall.loadtest.lull import (
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[RunningServer]:
-    server = start_server(tmp_path / "node")  # defaults: the one node
+    server = start_server(tmp_path / "node", **DEFAULT_LAG_DOOR)  # the one node
     try:
         yield server
     finally:

@@ -108,10 +108,13 @@ async def _speaker(http: httpx.AsyncClient, space_id: str, host: dict[str, str])
 
 
 async def _listen(
-    url: str, until_eof_or_s: float, stop: asyncio.Event | None = None
+    url: str,
+    until_eof_or_s: float,
+    stop: asyncio.Event | None = None,
+    opened: asyncio.Event | None = None,
 ) -> tuple[np.ndarray, bool]:
     """Decoded mono audio of the live stream until the server ends it (True), the time is
-    up or ``stop`` is set (False)."""
+    up or ``stop`` is set (False); ``opened`` is set once the stream has answered 200."""
     codec = av.CodecContext.create("aac", "r")
     samples: list[np.ndarray] = []
     deadline = time.monotonic() + until_eof_or_s
@@ -120,6 +123,8 @@ async def _listen(
         assert response.status_code == 200, await response.aread()
         assert response.headers["content-type"] == "audio/aac"
         assert response.headers["access-control-allow-origin"] == "*"
+        if opened is not None:
+            opened.set()
         stream = response.aiter_raw()
         while not (stop is not None and stop.is_set()):
             remaining = deadline - time.monotonic()
@@ -331,8 +336,15 @@ async def test_ending_the_space_ends_every_stream(edge_server) -> None:
         host = await _host(http, "edgeender")
         space_id = await _live_space(http, host)
         joins = [(await http.post(f"/api/spaces/{space_id}/join")).json() for _ in range(4)]
-        listeners = [asyncio.create_task(_listen(j["live_url"], WAIT_S)) for j in joins]
-        await asyncio.sleep(1.0)
+        opened = [asyncio.Event() for _ in joins]
+        listeners = [
+            asyncio.create_task(_listen(j["live_url"], WAIT_S, opened=o))
+            for j, o in zip(joins, opened, strict=True)
+        ]
+        # Every stream open before the end (a fixed 1 s sleep was not enough at load 15:
+        # a listener that connected after the end was refused 409, as it should be).
+        await asyncio.wait_for(asyncio.gather(*(o.wait() for o in opened)), WAIT_S)
+        await asyncio.sleep(0.5)
         ended_at = time.monotonic()
         assert (await http.post(f"/api/spaces/{space_id}/end", headers=host)).status_code == 200
         results = await asyncio.gather(*listeners)

@@ -110,6 +110,17 @@ async def test_program_and_mix_minus_carry_the_right_voices() -> None:
         room.set_muted("alice", True)
         muted_at = time.time()
         await asyncio.sleep(SETTLE_S + 0.6)
+        # At least 0.5 s of audio after the settling time in every ear (under load 15 a
+        # fixed sleep left alice's ear empty: -132 dBFS of nothing, not of silence).
+        enough = SAMPLE_RATE // 2
+        await wait_until(
+            lambda: all(
+                r.samples(since=muted_at + SETTLE_S).size >= enough
+                for r in (program, a.heard, b.heard)
+            ),
+            CONNECT_TIMEOUT_S,
+            "audio after the mute",
+        )
         p440, p660 = powers(program.samples(since=muted_at + SETTLE_S), A_FREQ, B_FREQ)
         b440, _ = powers(b.heard.samples(since=muted_at + SETTLE_S), A_FREQ, B_FREQ)
         a440, a660 = powers(a.heard.samples(since=muted_at + SETTLE_S), A_FREQ, B_FREQ)
