@@ -26,6 +26,7 @@ from browser import (
     chromium_available,
     create_space,
     median_spectrum,
+    open_and_play,
     page_factory,
     player_state,
     wait_for_mic_live,
@@ -33,7 +34,6 @@ from browser import (
 from browser import sign_up as browser_sign_up
 from conftest import NO_LAG_DOOR, RunningServer, start_server, stop_server
 from http_helpers import sign_up
-from test_browser import UI_TIMEOUT_MS, open_and_play
 from test_failover import BACK_WITHIN_S, PRESENT_DBFS, RejoiningListener, offer_until_accepted
 from tones import steady_tone_power
 from townhall.media import SAMPLE_RATE
@@ -47,6 +47,7 @@ pytestmark = [
 
 SECRET = "one-deployment-two-origins-and-a-browser"
 TONE_HZ = 440.0
+UI_TIMEOUT_MS = 20_000
 PLAY_BEFORE_S = 3.0
 STALL_MAX_S = 5.0
 """The issue's bound: a listener whose stream node died hears audio again within this."""
