@@ -104,6 +104,7 @@ def test_the_command_line_flag(tmp_path) -> None:
         ((), {"TOWNHALL_HTTP_TRUSTED_PROXIES": "nginx"}, "not a CIDR network: 'nginx'"),
         ((), {"TOWNHALL_HTTP_FORWARDED_HEADER": "x-real-ip"}, "forwarded header must be"),
         ((), {"TOWNHALL_ADMIN_TOKEN": "operator-secret"}, "at least 32 characters"),
+        ((), {"TOWNHALL_SECRET": "short"}, "TOWNHALL_SECRET must be at least 16 bytes"),
     ],
 )
 def test_bad_settings_stop_the_start_with_a_clear_word(tmp_path, flags, env, said) -> None:

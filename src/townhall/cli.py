@@ -8,6 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from townhall.admission.signing import MIN_SECRET_BYTES
 from townhall.config import ADMIN_TOKEN_MIN_CHARS, Settings, load_settings
 from townhall.forwarded import TrustedProxies
 from townhall.nodes.roles import EDGE, ROLES, UnknownRole, check_role
@@ -20,6 +21,11 @@ def _refusal(settings: Settings) -> str | None:
         return (
             f"TOWNHALL_ADMIN_TOKEN must be at least {ADMIN_TOKEN_MIN_CHARS} characters "
             "(python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    if settings.secret and len(settings.secret.encode()) < MIN_SECRET_BYTES:
+        return (
+            f"TOWNHALL_SECRET must be at least {MIN_SECRET_BYTES} bytes, the same on every "
+            "node (python -c 'import secrets; print(secrets.token_hex(32))')"
         )
     try:
         TrustedProxies(settings.http.trusted_proxies, settings.http.forwarded_header)
