@@ -176,13 +176,15 @@ def test_the_audience_shows_signed_in_listeners_to_everyone(new_page, browser_se
     host.wait_for_selector(fan_tile, timeout=COUNT_FOLLOWS_MS)
     print(f"\nsigned-in listener plays -> their face on the others' pages: "
           f"{time.monotonic() - playing_at:.2f} s")  # fmt: skip
+    # The faces and the count travel apart (each node's report of who listens, and the
+    # summed count): each page settles within a tick of the other.
+    for page in (watcher, fan, host):
+        page.wait_for_selector("#audience .count:has-text('and 1 other listener')")
     assert fan.locator("#audience .name").all_inner_texts() == [
         "aud_fan (you)",
         "and 1 other listener",
     ]  # the fan once, as "you"; the anonymous watcher counted
     assert "aud_host" not in watcher.inner_text("#audience")  # on stage, not in the audience
-    for page in (watcher, fan, host):
-        page.wait_for_selector("#audience .count:has-text('and 1 other listener')")
     screenshot(watcher, "listen-audience-desktop")  # the README's pictures
     screenshot(fan, "listen-audience-phone")
     screenshot(host, "studio-audience-desktop")
