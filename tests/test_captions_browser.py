@@ -19,14 +19,11 @@ from browser import (
     collect_csp_violations,
     create_space,
     go_live_with_mic,
-    launch_chromium,
     open_and_play,
-    page_factory,
     running_chromium,
     screenshot,
     sign_up,
 )
-from conftest import NO_LAG_DOOR, start_server, stop_server
 from speech import with_pauses
 from tones import SAMPLE_RATE
 
@@ -125,42 +122,27 @@ def _live_over_http(http: httpx.Client, headers: dict[str, str], title: str) -> 
     return space_id
 
 
-def test_a_listener_is_told_why_a_space_has_no_captions(tmp_path: Path) -> None:
+@pytest.mark.server_env(TOWNHALL_CAPTIONS_ENABLED="1", TOWNHALL_CAPTIONS_MAX_SPACES="1")
+def test_a_listener_is_told_why_a_space_has_no_captions(new_page, browser_server) -> None:
     """One captioned space is this node's limit: the second goes live without, and its
     listener page says so instead of showing nothing."""
-    from playwright.sync_api import sync_playwright
-
-    server = start_server(
-        tmp_path / "server",
-        TOWNHALL_CAPTIONS_ENABLED="1",
-        TOWNHALL_CAPTIONS_MAX_SPACES="1",
-        **NO_LAG_DOOR,
-    )
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            account = {"username": "host", "password": "correct horse"}
-            assert http.post("/api/users", json=account).status_code == 201
-            token = http.post("/api/tokens", json=account).json()["token"]
-            headers = {"Authorization": f"Bearer {token}"}
-            captioned = _live_over_http(http, headers, "Captioned")
-            without = _live_over_http(http, headers, "Past the limit")
-        with sync_playwright() as playwright:
-            browser = launch_chromium(playwright)
-            try:
-                with page_factory(browser, UI_TIMEOUT_MS) as make:
-                    listener = make()
-                    csp = collect_csp_violations(listener)
-                    listener.goto(f"{server.url}/s/{without}")
-                    listener.wait_for_selector("#captions .captions-withheld")
-                    told = listener.inner_text("#captions")
-                    assert axe_violations(listener) == [] and csp == []
-                    screenshot(listener, "listen-captions-withheld-desktop")
-                    other = make()
-                    other.goto(f"{server.url}/s/{captioned}")
-                    other.wait_for_selector("#title:has-text('Captioned')")
-                    assert other.query_selector("#captions .captions-withheld") is None
-            finally:
-                browser.close()
-    finally:
-        stop_server(server)
+    url = browser_server.url
+    with httpx.Client(base_url=url, timeout=30) as http:
+        account = {"username": "host", "password": "correct horse"}
+        assert http.post("/api/users", json=account).status_code == 201
+        token = http.post("/api/tokens", json=account).json()["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        captioned = _live_over_http(http, headers, "Captioned")
+        without = _live_over_http(http, headers, "Past the limit")
+    listener = new_page("desktop")
+    csp = collect_csp_violations(listener)
+    listener.goto(f"{url}/s/{without}")
+    listener.wait_for_selector("#captions .captions-withheld")
+    told = listener.inner_text("#captions")
+    assert axe_violations(listener) == [] and csp == []
+    screenshot(listener, "listen-captions-withheld-desktop")
+    other = new_page("desktop")
+    other.goto(f"{url}/s/{captioned}")
+    other.wait_for_selector("#title:has-text('Captioned')")
+    assert other.query_selector("#captions .captions-withheld") is None
     assert "already captioning as many spaces as it can" in told, told
