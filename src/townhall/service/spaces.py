@@ -195,6 +195,9 @@ class Spaces:
     async def start(self) -> None:
         await self._state.start()
         await self._beat()
+        # the pages' CSP lists every node from the first request, not from the first tick
+        # (a page served in between could not play a stream on another node)
+        self._node_urls = _node_urls(await self._state.nodes())
         await self._recover_orphans(probe=True)
         self._ticker = asyncio.create_task(self._tick_forever(), name="snapshot-ticker")
 
@@ -385,7 +388,7 @@ class Spaces:
         await self._yield_moved_rooms()
         self._ticks += 1
         registry = await self._state.nodes()
-        self._node_urls = tuple(sorted({node.public_url for node in registry}))
+        self._node_urls = _node_urls(registry)
         registered = {node.node_id for node in registry}
         someone_left = bool(self._registered - registered)
         self._registered = registered
@@ -1089,3 +1092,8 @@ class Spaces:
         if space.state is not SpaceState.ENDED or not space.record or not path.exists():
             raise NotFound("this space has no recording (yet)", code="no_recording")
         return path
+
+
+def _node_urls(registry: list[NodeInfo]) -> tuple[str, ...]:
+    """The deployment's public URLs, from the node registry."""
+    return tuple(sorted({node.public_url for node in registry}))
