@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,6 +147,19 @@ def stop_server(server: RunningServer) -> None:
             server.process.kill()
             server.process.wait(timeout=5)
 
+
+
+@contextlib.contextmanager
+def running_servers(data_dirs: Sequence[Path], **env: str) -> Iterator[list[RunningServer]]:
+    """`townhall serve` on each data dir (several may share one), started in order with
+    the same `env`; every one started is stopped, last first, however the block ends."""
+    with contextlib.ExitStack() as started:
+        servers = []
+        for data_dir in data_dirs:
+            server = start_server(data_dir, **env)
+            started.callback(stop_server, server)
+            servers.append(server)
+        yield servers
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RunningServer]:

@@ -28,7 +28,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import NO_LAG_DOOR, RunningServer, start_server, stop_server
+from conftest import NO_LAG_DOOR, RunningServer, running_servers, start_server, stop_server
 from http_helpers import Account, sign_up
 from tones import Recording, ToneClient, ToneTrack, read_live_stream, steady_tone_power
 from townhall.media import SAMPLE_RATE
@@ -65,15 +65,8 @@ def origins(
         "TOWNHALL_ADMISSION_MAX_ADMISSIONS_PER_S": SLOW_DOOR_PER_S,
         "TOWNHALL_ADMISSION_PER_ADDRESS_RATE": "0",  # every client is 127.0.0.1
     }
-    a = start_server(tmp_path / "a", **env)
-    try:
-        b = start_server(tmp_path / "b", **env)
-        try:
-            yield a, b
-        finally:
-            stop_server(b)
-    finally:
-        stop_server(a)
+    with running_servers([tmp_path / "a", tmp_path / "b"], **env) as (a, b):
+        yield a, b
 
 
 async def offer_until_accepted(

@@ -32,7 +32,7 @@ from browser import (
     wait_for_mic_live,
 )
 from browser import sign_up as browser_sign_up
-from conftest import NO_LAG_DOOR, RunningServer, start_server, stop_server
+from conftest import NO_LAG_DOOR, RunningServer, running_servers
 from http_helpers import sign_up
 from test_failover import BACK_WITHIN_S, PRESENT_DBFS, RejoiningListener, offer_until_accepted
 from tones import steady_tone_power
@@ -71,15 +71,8 @@ def origins(
         "TOWNHALL_STORE": postgres_url,
         "TOWNHALL_SECRET": SECRET,
     }
-    a = start_server(tmp_path / "a", **env)
-    try:
-        b = start_server(tmp_path / "b", **env)
-        try:
-            yield a, b
-        finally:
-            stop_server(b)
-    finally:
-        stop_server(a)
+    with running_servers([tmp_path / "a", tmp_path / "b"], **env) as (a, b):
+        yield a, b
 
 
 @pytest.fixture

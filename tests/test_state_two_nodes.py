@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import RunningServer, start_server, stop_server
+from conftest import RunningServer, running_servers
 from http_helpers import Account, assert_error, live_space, sign_up, speak_over_http
 from tones import Recording, ToneTrack, read_live_stream, steady_tone_power
 
@@ -52,15 +52,8 @@ def _two_nodes(
         "TOWNHALL_ADMIN_TOKEN": ADMIN_TOKEN,
         **more,
     }
-    a = start_server(shared, **env)
-    try:
-        b = start_server(shared, **env)
-        try:
-            yield a, b
-        finally:
-            stop_server(b)
-    finally:
-        stop_server(a)
+    with running_servers([shared, shared], **env) as (a, b):
+        yield a, b
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import RunningServer, start_server, stop_server
+from conftest import RunningServer, running_servers
 from http_helpers import live_space, sign_up, speak_over_http, sse_events
 from test_clips import FRAGMENT_S, RATE, _decode
 from test_state_two_nodes import ADMIN_TOKEN, SHARED_SECRET, _two_nodes
@@ -79,15 +79,8 @@ def apart(tmp_path: Path, redis_url: str) -> Iterator[tuple[RunningServer, Runni
         "TOWNHALL_ADMIN_TOKEN": ADMIN_TOKEN,
     }
     (tmp_path / "shared").mkdir()
-    a = start_server(tmp_path / "a", **env)
-    try:
-        b = start_server(tmp_path / "b", **env)
-        try:
-            yield a, b
-        finally:
-            stop_server(b)
-    finally:
-        stop_server(a)
+    with running_servers([tmp_path / "a", tmp_path / "b"], **env) as (a, b):
+        yield a, b
 
 
 @pytest.mark.usefixtures("loopback_ice")
