@@ -16,11 +16,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import (
-    BigInteger,
     Column,
     ForeignKey,
     Index,
-    Integer,
     Table,
     bindparam,
     delete,
@@ -32,7 +30,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.types import TEXT
 
 from townhall.store.base import Store
-from townhall.store.schema import UtcTimestamp, metadata
+from townhall.store.schema import UtcTimestamp, big_integer, metadata
 
 follows = Table(
     "follows",
@@ -59,7 +57,7 @@ notifications = Table(
     # cursor may name any id up to MAX_FEED_CURSOR); SQLite's rowid is 64-bit already.
     Column(
         "id",
-        BigInteger().with_variant(Integer(), "sqlite"),
+        big_integer(),
         primary_key=True,
         autoincrement=True,
     ),

@@ -15,11 +15,9 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import (
-    BigInteger,
     Column,
     ForeignKey,
     Index,
-    Integer,
     Table,
     delete,
     func,
@@ -43,7 +41,7 @@ from townhall.domain.moderation import (
     chain_hash,
 )
 from townhall.domain.spaces import SpaceState
-from townhall.store.schema import UtcTimestamp, metadata, spaces, tokens
+from townhall.store.schema import UtcTimestamp, big_integer, metadata, spaces, tokens
 
 T = TypeVar("T")
 
@@ -122,7 +120,7 @@ audit_log = Table(
     # BIGINT on PostgreSQL (migration 7): the chain outlives int4; SQLite's INTEGER is 64-bit.
     Column(
         "seq",
-        BigInteger().with_variant(Integer(), "sqlite"),
+        big_integer(),
         primary_key=True,
         autoincrement=False,
     ),

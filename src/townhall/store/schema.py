@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Dialect,
@@ -66,6 +67,13 @@ def _username() -> TypeEngine[str]:
     """Case-insensitive in SQLite as the first release made it; PostgreSQL's
     case-insensitivity is the unique index on lower(username) (migration 2)."""
     return TEXT().with_variant(String(collation="NOCASE"), "sqlite")
+
+
+def big_integer() -> TypeEngine[int]:
+    """A 64-bit integer on every backend: BIGINT on PostgreSQL (whose INTEGER stops at
+    2**31 - 1), INTEGER on SQLite (already 64-bit, and the only type that makes a
+    primary key the rowid, so AUTOINCREMENT keeps working)."""
+    return BigInteger().with_variant(Integer(), "sqlite")
 
 
 metadata = MetaData()
