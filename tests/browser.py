@@ -59,6 +59,13 @@ def chromium_available() -> bool:
     return Path(CHROMIUM).exists() or shutil.which("chromium") is not None
 
 
+BROWSER_TEST = (
+    pytest.mark.browser,
+    pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium"),
+)
+"""The marks of every browser test module: `pytestmark = [*BROWSER_TEST, ...]`."""
+
+
 def chromium_args(fake_audio: Path | None = None) -> list[str]:
     args = list(BASE_ARGS)
     if fake_audio is not None:
@@ -340,6 +347,26 @@ def go_live_with_mic(page: Any) -> None:
     page.wait_for_selector("#state .state-live")
     page.click("#mic")
     wait_for_mic_live(page)
+
+
+def host_goes_live(page: Any, base_url: str, username: str, title: str) -> str:
+    """A new host signs up, creates a space and goes live from the studio with the fake
+    microphone; returns the space's id."""
+    sign_up(page, base_url, username)
+    space_id = create_space(page, title)
+    go_live_with_mic(page)
+    return space_id
+
+
+def play_with_hls_js(page: Any, listen_url: str) -> None:
+    """Opens a listening page that plays HLS (`?via=hls`), checks the page took hls.js,
+    presses play and listens to the page's audio (attach_analyser)."""
+    page.goto(listen_url)
+    page.wait_for_selector("#play:enabled")
+    assert page.evaluate("() => window.townhallPlayer.delivery") == "hlsjs"
+    page.click("#play")
+    page.wait_for_function("() => window.townhallPlayer.state === 'playing'")
+    assert attach_analyser(page) == "running"
 
 
 def open_and_play(page: Any, base_url: str, space_id: str, host: str) -> float:

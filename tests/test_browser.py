@@ -16,13 +16,10 @@ from __future__ import annotations
 import statistics
 import time
 
-import pytest
-
 from browser import (
+    BROWSER_TEST,
     attach_analyser,
-    chromium_available,
-    create_space,
-    go_live_with_mic,
+    host_goes_live,
     median_spectrum,
     open_and_play,
     player_state,
@@ -32,10 +29,7 @@ from browser import (
     wait_for_tone_gone,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium"),
-]
+pytestmark = [*BROWSER_TEST]
 
 TONE_HZ = 440.0
 LISTEN_S = 4.0
@@ -54,9 +48,7 @@ MUTE_TO_SILENCE_MAX_S = 5.0
 
 def test_listener_hears_the_host_live(new_page, browser_server) -> None:
     host = new_page()
-    sign_up(host, browser_server.url, "host_live")
-    space_id = create_space(host, "Tone check")
-    go_live_with_mic(host)
+    space_id = host_goes_live(host, browser_server.url, "host_live", "Tone check")
 
     listener = new_page()  # anonymous: no cookie
     to_playing = open_and_play(listener, browser_server.url, space_id, "host_live")
@@ -100,9 +92,7 @@ def test_listener_hears_the_host_live(new_page, browser_server) -> None:
 
 def test_request_to_speak_then_stage_then_back(new_page, browser_server) -> None:
     host = new_page()
-    sign_up(host, browser_server.url, "host_mod")
-    space_id = create_space(host, "Open mic")
-    go_live_with_mic(host)
+    space_id = host_goes_live(host, browser_server.url, "host_mod", "Open mic")
 
     guest = new_page()
     sign_up(guest, browser_server.url, "guest_mod")

@@ -9,21 +9,18 @@ from __future__ import annotations
 import pytest
 
 from browser import (
+    BROWSER_TEST,
     attach_analyser,
-    chromium_available,
-    create_space,
-    go_live_with_mic,
+    host_goes_live,
     median_spectrum,
     open_and_play,
-    sign_up,
 )
 from conftest import FAKE_MIC_HZ as TONE_HZ
 
 POW_BITS = 14
 
 pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium"),
+    *BROWSER_TEST,
     pytest.mark.server_env(
         TOWNHALL_ADMISSION_ATTACK_MODE="on", TOWNHALL_ADMISSION_POW_BITS=str(POW_BITS)
     ),
@@ -32,9 +29,7 @@ pytestmark = [
 
 def test_anonymous_listener_solves_the_challenge_and_hears(new_page, browser_server) -> None:
     host, listener = new_page(), new_page()
-    sign_up(host, browser_server.url, "host_attack")
-    space_id = create_space(host, "Under attack")
-    go_live_with_mic(host)
+    space_id = host_goes_live(host, browser_server.url, "host_attack", "Under attack")
 
     states: list[str] = []
     listener.expose_function("noteState", lambda state: states.append(state))

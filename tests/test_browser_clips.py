@@ -8,13 +8,13 @@ import httpx
 import pytest
 
 from browser import (
+    BROWSER_TEST,
     PASSWORD,
     attach_element_analyser,
     axe_violations,
-    chromium_available,
     collect_csp_violations,
-    create_space,
     go_live_with_mic,
+    host_goes_live,
     median_spectrum,
     screenshot,
     sign_up,
@@ -22,10 +22,7 @@ from browser import (
 )
 from conftest import FAKE_MIC_HZ
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium"),
-]
+pytestmark = [*BROWSER_TEST]
 
 TONE_WAIT_MS = 10_000
 MIN_TONE_DB = -70.0
@@ -38,9 +35,7 @@ AUDIO_BEFORE_CLIP_MS = 4_000
 @pytest.mark.parametrize("size", ["desktop", "phone"])
 def test_a_listener_makes_a_clip_and_plays_it(new_page, browser_server, size: str) -> None:
     host = new_page("desktop")
-    sign_up(host, browser_server.url, f"clip_host_{size}")
-    space_id = create_space(host, "Clip me")
-    go_live_with_mic(host)
+    space_id = host_goes_live(host, browser_server.url, f"clip_host_{size}", "Clip me")
 
     listener = new_page(size)
     csp = collect_csp_violations(listener)

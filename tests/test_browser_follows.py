@@ -10,19 +10,16 @@ import httpx
 import pytest
 
 from browser import (
+    BROWSER_TEST,
     PASSWORD,
     axe_violations,
-    chromium_available,
     collect_csp_violations,
     create_space,
     screenshot,
     sign_up,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium"),
-]
+pytestmark = [*BROWSER_TEST]
 
 
 

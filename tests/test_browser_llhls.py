@@ -19,20 +19,15 @@ import statistics
 import pytest
 
 from browser import (
-    attach_analyser,
-    chromium_available,
-    create_space,
-    go_live_with_mic,
+    BROWSER_TEST,
+    host_goes_live,
     median_spectrum,
-    sign_up,
+    play_with_hls_js,
 )
 from conftest import RunningServer
 from test_nginx_cache import edge  # noqa: F401  (the nginx edge fixture, in front of `server`)
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium"),
-]
+pytestmark = [*BROWSER_TEST]
 
 TONE_HZ = 440.0
 
@@ -63,17 +58,10 @@ def test_hls_js_plays_ll_hls_through_nginx_in_low_latency_mode(
     new_page, server, edge  # noqa: F811
 ) -> None:
     host = new_page("desktop")
-    sign_up(host, server.url, "llhls_browser_host")
-    space_id = create_space(host, "LL-HLS")
-    go_live_with_mic(host)
+    space_id = host_goes_live(host, server.url, "llhls_browser_host", "LL-HLS")
 
     listener = new_page("phone")
-    listener.goto(f"{edge}/s/{space_id}?via=hls")
-    listener.wait_for_selector("#play:enabled")
-    assert listener.evaluate("() => window.townhallPlayer.delivery") == "hlsjs"
-    listener.click("#play")
-    listener.wait_for_function("() => window.townhallPlayer.state === 'playing'")
-    assert attach_analyser(listener) == "running"
+    play_with_hls_js(listener, f"{edge}/s/{space_id}?via=hls")
     listener.wait_for_timeout(WARM_UP_MS)
 
     samples = []

@@ -7,15 +7,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from browser import PASSWORD, chromium_available, collect_csp_violations, page_factory
+from browser import BROWSER_TEST, PASSWORD, collect_csp_violations, page_factory
 from conftest import RunningServer
 from test_browser_room import look
 
 ADMIN_TOKEN = "operator-secret-" + "b" * 32
 
 pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium"),
+    *BROWSER_TEST,
     pytest.mark.server_env(TOWNHALL_ADMIN_TOKEN=ADMIN_TOKEN),
 ]
 

@@ -9,22 +9,15 @@ listener hears the tone (FFT of the page's own audio through an AnalyserNode).
 
 from __future__ import annotations
 
-import pytest
-
 from browser import (
-    attach_analyser,
+    BROWSER_TEST,
     attach_element_analyser,
-    chromium_available,
-    create_space,
-    go_live_with_mic,
+    host_goes_live,
     median_spectrum,
-    sign_up,
+    play_with_hls_js,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium"),
-]
+pytestmark = [*BROWSER_TEST]
 
 TONE_HZ = 440.0
 UI_TIMEOUT_MS = 30_000
@@ -42,17 +35,10 @@ RENDITION_JS = """
 
 def test_chromium_plays_the_opus_rendition_and_hears_the_tone(new_page, browser_server) -> None:
     host = new_page("desktop")
-    sign_up(host, browser_server.url, "opus_browser_host")
-    space_id = create_space(host, "Opus")
-    go_live_with_mic(host)
+    space_id = host_goes_live(host, browser_server.url, "opus_browser_host", "Opus")
 
     listener = new_page("phone")
-    listener.goto(f"{browser_server.url}/s/{space_id}?via=hls")
-    listener.wait_for_selector("#play:enabled")
-    assert listener.evaluate("() => window.townhallPlayer.delivery") == "hlsjs"
-    listener.click("#play")
-    listener.wait_for_function("() => window.townhallPlayer.state === 'playing'")
-    assert attach_analyser(listener) == "running"
+    play_with_hls_js(listener, f"{browser_server.url}/s/{space_id}?via=hls")
     listener.wait_for_timeout(WARM_UP_MS)
     rendition = listener.evaluate(RENDITION_JS)
     heard = median_spectrum(listener, TONE_HZ, reads=4, interval_ms=250)
@@ -102,9 +88,7 @@ def test_hls_js_plays_the_master_playlist_with_both_renditions(new_page, browser
     (the page's own vendored build) sees both, picks one it can play, and the tone is in
     what it plays."""
     host = new_page("desktop")
-    sign_up(host, browser_server.url, "master_host")
-    space_id = create_space(host, "Master playlist")
-    go_live_with_mic(host)
+    space_id = host_goes_live(host, browser_server.url, "master_host", "Master playlist")
 
     listener = new_page("desktop")
     listener.goto(f"{browser_server.url}/s/{space_id}")

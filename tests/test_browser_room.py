@@ -18,13 +18,14 @@ import httpx
 import pytest
 
 from browser import (
+    BROWSER_TEST,
     PASSWORD,
     attach_analyser,
     axe_violations,
-    chromium_available,
     collect_csp_violations,
     create_space,
     go_live_with_mic,
+    host_goes_live,
     median_spectrum,
     open_and_play,
     screenshot,
@@ -32,10 +33,7 @@ from browser import (
     wait_for_tone,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium"),
-]
+pytestmark = [*BROWSER_TEST]
 
 TONE_HZ = 440.0
 MIN_TONE_DB = -70.0
@@ -93,9 +91,9 @@ def test_signing_in_on_the_listen_page_keeps_the_audio_playing(
     new_page, browser_server, size: str
 ) -> None:
     host = new_page("desktop")
-    sign_up(host, browser_server.url, f"si_host_{size}")
-    space_id = create_space(host, "Sign in while listening")
-    go_live_with_mic(host)
+    space_id = host_goes_live(
+        host, browser_server.url, f"si_host_{size}", "Sign in while listening"
+    )
     # The listener's account exists already: signing in is what is under test.
     other = new_page("desktop")
     sign_up(other, browser_server.url, f"si_guest_{size}")
@@ -126,9 +124,7 @@ def test_signing_in_on_the_listen_page_keeps_the_audio_playing(
 
 def test_reactions_float_for_other_listeners_and_in_the_studio(new_page, browser_server) -> None:
     host = new_page("desktop")
-    sign_up(host, browser_server.url, "fl_host")
-    space_id = create_space(host, "Floating reactions")
-    go_live_with_mic(host)
+    space_id = host_goes_live(host, browser_server.url, "fl_host", "Floating reactions")
     sender = new_page("phone")
     open_and_play(sender, browser_server.url, space_id, "fl_host")
     watcher = new_page("desktop")
@@ -161,9 +157,7 @@ def test_the_audience_shows_signed_in_listeners_to_everyone(new_page, browser_se
     and of the studio (a face and a name, the others counted), and leaves it on leaving."""
     url = browser_server.url
     host = new_page("desktop")
-    sign_up(host, url, "aud_host")
-    space_id = create_space(host, "Who is here")
-    go_live_with_mic(host)
+    space_id = host_goes_live(host, url, "aud_host", "Who is here")
     fan = new_page("phone")
     sign_up(fan, url, "aud_fan")
     watcher = new_page("desktop")  # anonymous: counted, never named

@@ -4,11 +4,9 @@ Needs the loopback-only namespace of scripts/isolated."""
 
 from __future__ import annotations
 
-import pytest
-
 from browser import (
+    BROWSER_TEST,
     axe_violations,
-    chromium_available,
     collect_csp_violations,
     create_space,
     go_live_with_mic,
@@ -17,10 +15,7 @@ from browser import (
     sign_up,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium"),
-]
+pytestmark = [*BROWSER_TEST]
 
 
 
