@@ -14,6 +14,7 @@ fixture, run on each backend in turn, an empty database every time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
@@ -185,14 +186,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
+@contextlib.contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL of its own (start_postgres), stopped and its directory removed on exit."""
     server = start_postgres()
     try:
         yield server
     finally:
         server.stop()
         shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    with running_postgres() as server:
+        yield server
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ This module starts its own PostgreSQL, since it stops it.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from conftest import RunningServer, free_port, start_server, stop_server
-from pg_server import PostgresServer, start_postgres
+from pg_server import PostgresServer, running_postgres
 from townhall.domain.spaces import Space, SpaceState, User
 from townhall.service.ids import new_id
 from townhall.store import SqlStore, StoreUnavailable
@@ -32,12 +31,8 @@ STREAM_CHUNKS = 5
 
 @pytest.fixture(scope="module")
 def own_postgres() -> Iterator[PostgresServer]:
-    server = start_postgres()
-    try:
+    with running_postgres() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.root, ignore_errors=True)
 
 
 @pytest.fixture
