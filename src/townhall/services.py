@@ -43,6 +43,7 @@ from townhall.service.follows import FollowLimits, Follows
 from townhall.service.listener_names import ListenerNames
 from townhall.service.listener_nodes import ListenerNodes, advertised_stream_url
 from townhall.service.moderation import Moderation
+from townhall.service.node_health import NodeHealth
 from townhall.service.notifier import Notifier, NotifierSettings
 from townhall.service.operator_gate import OperatorGate
 from townhall.service.passwords import Passwords
@@ -295,7 +296,7 @@ def build_services(
         metrics_collector=NodeCollector(
             door, guard, lambda: room_figures(spaces.rooms), listener_reports
         ),
-        listener_nodes=ListenerNodes(state, spaces.stage_url),
+        listener_nodes=ListenerNodes(state, spaces.stage_url, NodeHealth(peers.answers)),
         relayed_programs=relayed,
         edge_hls=EdgeHls(spaces.stage_url, signer, node_id) if settings.role == EDGE else None,
     )
