@@ -153,6 +153,7 @@ class Services:
             self.metrics_registry.unregister(self.metrics_collector)
             self._collecting = False
         self.event_hub.close()
+        await self.spaces.hand_over()  # first: a survivor takes the stages over now
         await self.notifier.stop()
         await self.webhooks.stop()
         self.accounts.close()
