@@ -67,6 +67,30 @@ async def _live_connections(origin: httpx.AsyncClient, space_id: str) -> float:
     raise AssertionError(f"no live listeners metric for {space_id}")
 
 
+async def _edge_metrics_show_the_relay(
+    edge_url: str, space_id: str, cluster: Cluster, listeners: int
+) -> None:
+    """An edge's GET /metrics names the program it relays and its origin, the relay's
+    lag (the newest chunk's age: the tone flows, so well under a second or two) and the
+    space's listeners on the edge, its stream workers' included."""
+    async with httpx.AsyncClient(base_url=edge_url, timeout=10) as edge:
+        relayed = await metric_samples(edge, ADMIN_TOKEN, "townhall_relayed_programs")
+        assert [(s.labels, s.value) for s in relayed] == [
+            ({"space": space_id, "origin": cluster.origin.url}, 1.0)
+        ]
+        lag = await metric_samples(edge, ADMIN_TOKEN, "townhall_relayed_program_lag_seconds")
+        assert [s.labels for s in lag] == [{"space": space_id}] and lag[0].value < SETTLE_S / 3
+        main_lag = await metric_samples(edge, ADMIN_TOKEN, "townhall_relay_lag_seconds")
+        assert any(s.labels == {"process": "main"} for s in main_lag), main_lag
+
+        async def live_listeners() -> list[float]:
+            samples = await metric_samples(edge, ADMIN_TOKEN, "townhall_listeners")
+            live = {"space": space_id, "format": "live"}
+            return [s.value for s in samples if s.labels == live]
+
+        await within(SETTLE_S, live_listeners, lambda seen: seen == [listeners])
+
+
 async def _hold(url: str, streaming: asyncio.Event) -> None:
     """One listener on the live stream until cancelled."""
     async with httpx.AsyncClient(timeout=10) as http, http.stream("GET", url) as response:
@@ -192,6 +216,8 @@ async def test_one_origin_two_edges_behind_nginx(cluster: Cluster) -> None:
                 assert await _live_connections(origin, space_id) == len(cluster.edges), (
                     "the origin sends the program once per edge"
                 )
+                for edge, answers in zip(cluster.edges, by_edge.values(), strict=True):
+                    await _edge_metrics_show_the_relay(edge.url, space_id, cluster, len(answers))
                 await _busier_edge_gets_fewer(front, space_id, cluster, len(held), holders)
             finally:
                 for holder in holders:

@@ -295,7 +295,7 @@ def build_services(
         notifier=notifier,
         metrics_registry=CollectorRegistry(auto_describe=False),
         metrics_collector=NodeCollector(
-            door, guard, lambda: room_figures(spaces.rooms), listener_reports
+            door, guard, lambda: room_figures(spaces.rooms), listener_reports, relayed
         ),
         listener_nodes=ListenerNodes(state, spaces.stage_url, NodeHealth(peers.answers)),
         relayed_programs=relayed,
