@@ -108,3 +108,12 @@ async def metric_samples(node: httpx.AsyncClient, admin_token: str, name: str) -
         for sample in family.samples
         if sample.name == name
     ]
+
+
+async def hold_stream(url: str, streaming: asyncio.Event) -> None:
+    """One listener on the live stream until cancelled."""
+    async with httpx.AsyncClient(timeout=10) as http, http.stream("GET", url) as response:
+        assert response.status_code == 200, await response.aread()
+        assert response.headers["access-control-allow-origin"] == "*"  # any node's page
+        async for _ in response.aiter_raw():
+            streaming.set()

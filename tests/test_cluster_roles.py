@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cluster import Cluster, metric_samples, running_cluster, within
+from cluster import Cluster, hold_stream, metric_samples, running_cluster, within
 from http_helpers import Account, sign_up, speak_over_http
 from nginx_server import HAS_NGINX
 from tones import Recording, ToneTrack, read_live_stream, steady_tone_power
@@ -91,15 +91,6 @@ async def _edge_metrics_show_the_relay(
         await within(SETTLE_S, live_listeners, lambda seen: seen == [listeners])
 
 
-async def _hold(url: str, streaming: asyncio.Event) -> None:
-    """One listener on the live stream until cancelled."""
-    async with httpx.AsyncClient(timeout=10) as http, http.stream("GET", url) as response:
-        assert response.status_code == 200, await response.aread()
-        assert response.headers["access-control-allow-origin"] == "*"  # any node's page
-        async for _ in response.aiter_raw():
-            streaming.set()
-
-
 async def _joins_on_both_edges(
     http: httpx.AsyncClient,
     space_id: str,
@@ -143,7 +134,7 @@ async def _busier_edge_gets_fewer(
     streaming = [asyncio.Event() for _ in tickets]
     for ticket, flowing in zip(tickets, streaming, strict=True):
         url = f"{cluster.edges[0].url}/live/{space_id}.aac?ticket={ticket}"
-        holders.append(asyncio.create_task(_hold(url, flowing)))
+        holders.append(asyncio.create_task(hold_stream(url, flowing)))
     await asyncio.wait_for(asyncio.gather(*(flowing.wait() for flowing in streaming)), SETTLE_S)
     await within(
         SETTLE_S, lambda: front.get(f"/api/spaces/{space_id}"),
@@ -199,7 +190,7 @@ async def test_one_origin_two_edges_behind_nginx(cluster: Cluster) -> None:
             held = [answer["live_url"] for answers in by_edge.values() for answer in answers]
             streaming = [asyncio.Event() for _ in held]
             holders = [
-                asyncio.create_task(_hold(url, flowing))
+                asyncio.create_task(hold_stream(url, flowing))
                 for url, flowing in zip(held, streaming, strict=True)
             ]
             try:
@@ -233,7 +224,7 @@ async def test_one_origin_two_edges_behind_nginx(cluster: Cluster) -> None:
         urls = [answers[0]["live_url"] for answers in tickets.values()]
         streaming = [asyncio.Event() for _ in urls]
         trolling = [
-            asyncio.create_task(_hold(url, flowing))
+            asyncio.create_task(hold_stream(url, flowing))
             for url, flowing in zip(urls, streaming, strict=True)
         ]
         try:
