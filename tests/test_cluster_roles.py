@@ -168,6 +168,18 @@ async def test_one_origin_two_edges_behind_nginx(cluster: Cluster) -> None:
         )  # fmt: skip  (the stage runs on the origin: its packager answers)
         assert "#EXTM3U" in playlist.text
 
+        # Any node's page lets the audio come from every edge, its stream workers' port
+        # included: a join, or a re-join after a kill, may send the listener to any (a
+        # node started before the others learns of them at its next tick).
+        for node in (edge1, edge2, origin):
+            await within(
+                SETTLE_S, lambda node=node: node.get(f"/s/{space_id}"),
+                lambda page: all(
+                    url in page.headers["content-security-policy"]
+                    for url in cluster.edge_stream_urls
+                ),
+            )  # fmt: skip
+
         speaker = await speak_over_http(edge2, space_id, host.headers, ToneTrack(TONE_HZ, 0.0))
         try:
             by_edge = await _joins_on_both_edges(front, space_id, cluster)

@@ -1125,5 +1125,7 @@ class Spaces:
 
 
 def _node_urls(registry: list[NodeInfo]) -> tuple[str, ...]:
-    """The deployment's public URLs, from the node registry."""
-    return tuple(sorted({node.public_url for node in registry}))
+    """The deployment's public URLs and its edges' stream URLs (stream workers on their
+    own port), from the node registry: a join may send a listener to any of them."""
+    urls = {url for node in registry for url in (node.public_url, node.stream_url) if url}
+    return tuple(sorted(urls))
