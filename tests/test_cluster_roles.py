@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import NO_LAG_DOOR, RunningServer, free_port, start_server, stop_server
+from cluster import Cluster, hold_stream, metric_samples, running_cluster, within
 from http_helpers import Account, sign_up, speak_over_http
-from nginx_server import HAS_NGINX, running_nginx
+from nginx_server import HAS_NGINX
 from tones import Recording, ToneTrack, read_live_stream, steady_tone_power
 
 pytestmark = [
@@ -53,98 +51,44 @@ REGISTRY_S = 3.0
 ADMIN_TOKEN = "operator-token-of-one-origin-two-edges"
 
 
-@dataclass
-class Cluster:
-    origin: RunningServer
-    edges: list[RunningServer]
-    edge_stream_urls: list[str]
-    """Where each edge's live listeners go (its own port, or its stream workers')."""
-    nginx: str
-
-
-def _node(root: Path, name: str, role: str, env: dict[str, str], *more: str) -> RunningServer:
-    port = free_port()
-    args = ("--role", role, "--public-url", f"http://127.0.0.1:{port}", *more)
-    return start_server(root / name, port=port, args=args, **env)
-
-
 @pytest.fixture
 def cluster(tmp_path: Path, redis_url: str, postgres_url: str) -> Iterator[Cluster]:
-    env = {
-        "TOWNHALL_STATE": redis_url,
-        "TOWNHALL_STORE": postgres_url,
-        "TOWNHALL_SECRET": SECRET,
-        "TOWNHALL_ADMIN_TOKEN": ADMIN_TOKEN,
-        "TOWNHALL_ADMISSION_PER_ADDRESS_RATE": "0",  # every client is 127.0.0.1
-        **NO_LAG_DOOR,
-    }
-    started: list[RunningServer] = []
-    try:
-        started.append(_node(tmp_path, "origin", "origin", env))
-        started.append(_node(tmp_path, "edge1", "edge", env))
-        worker_port = free_port()
-        started.append(
-            _node(
-                tmp_path,
-                "edge2",
-                "edge",
-                env,
-                "--stream-workers",
-                "1",
-                "--stream-port",
-                str(worker_port),
-            )
-        )
-        origin, *edges = started
-        upstreams = [f"127.0.0.1:{edge.port}" for edge in edges]
-        with running_nginx(tmp_path / "nginx", upstreams) as nginx:
-            yield Cluster(
-                origin,
-                edges,
-                [edges[0].url, f"http://127.0.0.1:{worker_port}"],
-                nginx,
-            )
-    finally:
-        for server in reversed(started):
-            stop_server(server)
-    for server in started:
-        assert "Traceback" not in server.log(), server.log()[-3000:]
-
-
-async def _within(
-    seconds: float, probe: Callable[[], Awaitable[Any]], accept: Callable[[Any], bool]
-) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds} s; last seen: {value!r}")
-        await asyncio.sleep(0.1)
+    env = {"TOWNHALL_SECRET": SECRET, "TOWNHALL_ADMIN_TOKEN": ADMIN_TOKEN}
+    with running_cluster(tmp_path, redis_url, postgres_url, **env) as cluster:
+        yield cluster
 
 
 async def _live_connections(origin: httpx.AsyncClient, space_id: str) -> float:
     """The origin's own live-stream connections of the space (GET /metrics)."""
-    answer = await origin.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
-    assert answer.status_code == 200, answer.text
-    for family in text_string_to_metric_families(answer.text):
-        for sample in family.samples:
-            if sample.name == "townhall_listeners" and sample.labels == {
-                "space": space_id,
-                "format": "live",
-            }:
-                return sample.value
+    samples = await metric_samples(origin, ADMIN_TOKEN, "townhall_listeners")
+    for sample in samples:
+        if sample.labels == {"space": space_id, "format": "live"}:
+            return sample.value
     raise AssertionError(f"no live listeners metric for {space_id}")
 
 
-async def _hold(url: str, streaming: asyncio.Event) -> None:
-    """One listener on the live stream until cancelled."""
-    async with httpx.AsyncClient(timeout=10) as http, http.stream("GET", url) as response:
-        assert response.status_code == 200, await response.aread()
-        assert response.headers["access-control-allow-origin"] == "*"  # any node's page
-        async for _ in response.aiter_raw():
-            streaming.set()
+async def _edge_metrics_show_the_relay(
+    edge_url: str, space_id: str, cluster: Cluster, listeners: int
+) -> None:
+    """An edge's GET /metrics names the program it relays and its origin, the relay's
+    lag (the newest chunk's age: the tone flows, so well under a second or two) and the
+    space's listeners on the edge, its stream workers' included."""
+    async with httpx.AsyncClient(base_url=edge_url, timeout=10) as edge:
+        relayed = await metric_samples(edge, ADMIN_TOKEN, "townhall_relayed_programs")
+        assert [(s.labels, s.value) for s in relayed] == [
+            ({"space": space_id, "origin": cluster.origin.url}, 1.0)
+        ]
+        lag = await metric_samples(edge, ADMIN_TOKEN, "townhall_relayed_program_lag_seconds")
+        assert [s.labels for s in lag] == [{"space": space_id}] and lag[0].value < SETTLE_S / 3
+        main_lag = await metric_samples(edge, ADMIN_TOKEN, "townhall_relay_lag_seconds")
+        assert any(s.labels == {"process": "main"} for s in main_lag), main_lag
+
+        async def live_listeners() -> list[float]:
+            samples = await metric_samples(edge, ADMIN_TOKEN, "townhall_listeners")
+            live = {"space": space_id, "format": "live"}
+            return [s.value for s in samples if s.labels == live]
+
+        await within(SETTLE_S, live_listeners, lambda seen: seen == [listeners])
 
 
 async def _joins_on_both_edges(
@@ -190,9 +134,9 @@ async def _busier_edge_gets_fewer(
     streaming = [asyncio.Event() for _ in tickets]
     for ticket, flowing in zip(tickets, streaming, strict=True):
         url = f"{cluster.edges[0].url}/live/{space_id}.aac?ticket={ticket}"
-        holders.append(asyncio.create_task(_hold(url, flowing)))
+        holders.append(asyncio.create_task(hold_stream(url, flowing)))
     await asyncio.wait_for(asyncio.gather(*(flowing.wait() for flowing in streaming)), SETTLE_S)
-    await _within(
+    await within(
         SETTLE_S, lambda: front.get(f"/api/spaces/{space_id}"),
         lambda answer: answer.json()["listeners"] == held + EXTRA,
     )  # fmt: skip
@@ -217,12 +161,24 @@ async def test_one_origin_two_edges_behind_nginx(cluster: Cluster) -> None:
         started = await edge1.post(f"/api/spaces/{space_id}/start", headers=host.headers)
         assert started.status_code == 200, started.text
         assert started.json()["state"] == "live"
-        playlist = await _within(
+        playlist = await within(
             SETTLE_S,
             lambda: origin.get(f"/hls/{space_id}/index.m3u8"),
             lambda answer: answer.status_code == 200,
         )  # fmt: skip  (the stage runs on the origin: its packager answers)
         assert "#EXTM3U" in playlist.text
+
+        # Any node's page lets the audio come from every edge, its stream workers' port
+        # included: a join, or a re-join after a kill, may send the listener to any (a
+        # node started before the others learns of them at its next tick).
+        for node in (edge1, edge2, origin):
+            await within(
+                SETTLE_S, lambda node=node: node.get(f"/s/{space_id}"),
+                lambda page: all(
+                    url in page.headers["content-security-policy"]
+                    for url in cluster.edge_stream_urls
+                ),
+            )  # fmt: skip
 
         speaker = await speak_over_http(edge2, space_id, host.headers, ToneTrack(TONE_HZ, 0.0))
         try:
@@ -246,7 +202,7 @@ async def test_one_origin_two_edges_behind_nginx(cluster: Cluster) -> None:
             held = [answer["live_url"] for answers in by_edge.values() for answer in answers]
             streaming = [asyncio.Event() for _ in held]
             holders = [
-                asyncio.create_task(_hold(url, flowing))
+                asyncio.create_task(hold_stream(url, flowing))
                 for url, flowing in zip(held, streaming, strict=True)
             ]
             try:
@@ -254,7 +210,7 @@ async def test_one_origin_two_edges_behind_nginx(cluster: Cluster) -> None:
                     asyncio.gather(*(flowing.wait() for flowing in streaming)), SETTLE_S
                 )
                 for node in (origin, edge1, edge2):
-                    snapshot = await _within(
+                    snapshot = await within(
                         SETTLE_S, lambda node=node: node.get(f"/api/spaces/{space_id}"),
                         lambda answer: answer.json()["listeners"] == len(held),
                     )  # fmt: skip
@@ -263,6 +219,8 @@ async def test_one_origin_two_edges_behind_nginx(cluster: Cluster) -> None:
                 assert await _live_connections(origin, space_id) == len(cluster.edges), (
                     "the origin sends the program once per edge"
                 )
+                for edge, answers in zip(cluster.edges, by_edge.values(), strict=True):
+                    await _edge_metrics_show_the_relay(edge.url, space_id, cluster, len(answers))
                 await _busier_edge_gets_fewer(front, space_id, cluster, len(held), holders)
             finally:
                 for holder in holders:
@@ -278,7 +236,7 @@ async def test_one_origin_two_edges_behind_nginx(cluster: Cluster) -> None:
         urls = [answers[0]["live_url"] for answers in tickets.values()]
         streaming = [asyncio.Event() for _ in urls]
         trolling = [
-            asyncio.create_task(_hold(url, flowing))
+            asyncio.create_task(hold_stream(url, flowing))
             for url, flowing in zip(urls, streaming, strict=True)
         ]
         try:
@@ -315,7 +273,7 @@ async def test_one_origin_two_edges_behind_nginx(cluster: Cluster) -> None:
         # An HLS listener of an edge is counted once: by the edge, not by the origin,
         # whose playlist polls came from the edge's cache.
         assert (await edge1.get(f"/hls/{space_id}/index.m3u8")).status_code == 200
-        await _within(
+        await within(
             HLS_WINDOW_S / 2, lambda: origin.get(f"/api/spaces/{space_id}"),
             lambda answer: answer.json()["listeners"] == 1,
         )  # fmt: skip
@@ -331,7 +289,7 @@ async def test_one_origin_two_edges_behind_nginx(cluster: Cluster) -> None:
             assert seen.status_code == 200, seen.text
             return [person["id"] for person in seen.json()["requests"]]
 
-        await _within(SETTLE_S, studio_requests, lambda ids: guest.id in ids)
+        await within(SETTLE_S, studio_requests, lambda ids: guest.id in ids)
 
         ended = await front.post(f"/api/spaces/{space_id}/end", headers=host.headers)
         assert ended.status_code == 200, ended.text

@@ -266,6 +266,18 @@ async def test_placement_and_the_node_registry(views: Views) -> None:
     assert [node.node_id for node in await a.nodes()] == ["node-a"]
 
 
+async def test_a_node_that_leaves_is_gone_from_the_registry_at_once(views: Views) -> None:
+    a, b = views
+    await a.beat(NodeInfo("node-a", "http://127.0.0.1:8001", "origin"), ttl_s=60)
+    await b.beat(NodeInfo("node-b", "http://127.0.0.1:8002", "origin"), ttl_s=60)
+    await a.leave("node-a")
+    assert await b.node("node-a") is None
+    assert [node.node_id for node in await b.nodes()] == ["node-b"]
+    await a.leave("node-a")  # twice, or a node never registered: nothing to do
+    await a.leave("node-z")
+    assert [node.node_id for node in await a.nodes()] == ["node-b"]
+
+
 async def test_an_edges_role_and_stream_url_travel_with_its_heartbeat(views: Views) -> None:
     a, b = views
     edge = NodeInfo("edge-1", "http://127.0.0.1:8003", "edge", 7.0, stream_url="http://x:9")

@@ -43,6 +43,7 @@ from townhall.service.follows import FollowLimits, Follows
 from townhall.service.listener_names import ListenerNames
 from townhall.service.listener_nodes import ListenerNodes, advertised_stream_url
 from townhall.service.moderation import Moderation
+from townhall.service.node_health import NodeHealth
 from townhall.service.notifier import Notifier, NotifierSettings
 from townhall.service.operator_gate import OperatorGate
 from townhall.service.passwords import Passwords
@@ -152,6 +153,7 @@ class Services:
             self.metrics_registry.unregister(self.metrics_collector)
             self._collecting = False
         self.event_hub.close()
+        await self.spaces.hand_over()  # first: a survivor takes the stages over now
         await self.notifier.stop()
         await self.webhooks.stop()
         self.accounts.close()
@@ -293,9 +295,9 @@ def build_services(
         notifier=notifier,
         metrics_registry=CollectorRegistry(auto_describe=False),
         metrics_collector=NodeCollector(
-            door, guard, lambda: room_figures(spaces.rooms), listener_reports
+            door, guard, lambda: room_figures(spaces.rooms), listener_reports, relayed
         ),
-        listener_nodes=ListenerNodes(state, spaces.stage_url),
+        listener_nodes=ListenerNodes(state, spaces.stage_url, NodeHealth(peers.answers)),
         relayed_programs=relayed,
         edge_hls=EdgeHls(spaces.stage_url, signer, node_id) if settings.role == EDGE else None,
     )

@@ -241,9 +241,10 @@ class ListenerFastPath:
         body = await _read_optional_json(scope, receive, settings.http.max_body_bytes)
         answer = await door.join(space_id, user, body)
         if "ticket" in answer:
-            if "ticket" in body:  # a stream dropped: is the stage's node dead?
+            rejoin = "ticket" in body  # a stream dropped: is its node dead?
+            if rejoin:
                 await spaces.stream_dropped(space_id)
-            bases = await self.services.listener_nodes.bases(space_id)
+            bases = await self.services.listener_nodes.bases(space_id, rejoin)
             base = bases.live or self.live_base(scope, settings)
             add_stream_urls(answer, space_id, settings, base, bases.hls)
         content = JSON_ENCODER.encode(answer).encode("utf-8")

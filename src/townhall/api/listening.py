@@ -60,9 +60,10 @@ async def join(services: Services, request: Request) -> Response:
     body = await read_model(request, JoinRequest, settings.http.max_body_bytes, optional=True)
     answer = await door.join(space_id, user, join_fields(body))
     if "ticket" in answer:
-        if body.ticket is not None:  # a stream dropped: is the stage's node dead?
+        rejoin = body.ticket is not None  # a stream dropped: is its node dead?
+        if rejoin:
             await spaces.stream_dropped(space_id)
-        bases = await services.listener_nodes.bases(space_id)
+        bases = await services.listener_nodes.bases(space_id, rejoin)
         base = bases.live or live_base(request, settings)
         add_stream_urls(answer, space_id, settings, base, bases.hls)
     return JSONResponse(answer, headers={"cache-control": "no-store"})

@@ -30,7 +30,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -401,6 +401,9 @@ class Relays:
 
     def __len__(self) -> int:
         return len(self._relays)
+
+    def __iter__(self) -> Iterator[Relay]:
+        return iter(list(self._relays.values()))
 
     def end_streams(self) -> None:
         """Every relay's listeners are let go now; the relays themselves close later."""

@@ -29,8 +29,9 @@ from prometheus_client.registry import Collector
 
 from townhall.audience.fanout import FanoutStats
 from townhall.audience.hls_audience import HlsAudience
-from townhall.edge.reports import ListenerReports
+from townhall.edge.reports import ListenerReports, WorkerFigures
 from townhall.service.live import LiveRoom
+from townhall.service.relayed_programs import RelayedProgram
 
 PREFIX: Final = "townhall"
 MAIN_PROCESS: Final = "main"
@@ -40,6 +41,16 @@ DOOR_REFUSALS: Final = ("rate_limited_", "queue_", "pow_failed", "shed")
 
 class DoorFigures(Protocol):
     def stats(self) -> dict[str, Any]: ...
+
+
+class RelayFigures(Protocol):
+    """An edge's relayed programs (townhall.service.relayed_programs.RelayedPrograms)."""
+
+    def programs(self, now: float) -> list[RelayedProgram]: ...
+
+    def figures(self, now: float) -> WorkerFigures: ...
+
+    def hls_counts(self) -> dict[str, int]: ...
 
 
 class GuardFigures(Protocol):
@@ -92,8 +103,11 @@ class NodeCollector(Collector):
         guard: GuardFigures,
         rooms: Callable[[], Iterable[RoomFigures]],
         reports: ListenerReports,
+        relayed: RelayFigures | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`relayed`: on an edge, the programs it relays from the origins."""
+        self._relayed = relayed
         self._door = door
         self._guard = guard
         self._rooms = rooms
@@ -107,9 +121,11 @@ class NodeCollector(Collector):
         worker_counts = self._reports.counts()
         worker_figures = self._reports.figures()
         yield from self._audience(rooms, worker_counts)
+        yield from self._relays(worker_counts)
         yield from self._door_metrics(stats)
-        yield from self._bytes_out(rooms, worker_figures)
-        yield from self._workers(worker_figures)
+        main = None if self._relayed is None else self._relayed.figures(self._clock())
+        yield from self._bytes_out(rooms, worker_figures, main)
+        yield from self._workers(worker_figures, main)
         yield from self._load(stats)
 
     def _audience(
@@ -131,6 +147,16 @@ class NodeCollector(Collector):
             )
             listeners.add_metric([room.space_id, "live"], max(0, live))
             listeners.add_metric([room.space_id, "hls"], room.hls.listeners(now))
+        if self._relayed is not None:  # an edge: the listeners of the programs it relays
+            hls = self._relayed.hls_counts()
+            for program in self._relayed.programs(now):
+                live = program.listeners + sum(
+                    c.get(program.space_id, 0) for c in worker_counts.values()
+                )
+                listeners.add_metric([program.space_id, "live"], max(0, live))
+                listeners.add_metric([program.space_id, "hls"], hls.pop(program.space_id, 0))
+            for space_id, polling in hls.items():
+                listeners.add_metric([space_id, "hls"], polling)
         yield listeners
         yield GaugeMetricFamily(f"{PREFIX}_live_spaces", "Spaces live on this node", len(rooms))
 
@@ -174,7 +200,29 @@ class NodeCollector(Collector):
             f"{PREFIX}_attack_mode", "1 while attack mode is on", int(stats["attack_mode"])
         )
 
-    def _bytes_out(self, rooms: list[RoomFigures], workers: dict[str, Any]) -> Iterator[Metric]:
+    def _relays(self, worker_counts: dict[str, dict[str, int]]) -> Iterator[Metric]:
+        programs = GaugeMetricFamily(
+            f"{PREFIX}_relayed_programs",
+            "Programs an edge relays, one per space, by the origin it relays it from "
+            "(1 while relayed)",
+            labels=["space", "origin"],
+        )
+        lag = GaugeMetricFamily(
+            f"{PREFIX}_relayed_program_lag_seconds",
+            "Age of the newest chunk an edge relayed from the origin, per space (grows "
+            "when the origin's link stalls or the origin died)",
+            labels=["space"],
+        )
+        if self._relayed is not None:
+            for program in self._relayed.programs(self._clock()):
+                programs.add_metric([program.space_id, program.origin], 1)
+                lag.add_metric([program.space_id], program.lag_s)
+        yield programs
+        yield lag
+
+    def _bytes_out(
+        self, rooms: list[RoomFigures], workers: dict[str, Any], main: WorkerFigures | None
+    ) -> Iterator[Metric]:
         sent = CounterMetricFamily(
             f"{PREFIX}_bytes_out",
             "Bytes sent to listeners, per format and process (main's live bytes include "
@@ -182,9 +230,10 @@ class NodeCollector(Collector):
             labels=["format", "process"],
         )
         retired = self._retired
+        relayed = 0 if main is None else main.bytes_out
         sent.add_metric(
             ["live", MAIN_PROCESS],
-            retired.live_bytes + sum(room.live.bytes_written for room in rooms),
+            retired.live_bytes + sum(room.live.bytes_written for room in rooms) + relayed,
         )
         sent.add_metric(
             ["hls", MAIN_PROCESS], retired.hls_bytes + sum(room.hls.bytes_served for room in rooms)
@@ -197,18 +246,26 @@ class NodeCollector(Collector):
             "Live listeners cut for falling behind, per process",
             labels=["process"],
         )
-        cut.add_metric([MAIN_PROCESS], retired.cut_slow + sum(r.live.cut_slow for r in rooms))
+        relayed_cut = 0 if main is None else main.cut_slow
+        cut.add_metric(
+            [MAIN_PROCESS], retired.cut_slow + sum(r.live.cut_slow for r in rooms) + relayed_cut
+        )
         for node_id, figures in workers.items():
             cut.add_metric([node_id], figures.cut_slow)
         yield cut
 
-    def _workers(self, workers: dict[str, Any]) -> Iterator[Metric]:
+    def _workers(
+        self, workers: dict[str, Any], main: WorkerFigures | None
+    ) -> Iterator[Metric]:
         lag = GaugeMetricFamily(
             f"{PREFIX}_relay_lag_seconds",
-            "Age of the newest chunk a stream worker relayed from the origin (oldest "
-            "over its relays; grows when the origin link stalls)",
+            "Age of the newest chunk relayed from upstream, oldest over the process's "
+            "relays (an edge's main process: from the origins; a stream worker: from its "
+            "node); grows when the link stalls",
             labels=["process"],
         )
+        if main is not None:
+            lag.add_metric([MAIN_PROCESS], main.relay_lag_s)
         listeners = GaugeMetricFamily(
             f"{PREFIX}_worker_listeners", "Live listeners per stream worker", labels=["process"]
         )

@@ -22,6 +22,8 @@ itself (the API's `is_removed`) before a listener streams.
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from cachetools import LRUCache
@@ -31,7 +33,7 @@ from townhall.audience.fanout import LiveFanout
 from townhall.audience.pollers import RecentPollers
 from townhall.config import AudioSettings, EdgeSettings
 from townhall.edge.relay import Origin, Refusal, Relay, Relays
-from townhall.edge.reports import ListenerReports
+from townhall.edge.reports import ListenerReports, WorkerFigures
 from townhall.state.base import State
 
 MAX_HLS_SPACES = 10_000
@@ -40,6 +42,20 @@ MAX_ORIGINS = 256
 """Origins this edge keeps relay sets for; one without relays is dropped past it."""
 NO_WAIT_FOR_REMOVALS = 0.0
 """Removals are read from the shared state here, not waited for from the origin."""
+
+
+@dataclass(frozen=True, slots=True)
+class RelayedProgram:
+    """One program this edge relays, as its metrics show it."""
+
+    space_id: str
+    origin: str
+    """The public URL of the origin it is relayed from."""
+    listeners: int
+    """Connections of this process's fan-out (each stream worker's relay is one)."""
+    lag_s: float
+    """Age of the newest chunk from the origin (0 before the first): grows when the
+    origin's link stalls, long before listeners complain."""
 
 
 class ProgramRefused(Exception):
@@ -95,6 +111,9 @@ class RelayedPrograms:
         self._audio = audio
         self._edge = edge
         self._by_origin: dict[str, Relays] = {}
+        self._closed_bytes_out = 0
+        self._closed_cut_slow = 0
+        """Counters of relay sets dropped (idle, past MAX_ORIGINS)."""
         self._hls_pollers: LRUCache[str, RecentPollers] = LRUCache(MAX_HLS_SPACES)
 
     async def fanout(self, space_id: str, listener_id: str) -> LiveFanout:
@@ -127,7 +146,9 @@ class RelayedPrograms:
         if relays is None:
             if len(self._by_origin) >= MAX_ORIGINS:
                 for url in [url for url, idle in self._by_origin.items() if not len(idle)]:
-                    del self._by_origin[url]
+                    dropped = self._by_origin.pop(url).figures(time.monotonic())
+                    self._closed_bytes_out += dropped.bytes_out  # counters never go back
+                    self._closed_cut_slow += dropped.cut_slow
             origin = origin_of(node.public_url, self._node_id, self._signer)
             relays = Relays(origin, self._audio, self._edge, NO_WAIT_FOR_REMOVALS)
             self._by_origin[node.public_url] = relays
@@ -179,6 +200,34 @@ class RelayedPrograms:
     @property
     def listener_count(self) -> int:
         return sum(relays.listener_count for relays in self._by_origin.values())
+
+    def programs(self, now: float) -> list[RelayedProgram]:
+        """Every program relayed here now (`now`: time.monotonic), for the metrics."""
+        return [
+            RelayedProgram(
+                relay.space_id,
+                origin,
+                relay.fanout.listener_count,
+                0.0 if relay.last_chunk_at is None else max(0.0, now - relay.last_chunk_at),
+            )
+            for origin, relays in self._by_origin.items()
+            for relay in relays
+        ]
+
+    def figures(self, now: float) -> WorkerFigures:
+        """This process's relay counters, as a stream worker reports its own."""
+        each = [relays.figures(now) for relays in self._by_origin.values()]
+        return WorkerFigures(
+            listeners=sum(figures.listeners for figures in each),
+            bytes_out=self._closed_bytes_out + sum(figures.bytes_out for figures in each),
+            cut_slow=self._closed_cut_slow + sum(figures.cut_slow for figures in each),
+            relay_lag_s=max((figures.relay_lag_s for figures in each), default=0.0),
+            relays=sum(figures.relays for figures in each),
+        )
+
+    def hls_counts(self) -> dict[str, int]:
+        """HLS listeners per space polling this edge now."""
+        return {space_id: pollers.count() for space_id, pollers in self._hls_pollers.items()}
 
     @property
     def load(self) -> int:

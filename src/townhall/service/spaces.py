@@ -202,16 +202,46 @@ class Spaces:
         self._ticker = asyncio.create_task(self._tick_forever(), name="snapshot-ticker")
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        await self._stop_ticking()
         for task in list(self._tasks):
             task.cancel()
         for room in self.rooms:
             # the recording stays in parts: the origin that takes the space over (or this
             # one, ending it at its next start) joins them
             await self.rooms.close(room.space_id, finish_recording=False)
+
+    async def _stop_ticking(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+
+    async def hand_over(self) -> None:
+        """A graceful stop: this node leaves the registry and hands each stage it holds to
+        the living origin with the most headroom now, rather than when its heartbeats
+        expire (NODE_TTL_TICKS) and a survivor's sweep finds the space orphaned. The
+        chosen origin hears of it and starts the stage at once; speakers re-offer and
+        listeners re-join by themselves. With no other origin, the spaces stay placed
+        here (this node ends them at its next start, as after a crash)."""
+        await self._stop_ticking()  # a heartbeat would register this node again
+        try:
+            await self._state.leave(self._node_id)
+            living = [node for node in await self._state.nodes() if node.node_id != self._node_id]
+            for room in list(self.rooms):
+                await self._hand_over(room.space_id, living)
+        except StateUnavailable:
+            log.warning("shared state unreachable: this node's spaces move when it expires")
+
+    async def _hand_over(self, space_id: str, living: list[NodeInfo]) -> None:
+        chosen = choose_origin(living, excluded=[self._node_id])
+        if chosen is None:
+            return
+        async with self._locks.hold(space_id):
+            # the stage stops first: its recording part is whole before the next begins
+            await self.rooms.close(space_id, finish_recording=False)
+        if await self._state.claim_stage(space_id, self._node_id, chosen.node_id):
+            log.warning("space %s handed over to %s: this node stops", space_id, chosen.node_id)
+            await self._changed(space_id)
 
     async def _recover_orphans(self, probe: bool) -> None:
         """A live space whose stage no node runs any more has lost its audio pipeline.
@@ -1095,5 +1125,7 @@ class Spaces:
 
 
 def _node_urls(registry: list[NodeInfo]) -> tuple[str, ...]:
-    """The deployment's public URLs, from the node registry."""
-    return tuple(sorted({node.public_url for node in registry}))
+    """The deployment's public URLs and its edges' stream URLs (stream workers on their
+    own port), from the node registry: a join may send a listener to any of them."""
+    urls = {url for node in registry for url in (node.public_url, node.stream_url) if url}
+    return tuple(sorted(urls))

@@ -243,6 +243,10 @@ class State(Protocol):
 
     async def nodes(self) -> list[NodeInfo]: ...
 
+    async def leave(self, node_id: str) -> None:
+        """The node leaves the registry now (a graceful stop), not when its last
+        heartbeat expires: no join or placement picks it meanwhile."""
+
     # -- the end ----------------------------------------------------------------------
 
     async def forget(self, space_id: str) -> None:

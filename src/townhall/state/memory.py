@@ -261,6 +261,9 @@ class MemoryState:
             del self._nodes[node_id]
         return [info for info, _ in self._nodes.values()]
 
+    async def leave(self, node_id: str) -> None:
+        self._nodes.pop(node_id, None)
+
     # -- the end ----------------------------------------------------------------------
 
     async def forget(self, space_id: str) -> None:

@@ -546,6 +546,13 @@ class RedisState:
             found = await self._redis.mget([NODE_KEY % node_id for node_id in ids])
         return [_node_from_json(raw) for raw in found if raw is not None]
 
+    async def leave(self, node_id: str) -> None:
+        with _reachable():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(NODE_KEY % node_id)
+                pipe.zrem(NODES_KEY, node_id)
+                await pipe.execute()
+
     # -- the end ----------------------------------------------------------------------
 
     async def forget(self, space_id: str) -> None:
