@@ -57,6 +57,9 @@ class Target:
     origin_port: int = 0
     """For full joins: the API port (snapshot and join go there, the stream to ``port``)."""
     chunk_ms: float = 500.0
+    stream_on_join_connection: bool = True
+    """When ``origin_port`` is ``port``: ask the stream on the join's connection (as a
+    browser reuses its keep-alive connection to the same origin), else on a new one."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -209,7 +212,9 @@ class JoinRun:
         self.done: list[float] = []
         self.failures: dict[str, int] = {}
         self.finished: asyncio.Future[None] = pool.loop.create_future()
-        self.same_connection = target.origin_port == target.port
+        self.same_connection = (
+            target.origin_port == target.port and target.stream_on_join_connection
+        )
         host = f"Host: {target.host}:{target.origin_port}\r\n"
         self.snapshot_request = f"GET /api/spaces/{target.space_id} HTTP/1.1\r\n{host}\r\n".encode()
         self.join_request = (

@@ -9,8 +9,11 @@ In one run, on this machine (issue 8, "the listener path scales with processes")
    before), its stream port (the stream workers, after) and nginx with as many
    worker processes as townhall has stream workers.
 2. **Full joins** (snapshot + join + first audio byte, bench/client.py) through the
-   origin's API port (before) and through the stream port (after), on the whole
-   node (both cores, clients too).
+   origin's API port (before) and through the stream port (after: the stream on a
+   new connection, and on the join's keep-alive connection as a browser does), on the
+   whole node (both cores, clients too), with the CPU each costs the origin, the rest
+   of the node (stream workers) and the load generator (a rate its CPU limits says
+   nothing about the server).
 
 Re-executes itself through scripts/isolated (a private network namespace with only
 loopback): townhall's side has a real WebRTC speaker. Every server it starts (one
@@ -254,10 +257,16 @@ async def full_joins(townhall: Townhall, options: Options) -> dict[str, Any]:
     )  # fmt: skip
     townhall.set_cpus({0, 1})
     results: dict[str, Any] = {}
-    for name, api_port in (("via_origin", townhall.port), ("via_workers", townhall.stream_port)):
+    phases = (
+        ("via_origin", townhall.port, False),
+        ("via_workers_two_connections", townhall.stream_port, False),
+        ("via_workers", townhall.stream_port, True),
+    )
+    for name, api_port, one_connection in phases:
         target = Target(
             "127.0.0.1", townhall.stream_port, townhall.stream_path, secret=SECRET,
             space_id=townhall.space_id, origin_port=api_port, chunk_ms=500,
+            stream_on_join_connection=one_connection,
         )  # fmt: skip
         print(f"  full joins {name}:", flush=True)
         results[name] = joins = await measure_joins(townhall, config, target)
@@ -297,8 +306,12 @@ def table(results: dict[str, Any]) -> str:
         lines += ["", "| full joins (snapshot+join+audio) | per s | p50 s | p99 s | failures "
                   "| server CPU us/join (origin + workers) | generator CPU us/join |",
                   "|---|---:|---:|---:|---|---:|---:|"]  # fmt: skip
-        for name, label in (("via_origin", "via the API port (before)"),
-                            ("via_workers", "via the stream workers (after)")):  # fmt: skip
+        for name, label in (
+            ("via_origin", "snapshot+join on the API port, stream on the stream port"),
+            ("via_workers_two_connections", "all on the stream workers, stream on a new "
+             "connection"),
+            ("via_workers", "all on the stream workers, one keep-alive connection"),
+        ):  # fmt: skip
             j = joins[name]
             lines.append(
                 f"| {label} | {j['per_s'] or 0:,.0f} | {j['join_to_audio_p50_s'] or 0:.3f} | "
