@@ -9,8 +9,11 @@ In one run, on this machine (issue 8, "the listener path scales with processes")
    before), its stream port (the stream workers, after) and nginx with as many
    worker processes as townhall has stream workers.
 2. **Full joins** (snapshot + join + first audio byte, bench/client.py) through the
-   origin's API port (before) and through the stream port (after), on the whole
-   node (both cores, clients too).
+   origin's API port (before) and through the stream port (after: the stream on a
+   new connection, and on the join's keep-alive connection as a browser does), on the
+   whole node (both cores, clients too), with the CPU each costs the origin, the rest
+   of the node (stream workers) and the load generator (a rate its CPU limits says
+   nothing about the server).
 
 Re-executes itself through scripts/isolated (a private network namespace with only
 loopback): townhall's side has a real WebRTC speaker. Every server it starts (one
@@ -85,7 +88,7 @@ class Options:
     client_cpus: str = "0"
     rounds: int = 3
     """wrk runs per target and mode, interleaved; the best is kept (the machine is shared:
-    other load moves single runs by 2-3x)."""
+    other load moves single runs by 2-3x). 0: full joins only."""
 
 
 def _isolated() -> bool:
@@ -254,20 +257,72 @@ async def full_joins(townhall: Townhall, options: Options) -> dict[str, Any]:
     )  # fmt: skip
     townhall.set_cpus({0, 1})
     results: dict[str, Any] = {}
-    for name, api_port in (("via_origin", townhall.port), ("via_workers", townhall.stream_port)):
+    phases = (
+        ("via_origin", townhall.port, False),
+        ("via_workers_two_connections", townhall.stream_port, False),
+        ("via_workers", townhall.stream_port, True),
+    )
+    for name, api_port, one_connection in phases:
         target = Target(
             "127.0.0.1", townhall.stream_port, townhall.stream_path, secret=SECRET,
             space_id=townhall.space_id, origin_port=api_port, chunk_ms=500,
+            stream_on_join_connection=one_connection,
         )  # fmt: skip
         print(f"  full joins {name}:", flush=True)
-        results[name] = await measure_joins(townhall, config, target)
+        results[name] = joins = await measure_joins(townhall, config, target)
+        joins.update(_cpu_per_join(joins, townhall))
         if results[name]["failures"]:
             print("  server log (last lines):\n" + "\n".join(townhall.log().splitlines()[-15:]))
         await asyncio.sleep(2.0)  # the listeners of the last phase leave
     return results
 
 
+def _cpu_per_join(joins: dict[str, Any], townhall: Townhall) -> dict[str, float]:
+    """CPU microseconds per full join: the origin process, the stream workers (with the
+    rest of the node's processes) and the load generator, which runs on the same cores:
+    a rate that the generator's own CPU limits says nothing about the server."""
+    assert townhall.process is not None
+    joined = max(1, joins["joined"])
+    seconds = joins["elapsed_s"]
+
+    def per_join(pct: float) -> float:
+        return float(pct / 100 * seconds / joined * 1e6)
+
+    origin = joins["server_cpu_pct_by_pid"].get(str(townhall.process.pid), 0.0)
+    return {
+        "origin_cpu_us_per_join": per_join(origin),
+        "workers_cpu_us_per_join": per_join(joins["server_cpu_pct"] - origin),
+        "server_cpu_us_per_join": per_join(joins["server_cpu_pct"]),
+        "generator_cpu_us_per_join": per_join(joins["client_cpu_pct"]),
+    }
+
+
 def table(results: dict[str, Any]) -> str:
+    lines: list[str] = []
+    if "snapshot" in results:
+        lines += _snapshot_table(results)
+    joins = results.get("joins")
+    if joins:
+        lines += ["", "| full joins (snapshot+join+audio) | per s | p50 s | p99 s | failures "
+                  "| server CPU us/join (origin + workers) | generator CPU us/join |",
+                  "|---|---:|---:|---:|---|---:|---:|"]  # fmt: skip
+        for name, label in (
+            ("via_origin", "snapshot+join on the API port, stream on the stream port"),
+            ("via_workers_two_connections", "all on the stream workers, stream on a new "
+             "connection"),
+            ("via_workers", "all on the stream workers, one keep-alive connection"),
+        ):  # fmt: skip
+            j = joins[name]
+            lines.append(
+                f"| {label} | {j['per_s'] or 0:,.0f} | {j['join_to_audio_p50_s'] or 0:.3f} | "
+                f"{j['join_to_audio_p99_s'] or 0:.3f} | {j['failures']} | "
+                f"{j['server_cpu_us_per_join']:.0f} ({j['origin_cpu_us_per_join']:.0f} + "
+                f"{j['workers_cpu_us_per_join']:.0f}) | {j['generator_cpu_us_per_join']:.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def _snapshot_table(results: dict[str, Any]) -> list[str]:
     lines = ["| snapshot req/s | nginx (static file) | townhall origin (before) | "
              "townhall stream workers (after) | after / nginx | before / nginx |",
              "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
@@ -290,18 +345,7 @@ def table(results: dict[str, Any]) -> str:
             f"{by['townhall_workers_cpu_efficiency_vs_nginx']:.2f} | "
             f"{by['townhall_origin_cpu_efficiency_vs_nginx']:.2f} |"
         )
-    joins = results.get("joins")
-    if joins:
-        lines += ["", "| full joins (snapshot+join+audio) | per s | p50 s | p99 s | failures |",
-                  "|---|---:|---:|---:|---|"]  # fmt: skip
-        for name, label in (("via_origin", "via the API port (before)"),
-                            ("via_workers", "via the stream workers (after)")):  # fmt: skip
-            j = joins[name]
-            lines.append(
-                f"| {label} | {j['per_s'] or 0:,.0f} | {j['join_to_audio_p50_s'] or 0:.3f} | "
-                f"{j['join_to_audio_p99_s'] or 0:.3f} | {j['failures']} |"
-            )
-    return "\n".join(lines)
+    return lines
 
 
 async def run(options: Options, workdir: Path) -> dict[str, Any]:
@@ -312,7 +356,8 @@ async def run(options: Options, workdir: Path) -> dict[str, Any]:
     try:
         await townhall.start()  # inside: a start that times out still stops what it started
         results: dict[str, Any] = {"options": options.__dict__}
-        results["snapshot"] = await snapshot_rates(townhall, options, workdir)
+        if options.rounds:
+            results["snapshot"] = await snapshot_rates(townhall, options, workdir)
         if options.joins:
             results["joins"] = await full_joins(townhall, options)
         return results

@@ -23,14 +23,18 @@ START_TIMEOUT_S = 10.0
 
 
 @contextmanager
-def running_nginx(prefix: Path, upstreams: Sequence[str]) -> Iterator[str]:
+def running_nginx(
+    prefix: Path, upstreams: Sequence[str], streams: Sequence[str] = ()
+) -> Iterator[str]:
     """nginx on a free loopback port proxying to `upstreams` ("host:port" each, round
-    robin); yields its base URL."""
+    robin), the snapshot and the join to `streams` (the nodes' stream ports; by default
+    `upstreams`); yields its base URL."""
     prefix.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = string.Template(TEMPLATE.read_text()).safe_substitute(
         PREFIX=str(prefix),
         ORIGIN="; server ".join(upstreams),
+        STREAM="; server ".join(streams or upstreams),
         LISTEN=f"127.0.0.1:{port}",
         USER_DIRECTIVE="user root;" if os.geteuid() == 0 else "",
     )

@@ -604,6 +604,19 @@ def test_an_idle_room_admits_at_once_and_a_paused_one_admits_nobody():
     assert isinstance(room.poll(queued.token, 100.1), Admitted)
 
 
+def test_admissions_given_back_are_admitted_again_and_never_beyond_the_burst():
+    room = WaitingRoom.open(Signer(SECRET), SPACE, 0.0, QueuePolicy(rate=1.0, burst=8.0))
+    taken = [room.admit_unnumbered(1.0) for _ in range(8)]  # a worker's grant of 8
+    assert all(isinstance(a, Admitted) for a in taken)
+    assert room.admit_unnumbered(1.0) is None, "the bucket is empty"
+    room.give_back(1.0, 5)  # the grant expired with 5 unused
+    again = [room.admit_unnumbered(1.0) for _ in range(6)]
+    assert [isinstance(a, Admitted) for a in again] == [True] * 5 + [False]
+    assert room.stats(1.0).claimed == 8 + 5 - 5
+    room.give_back(100.0, 50)  # a full bucket stays at its burst
+    assert sum(room.admit_unnumbered(100.0) is not None for _ in range(20)) == 8
+
+
 def test_retry_interval_grows_with_position_is_capped_and_spread():
     policy = QueuePolicy(rate=10.0, burst=1.0, min_retry_s=1.0, max_retry_s=60.0, jitter=0.2)
     room = WaitingRoom.open(Signer(SECRET), SPACE, 0.0, policy)

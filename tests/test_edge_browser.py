@@ -112,3 +112,50 @@ def test_the_listen_page_plays_through_a_stream_worker(new_page, browser_server)
         f" ticket {refused:.2f} s: {refusal}"
     )
     assert refusal["status"] == 403 and refusal["code"] == "removed"
+
+
+def _api_calls(calls: list[tuple[str, str]], space_id: str, port: int) -> set[str]:
+    """Which of the snapshot and the join the page asked on ``port``."""
+    asked = set()
+    for method, url in calls:
+        parts = urlsplit(url)
+        if parts.port != port:
+            continue
+        if method == "GET" and parts.path == f"/api/spaces/{space_id}":
+            asked.add("snapshot")
+        elif method == "POST" and parts.path == f"/api/spaces/{space_id}/join":
+            asked.add("join")
+    return asked
+
+
+def test_an_anonymous_listener_joins_through_the_workers_or_the_api_without_them(
+    new_page, browser_server
+) -> None:
+    """The listen page asks the snapshot and its join of the stream workers (their port
+    is another origin: CORS, no preflight) and plays what that join answered; a page
+    that cannot reach them falls back to the API and plays all the same."""
+    host = new_page()
+    sign_up(host, browser_server.url, "workers_join_host")
+    space_id = create_space(host, "Joined at the workers")
+    go_live_with_mic(host)
+    api_port, workers_port = browser_server.port, browser_server.port + 1
+
+    listener = new_page()  # nobody signed in: an anonymous listener, as a crowd is
+    calls: list[tuple[str, str]] = []
+    listener.on("request", lambda r: calls.append((r.method, r.url)))
+    open_and_play(listener, browser_server.url, space_id, "workers_join_host")
+    assert attach_analyser(listener) == "running"
+    heard = median_spectrum(listener, TONE_HZ, reads=4, interval_ms=500)
+    print(f"\nthrough the workers: tone {heard.tone_db:.1f} dBFS at {heard.peak_hz:.1f} Hz")
+    assert _api_calls(calls, space_id, workers_port) == {"snapshot", "join"}
+    assert _api_calls(calls, space_id, api_port) == set(), calls
+    assert heard.tone_db > MIN_TONE_DB
+    assert abs(heard.peak_hz - TONE_HZ) < PEAK_TOLERANCE_HZ
+
+    cut_off = new_page()  # the workers' port unreachable from this page
+    cut_off.route(f"http://127.0.0.1:{workers_port}/api/**", lambda route: route.abort())
+    calls.clear()
+    cut_off.on("request", lambda r: calls.append((r.method, r.url)))
+    open_and_play(cut_off, browser_server.url, space_id, "workers_join_host")
+    assert _api_calls(calls, space_id, api_port) == {"snapshot", "join"}, calls
+    assert player_state(cut_off)["state"] == "playing"

@@ -18,6 +18,7 @@ import pytest
 
 from conftest import RunningServer, start_server, stop_server
 from nginx_server import HAS_NGINX, running_nginx
+from test_worker_listener_api import _healths, _host_and_space, _node
 
 pytestmark = pytest.mark.skipif(not HAS_NGINX, reason="needs Debian's nginx")
 PER_ADDRESS_RATE = 1
@@ -141,3 +142,35 @@ def test_nginx_caps_connections_per_listener(server, edge) -> None:
     assert refused == extra
     with httpx.Client(base_url=edge, timeout=10) as after:
         assert after.get("/api/health").status_code == 200
+
+
+async def test_the_snapshot_and_the_join_reach_the_stream_workers(tmp_path) -> None:
+    """Behind nginx, the two calls of every arriving listener go to the node's stream
+    workers (STREAM), which answer them as the API does."""
+    node = _node(
+        tmp_path / "node",
+        TOWNHALL_HTTP_TRUSTED_PROXIES="127.0.0.1/32",
+        TOWNHALL_ADMISSION_PER_ADDRESS_RATE="0",
+    )
+    try:
+        _, space_id = await _host_and_space(node, "nginx_workers_host")
+        before = await _healths(node)
+        origin, workers = f"127.0.0.1:{node.port}", f"127.0.0.1:{node.port + 1}"
+        with running_nginx(tmp_path / "nginx", [origin], [workers]) as url:
+            async with httpx.AsyncClient(base_url=url, timeout=10) as crowd:
+                snapshot = await crowd.get(f"/api/spaces/{space_id}")
+                joins = [await crowd.post(f"/api/spaces/{space_id}/join") for _ in range(10)]
+        after = await _healths(node)
+    finally:
+        stop_server(node)
+    assert snapshot.status_code == 200 and snapshot.json()["id"] == space_id
+    assert snapshot.headers["access-control-allow-origin"] == "*", "not a worker's answer"
+    assert all(j.status_code == 200 and "ticket" in j.json() for j in joins), joins
+    answered = sum(
+        after[w]["joins"][kind] - before[w]["joins"][kind]
+        for w in after
+        for kind in ("local", "forwarded")
+    )
+    assert answered == 10, (before, after)
+    fetches = [after[w]["snapshots"]["fetches"] - before[w]["snapshots"]["fetches"] for w in after]
+    assert sum(fetches) >= 1

@@ -440,7 +440,7 @@ async def test_grants_grow_with_demand_and_stop_when_the_origin_grants_nothing()
     asked: list[tuple[str, int, int]] = []
     granting = [True]
 
-    async def request_grant(space_id: str, want: int, joins: int) -> OriginAnswer:
+    async def request_grant(space_id: str, want: int, joins: int, returned: int) -> OriginAnswer:
         asked.append((space_id, want, joins))
         body = {"granted": want if granting[0] else 0, "valid_s": 5.0, "ticket_ttl_s": 300}
         return OriginAnswer(200, {}, json.dumps({**body, "stage_url": None}).encode())
@@ -477,6 +477,50 @@ async def test_grants_grow_with_demand_and_stop_when_the_origin_grants_nothing()
     await asyncio.sleep(0.3)  # past REFUSED_RETRY_S: a join asks again, and is told no
     assert await _settled(joins) is None
     assert joins.stats.local >= 202 and joins.stats.grants == len(asked)
+
+
+async def test_a_grant_left_unused_goes_back_to_the_door_when_it_expires() -> None:
+    returns: list[tuple[int, int, int]] = []
+
+    async def request_grant(space_id: str, want: int, joins: int, returned: int) -> OriginAnswer:
+        returns.append((want, joins, returned))
+        body = {"granted": want, "valid_s": 0.2, "ticket_ttl_s": 300, "stage_url": None}
+        return OriginAnswer(200, {}, json.dumps(body).encode())
+
+    joins = WorkerJoins(
+        Signer(SECRET.encode()), request_grant, EdgeSettings(stream_workers=2), 9001,
+        "127.0.0.1", "", opus=False,
+    )  # fmt: skip
+    assert isinstance(await _settled(joins), bytes)  # asks for MIN_WANT, uses one
+    granted = returns[0][0]
+    deadline = time.monotonic() + WAIT_S
+    while len(returns) < 2:  # no join comes: the grant's timer hands the rest back
+        assert time.monotonic() < deadline, "the unused admissions were never returned"
+        await asyncio.sleep(0.05)
+    assert returns[1] == (0, 1, granted - 1), returns
+    assert joins.stats.expired_unused == joins.stats.returned == granted - 1
+
+
+async def test_unused_grants_are_back_in_the_doors_budget(node: RunningServer) -> None:
+    """Before: every admission granted to a worker counted as claimed, used or not (of
+    2,758 granted in one measured burst, 1,177 expired unused), and the rate budget
+    never got them back. Now the door's count of claimed admissions settles on the joins
+    actually answered."""
+    _, space_id = await _host_and_space(node, "return_host")
+    joined = 10
+    async with httpx.AsyncClient(timeout=10) as http:
+        for _ in range(joined):
+            worker = await http.post(f"{_worker_url(node)}/api/spaces/{space_id}/join")
+            assert worker.status_code == 200 and "ticket" in worker.json(), worker.text
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            stats = (await http.get(f"{node.url}/api/stats")).json()
+            claimed = stats["queues"][space_id]["claimed"]
+            if claimed == joined:
+                break
+            assert time.monotonic() < deadline, f"{claimed} claimed for {joined} joins: {stats}"
+            await asyncio.sleep(0.2)
+    assert stats["counts"]["returned"] > 0
 
 
 async def _settled(joins: WorkerJoins, host: bytes | None = None) -> bytes | None:

@@ -456,6 +456,23 @@ def admit_on_arrival(
     return seq
 
 
+def give_back(state: WaitingRoomState, policy: QueuePolicy, admissions: int) -> None:
+    """Admissions taken with `admit_on_arrival` (unnumbered) that nobody used: a stream
+    worker's grant that expired before its joins came. Taken, they were paid for from the
+    bucket and counted in flight; kept lost, a burst's leftovers would cut the rate the
+    operator configured. The bucket gets them back up to its burst (where it would stand
+    had they never been taken), and they are no longer in flight. Call it after
+    `advance` to the same moment."""
+    if admissions <= 0:
+        return
+    state.allowance = min(policy.burst, state.allowance + admissions)
+    state.in_flight = max(0.0, state.in_flight - admissions)
+    state.admit_rate = max(0.0, state.admit_rate - admissions / policy.rate_tau_s)
+    state.claimed = max(0, state.claimed - admissions)
+    lane = state.normal
+    lane.arrival_rate = max(0.0, lane.arrival_rate - admissions / policy.rate_tau_s)
+
+
 def claim(state: WaitingRoomState, policy: QueuePolicy, lane: Lane, seq: int) -> None:
     """The holder of admitted number `seq` was told so (and gets a ticket): count the claim.
 
@@ -639,6 +656,11 @@ class WaitingRoom:
             return None
         self.state.lane(lane).arrival_rate += 1.0 / self.policy.rate_tau_s
         return Admitted(-1, lane, self.state.epoch, int(now), 0.0)
+
+    def give_back(self, now: float, admissions: int) -> None:
+        """Unused admissions of `admit_unnumbered` back into the bucket (see `give_back`)."""
+        self.tick(now)
+        give_back(self.state, self.policy, admissions)
 
     def wait_as(
         self, now: float, seq: int, priority: bool = False

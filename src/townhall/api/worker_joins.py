@@ -73,10 +73,12 @@ def _count(body: dict[str, Any], name: str) -> int:
 
 
 async def grant_admissions(services: Services, request: Request) -> Response:
-    """POST /internal/admissions ``{"space_id", "want", "joins"}`` from a stream worker:
+    """POST /internal/admissions ``{"space_id", "want", "joins", "returned"}`` from a
+    stream worker:
     ``{"granted", "valid_s", "ticket_ttl_s", "stage_url", "limits"}`` (``limits``: the
     worker's per-address and per-prefix ``[rate, burst]``, or None when off). ``joins`` is how many
-    joins it answered itself since its last request (counted as the door's own)."""
+    joins it answered itself since its last request (counted as the door's own);
+    ``returned`` the admissions of its grants that expired unused (back to the budget)."""
     try:
         check_relay_token(
             services.signer, (request.headers.get(RELAY_HEADER_NAME) or ""), time.time()
@@ -89,6 +91,7 @@ async def grant_admissions(services: Services, request: Request) -> Response:
         if not isinstance(space_id, str):
             raise ValueError("space_id must be a string")
         want, joins = _count(body, "want"), _count(body, "joins")
+        returned = _count(body, "returned")
     except ValueError as bad:
         return _error(422, "bad_grant_request", str(bad))
     spaces = services.spaces
@@ -97,9 +100,9 @@ async def grant_admissions(services: Services, request: Request) -> Response:
     try:
         (await spaces.record(space_id)).require_live("join")
         stage_url = await spaces.stage_url(space_id)
-        granted = services.door.grant(space_id, want, joins)
+        granted = services.door.grant(space_id, want, joins, returned)
     except DomainError:  # not live (or gone): the worker forwards, the join says why
-        services.door.grant(space_id, 0, joins)
+        services.door.grant(space_id, 0, joins, returned)
     limits = services.door.worker_limits(services.settings.edge.stream_workers)
     answer = {
         "granted": granted,

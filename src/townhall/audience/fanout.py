@@ -87,6 +87,8 @@ class LiveFanout:
         self._burst_ms = float(settings.live_burst_ms)
         self._socket_send_buffer = socket_send_buffer
         self._burst: deque[tuple[bytes, float]] = deque()
+        self._burst_bytes: bytes | None = None
+        """The burst joined, until the next chunk (a crowd joining shares one copy)."""
         self._burst_held_ms = 0.0
         self._listeners: dict[LiveListener, None] = {}
         self._by_id: dict[str, set[LiveListener]] = {}
@@ -108,7 +110,9 @@ class LiveFanout:
 
     def burst(self) -> bytes:
         """What a new listener gets first: the last ``live_burst_ms`` of the stream."""
-        return b"".join(chunk for chunk, _ in self._burst)
+        if self._burst_bytes is None:
+            self._burst_bytes = b"".join(chunk for chunk, _ in self._burst)
+        return self._burst_bytes
 
     def publish(self, chunk: bytes, duration_ms: float | None = None) -> None:
         """Write ``chunk`` to every listener; cut the ones too far behind."""
@@ -143,18 +147,27 @@ class LiveFanout:
         self._count_changed()
 
     def attach(
-        self, transport: asyncio.WriteTransport, listener_id: str, *, replace: bool = False
+        self,
+        transport: asyncio.WriteTransport,
+        listener_id: str,
+        *,
+        replace: bool = False,
+        head: bytes = b"",
     ) -> LiveListener:
         """Start a connection: the burst now, then every published chunk.
 
         ``replace``: one connection per listener id (per ticket): any earlier one of
-        ``listener_id`` is closed first, as a reconnect (see admission.stream_gate)."""
+        ``listener_id`` is closed first, as a reconnect (see admission.stream_gate).
+        ``head``: the response head, written with the burst in one send (a crowd of
+        joins pays one system call per listener, not two)."""
         if replace and listener_id in self._by_id:
             self.stats.replaced += self.cut(listener_id, count=False)
         listener = LiveListener(listener_id, transport)
         self._tune_socket(transport)
         burst = self.burst()
-        if burst:
+        if head:
+            transport.write(head + burst)
+        elif burst:
             transport.write(burst)
             self.stats.bytes_written += len(burst)
             self.stats.burst_bytes_written += len(burst)
@@ -224,6 +237,7 @@ class LiveFanout:
 
     def _remember(self, chunk: bytes, duration_ms: float) -> None:
         self._burst.append((chunk, duration_ms))
+        self._burst_bytes = None
         self._burst_held_ms += duration_ms
         while len(self._burst) > 1 and self._burst_held_ms - self._burst[0][1] >= self._burst_ms:
             self._burst_held_ms -= self._burst.popleft()[1]

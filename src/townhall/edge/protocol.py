@@ -487,10 +487,11 @@ class StreamProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        transport.write(LIVE_HEAD)
         self._service.stats.streams_started += 1
         self._fanout = fanout
-        self._listener = listener = fanout.attach(transport, self._listener_id, replace=True)
+        self._listener = listener = fanout.attach(
+            transport, self._listener_id, replace=True, head=LIVE_HEAD
+        )
         self._service.openings.opened(self._space_id, self._listener_id, listener.attached_at)
 
     def refuse(self, refusal: Refusal) -> None:

@@ -271,8 +271,10 @@ def listener_api(config: WorkerConfig, origin: Origin) -> ListenerApi:
     async def snapshot(space_id: str) -> OriginAnswer:
         return await call_origin(origin, "GET", f"/api/spaces/{space_id}")
 
-    async def grant(space_id: str, want: int, joins: int) -> OriginAnswer:
-        body = json.dumps({"space_id": space_id, "want": want, "joins": joins}).encode()
+    async def grant(space_id: str, want: int, joins: int, returned: int) -> OriginAnswer:
+        body = json.dumps(
+            {"space_id": space_id, "want": want, "joins": joins, "returned": returned}
+        ).encode()
         headers = [("Content-Type", "application/json")]
         return await call_origin(origin, "POST", ADMISSIONS_PATH, body, headers)
 

@@ -403,7 +403,7 @@ class Door:
         last_poll = admitted.token_issued_at + self._policy.token_max_age_s
         return issue_ticket(self._signer, space_id, listener_id, last_poll, ttl)
 
-    def grant(self, space_id: str, want: int, joins: int = 0) -> int:
+    def grant(self, space_id: str, want: int, joins: int = 0, returned: int = 0) -> int:
         """Admissions a stream worker may hand out itself, without asking again, for an
         anonymous join with no token: up to ``want``, each taken now exactly as
         `join` admits someone arriving at an empty line (``WaitingRoom.admit_unnumbered``:
@@ -412,12 +412,19 @@ class Door:
         worker then forwards its joins, which get `join`'s answer. Per-address limits
         the worker applies itself, with its share of them (`worker_limits`). ``joins`` are
         the joins the worker answered since its last request: they count towards
-        automatic attack mode as here."""
+        automatic attack mode as here. ``returned`` are admissions of its earlier grants
+        it did not use before they expired: the rate budget gets them back
+        (`WaitingRoom.give_back`), so the rate configured is the rate listeners get."""
         now = time.time()
         if joins > 0:
             self.attack.record(now, requests=joins, joins=joins)
             self.counts["joins"] += joins
             self.counts["admitted"] += joins
+        if returned > 0:
+            self.counts["returned"] += returned
+            returned_to = self._rooms.get(space_id)
+            if returned_to is not None:
+                returned_to.give_back(now, returned)
         if want <= 0 or self.attack.active:
             return 0
         room = self._room(space_id, now)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import cache
+from html import escape
 from pathlib import Path
 
 from starlette.requests import Request
@@ -26,6 +27,10 @@ PAGE_CACHE = "public, max-age=60"
 
 MediaUrls = Callable[[Request], list[str]]
 """Where a page's audio may come from (other origins than the page's own)."""
+ListenerApiBase = Callable[[Request], str]
+"""Where the listen page asks the snapshot and the anonymous join ('': its own origin)."""
+LISTENER_API = b"<!-- listener api -->"
+"""Where the listen page takes its <meta name="townhall-listener-api"> (listenerapi.js)."""
 
 
 SHARED_HEAD = b"  <!-- shared head: _head.html -->\n"
@@ -52,14 +57,21 @@ def _page(name: str, media_urls: MediaUrls):  # type: ignore[no-untyped-def]
     return endpoint
 
 
-def _listen_page(media_urls: MediaUrls, spaces: Spaces):  # type: ignore[no-untyped-def]
-    """The listening page, with the space's link-preview tags (see preview.py). The
-    snapshot comes from memory (rebuilt at most once a second), so a crowd arriving
-    on the page costs no database work; an unknown space gets the plain shell."""
+def _listen_page(  # type: ignore[no-untyped-def]
+    media_urls: MediaUrls, spaces: Spaces, listener_api: ListenerApiBase
+):
+    """The listening page, with the space's link-preview tags (see preview.py) and the
+    stream workers' base, if any, for its snapshot and join. The snapshot comes from
+    memory (rebuilt at most once a second), so a crowd arriving on the page costs no
+    database work; an unknown space gets the plain shell."""
 
     async def listen(request: Request) -> Response:
         headers = {"cache-control": PAGE_CACHE, **page_security_headers(media_urls(request))}
         page = _template("listen.html")
+        base = listener_api(request)
+        if base:
+            meta = f'<meta name="townhall-listener-api" content="{escape(base)}">'
+            page = page.replace(LISTENER_API, meta.encode(), 1)
         try:
             snapshot = await spaces.snapshot(request.path_params["space_id"])
         except DomainError:
@@ -85,12 +97,25 @@ def media_urls_for(
     return media_urls
 
 
+def listener_api_for(settings: Settings) -> ListenerApiBase:
+    """The stream workers' base (live_base: their port, or their public URL) when this
+    node has them; else '' and the page asks its own origin's API, as before."""
+
+    def base(request: Request) -> str:
+        return live_base(request, settings) if settings.edge.stream_workers else ""
+
+    return base
+
+
 def page_routes(settings: Settings, spaces: Spaces) -> list[BaseRoute]:
     media_urls = media_urls_for(settings, spaces.node_urls)
+    listener_api = listener_api_for(settings)
     static = StaticFiles(directory=WEB_DIR / "static")
     return [
         Route("/", _page("home.html", media_urls), methods=["GET", "HEAD"]),
-        Route("/s/{space_id}", _listen_page(media_urls, spaces), methods=["GET", "HEAD"]),
+        Route(
+            "/s/{space_id}", _listen_page(media_urls, spaces, listener_api), methods=["GET", "HEAD"]
+        ),
         Route("/s/{space_id}/studio", _page("studio.html", media_urls), methods=["GET", "HEAD"]),
         Route("/s/{space_id}/replay", _page("replay.html", media_urls), methods=["GET", "HEAD"]),
         Route("/c/{clip_id}", _page("clip.html", media_urls), methods=["GET", "HEAD"]),

@@ -30,16 +30,20 @@ function retryAfterSeconds(res) {
  * @param {string} method
  * @param {string} path
  * @param {object} [body] sent as JSON; unsafe methods always send a JSON body
- * @param {{cache?: RequestCache, token?: string}} [options] 'no-cache' revalidates
- *   (If-None-Match) every time instead of accepting what the HTTP cache holds
- *   (stale-while-revalidate); `token` is sent as a Bearer token (the operator's).
+ * @param {{cache?: RequestCache, token?: string, simple?: boolean}} [options] 'no-cache'
+ *   revalidates (If-None-Match) every time instead of accepting what the HTTP cache holds
+ *   (stale-while-revalidate); `token` is sent as a Bearer token (the operator's);
+ *   `simple` sends no body, no Content-Type and no cookie: a CORS "simple" request,
+ *   which another origin (the stream workers' port) answers with no preflight.
  */
-export async function api(method, path, body = undefined, { cache = 'default', token = '' } = {}) {
+export async function api(method, path, body = undefined,
+  { cache = 'default', token = '', simple = false } = {}) {
   const init = {
-    method, cache, credentials: 'same-origin', headers: { Accept: 'application/json' },
+    method, cache, credentials: simple ? 'omit' : 'same-origin',
+    headers: { Accept: 'application/json' },
   };
   if (token) init.headers.Authorization = `Bearer ${token}`;
-  if (method !== 'GET' && method !== 'HEAD') {
+  if (method !== 'GET' && method !== 'HEAD' && !simple) {
     init.headers['Content-Type'] = 'application/json';
     if (body !== undefined || method === 'POST') init.body = JSON.stringify(body ?? {});
   }

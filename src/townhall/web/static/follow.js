@@ -3,6 +3,7 @@
 // public snapshot (cached) and the caller's own state, and changes only its buttons.
 
 import { currentUser, del, get, post, spacePath } from './api.js';
+import { getSnapshot } from './listenerapi.js';
 import { $, h, spaceIdFromPath } from './ui.js';
 
 function toggle(action, on, offLabel, onLabel, change) {
@@ -27,8 +28,10 @@ async function start() {
   const bar = $('#follow-bar');
   const spaceId = spaceIdFromPath();
   if (!bar || !spaceId) return;
-  const [user, space] = await Promise.all([currentUser(), get(spacePath(spaceId))]);
-  if (!user || user.id === space.host.id) return;
+  const user = await currentUser();
+  if (!user) return; // an anonymous crowd asks the snapshot once, of the workers (listen.js)
+  const space = await getSnapshot(spaceId);
+  if (user.id === space.host.id) return;
   const name = space.host.username;
   const followPath = `/api/users/${encodeURIComponent(name)}/follow`;
   const relation = await get(followPath, { cache: 'no-cache' });

@@ -8,6 +8,7 @@ import { Clipper } from './clipper.js';
 import { showDetails } from './details.js';
 import { ApiError, currentUser, del, get, post, spacePath } from './api.js';
 import { setButton } from './icons.js';
+import { getSnapshot, joinAnonymously } from './listenerapi.js';
 import { MicPanel } from './micpanel.js';
 import { LivePlayer } from './player.js';
 import { ReactionBar } from './reactions.js';
@@ -25,7 +26,12 @@ const OTHER_LIVE_MAX = 5;
 const spaceId = spaceIdFromPath();
 /** `?via=hls` listens over LL-HLS (what a CDN carries) rather than the live stream. */
 const via = new URLSearchParams(location.search).get('via') || '';
-const player = new LivePlayer($('#live-audio'), spaceId, { preferred: via });
+// Signed in, the join goes to the API with the session cookie (the ticket names the
+// person: removals and one stream per person hold); anonymous, to the stream workers.
+const player = new LivePlayer($('#live-audio'), spaceId, {
+  preferred: via,
+  joinAnonymously: () => (me ? post(spacePath(spaceId, 'join'), {}) : joinAnonymously(spaceId)),
+});
 window.townhallPlayer = player;
 const floats = new ReactionFloats($('#floats'));
 const clipper = new Clipper($('#clip'), $('#clip-panel'), spaceId, $('#player-status'));
@@ -54,7 +60,7 @@ let stopPolling = () => {};
 let otherLiveShown = false;
 
 player.isStillLive = async () => {
-  const snapshot = await get(spacePath(spaceId), { cache: 'no-cache' });
+  const snapshot = await getSnapshot(spaceId);
   return snapshot.state === 'live';
 };
 
@@ -266,7 +272,7 @@ async function refresh() {
     // the listener count lagged by a poll or two (it read 0 while this very page
     // played). Unchanged costs a 304 from memory or from the edge cache, which keeps
     // its own max-age=1 copy whatever the browser asks.
-    snapshot = await get(spacePath(spaceId), { cache: 'no-cache' });
+    snapshot = await getSnapshot(spaceId);
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
       stopPolling();

@@ -79,10 +79,16 @@ function backoffMs(attempt) {
  * together with `wait` (the waiting room place), `retryInS` and `error`.
  */
 export class LivePlayer extends EventTarget {
-  constructor(audio, spaceId, { preferred = '' } = {}) {
+  /**
+   * `joinAnonymously` (optional): how a join with nothing to show is asked (the listen
+   * page sends it to the stream workers); joins with a ticket, a queue token or a proof
+   * of work always go to the API.
+   */
+  constructor(audio, spaceId, { preferred = '', joinAnonymously = null } = {}) {
     super();
     this.audio = audio;
     this.spaceId = spaceId;
+    this.joinAnonymously = joinAnonymously;
     this.state = 'idle';
     this.bytesReceived = 0;
     this.delivery = chooseDelivery(audio, preferred);
@@ -224,7 +230,8 @@ export class LivePlayer extends EventTarget {
       this._set(this.wait ? 'waiting' : 'joining');
       let answer;
       try {
-        answer = await post(spacePath(this.spaceId, 'join'), body);
+        const plain = this.joinAnonymously && !Object.keys(body).length;
+        answer = plain ? await this.joinAnonymously() : await post(spacePath(this.spaceId, 'join'), body);
       } catch (err) {
         // Under attack the server asks anonymous listeners for a proof of work
         // (~0.5 s of hashing here): solve it once and ask again.
