@@ -7,7 +7,8 @@ honours Retry-After, solves a proof of work when asked), backs off on
 failures instead of hammering, and, when its stream drops, asks the door
 again with its ticket and streams where the answer says, as the listener
 page does: the node it streamed from may have died (an edge killed), and the
-answer names a live one. What it was told and what happened are both recorded.
+answer names a live one. A stream refused at once is asked about the same way.
+What it was told and what happened are both recorded.
 
 Each listener ends in exactly one outcome (see ``metrics.OUTCOMES``); every
 failed request is also counted by kind. Loops are bounded by a number of
@@ -321,7 +322,10 @@ class Listener:
         loop = asyncio.get_running_loop()
         assert admission.live_url is not None
         requested = loop.time()
-        stream, first = await self._open_live(admission.live_url)
+        try:
+            stream, first = await self._open_live(admission.live_url)
+        except ListenerFailed:  # the node named may have died since (its heartbeat lives on)
+            stream, first = await self._resume(admission, 0)
         opened = first
         try:
             recorder.first_audio(self._ttfa(first), first - requested)
@@ -341,6 +345,7 @@ class Listener:
                 if reconnect == MAX_RECONNECTS:
                     raise ListenerFailed("stream kept dropping")
                 self._enter("joining")
+                recorder.reconnects += 1
                 stream, opened = await self._resume(admission, reconnect)
                 recorder.resumed(opened - dropped_at)
                 self._enter("streaming")
@@ -352,7 +357,6 @@ class Listener:
     async def _resume(self, admission: Admission, reconnect: int) -> tuple[Stream, float]:
         """After a drop: re-join with the ticket (no second wait in line) and stream where
         the answer says; a URL that is refused again is asked about again, with backoff."""
-        self.ctx.recorder.reconnects += 1
         for attempt in range(RESUME_ATTEMPTS):
             await asyncio.sleep(_backoff(reconnect + attempt, self.ctx))
             try:
