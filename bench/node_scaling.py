@@ -165,7 +165,8 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     rounds = result["rounds"]
 
     def median(values: list[float | None]) -> float:
-        return statistics.median(v for v in values if v is not None) if values else 0.0
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else 0.0
 
     one_cap = median([r["one_capacity"] for r in rounds])
     two_cap = median([r["two_capacity"] for r in rounds])
