@@ -75,6 +75,7 @@ class FakeOrigin:
         """Hand out absolute live URLs on a second port, like townhall's stream workers."""
         self.stream_server: asyncio.AbstractServer | None = None
         self.stream_port = 0
+        self.stream_port_lost = False
         self.chunk = _frames(self.chunk_s)
         self.burst_bytes = _frames(1.0)
         self.segment = _frames(1.0)
@@ -152,8 +153,35 @@ class FakeOrigin:
         )
         self.last_advance = now
 
+    def _ticket_answer(self, seq: int, rejoin: bool = False) -> dict[str, Any]:
+        ticket = self._sign(f"t{seq}")
+        dead = rejoin and self.stream_port_lost
+        base = f"http://127.0.0.1:{self.stream_port}" if self.stream_port and not dead else ""
+        return {"ticket": ticket, "live_url": f"{base}/live/{SPACE}.aac?ticket={ticket}",
+                "hls_url": f"/hls/{SPACE}/index.m3u8", "expires_at": "later"}
+
+    async def lose_stream_port(self) -> None:
+        """The node that streams dies: its port closes and its listeners drop. Re-joins
+        with a ticket get live URLs on the main port; fresh joins still name the dead port
+        (as a registry does while the dead node's last heartbeat lives)."""
+        assert self.stream_server is not None
+        self.stream_server.close()
+        self.stream_port_lost = True
+        for transport in list(self.live):
+            if transport.get_extra_info("sockname")[1] == self.stream_port:
+                self.live.discard(transport)
+                transport.abort()
+        await self.stream_server.wait_closed()
+
     def join(self, body: dict[str, Any], now: float) -> tuple[int, dict[str, Any]]:
         self._advance(now)
+        held = body.get("ticket")
+        if isinstance(held, str):  # a re-join after a drop: no second wait in line
+            held_seq = self._verify(held, "t")
+            if held_seq is None:
+                return 403, {"error": {"code": "ticket_forged", "message": "no"}}
+            self.count("rejoins")
+            return 200, self._ticket_answer(int(held_seq), rejoin=True)
         token = body.get("token")
         seq_text = self._verify(token, "q") if isinstance(token, str) else None
         if seq_text is None:
@@ -168,10 +196,7 @@ class FakeOrigin:
             seq = int(seq_text)
         if seq < self.admitted_upto:
             self.count("tickets")
-            ticket = self._sign(f"t{seq}")
-            base = f"http://127.0.0.1:{self.stream_port}" if self.stream_port else ""
-            return 200, {"ticket": ticket, "live_url": f"{base}/live/{SPACE}.aac?ticket={ticket}",
-                         "hls_url": f"/hls/{SPACE}/index.m3u8", "expires_at": "later"}
+            return 200, self._ticket_answer(seq)
         position = seq - self.admitted_upto + 1
         eta = position / self.admissions_per_s
         self.count("waits")
@@ -457,6 +482,38 @@ async def test_reconnects_and_proof_of_work(tmp_path: Path):
     assert server.counts["streams_on_stream_port"] == server.counts["streams"]
     assert s["outcomes"].get("completed", 0) > 0
     assert s["unrecognised_audio"] == 0  # chunked framing was parsed before the first byte
+
+
+async def test_a_dropped_stream_rejoins_with_its_ticket_and_follows_the_new_url():
+    """The node a listener streams from dies (an edge SIGKILLed): like the listener page,
+    the listener asks the door again with its ticket and streams where the answer says,
+    instead of knocking on the dead node's port until it gives up. A listener admitted
+    after the death whose answer still names the dead node does the same."""
+    server = FakeOrigin(admissions_per_s=1000.0, burst=100, stream_port=True)
+    await server.start()
+    try:
+        config = LoadtestConfig(
+            url=f"http://127.0.0.1:{server.port}/s/{SPACE}", rate=20, poisson=False,
+            duration_s=3.0, think_s=0, hold_s=30.0, hold_sigma=0.01,
+        )
+        run = asyncio.create_task(run_loadtest(config))
+        await asyncio.sleep(1.0)
+        dropped = len(server.live)
+        await server.lose_stream_port()
+        report = await run
+    finally:
+        await server.stop()
+    s = report["summary"]
+    print(f"\ndropped {dropped}, drops {s['stream_drops']}, reconnects {s['reconnects']}, "
+          f"rejoins {server.counts.get('rejoins')}, resumed {s.get('resumed_s')}, "
+          f"errors {s['errors']}, outcomes {s['outcomes']}")
+    assert dropped > 0 and s["stream_drops"] >= dropped
+    assert s["outcomes"].get("failed", 0) == 0, s["errors"]
+    assert s["errors"].get("conn:refused", 0) > 0  # new arrivals were sent to the dead port
+    assert server.counts["rejoins"] > s["stream_drops"]  # and the refused asked again
+    assert s["reconnects"] == s["stream_drops"]
+    assert s["resumed_s"]["n"] == s["reconnects"]
+    assert server.counts["streams"] - server.counts["streams_on_stream_port"] >= s["reconnects"]
 
 
 async def test_impatient_listeners_abandon_the_queue():

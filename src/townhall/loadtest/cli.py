@@ -235,6 +235,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"5xx {s['http_5xx']}  timeouts {s['timeouts']}  connection errors "
         f"{s['connection_errors']}  4xx {s['http_4xx']}  stream drops {s['stream_drops']}",
         f"time to first audio p50 {ms(ttfa['p50'])}  p90 {ms(ttfa['p90'])}  p99 {ms(ttfa['p99'])}",
+        f"dropped streams {s['stream_drops']}: audio again after p50 "
+        f"{ms(s['resumed_s']['p50'])}  max {ms(s['resumed_s']['max'])}",
         f"goodput {good['per_s']}/s over {good['window_s']} s ({good['basis']})"
         + (f" = {share:.0%} of capacity {good['capacity_per_s']}/s" if share is not None else ""),
     ]

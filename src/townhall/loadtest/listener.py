@@ -4,8 +4,11 @@ Why it behaves like the listener page and not like a benchmark loop: the
 rehearsal must show what people experience when the server is honest with
 them. So the listener obeys every instruction (waits ``retry_after_s``,
 honours Retry-After, solves a proof of work when asked), backs off on
-failures instead of hammering, and reconnects a dropped stream with its
-ticket. What it was told and what happened are both recorded.
+failures instead of hammering, and, when its stream drops, asks the door
+again with its ticket and streams where the answer says, as the listener
+page does: the node it streamed from may have died (an edge killed), and the
+answer names a live one. A stream refused at once is asked about the same way.
+What it was told and what happened are both recorded.
 
 Each listener ends in exactly one outcome (see ``metrics.OUTCOMES``); every
 failed request is also counted by kind. Loops are bounded by a number of
@@ -43,7 +46,10 @@ BACKOFF_MAX_S = 8.0
 DEFAULT_SHED_RETRY_S = 1.0
 """Pause after a 503 or 429 that carries no Retry-After."""
 MAX_RECONNECTS = 3
-"""Stream drops survived per listener (each reconnects with backoff and the same ticket)."""
+"""Stream drops survived per listener (each re-joins with its ticket, with backoff)."""
+RESUME_ATTEMPTS = 4
+"""Re-joins per drop: the first answer may still name the dead node (the registry keeps
+a silent node for a few seconds), so a refused stream is asked about again."""
 MAX_HLS_POLLS = 10_000
 HLS_SEGMENT_LIMIT = 16 * 1024 * 1024
 POW_CODE = "pow_required"
@@ -315,9 +321,11 @@ class Listener:
         recorder = ctx.recorder
         loop = asyncio.get_running_loop()
         assert admission.live_url is not None
-        path = admission.live_url
         requested = loop.time()
-        stream, first = await self._open_live(path)
+        try:
+            stream, first = await self._open_live(admission.live_url)
+        except ListenerFailed:  # the node named may have died since (its heartbeat lives on)
+            stream, first = await self._resume(admission, 0)
         opened = first
         try:
             recorder.first_audio(self._ttfa(first), first - requested)
@@ -330,20 +338,49 @@ class Listener:
                 done, _ = await asyncio.wait({stream.ended}, timeout=remaining)
                 if not done:
                     return
+                dropped_at = loop.time()
                 recorder.stream_drops += 1
                 recorder.error(f"stream:dropped_{stream.ended.result()}")
-                recorder.streamed(stream.bytes_received, loop.time() - opened)
+                recorder.streamed(stream.bytes_received, dropped_at - opened)
                 if reconnect == MAX_RECONNECTS:
                     raise ListenerFailed("stream kept dropping")
                 self._enter("joining")
-                await asyncio.sleep(_backoff(reconnect, ctx))
                 recorder.reconnects += 1
-                stream, opened = await self._open_live(path)
+                stream, opened = await self._resume(admission, reconnect)
+                recorder.resumed(opened - dropped_at)
                 self._enter("streaming")
         finally:
             if not stream.ended.done():
                 recorder.streamed(stream.bytes_received, loop.time() - opened)
             stream.close()
+
+    async def _resume(self, admission: Admission, reconnect: int) -> tuple[Stream, float]:
+        """After a drop: re-join with the ticket (no second wait in line) and stream where
+        the answer says; a URL that is refused again is asked about again, with backoff."""
+        for attempt in range(RESUME_ATTEMPTS):
+            await asyncio.sleep(_backoff(reconnect + attempt, self.ctx))
+            try:
+                renewed = await self._rejoin(admission.ticket)
+                admission.ticket, admission.live_url = renewed.ticket, renewed.live_url
+                assert admission.live_url is not None
+                return await self._open_live(admission.live_url)
+            except ListenerFailed:
+                continue
+        raise ListenerFailed("could not resume the stream")
+
+    async def _rejoin(self, ticket: str) -> Admission:
+        """POST join {"ticket"}: a fresh ticket and where to stream now."""
+        path = self.ctx.target.join_path(self.ctx.space)
+        try:
+            response = await self._call("POST", path, json_body={"ticket": ticket})
+        except RequestError:
+            raise ListenerFailed("re-join unreachable") from None
+        data = _json_object(response)
+        live_url = _optional_str(data.get("live_url"))
+        if response.status != 200 or not isinstance(data.get("ticket"), str) or not live_url:
+            self.ctx.recorder.error(status_kind(response.status, response.error_code()))
+            raise ListenerFailed(f"re-join refused: {response.status}")
+        return Admission(data["ticket"], live_url, _optional_str(data.get("hls_url")))
 
     # -- HLS ---------------------------------------------------------------
     async def _playlist(self, path: str) -> MediaPlaylist:

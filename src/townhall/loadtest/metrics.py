@@ -37,6 +37,7 @@ SUMMED = (
 """Recorder fields that add up across generator processes."""
 HISTOGRAMS = (
     "ttfa", "stream_ttfb", "queue_wait", "snapshot_latency", "join_latency", "wait_error",
+    "resumed_s",
 )
 
 
@@ -68,6 +69,8 @@ class Recorder:
         self.join_latency = LogHistogram()
         self.wait_error = LogHistogram()
         """|actual - told| for listeners who were put in the waiting room."""
+        self.resumed_s = LogHistogram()
+        """A dropped stream to audio again (re-join with the ticket, then the new stream)."""
         self.told_total = 0.0
         self.actual_total = 0.0
         self.signed_error_total = 0.0
@@ -137,6 +140,10 @@ class Recorder:
         self.ttfa.record(ttfa_s)
         self._second_ttfa.record(ttfa_s)
         self.stream_ttfb.record(stream_ttfb_s)
+
+    def resumed(self, seconds: float) -> None:
+        """A listener whose stream dropped hears audio again ``seconds`` later."""
+        self.resumed_s.record(max(seconds, 0.0))
 
     def streamed(self, nbytes: int, seconds: float) -> None:
         self.stream_bytes += nbytes

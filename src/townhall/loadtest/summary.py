@@ -105,6 +105,7 @@ def summarize(recorder: Recorder, *, capacity: float | None) -> dict[str, Any]:
         "connection_errors": _sum_kinds(errors, "conn:"),
         "stream_drops": recorder.stream_drops,
         "reconnects": recorder.reconnects,
+        "resumed_s": recorder.resumed_s.summary(),
         "unrecognised_audio": recorder.unrecognised_audio,
         "mean_stream_kbps": round(8 * recorder.stream_bytes / recorder.stream_seconds / 1000, 2)
         if recorder.stream_seconds else None,

@@ -66,6 +66,9 @@ ATTACK_MODE_TTL_S = 24 * 3600.0
 the deployment follows it (a forgotten "on" must not outlive a day)."""
 ATTACK_MODES: dict[bool | None, str] = {True: "on", False: "off", None: "auto"}
 """An operator's forced setting as the shared state holds it."""
+SHARED_LINE_SPEEDUP = 1.0
+"""A shared line's numbers are never taken for dead (QueuePolicy.max_speedup: 1 disables
+skipping): no node sees the whole line's claims."""
 MAX_QUEUED_SHED_RETRY_S = 15.0
 """Longest interval (before jitter) a person in line is told to stay away while the node
 is overloaded. Their place is kept and an overload is seconds long, so sending them away
@@ -101,6 +104,12 @@ class Door:
         self._policy = QueuePolicy.from_capacity(
             self.capacity, priority_share=admission.priority_share
         )
+        if line is not None:
+            # A node of a shared line sees every node's grants but only the claims of
+            # the polls that reach it: it would take the others' claims for dead numbers
+            # and grant ever faster (the cluster rehearsal: 467/s through two doors of
+            # 20/s). Until claims are shared too, each number costs one admission.
+            self._policy = replace(self._policy, max_speedup=SHARED_LINE_SPEEDUP)
         self._limits_on = admission.per_address_rate > 0
         normal = NORMAL_RESTRICTIONS
         if self._limits_on:
