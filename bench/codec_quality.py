@@ -227,6 +227,8 @@ def program_cpu_percent(opus_bitrate: int, seconds: float) -> float:
     repeats = max(1, int(np.ceil(seconds * SAMPLE_RATE / len(program))))
     frames = list(_frames(np.tile(program, repeats)[: int(seconds * SAMPLE_RATE)]))
     output = ProgramOutput(replace(AudioSettings(), opus_bitrate=opus_bitrate))
+    if output.opus is not None:
+        output.opus.demand()  # listened to: encoded from the first request on
     started = time.process_time()
     for frame in frames:
         output.push(frame)

@@ -4,9 +4,10 @@
 
 Pushes `--seconds` of a 440 Hz tone, 20 ms at a time as the mixer clock does, through
 townhall's own ProgramOutput with parts turned on one by one (AAC encoder with the live
-chunks and the HLS/LL-HLS packager; + the Opus rendition; + the recorder writing to a
-temp dir) and through the mixer for 1, 2 and 5 speakers, and prints each part's CPU as
-a share of one core per live space (process time, so other load on the machine moves it
+chunks and the HLS/LL-HLS packager; + the Opus rendition, listened to, and once more
+as nobody asked for it (on demand: a backlog only); + the recorder writing to a temp
+dir) and through the mixer for 1, 2 and 5 speakers, and prints each part's CPU as a
+share of one core per live space (process time, so other load on the machine moves it
 little). bench/spaces.py measures the whole space in a real server; what it measures
 beyond these parts is aiortc's (peers, RTP, SRTP, Opus in and out) and the event loop's.
 """
@@ -33,9 +34,13 @@ def _tone(frames: int) -> list[np.ndarray]:
     return list(wave.reshape(frames, FRAME_SAMPLES))
 
 
-def _program_share(frames: list[np.ndarray], settings: AudioSettings, record: bool) -> float:
+def _program_share(
+    frames: list[np.ndarray], settings: AudioSettings, record: bool, opus_listened: bool = True
+) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         program = ProgramOutput(settings, Path(tmp) / "r.part.mp4" if record else None)
+        if opus_listened and program.opus is not None:
+            program.opus.demand()  # encoded from the first request for it on
         began = time.process_time()
         for frame in frames:
             program.push(frame)
@@ -55,10 +60,12 @@ def measure(seconds: float) -> dict[str, float]:
     frames = _tone(round(seconds * SAMPLE_RATE / FRAME_SAMPLES))
     aac = _program_share(frames, AudioSettings(opus_bitrate=0), record=False)
     with_opus = _program_share(frames, AudioSettings(), record=False)
+    opus_unheard = _program_share(frames, AudioSettings(), record=False, opus_listened=False)
     with_recorder = _program_share(frames, AudioSettings(), record=True)
     parts = {
         "aac_encoder_live_and_hls_pct": aac,
         "opus_rendition_pct": with_opus - aac,
+        "opus_rendition_nobody_asked_pct": opus_unheard - aac,
         "recorder_pct": with_recorder - with_opus,
         "program_total_pct": with_recorder,
         **{f"mixer_{k}_speakers_pct": _mix_share(frames, k) for k in (1, 2, 5)},

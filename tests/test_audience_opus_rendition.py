@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
+from datetime import datetime
 from pathlib import Path
 
 import av
@@ -118,3 +120,68 @@ def test_the_master_playlist_offers_aac_first_then_opus_each_with_the_captions()
     assert 'CODECS="mp4a.40.2"' in variants[0] and 'CODECS="opus"' in variants[1]
     assert all('SUBTITLES="captions"' in variant for variant in variants)
     assert "opus" not in master_playlist(48_000, captions=False, opus_bitrate=None).decode()
+
+
+def _program_date(playlist: str) -> float:
+    found = re.search(r"#EXT-X-PROGRAM-DATE-TIME:(\S+)", playlist)
+    assert found is not None, playlist
+    return datetime.fromisoformat(found.group(1).replace("Z", "+00:00")).timestamp()
+
+
+def test_on_demand_the_first_request_gets_a_whole_segment_at_once(tmp_path: Path) -> None:
+    """Nothing is encoded before the first demand; then the backlog (a segment and a part)
+    is, so the first playlist already lists a segment, dated when its audio was pushed."""
+    frames = _tone_frames()
+    half = len(frames) // 2
+    rendition = OpusRendition(AudioSettings(), BITRATE, on_demand=True)
+    for frame in frames[:half]:
+        rendition.push(frame)
+    assert not rendition.encoding and rendition.fragments == 0
+    assert rendition.hls.latest_sequence is None
+
+    before = time.time()
+    rendition.demand()
+    after = time.time()
+    assert rendition.encoding and rendition.hls.latest_sequence == 0
+    playlist = rendition.hls.playlist().decode()
+    assert "0.m4s" in playlist
+    backlog_s = (AudioSettings().segment_ms + AudioSettings().fragment_ms) / 1000
+    assert before - backlog_s - 0.3 <= _program_date(playlist) <= after - backlog_s + 0.3
+
+    for frame in frames[half:]:
+        rendition.push(frame)
+    rendition.close()
+    playlist_path = _written(rendition, tmp_path)
+    played = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(playlist_path), "-f", "s16le", "-"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert played.returncode == 0 and played.stderr.decode().strip() == "", played.stderr
+    pcm = np.frombuffer(played.stdout, dtype=np.int16)
+    assert abs(len(pcm) / SAMPLE_RATE - (backlog_s + TONE_S / 2)) < 0.2
+    assert abs(dominant_frequencies(pcm[SAMPLE_RATE // 2 :], SAMPLE_RATE, 1)[0] - TONE_HZ) < 5
+    assert tone_power(pcm[SAMPLE_RATE // 2 :], SAMPLE_RATE, TONE_HZ) > -16
+
+
+def test_a_program_encodes_its_opus_rendition_only_once_asked() -> None:
+    program = ProgramOutput(AudioSettings())
+    assert program.opus is not None
+    for frame in _tone_frames()[:10]:
+        program.push(frame)
+    assert not program.opus.encoding and program.stats.opus_encode_seconds < 0.01
+    program.opus.demand()
+    program.push(_tone_frames()[10])
+    assert program.opus.encoding and program.opus.fragments > 0
+    program.close()
+    assert program.opus.hls.ended
+
+
+def test_a_rendition_never_asked_for_ends_empty() -> None:
+    rendition = OpusRendition(AudioSettings(), BITRATE, on_demand=True)
+    for frame in _tone_frames():
+        rendition.push(frame)
+    rendition.close()
+    assert rendition.hls.ended and rendition.hls.latest_sequence is None
+    assert "#EXT-X-ENDLIST" in rendition.hls.playlist().decode()

@@ -119,6 +119,7 @@ def _opus_hls(program: ProgramOutput) -> HlsPackager:
     opus = program.opus
     if opus is None:
         raise NotFound("this server makes no Opus rendition", code="not_found")
+    opus.demand()  # encoded only once someone asks for it (townhall.audience.opus_rendition)
     return opus.hls
 
 

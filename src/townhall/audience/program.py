@@ -67,9 +67,10 @@ class ProgramOutput:
         self.live = LiveFanout(settings, stream_bytes_per_second=settings.bitrate / 8 + framing)
         self.hls = HlsPackager(settings)
         self.opus: OpusRendition | None = None
-        """The Opus rendition, when enabled (settings.opus_bitrate)."""
+        """The Opus rendition, when enabled (settings.opus_bitrate); encoded from the first
+        request for it on (`OpusRendition.demand`, called by its routes)."""
         if settings.opus_bitrate > 0:
-            self.opus = OpusRendition(settings, settings.opus_bitrate)
+            self.opus = OpusRendition(settings, settings.opus_bitrate, on_demand=True)
         self.hls_pollers = RecentPollers(settings.hls_listener_window_s)
         """HLS listeners: distinct recent playlist pollers (counted with the live ones)."""
         self.init_segment = init_segment(

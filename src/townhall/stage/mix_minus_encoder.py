@@ -1,61 +1,52 @@
-"""The Opus encoder behind each speaker's mix-minus: mono, no resampler.
+"""Each speaker's mix-minus, encoded to Opus in the event loop, before aiortc's sender.
 
 aiortc's sender encodes what a track gives it with its own Opus encoder: stereo at
-96 kbps behind a resampler (one swr pass per 20 ms frame even when the format
-already matches), on a thread-pool hop per frame. The mix-minus is one voice mix,
-mono at 48 kHz in 20 ms frames, so here it is encoded mono (the channels of the
-stereo frame the track hands over are equal) at a speech bitrate with libopus's
-"voip" mode: about half the encoder's work and no resampling. Any Opus decoder
-plays a mono packet on both channels of the negotiated opus/48000/2.
+96 kbps behind a resampler, each 20 ms frame sent to the default thread pool and its
+result sent back to the event loop (a work item, a thread wake-up, a cross-thread
+future and a loop wake-up per frame per speaker). A track may instead give it an
+already encoded packet, which the sender only packs (`Encoder.pack`: payload and RTP
+timestamp, no thread). The mix-minus is one voice mix, mono at 48 kHz in 20 ms
+frames, so the stage encodes it here: mono at a speech bitrate with libopus's "voip"
+mode, about half the work of aiortc's encoder, no resampler, no thread hop
+(bench/spaces.py measures the difference). Any Opus decoder plays a mono packet on
+both channels of the negotiated opus/48000/2.
 
-aiortc creates its encoder lazily and only when it has none, so `encode_mix_minus_here`
-puts this one in the sender's private slot before the first frame; if a future
-aiortc renames the slot, the stage logs a warning and keeps aiortc's encoder.
+Without a frame, aiortc's sender sets no RFC 6464 audio-level header extension on
+the packet: nothing in townhall's pages reads it (browsers measure the level of what
+they decode).
 """
 
 from __future__ import annotations
 
-import logging
+from fractions import Fraction
 
 import av
-import numpy as np
 
 from townhall.audience.opus_encoder import OpusEncoder
-
-logger = logging.getLogger(__name__)
+from townhall.media import SAMPLE_RATE, PcmFrame
 
 MIX_MINUS_BITRATE = 32_000
 """Mono speech in "voip" mode: transparent for a voice at this rate."""
 MIX_MINUS_APPLICATION = "voip"
-_PRIVATE_ENCODER = "_RTCRtpSender__encoder"
+TIME_BASE = Fraction(1, SAMPLE_RATE)
+"""Packet timestamps count samples: aiortc's Opus `pack` keeps them as the RTP timestamp."""
 
-__all__ = ["MIX_MINUS_BITRATE", "MixMinusEncoder", "encode_mix_minus_here"]
+__all__ = ["MIX_MINUS_BITRATE", "MixMinusEncoder"]
 
 
 class MixMinusEncoder:
-    """aiortc's Encoder interface (`encode(frame, force_keyframe)`), mono Opus inside."""
+    """20 ms mono frames in, Opus packets ready for aiortc's sender out (one per frame)."""
 
     def __init__(self, bitrate: int = MIX_MINUS_BITRATE) -> None:
         self._opus = OpusEncoder(bitrate, application=MIX_MINUS_APPLICATION)
 
-    def encode(self, frame: av.AudioFrame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
-        """One 20 ms frame (packed s16, mono or equal stereo channels) -> one Opus packet and
-        its RTP timestamp offset (samples since the first packet)."""
-        samples = np.frombuffer(memoryview(frame.planes[0]), dtype=np.int16)
-        channels = len(frame.layout.channels)
-        mono = samples[: frame.samples * channels : channels]
-        packets = self._opus.encode(mono)
+    def encode(self, pcm: PcmFrame) -> av.Packet | None:
+        """The packet for this frame, its pts the samples since the first packet; None while
+        libopus holds its look-ahead (it does not at 20 ms frames, but the API allows it)."""
+        packets = self._opus.encode(pcm)
         if not packets:
-            return [], 0
-        return [p.data for p in packets], packets[0].pts
-
-
-def encode_mix_minus_here(sender: object) -> MixMinusEncoder | None:
-    """Give an audio sender that has not sent yet a MixMinusEncoder; None if aiortc's
-    layout changed (its own encoder then runs, correct but dearer)."""
-    if not hasattr(sender, _PRIVATE_ENCODER):
-        logger.warning("aiortc has no %s: keeping its Opus encoder", _PRIVATE_ENCODER)
-        return None
-    encoder = MixMinusEncoder()
-    setattr(sender, _PRIVATE_ENCODER, encoder)
-    return encoder
+            return None
+        packet = av.Packet(packets[0].data)
+        packet.pts = packets[0].pts
+        packet.time_base = TIME_BASE
+        return packet

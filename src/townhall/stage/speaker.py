@@ -27,7 +27,6 @@ from townhall.stage.arrival import ArrivalOrderBuffer, decode_on_arrival
 from townhall.stage.audio_level import use_fast_audio_level
 from townhall.stage.inline_decode import InlineDecoder, decode_inline
 from townhall.stage.jitter import JitterQueue, JitterStats, Reframer
-from townhall.stage.mix_minus_encoder import encode_mix_minus_here
 from townhall.stage.offer import OPUS_MIME, InvalidOffer
 from townhall.stage.tracks import MixMinusTrack, frame_to_mono
 
@@ -92,7 +91,6 @@ class Speaker:
             [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == OPUS_MIME]
         )
         self._arrival = decode_on_arrival(transceiver.receiver)
-        encode_mix_minus_here(transceiver.sender)
         self._inline = decode_inline(transceiver.receiver, self.inbound.push)
         self._pc.on("track", self._on_track)
         self._pc.on("connectionstatechange", lambda: self._on_state(self))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import fractions
 from collections import deque
 
 import av
@@ -11,9 +10,9 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from townhall.media import SAMPLE_RATE, PcmFrame
+from townhall.stage.mix_minus_encoder import MixMinusEncoder
 from townhall.stage.mixer import to_mono
 
-TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 OUTBOUND_CAPACITY_FRAMES = 3
 """Mix-minus frames waiting for the RTP sender (60 ms). The sender normally takes each frame
 the moment it is pushed; a backlog only forms when the event loop stalls, and every
@@ -23,21 +22,25 @@ __all__ = ["OUTBOUND_CAPACITY_FRAMES", "MixMinusTrack", "frame_to_mono"]
 
 
 class MixMinusTrack(MediaStreamTrack):
-    """What one speaker hears: frames pushed by the mixer tick, pulled by aiortc's sender.
+    """What one speaker hears: frames pushed by the mixer tick, pulled by aiortc's sender
+    as Opus packets (encoded here, see mix_minus_encoder.py).
 
     Frames are only kept once the sender has started pulling: before the connection is up
-    nobody listens, and a backlog built then would become permanent delay.
+    nobody listens, and a backlog built then would become permanent delay. A frame is
+    encoded when the sender takes it, so frames dropped at the bound cost no encode.
     """
 
     kind = "audio"
 
-    def __init__(self, capacity: int = OUTBOUND_CAPACITY_FRAMES) -> None:
+    def __init__(
+        self, capacity: int = OUTBOUND_CAPACITY_FRAMES, encoder: MixMinusEncoder | None = None
+    ) -> None:
         super().__init__()
+        self._encoder = encoder or MixMinusEncoder()
         self._frames: deque[PcmFrame] = deque()
         self._capacity = capacity
         self._ready = asyncio.Event()
         self._pulling = False
-        self._pts = 0
         self.sent = 0
         self.dropped = 0
         """Oldest frames dropped because the sender fell behind by more than `capacity`."""
@@ -51,24 +54,18 @@ class MixMinusTrack(MediaStreamTrack):
         self._frames.append(frame)
         self._ready.set()
 
-    async def recv(self) -> av.AudioFrame:
+    async def recv(self) -> av.Packet:
         self._pulling = True
-        while not self._frames:
-            if self.readyState != "live":
-                raise MediaStreamError
-            self._ready.clear()
-            await self._ready.wait()
-        samples = self._frames.popleft()
-        # Stereo with equal channels, as the Opus encoder wants it: handing it mono makes
-        # aiortc's resampler upmix at -3 dB per channel, and the speaker hears everyone quieter.
-        interleaved = np.repeat(samples, 2).reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(interleaved, format="s16", layout="stereo")
-        frame.sample_rate = SAMPLE_RATE
-        frame.time_base = TIME_BASE
-        frame.pts = self._pts
-        self._pts += samples.size
-        self.sent += 1
-        return frame
+        while True:
+            while not self._frames:
+                if self.readyState != "live":
+                    raise MediaStreamError
+                self._ready.clear()
+                await self._ready.wait()
+            packet = self._encoder.encode(self._frames.popleft())
+            if packet is not None:
+                self.sent += 1
+                return packet
 
     def stop(self) -> None:
         super().stop()
