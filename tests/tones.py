@@ -24,6 +24,7 @@ import asyncio
 import bisect
 import contextlib
 import fractions
+import itertools
 import time
 
 import av
@@ -139,6 +140,11 @@ class Recording:
         """Wall time at which the chunk holding sample `index` (of `samples()`) arrived."""
         chunk = bisect.bisect_right(self._ends, index)
         return self._times[min(chunk, len(self._times) - 1)]
+
+    def longest_gap(self, since: float, until: float) -> float:
+        """The longest wait (s) between arrivals from wall time `since` to `until`."""
+        times = [since, *(t for t in self._times if since < t < until), until]
+        return max(later - earlier for earlier, later in itertools.pairwise(times))
 
     def onset_time(
         self, freq: float, threshold_db: float, since: float | None = None

@@ -142,6 +142,7 @@ class Services:
         stop for the whole grace period and then be cancelled (a traceback in the log);
         and a listener whose stream ends re-joins another node at once."""
         self.event_hub.close()
+        self.spaces.stopping()
         for room in self.spaces.rooms:
             room.program.live.close()
         if self.relayed_programs is not None:

@@ -188,6 +188,8 @@ class Spaces:
         self._registered: set[str] = set()
         """The node ids in the registry at the last tick: one leaving triggers a sweep."""
         self._node_urls: tuple[str, ...] = ()
+        self._stopping = False
+        """A stop was signalled: no speaker joins a stage here, no stage is taken over."""
         state.subscribe(self._on_remote_change, self._forget_cached)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -210,6 +212,12 @@ class Spaces:
             # one, ending it at its next start) joins them
             await self.rooms.close(room.space_id, finish_recording=False)
 
+    def stopping(self) -> None:
+        """A stop was signalled: from now on speakers' offers are refused here (their
+        pages offer again, and reach the origin the stages are handed to) and no stage
+        is taken over here."""
+        self._stopping = True
+
     async def _stop_ticking(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
@@ -223,6 +231,7 @@ class Spaces:
         chosen origin hears of it and starts the stage at once; speakers re-offer and
         listeners re-join by themselves. With no other origin, the spaces stay placed
         here (this node ends them at its next start, as after a crash)."""
+        self._stopping = True
         await self._stop_ticking()  # a heartbeat would register this node again
         try:
             await self._state.leave(self._node_id)
@@ -306,7 +315,7 @@ class Spaces:
         space placed on this node whose stage does not run here yet. The speakers
         re-offer and the listeners re-join by themselves (studio.js, player.js)."""
         async with self._locks.hold(space_id):
-            if self.rooms.get(space_id) is not None:
+            if self.rooms.get(space_id) is not None or self._stopping:
                 return
             if await self._state.stage_node(space_id) != self._node_id:
                 return
@@ -1075,6 +1084,8 @@ class Spaces:
                 if not await self.take_over_if_down(space_id):
                     raise
             return await self.connect_speaker(actor, space_id, offer_sdp, after_take_over=True)
+        if self._stopping:  # its stages are being handed over: the offer must go there
+            raise Conflict("this node is stopping; offer again", code="node_stopping")
         room.stage.set_muted(actor.id, stage.is_muted(actor.id))
         try:
             answer = await room.stage.connect(actor.id, offer_sdp)
