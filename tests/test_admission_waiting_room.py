@@ -617,6 +617,32 @@ def test_admissions_given_back_are_admitted_again_and_never_beyond_the_burst():
     assert sum(room.admit_unnumbered(100.0) is not None for _ in range(20)) == 8
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_many_admissions_at_once_are_exactly_as_many_single_ones(seed):
+    rng = random.Random(seed)
+    policy = QueuePolicy(rate=rng.uniform(1, 500), burst=rng.uniform(1, 800),
+                         capacity=rng.choice([0, rng.randint(1, 900)]))  # fmt: skip
+    room = WaitingRoom.open(Signer(SECRET), SPACE, 0.0, policy)
+    now = 0.0
+    for _ in range(rng.randint(0, 5)):  # some history: admissions, listeners, time
+        now += rng.uniform(0, 2)
+        room.set_load(listeners=rng.randint(0, 300))
+        for _ in range(rng.randint(0, 400)):
+            room.admit_unnumbered(now)
+    if rng.random() < 0.2:
+        room.join(now)  # maybe someone waits: then nobody is admitted on arrival
+    now += rng.uniform(0, 1)
+    wanted = rng.randint(0, 1_000)
+    one_by_one = dataclasses.replace(room, state=copy.deepcopy(room.state))
+    singles = 0
+    while singles < wanted and one_by_one.admit_unnumbered(now) is not None:
+        singles += 1
+    assert room.admit_many_unnumbered(now, wanted) == singles
+    for name in ("allowance", "in_flight", "admit_rate", "claimed"):
+        assert getattr(room.state, name) == pytest.approx(getattr(one_by_one.state, name))
+    assert room.state.normal.arrival_rate == pytest.approx(one_by_one.state.normal.arrival_rate)
+
+
 def test_retry_interval_grows_with_position_is_capped_and_spread():
     policy = QueuePolicy(rate=10.0, burst=1.0, min_retry_s=1.0, max_retry_s=60.0, jitter=0.2)
     room = WaitingRoom.open(Signer(SECRET), SPACE, 0.0, policy)

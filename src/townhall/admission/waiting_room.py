@@ -456,6 +456,30 @@ def admit_on_arrival(
     return seq
 
 
+def admit_many_on_arrival(
+    state: WaitingRoomState, policy: QueuePolicy, lane: Lane, wanted: int, listeners: int = 0
+) -> int:
+    """`admit_on_arrival` (unnumbered) ``wanted`` times at one instant, in one step:
+    how many were admitted. A stream worker's grant asks for up to thousands at once,
+    and a loop of single admissions held the origin's event loop for milliseconds.
+    Call it after `advance` to the same moment."""
+    p, n = state.priority, state.normal
+    if wanted <= 0 or p.next_seq - p.admitted_upto > _EPS or n.next_seq - n.admitted_upto > _EPS:
+        return 0
+    admitted = min(wanted, math.floor(state.allowance + _EPS))
+    if policy.capacity:
+        free = policy.capacity - listeners - state.in_flight
+        admitted = min(admitted, math.floor(free + _EPS))
+    if admitted <= 0:
+        return 0
+    state.allowance -= admitted
+    state.in_flight += admitted
+    state.admit_rate += admitted / policy.rate_tau_s
+    state.claimed += admitted
+    state.lane(lane).arrival_rate += admitted / policy.rate_tau_s
+    return admitted
+
+
 def give_back(state: WaitingRoomState, policy: QueuePolicy, admissions: int) -> None:
     """Admissions taken with `admit_on_arrival` (unnumbered) that nobody used: a stream
     worker's grant that expired before its joins came. Taken, they were paid for from the
@@ -656,6 +680,14 @@ class WaitingRoom:
             return None
         self.state.lane(lane).arrival_rate += 1.0 / self.policy.rate_tau_s
         return Admitted(-1, lane, self.state.epoch, int(now), 0.0)
+
+    def admit_many_unnumbered(self, now: float, wanted: int) -> int:
+        """`admit_unnumbered` up to ``wanted`` times at ``now``, in one step: how many
+        were admitted (see `admit_many_on_arrival`)."""
+        self.tick(now)
+        if self.paused:
+            return 0
+        return admit_many_on_arrival(self.state, self.policy, NORMAL, wanted, self.listeners)
 
     def give_back(self, now: float, admissions: int) -> None:
         """Unused admissions of `admit_unnumbered` back into the bucket (see `give_back`)."""

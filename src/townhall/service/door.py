@@ -439,9 +439,7 @@ class Door:
         room = self._room(space_id, now)
         if self._apply_load(room).action is not Action.ADMIT:
             return 0
-        granted = 0
-        while granted < want and room.admit_unnumbered(now) is not None:
-            granted += 1
+        granted = room.admit_many_unnumbered(now, want)
         self.counts["granted"] += granted
         return granted
 
