@@ -11,7 +11,7 @@ edge1 is pinned to core 0 and edge2 to core 1 (`taskset -a`, every thread). List
 client processes (bench.client: raw sockets, tickets signed with the deployment's
 secret, as a join would give them) open `--listeners` live streams straight on an edge.
 
-Per round, interleaved:
+Per round (the two loaded phases in alternating order):
 - **idle**: each edge's CPU with the program relayed and nobody listening;
 - **one node**: `--listeners` on edge1 alone; edge1's CPU;
 - **two nodes**: `--listeners` on edge1 and as many on edge2 at once; both CPUs.
@@ -135,8 +135,12 @@ async def measure(args: argparse.Namespace, cluster: Any, space: str) -> dict[st
     try:
         for index in range(args.rounds):
             idle = await cpu_percent(edges, args.seconds)
-            one = await hold({"edge1": clients["edge1"]}, edges, args.listeners, args.seconds)
-            two = await hold(clients, edges, args.listeners, args.seconds)
+            if index % 2 == 0:  # alternate which goes first: the machine drifts meanwhile
+                one = await hold({"edge1": clients["edge1"]}, edges, args.listeners, args.seconds)
+                two = await hold(clients, edges, args.listeners, args.seconds)
+            else:
+                two = await hold(clients, edges, args.listeners, args.seconds)
+                one = await hold({"edge1": clients["edge1"]}, edges, args.listeners, args.seconds)
             entry = {"idle_cpu_pct": idle, "one_node": one, "two_nodes": two}
             entry["one_capacity"] = capacity(
                 one["edge1"]["cpu_pct"], idle["edge1"], one["edge1"]["holding"], args.budget
