@@ -11,16 +11,18 @@ edge1 is pinned to core 0 and edge2 to core 1 (`taskset -a`, every thread). List
 client processes (bench.client: raw sockets, tickets signed with the deployment's
 secret, as a join would give them) open `--listeners` live streams straight on an edge.
 
-Per round, interleaved:
+Per round (the two loaded phases in alternating order):
 - **idle**: each edge's CPU with the program relayed and nobody listening;
 - **one node**: `--listeners` on edge1 alone; edge1's CPU;
 - **two nodes**: `--listeners` on edge1 and as many on edge2 at once; both CPUs.
 
 CPU per listener = (CPU - idle CPU) / listeners. A node's capacity at a fixed CPU budget
-(`--budget` % of its core) = (budget - idle) / CPU per listener. Scaling efficiency =
+(`--budget` % of its core) = (budget - idle) / CPU per listener (an extrapolation: a
+process holds at most TOWNHALL_ADMISSION_MAX_LISTENERS, below its file limit). Scaling efficiency =
 two-node capacity (edge1's + edge2's, measured together) / (2 x one-node capacity). The
 clients' late-chunk share shows whether the edges kept their beat. Figures are the
 median over rounds; everything started is stopped by PID (`scripts/cluster down`).
+`--save` adds them to bench/figures.json (`edge_scaling_efficiency`, `node_scaling`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from bench.client import Target
 from bench.clients import Clients
 from bench.cluster_rehearsal import SPEAKER_SCRIPT, SPEAKER_SETTLE_S, open_space
 from bench.cluster_script import load_cluster
+from bench.figures import FIGURES
 from bench.procstat import cpu_seconds
 
 CHUNK_MS = 500
@@ -132,8 +135,12 @@ async def measure(args: argparse.Namespace, cluster: Any, space: str) -> dict[st
     try:
         for index in range(args.rounds):
             idle = await cpu_percent(edges, args.seconds)
-            one = await hold({"edge1": clients["edge1"]}, edges, args.listeners, args.seconds)
-            two = await hold(clients, edges, args.listeners, args.seconds)
+            if index % 2 == 0:  # alternate which goes first: the machine drifts meanwhile
+                one = await hold({"edge1": clients["edge1"]}, edges, args.listeners, args.seconds)
+                two = await hold(clients, edges, args.listeners, args.seconds)
+            else:
+                two = await hold(clients, edges, args.listeners, args.seconds)
+                one = await hold({"edge1": clients["edge1"]}, edges, args.listeners, args.seconds)
             entry = {"idle_cpu_pct": idle, "one_node": one, "two_nodes": two}
             entry["one_capacity"] = capacity(
                 one["edge1"]["cpu_pct"], idle["edge1"], one["edge1"]["holding"], args.budget
@@ -162,6 +169,7 @@ async def measure(args: argparse.Namespace, cluster: Any, space: str) -> dict[st
 
 
 def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """Prints the side-by-side table and adds its figures to `result` as its summary."""
     rounds = result["rounds"]
 
     def median(values: list[float | None]) -> float:
@@ -198,6 +206,37 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     print(f"{'capacity (listeners)':<28}{one_cap:>12,.0f}{two_cap:>12,.0f}")
     efficiency = two_cap / (2 * one_cap) if one_cap else 0.0
     print(f"scaling efficiency = {two_cap:,.0f} / (2 x {one_cap:,.0f}) = {efficiency:.2f}")
+    print(
+        "(capacity extrapolates the CPU per listener to the budget; a process holds at most "
+        "TOWNHALL_ADMISSION_MAX_LISTENERS, 18,000 by default, below its file limit)"
+    )
+    result["summary"] = {
+        "cpu_pct_per_1000_one_node": round(per_1000_one, 3),
+        "cpu_pct_per_1000_two_nodes": round(per_1000_two, 3),
+        "capacity_one_node": round(one_cap),
+        "capacity_two_nodes": round(two_cap),
+        "scaling_efficiency": round(efficiency, 3),
+        "late_share_one_node": late_one,
+        "late_share_two_nodes": late_two,
+        "budget_pct_of_core": args.budget,
+        "listeners_per_node_measured": args.listeners,
+    }
+
+
+def save(result: dict[str, Any], argv: list[str]) -> None:
+    """Into bench/figures.json beside the other benches' figures (`townhall plan` sizes
+    edges linearly from listeners_per_core: this is the check that it may)."""
+    data = json.loads(FIGURES.read_text()) if FIGURES.exists() else {"figures": {}}
+    data.setdefault("figures", {})["edge_scaling_efficiency"] = result["summary"][
+        "scaling_efficiency"
+    ]
+    data["node_scaling"] = {
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "python -m bench.node_scaling " + " ".join(argv),
+        "load_avg": os.getloadavg(),
+        **result["summary"],
+    }
+    FIGURES.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=80.0, help="%% of a core per node")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--save", action="store_true", help="into bench/figures.json")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if os.cpu_count() is None or (os.cpu_count() or 0) < 2:
         parser.error("needs two cores (one per node)")
@@ -247,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
             speaker.wait(timeout=15)
         cluster_script.down(argparse.Namespace(state_dir=state_dir))
     report(args, result)
+    if args.save:
+        save(result, argv)
     if args.json is not None:
         args.json.write_text(
             json.dumps({"args": vars(args) | {"json": None}, **result}, indent=2, default=str)

@@ -611,6 +611,9 @@ class WaitingRoom:
     listeners: int = 0
     paused: bool = False
     refusals: dict[str, int] = field(default_factory=dict)
+    line_rate: float = 0.0
+    """A line shared by several nodes: the pace every node's admissions move it at
+    (townhall.service.shared_line measures it), for the ETAs. 0: this node's own rate."""
 
     @classmethod
     def open(
@@ -794,7 +797,7 @@ class WaitingRoom:
         # recovers: that is the honest ETA (the pause itself is the caller's to add, as
         # the time before the person may come back). Full, it moves as people leave:
         # at the admission rate measured lately.
-        rate = policy.rate
+        rate = max(policy.rate, self.line_rate)
         if full and not self.paused:
             rate = min(rate, _unbiased(s.admit_rate, s, policy, now))
         # In expected claims: the bucket pays q per number, so dead numbers ahead cost less.

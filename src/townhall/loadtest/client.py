@@ -537,7 +537,8 @@ class HttpClient:
 
 
 def status_kind(status: int, code: str | None = None) -> str:
-    """The report's name for an HTTP error answer: "5xx:503", "4xx:429:rate_limited"."""
+    """The report's name for an HTTP error answer: "5xx:502" (a proxy's, no JSON code),
+    "5xx:503:overloaded" (the server's own refusal names itself), "4xx:429:rate_limited"."""
     if status >= 500:
-        return f"5xx:{status}"
+        return f"5xx:{status}:{code}" if code else f"5xx:{status}"
     return f"4xx:{status}:{code or '-'}"

@@ -8,21 +8,35 @@ one call to the State; a join admitted at once (nobody in line) costs none, and 
 are answered from the room's copy, which `sync` refreshes every line tick: each node
 adds what its own admission rate granted since the last sync and takes in the other
 nodes' arrivals and admissions. The numbers of the priority lane stay per node.
+
+The line moves at the sum of the nodes' rates, not at this node's: `sync` measures the
+pace of the shared "admitted up to" (a moving average over LINE_RATE_TAU_S) and gives
+it to the room for its ETAs, so a place in line is told the wait every node's
+admissions make, and a node that dies slows the ETAs as it slows the line.
 """
 
 from __future__ import annotations
 
+import math
+import time
 import zlib
+from collections.abc import Callable
 
 from townhall.admission.waiting_room import WaitingRoom
 from townhall.state import State
 
+LINE_RATE_TAU_S = 3.0
+"""Time constant of the line's measured pace: a few line ticks' worth of admissions."""
+
 
 class SharedLine:
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, clock: Callable[[], float] = time.monotonic) -> None:
         self._state = state
+        self._clock = clock
         self._pushed: dict[str, float] = {}
         """Per space with a room here: our counter's value once the last sync was in."""
+        self._paces: dict[str, tuple[float, float, float]] = {}
+        """Per space: (when, the shared admitted-up-to then, its measured pace per s)."""
 
     @staticmethod
     def epoch(space_id: str) -> int:
@@ -44,6 +58,20 @@ class SharedLine:
         arrivals, admitted = await self._state.waiting_counters(space_id)
         room.follow(arrivals, float(admitted))
         self._pushed[space_id] = counters.admitted_upto - (own - whole)
+        room.line_rate = self._pace(space_id, admitted, waiting=arrivals > admitted)
+
+    def _pace(self, space_id: str, admitted: int, waiting: bool) -> float:
+        """Admissions per second of the whole line, averaged while anyone waits (an empty
+        line admits nobody by number and says nothing of its pace)."""
+        now = self._clock()
+        then, before, pace = self._paces.get(space_id, (now, admitted, 0.0))
+        dt = now - then
+        if dt > 0 and waiting:
+            weight = 1.0 - math.exp(-dt / LINE_RATE_TAU_S)
+            pace += weight * ((admitted - before) / dt - pace)
+        self._paces[space_id] = (now, admitted, pace)
+        return pace
 
     def forget(self, space_id: str) -> None:
         self._pushed.pop(space_id, None)
+        self._paces.pop(space_id, None)
