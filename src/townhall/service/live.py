@@ -20,6 +20,7 @@ from townhall.domain.stage import Stage
 from townhall.media import PcmFrame, ProgramSink
 from townhall.service.captions import Captions
 from townhall.service.recordings import Recordings
+from townhall.stage.metronome import Metronome
 from townhall.stage.room import StageRoom
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,11 @@ class LiveRooms:
         on_change: Callable[[str], None],
         recordings: Recordings | None = None,
         captions: Captions | None = None,
+        metronome: Metronome | None = None,
     ) -> None:
         self._settings = settings
+        self._metronome = metronome or Metronome()
+        """One 20 ms clock for every stage of the node (townhall.stage.metronome)."""
         self.recordings = recordings or Recordings(settings.recordings_dir)
         """Where rooms record, and who finishes the recordings."""
         self._captions = captions
@@ -86,6 +90,7 @@ class LiveRooms:
             self._settings.stage,
             program.push if captioner is None else both(program.push, captioner.feed),
             on_change=lambda: self._on_change(space_id),
+            metronome=self._metronome,
         )
         room = LiveRoom(space_id, stage, program, recording, captions_withheld=withheld)
         self._rooms[space_id] = room

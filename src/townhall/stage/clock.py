@@ -28,7 +28,7 @@ ERROR_LOG_EVERY = 500
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ClockStats", "FrameClock"]
+__all__ = ["ClockStats", "FrameClock", "run_tick"]
 
 
 @dataclass
@@ -86,14 +86,20 @@ class FrameClock:
             due += self._period
 
     def _tick(self) -> None:
-        self.stats.ticks += 1
-        began = time.perf_counter()
-        try:
-            self._on_tick()
-        except Exception:
-            self.stats.errors += 1
-            if self.stats.errors % ERROR_LOG_EVERY == 1:
-                logger.exception("stage tick failed (%d failures so far)", self.stats.errors)
-        spent = time.perf_counter() - began
-        self.stats.total_tick_s += spent
-        self.stats.max_tick_s = max(self.stats.max_tick_s, spent)
+        run_tick(self._on_tick, self.stats)
+
+
+def run_tick(on_tick: Callable[[], None], stats: ClockStats) -> None:
+    """One tick, timed and counted in `stats`; a failure is logged (sparingly), not raised,
+    so the clock keeps time."""
+    stats.ticks += 1
+    began = time.perf_counter()
+    try:
+        on_tick()
+    except Exception:
+        stats.errors += 1
+        if stats.errors % ERROR_LOG_EVERY == 1:
+            logger.exception("stage tick failed (%d failures so far)", stats.errors)
+    spent = time.perf_counter() - began
+    stats.total_tick_s += spent
+    stats.max_tick_s = max(stats.max_tick_s, spent)

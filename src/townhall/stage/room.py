@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from townhall.config import StageSettings
 from townhall.media import PcmFrame, ProgramSink, silence
 from townhall.stage.clock import ClockStats, FrameClock
+from townhall.stage.metronome import Metronome
 from townhall.stage.mixer import mix
 from townhall.stage.offer import InvalidOffer, validate_offer
 from townhall.stage.speaker import ENDED_STATES, Speaker, SpeakerStats
@@ -51,6 +52,9 @@ class StageRoom:
 
     ICE host addresses are process-wide: the composition root calls
     `townhall.stage.ice.use_host_addresses(settings.ice_host_addresses)` once at start-up.
+
+    With a `metronome` (the node's, see metronome.py) the room ticks on its beat;
+    without one it runs a clock of its own.
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class StageRoom:
         settings: StageSettings,
         program: ProgramSink,
         on_change: Callable[[], None] | None = None,
+        metronome: Metronome | None = None,
     ) -> None:
         self.space_id = space_id
         self._settings = settings
@@ -68,7 +73,7 @@ class StageRoom:
         self._muted: set[str] = set()
         self._connected: frozenset[str] = frozenset()
         self._detector = SpeakingDetector(settings.speaking_threshold_dbfs)
-        self._clock = FrameClock(self._tick)
+        self._clock = FrameClock(self._tick) if metronome is None else metronome.beat(self._tick)
         self._closing: set[asyncio.Task[None]] = set()
         self._disconnects: dict[str, int] = {}  # per user: how many disconnect() calls so far
         self._stopped = False
