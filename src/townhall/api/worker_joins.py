@@ -27,6 +27,8 @@ from townhall.domain.errors import DomainError
 from townhall.edge.joins import ADMISSIONS_PATH
 from townhall.edge.relay_token import HEADER as RELAY_HEADER_NAME
 from townhall.edge.relay_token import RelayRefused, check_relay_token
+from townhall.nodes.roles import EDGE
+from townhall.service.listener_nodes import StreamBases
 
 if TYPE_CHECKING:
     from townhall.services import Services
@@ -75,7 +77,9 @@ def _count(body: dict[str, Any], name: str) -> int:
 async def grant_admissions(services: Services, request: Request) -> Response:
     """POST /internal/admissions ``{"space_id", "want", "joins", "returned"}`` from a
     stream worker:
-    ``{"granted", "valid_s", "ticket_ttl_s", "stage_url", "limits"}`` (``limits``: the
+    ``{"granted", "valid_s", "ticket_ttl_s", "stage_url", "hls_url", "limits"}``
+    (``stage_url``/``hls_url``: where the listeners go, as a join here would send them,
+    None for this node; ``limits``: the
     worker's per-address and per-prefix ``[rate, burst]``, or None when off). ``joins`` is how many
     joins it answered itself since its last request (counted as the door's own);
     ``returned`` the admissions of its grants that expired unused (back to the budget)."""
@@ -96,10 +100,11 @@ async def grant_admissions(services: Services, request: Request) -> Response:
         return _error(422, "bad_grant_request", str(bad))
     spaces = services.spaces
     granted = 0
-    stage_url = None
+    bases = StreamBases(None, None)
     try:
         (await spaces.record(space_id)).require_live("join")
-        stage_url = await spaces.stage_url(space_id)
+        if services.settings.role != EDGE:  # an edge's workers serve its own relay
+            bases = await services.listener_nodes.bases(space_id)
         granted = services.door.grant(space_id, want, joins, returned)
     except DomainError:  # not live (or gone): the worker forwards, the join says why
         services.door.grant(space_id, 0, joins, returned)
@@ -108,7 +113,8 @@ async def grant_admissions(services: Services, request: Request) -> Response:
         "granted": granted,
         "valid_s": GRANT_VALID_S,
         "ticket_ttl_s": services.settings.ticket_ttl_s,
-        "stage_url": stage_url,
+        "stage_url": bases.live,
+        "hls_url": bases.hls,
         "limits": None if limits is None else [[spec.rate, spec.burst] for spec in limits],
     }
     return JSONResponse(answer, headers={"cache-control": "no-store"})

@@ -87,6 +87,9 @@ class Grant:
     """Joins answered here since the last grant request (reported with the next)."""
     ticket_ttl_s: float = 300.0
     stage_url: str | None = None
+    """Where the grant's listeners stream when not here (another node); None: here."""
+    hls_url: str | None = None
+    """Where their HLS playlist is, when not on `stage_url` or here."""
     asking: bool = False
     next_ask: float = 0.0
     """After a refused grant, no new request before this (time.monotonic())."""
@@ -173,7 +176,8 @@ class WorkerJoins:
         )
         answer: dict[str, Any] = {"ticket": ticket.token, "expires_at": ticket.expires_at}
         base = grant.stage_url or self._live_base(host)
-        add_stream_urls(answer, space_id, base, grant.stage_url or self.public_url, self.opus)
+        hls = grant.hls_url or grant.stage_url or self.public_url
+        add_stream_urls(answer, space_id, base, hls, self.opus)
         return JSON_ENCODER.encode(answer).encode("utf-8")
 
     def _ask_soon(self, space_id: str, grant: Grant, want: int) -> None:
@@ -284,12 +288,13 @@ class WorkerJoins:
             valid_s = float(document.get("valid_s", 0.0))
             ttl = float(document.get("ticket_ttl_s", grant.ticket_ttl_s))
             stage_url = document.get("stage_url")
+            hls_url = document.get("hls_url")
             self._follow_limits(document.get("limits"))
         except (OriginUnreachable, ValueError, TypeError, AttributeError) as exc:
             self.stats.grant_failures += 1
             grant.answered += answered
             log.debug("grant for %s failed: %r", space_id, exc)
-            granted, valid_s, ttl, stage_url = 0, 0.0, grant.ticket_ttl_s, None
+            granted, valid_s, ttl, stage_url, hls_url = 0, 0.0, grant.ticket_ttl_s, None, None
         finally:
             grant.asking = False
         self.stats.grants += 1
@@ -303,6 +308,7 @@ class WorkerJoins:
             grant.until = now + valid_s
             grant.ticket_ttl_s = ttl
             grant.stage_url = stage_url if isinstance(stage_url, str) and stage_url else None
+            grant.hls_url = hls_url if isinstance(hls_url, str) and hls_url else None
             self._arm_expiry(space_id, grant)
         else:
             grant.want = MIN_WANT
