@@ -9,7 +9,6 @@ is refused by its HMAC alone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import zlib
@@ -127,6 +126,7 @@ class Door:
         self._rooms: dict[str, WaitingRoom] = {}
         self.counts: Counter[str] = Counter()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self._events = events or Events()
         self._state = state
         self._line = line
@@ -144,18 +144,22 @@ class Door:
             self._tasks.append(asyncio.create_task(self._sync_lines_forever(), name="door-lines"))
 
     async def stop(self) -> None:
+        """Ends the door's loops. Each also ends at its next turn once `_stopping` is set:
+        a cancel that lands inside a state call can be lost by the client library (seen
+        with Redis: a node that had taken over a space never finished its shutdown)."""
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for ended in await asyncio.gather(*self._tasks, return_exceptions=True):
+            if isinstance(ended, Exception):
+                log.error("a door loop had failed: %r", ended)
         self._tasks.clear()
 
     async def _sync_lines_forever(self) -> None:
         """Every LINE_TICK_S, each line here takes in the other nodes' arrivals and
         admissions and adds its own (O(live spaces) calls to the state, none per join)."""
         assert self._line is not None
-        while True:
+        while not self._stopping:
             await asyncio.sleep(LINE_TICK_S)
             for space_id, room in list(self._rooms.items()):
                 try:
@@ -169,7 +173,7 @@ class Door:
         holds up the lag probe or the lines."""
         assert self._state is not None
         by_name = {name: on for on, name in ATTACK_MODES.items()}
-        while True:
+        while not self._stopping:
             await asyncio.sleep(HOUSEKEEPING_S)
             try:
                 mode = await self._state.attack_mode()
@@ -183,7 +187,7 @@ class Door:
         loop = asyncio.get_running_loop()
         next_housekeeping = loop.time() + HOUSEKEEPING_S
         next_line_tick = loop.time() + LINE_TICK_S
-        while True:
+        while not self._stopping:
             scheduled = loop.time() + LAG_PROBE_S
             self.lag.expect_wake(time.monotonic() + LAG_PROBE_S)
             await asyncio.sleep(LAG_PROBE_S)
