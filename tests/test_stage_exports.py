@@ -11,6 +11,7 @@ from townhall.stage import StageRoom
 def test_exported_names() -> None:
     assert sorted(townhall.stage.__all__) == [
         "InvalidOffer",
+        "Metronome",
         "RoomStats",
         "StageRoom",
         "StageUnavailable",
@@ -22,7 +23,7 @@ def test_exported_names() -> None:
 
 def test_room_contract() -> None:
     params = list(inspect.signature(StageRoom.__init__).parameters)
-    assert params == ["self", "space_id", "settings", "program", "on_change"]
+    assert params == ["self", "space_id", "settings", "program", "on_change", "metronome"]
     for name in ("start", "stop", "connect", "disconnect"):
         assert inspect.iscoroutinefunction(getattr(StageRoom, name)), name
     for name in ("set_muted", "speaking"):

@@ -20,8 +20,7 @@ from townhall.domain.stage import Stage
 from townhall.media import PcmFrame, ProgramSink
 from townhall.service.captions import Captions
 from townhall.service.recordings import Recordings
-from townhall.stage.metronome import Metronome
-from townhall.stage.room import StageRoom
+from townhall.stage import Metronome, StageRoom
 
 log = logging.getLogger(__name__)
 
