@@ -10,12 +10,13 @@ DATA_DIR ?= ./var
 .PHONY: run test test-backends test-tools deps system-deps lint bench clean
 
 # The Python packages go in through uv (same PyPI, resolved and installed in parallel:
-# a fresh venv in well under half pip's time); pip only brings uv into the venv.
+# a fresh venv in well under half pip's time); pip only brings uv into the venv, and
+# installs the packages itself where uv cannot (uv reads no pip.conf: a private index).
 # Nothing is reinstalled while the venv is newer than pyproject.toml.
 $(BIN)/townhall: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q uv
-	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[test]'
+	( $(BIN)/pip install -q uv && $(BIN)/uv pip install -q --python $(BIN)/python -e '.[test]' ) \
+		|| $(BIN)/pip install -q -e '.[test]'
 	@touch $@
 
 deps: $(BIN)/townhall
