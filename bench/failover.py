@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shutil
 import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -254,39 +255,50 @@ def _sigterm(node: RunningServer) -> None:
 
 def _cluster_rounds(mode: str, rounds: int) -> list[dict[str, float]]:
     results: list[dict[str, float]] = []
+    with _backends() as (root, redis, postgres):
+        for n in range(rounds):
+            figures: dict[str, float] = {}
+            stops = {"kill": RunningServer.kill_hard, "term": _sigterm}
+            for name, stop in stops.items() if mode == "origin" else [("edge", None)]:
+                workdir = root / f"round-{n}-{name}"
+                env = {
+                    "TOWNHALL_SECRET": SECRET,
+                    "TOWNHALL_ADMIN_TOKEN": ADMIN_TOKEN,
+                    "TOWNHALL_SHARED_RECORDINGS": str(workdir / "recordings"),
+                }
+                origins = 2 if mode == "origin" else 1
+                database = postgres.url(postgres.create_database())
+                with running_cluster(
+                    workdir, redis.fresh_url(), database, origins=origins, **env
+                ) as cluster:
+                    if stop is None:
+                        figures.update(asyncio.run(_edge_round(cluster)))
+                    else:
+                        each = asyncio.run(_origin_round(cluster, stop))
+                        figures.update({f"{name}: {k}": v for k, v in each.items()})
+            _print_round(n, figures)
+            results.append(figures)
+    return results
+
+
+@contextlib.contextmanager
+def _backends() -> Iterator[tuple[Path, RedisServer, PostgresServer]]:
+    """A temporary directory, a private redis-server and PostgreSQL, for every round."""
     with tempfile.TemporaryDirectory(prefix="bench-failover-") as tmp:
         root = Path(tmp)
         redis = RedisServer(root)
         redis.start()
         postgres = start_postgres()
         try:
-            for n in range(rounds):
-                figures: dict[str, float] = {}
-                stops = {"kill": RunningServer.kill_hard, "term": _sigterm}
-                for name, stop in stops.items() if mode == "origin" else [("edge", None)]:
-                    workdir = root / f"round-{n}-{name}"
-                    env = {
-                        "TOWNHALL_SECRET": SECRET,
-                        "TOWNHALL_ADMIN_TOKEN": ADMIN_TOKEN,
-                        "TOWNHALL_SHARED_RECORDINGS": str(workdir / "recordings"),
-                    }
-                    origins = 2 if mode == "origin" else 1
-                    database = postgres.url(postgres.create_database())
-                    with running_cluster(
-                        workdir, redis.fresh_url(), database, origins=origins, **env
-                    ) as cluster:
-                        if stop is None:
-                            figures.update(asyncio.run(_edge_round(cluster)))
-                        else:
-                            each = asyncio.run(_origin_round(cluster, stop))
-                            figures.update({f"{name}: {k}": v for k, v in each.items()})
-                print(f"round {n + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()))
-                results.append(figures)
+            yield root, redis, postgres
         finally:
             postgres.stop()
             shutil.rmtree(postgres.root, ignore_errors=True)
             redis.stop()
-    return results
+
+
+def _print_round(n: int, figures: dict[str, float]) -> None:
+    print(f"round {n + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()))
 
 
 def _pair(workdir: Path, env: dict[str, str]) -> tuple[RunningServer, RunningServer]:
@@ -308,33 +320,24 @@ def main() -> None:
         _report(_cluster_rounds(args.mode, args.rounds), args.rounds)
         return
     results: list[dict[str, float]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-failover-") as tmp:
-        root = Path(tmp)
-        redis = RedisServer(root)
-        redis.start()
-        postgres = start_postgres()
-        try:
-            for n in range(args.rounds):
-                workdir = root / f"round-{n}"
-                env = _env(redis, postgres, workdir / "recordings")
-                a, b = _pair(workdir, env)
-                try:
-                    figures = asyncio.run(_prodded_round(a, b))
-                finally:
-                    stop_server(b)
-                    stop_server(a)
-                a, b = _pair(workdir / "hb", _env(redis, postgres, workdir / "hb-rec"))
-                try:
-                    figures["heartbeat_path_s"] = asyncio.run(_heartbeat_round(a, b))
-                finally:
-                    stop_server(b)
-                    stop_server(a)
-                print(f"round {n + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()))
-                results.append(figures)
-        finally:
-            postgres.stop()
-            shutil.rmtree(postgres.root, ignore_errors=True)
-            redis.stop()
+    with _backends() as (root, redis, postgres):
+        for n in range(args.rounds):
+            workdir = root / f"round-{n}"
+            env = _env(redis, postgres, workdir / "recordings")
+            a, b = _pair(workdir, env)
+            try:
+                figures = asyncio.run(_prodded_round(a, b))
+            finally:
+                stop_server(b)
+                stop_server(a)
+            a, b = _pair(workdir / "hb", _env(redis, postgres, workdir / "hb-rec"))
+            try:
+                figures["heartbeat_path_s"] = asyncio.run(_heartbeat_round(a, b))
+            finally:
+                stop_server(b)
+                stop_server(a)
+            _print_round(n, figures)
+            results.append(figures)
     _report(results, args.rounds)
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -100,6 +101,37 @@ class LoopThread:
         self.loop.close()
 
 
+@dataclass(frozen=True)
+class AcrossAKill:
+    advanced_s: float
+    """From the kill until the page had played ADVANCE_S more."""
+    stalled_s: float
+    """Wall time minus audio played since the kill: how long the page was silent."""
+    after: dict[str, Any]
+    """The player's state then."""
+
+
+def play_across_a_kill(
+    page: Any, kill: Callable[[], None], then: Callable[[], None] = lambda: None
+) -> AcrossAKill:
+    """Kills the node the page streams from (`kill`), does `then` (a speaker offers
+    again), and waits until the page has played ADVANCE_S past the kill."""
+    at_kill = player_state(page)
+    kill()
+    killed = time.monotonic()
+    then()
+    page.wait_for_function(
+        "(t) => window.townhallPlayer.audio.currentTime >= t",
+        arg=at_kill["currentTime"] + ADVANCE_S,
+        timeout=WATCH_S * 1000,
+        polling=50,
+    )
+    advanced_s = time.monotonic() - killed
+    after = player_state(page)
+    stalled_s = advanced_s - (after["currentTime"] - at_kill["currentTime"])
+    return AcrossAKill(advanced_s, stalled_s, after)
+
+
 def test_a_listen_page_keeps_playing_across_the_kill_of_its_stream_node(
     new_page, origins: tuple[RunningServer, RunningServer]
 ) -> None:
@@ -114,13 +146,9 @@ def test_a_listen_page_keeps_playing_across_the_kill_of_its_stream_node(
             b.post("/api/spaces", json={"title": "Across a kill"}, headers=host.headers)
         )
         space_id = created.json()["id"]
-        started = loop.run(
-            a.post(f"/api/spaces/{space_id}/start", headers=host.headers)
-        )
+        started = loop.run(a.post(f"/api/spaces/{space_id}/start", headers=host.headers))
         assert started.status_code == 200, started.text
-        speaker = loop.run(
-            offer_until_accepted(b, space_id, host, TONE_HZ, BACK_WITHIN_S)
-        )
+        speaker = loop.run(offer_until_accepted(b, space_id, host, TONE_HZ, BACK_WITHIN_S))
 
         page = new_page()
         streams: list[str] = []
@@ -132,32 +160,21 @@ def test_a_listen_page_keeps_playing_across_the_kill_of_its_stream_node(
         before = median_spectrum(page, TONE_HZ, reads=3, interval_ms=200)
         assert before.tone_db > MIN_TONE_DB, before
 
-        at_kill = player_state(page)
-        node_a.kill_hard()
-        killed = time.monotonic()
-        loop.run(speaker.close())
-        speaker = loop.run(
-            offer_until_accepted(b, space_id, host, TONE_HZ, BACK_WITHIN_S)
-        )
-        page.wait_for_function(
-            "(t) => window.townhallPlayer.audio.currentTime >= t",
-            arg=at_kill["currentTime"] + ADVANCE_S,
-            timeout=WATCH_S * 1000,
-            polling=50,
-        )
-        advanced_at = time.monotonic()
-        after = player_state(page)
-        # Wall time minus audio played since the kill: how long the page was silent.
-        stalled_s = (advanced_at - killed) - (after["currentTime"] - at_kill["currentTime"])
+        def speaker_offers_again() -> None:
+            nonlocal speaker
+            loop.run(speaker.close())
+            speaker = loop.run(offer_until_accepted(b, space_id, host, TONE_HZ, BACK_WITHIN_S))
+
+        across = play_across_a_kill(page, node_a.kill_hard, speaker_offers_again)
         heard = median_spectrum(page, TONE_HZ, reads=6, interval_ms=250)
         print(
             f"\nA killed -> the page played {ADVANCE_S:.0f} s more after "
-            f"{advanced_at - killed:.1f} s: silent for {stalled_s:.1f} s; tone "
+            f"{across.advanced_s:.1f} s: silent for {across.stalled_s:.1f} s; tone "
             f"{heard.tone_db:.1f} dBFS at {heard.peak_hz:.0f} Hz; streams: {streams}"
         )
-        assert stalled_s < STALL_MAX_S
+        assert across.stalled_s < STALL_MAX_S
         assert not streams[-1].startswith(node_a.url), "the page re-joined elsewhere"
-        assert after["state"] == "playing", after
+        assert across.after["state"] == "playing", across.after
         assert heard.tone_db > MIN_TONE_DB
         assert abs(heard.peak_hz - TONE_HZ) < PEAK_TOLERANCE_HZ
     finally:
