@@ -9,15 +9,14 @@ the window (3 s here) has passed.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from cluster import within
 from conftest import RunningServer, start_server, stop_server
 from http_helpers import live_space, sign_up
 
@@ -35,19 +34,6 @@ def hls_server(tmp_path: Path) -> Iterator[RunningServer]:
         yield running
     finally:
         stop_server(running)
-
-
-async def _until(
-    seconds: float, probe: Callable[[], Awaitable[dict[str, Any]]], accept: Callable[[Any], bool]
-) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds} s; last seen: {value!r}")
-        await asyncio.sleep(0.1)
 
 
 async def test_hls_pollers_are_listeners_and_the_peak_is_kept_after_the_end(
@@ -70,9 +56,9 @@ async def test_hls_pollers_are_listeners_and_the_peak_is_kept_after_the_end(
             return (await http.get(f"/api/spaces/{space_id}")).json()
 
         await poll(PLAYERS)
-        seen = await _until(COUNTED_S, snapshot, lambda s: s["listeners"] == 3)
+        seen = await within(COUNTED_S, snapshot, lambda s: s["listeners"] == 3)
         assert seen["peak_listeners"] == 3
-        seen = await _until(COUNTED_S + WINDOW_S, snapshot, lambda s: s["listeners"] == 2)
+        seen = await within(COUNTED_S + WINDOW_S, snapshot, lambda s: s["listeners"] == 2)
         assert seen["peak_listeners"] == 3, "the third stopped: the peak stays"
 
         ended = await http.post(f"/api/spaces/{space_id}/end", headers=host.headers)
