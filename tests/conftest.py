@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -48,10 +49,33 @@ SERVER_START_TIMEOUT_S = 90.0
 """Generous: at load 24 on the shared 2-core machine, starting took more than 30 s."""
 
 
-def free_port() -> int:
+SERVER_PORTS = range(20_000, 32_000)
+"""Below the kernel's ephemeral range (32768-60999 here), where no outgoing connection
+can take a port between its pick and its use: a node's stream workers default to its
+port + 1, which an ephemeral client port once held (the fuzz test's worker could not
+bind in CI)."""
+_handed_out: set[int] = set()
+_pick = random.SystemRandom()
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A port free now, and its next one too, never handed out before in this run."""
+    for _ in range(1_000):
+        port = _pick.choice(SERVER_PORTS)
+        if {port, port + 1} & _handed_out or not (_bindable(port) and _bindable(port + 1)):
+            continue
+        _handed_out.update((port, port + 1))
+        return port
+    raise RuntimeError("no free pair of ports below the ephemeral range")
 
 
 @pytest.fixture

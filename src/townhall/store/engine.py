@@ -17,6 +17,8 @@ The store's operations are plain synchronous functions over a SQLAlchemy
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +38,8 @@ POSTGRESQL_SCHEMES = ("postgresql", "postgres")
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 """How long a writer waits for another process's lock before failing (sqlite3's timeout)."""
+WAL_SWITCH_RETRY_S = 0.02
+"""Pause between attempts to switch a new database to WAL while another writes."""
 
 PG_CONNECT_TIMEOUT_S = 3.0
 """A connection attempt to PostgreSQL gives up after this (then 503, not a hang)."""
@@ -84,9 +88,30 @@ class Runner(Protocol):
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
+    try:
+        _switch_to_wal(cursor)
+        for pragma in ("synchronous=NORMAL", "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+    finally:
+        cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """WAL once per database file (it persists), waiting for other writers meanwhile.
+
+    Switching needs an exclusive lock, and SQLite answers "database is locked" at once,
+    without its busy handler, while another connection holds a write lock: nodes that
+    start together on a new database (one migrating while another connects) failed so.
+    So the switch is retried until the busy timeout."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(WAL_SWITCH_RETRY_S)
 
 
 class SqliteRunner:
