@@ -24,7 +24,6 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from townhall.stage.arrival import ArrivalOrderBuffer, decode_on_arrival
-from townhall.stage.audio_level import use_fast_audio_level
 from townhall.stage.inline_decode import InlineDecoder, decode_inline
 from townhall.stage.jitter import JitterQueue, JitterStats, Reframer
 from townhall.stage.offer import OPUS_MIME, InvalidOffer
@@ -61,7 +60,6 @@ class Speaker:
         on_state: Callable[[Speaker], None],
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
     ) -> None:
-        use_fast_audio_level()  # aiortc's own costs ~0.5 ms per frame sent (audio_level.py)
         self.user_id = user_id
         self.timed_out = False
         self._connect_timeout_s = connect_timeout_s
