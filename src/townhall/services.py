@@ -231,7 +231,7 @@ def build_services(
         settings.clips,
         directory=settings.clips_dir,
         live_window_s=settings.audio.clip_window_s,
-        node_id=node_id_for(settings.node_url),
+        node_id=node_id,
         peers=peers,
         nodes=state,
     )

@@ -34,7 +34,13 @@ from starlette.types import Message, Receive, Scope, Send
 from townhall.api.auth import optional_user
 from townhall.api.bodies import parse_model
 from townhall.api.errors import RequestError, domain_error, unexpected_error
-from townhall.api.listening import add_stream_urls, join_fields, live_base, refuse_if_removed
+from townhall.api.listening import (
+    add_stream_urls,
+    join_fields,
+    listener_bases,
+    live_base,
+    refuse_if_removed,
+)
 from townhall.api.models import JoinRequest
 from townhall.api.paths import check_space_id
 from townhall.api.spaces import SNAPSHOT_CACHE_CONTROL
@@ -241,10 +247,8 @@ class ListenerFastPath:
         body = await _read_optional_json(scope, receive, settings.http.max_body_bytes)
         answer = await door.join(space_id, user, body)
         if "ticket" in answer:
-            rejoin = "ticket" in body  # a stream dropped: is its node dead?
-            if rejoin:
-                await spaces.stream_dropped(space_id)
-            bases = await self.services.listener_nodes.bases(space_id, rejoin)
+            rejoin = body.get("ticket") is not None  # as door.join and the route read it
+            bases = await listener_bases(self.services, space_id, rejoin)
             base = bases.live or self.live_base(scope, settings)
             add_stream_urls(answer, space_id, settings, base, bases.hls)
         content = JSON_ENCODER.encode(answer).encode("utf-8")

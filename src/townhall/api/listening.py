@@ -32,6 +32,7 @@ from townhall.domain.spaces import User
 from townhall.edge.relay_token import HEADER as RELAY_HEADER
 from townhall.edge.relay_token import RelayRefused, check_relay_token
 from townhall.service.door import Door
+from townhall.service.listener_nodes import StreamBases
 from townhall.service.spaces import Spaces
 
 if TYPE_CHECKING:
@@ -60,13 +61,18 @@ async def join(services: Services, request: Request) -> Response:
     body = await read_model(request, JoinRequest, settings.http.max_body_bytes, optional=True)
     answer = await door.join(space_id, user, join_fields(body))
     if "ticket" in answer:
-        rejoin = body.ticket is not None  # a stream dropped: is its node dead?
-        if rejoin:
-            await spaces.stream_dropped(space_id)
-        bases = await services.listener_nodes.bases(space_id, rejoin)
+        bases = await listener_bases(services, space_id, rejoin=body.ticket is not None)
         base = bases.live or live_base(request, settings)
         add_stream_urls(answer, space_id, settings, base, bases.hls)
     return JSONResponse(answer, headers={"cache-control": "no-store"})
+
+
+async def listener_bases(services: Services, space_id: str, rejoin: bool) -> StreamBases:
+    """Where a join answer sends its listener. `rejoin`: the join brought a ticket back,
+    so the listener's stream dropped: first find out whether the stage's node died."""
+    if rejoin:
+        await services.spaces.stream_dropped(space_id)
+    return await services.listener_nodes.bases(space_id, rejoin)
 
 
 def join_fields(body: JoinRequest) -> dict[str, Any]:
